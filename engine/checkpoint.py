@@ -1,0 +1,198 @@
+"""Checkpoint and compaction plans: write the segments, compute the next manifest.
+
+Both run under the database's checkpoint lock and leave installing the
+manifest to the caller (``engine/database.py``), which then deletes the files
+the plan made obsolete. A failure while writing removes what the plan wrote;
+a crash leaves unlisted segments, removed at the next open. The manifest is
+the commit point of both.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import segment
+from engine.fileio import IO
+from engine.manifest import Manifest, SegmentInfo, TableEntry
+from engine.memtable import Memtable
+from engine.merge import upsert_merge
+from engine.schema import TableSchema
+from engine.settings import Settings
+
+
+@dataclass
+class CheckpointReport:
+    database: str
+    reason: str
+    skipped: bool = False
+    lsn: int = 0
+    rows: int = 0
+    tables: int = 0
+    segments_written: int = 0
+    bytes_written: int = 0
+    wal_rotated: bool = False
+    wal_bytes_removed: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CompactionReport:
+    database: str
+    partitions: int = 0
+    segments_before: int = 0
+    segments_after: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class CheckpointPlan:
+    manifest: Manifest
+    written: list[SegmentInfo] = field(default_factory=list)
+    obsolete_files: list[str] = field(default_factory=list)
+    rows: int = 0
+
+    def report(
+        self, database: str, reason: str, rotated: bool, wal_removed: int, seconds: float
+    ) -> CheckpointReport:
+        return CheckpointReport(
+            database=database,
+            reason=reason,
+            lsn=self.manifest.checkpoint_lsn,
+            rows=self.rows,
+            tables=len({s.file.split("/")[1] for s in self.written}),
+            segments_written=len(self.written),
+            bytes_written=sum(s.bytes for s in self.written),
+            wal_rotated=rotated,
+            wal_bytes_removed=wal_removed,
+            seconds=seconds,
+        )
+
+
+def plan_checkpoint(
+    db_dir: Path,
+    old: Manifest,
+    catalog: dict[str, TableSchema],
+    hidden: set[str],
+    settings: Settings,
+    pending: list[Memtable],
+    lsn: int,
+    next_txn: int,
+) -> CheckpointPlan:
+    """Write ``pending`` memtables as segments; the manifest that would list them."""
+    manifest = Manifest(
+        database=old.database,
+        settings=settings,
+        checkpoint_lsn=lsn,
+        next_txn=next_txn,
+        next_segment=old.next_segment,
+    )
+    plan = CheckpointPlan(manifest)
+    try:
+        for name, schema in catalog.items():
+            previous = old.tables.get(name)
+            keep = [] if previous is None or name in hidden else list(previous.segments)
+            batches = [b for memtable in pending for b in memtable.batches.get(name, [])]
+            if batches:
+                keep += _write_table(db_dir, plan, name, upsert_merge(batches, schema, settings.precision), settings)
+            manifest.tables[name] = TableEntry(schema.copy(), keep)
+    except BaseException:
+        IO.remove_many(db_dir / s.file for s in plan.written)
+        raise
+    for name, entry in old.tables.items():
+        if name not in catalog or name in hidden:
+            plan.obsolete_files += [s.file for s in entry.segments]
+    return plan
+
+
+def _write_table(
+    db_dir: Path, plan: CheckpointPlan, table: str, rows: Any, settings: Settings
+) -> list[SegmentInfo]:
+    infos = []
+    for partition, part in segment.split_by_partition(rows, settings.partition_units).items():
+        file_id = plan.manifest.next_segment
+        plan.manifest.next_segment += 1
+        info = segment.write(db_dir, segment.segment_path(table, partition, file_id), partition, file_id, part)
+        plan.written.append(info)
+        plan.rows += info.rows
+        infos.append(info)
+    return infos
+
+
+@dataclass
+class CompactionPlan:
+    manifest: Manifest
+    merged: list[tuple[str, int]] = field(default_factory=list)
+    inputs: list[SegmentInfo] = field(default_factory=list)
+    written: list[SegmentInfo] = field(default_factory=list)
+
+    @property
+    def obsolete_files(self) -> list[str]:
+        return [s.file for s in self.inputs]
+
+    def report(self, database: str, seconds: float) -> CompactionReport:
+        return CompactionReport(
+            database=database,
+            partitions=len(self.merged),
+            segments_before=len(self.inputs),
+            segments_after=len(self.written),
+            bytes_before=sum(s.bytes for s in self.inputs),
+            bytes_after=sum(s.bytes for s in self.written),
+            rows=sum(s.rows for s in self.written),
+            seconds=seconds,
+        )
+
+
+def plan_compaction(db_dir: Path, old: Manifest, min_segments: int) -> CompactionPlan:
+    """Merge each partition with at least ``min_segments`` segments into one."""
+    manifest = Manifest(
+        database=old.database,
+        settings=old.settings,
+        checkpoint_lsn=old.checkpoint_lsn,
+        next_txn=old.next_txn,
+        next_segment=old.next_segment,
+    )
+    plan = CompactionPlan(manifest)
+    try:
+        for name, entry in old.tables.items():
+            manifest.tables[name] = TableEntry(entry.schema.copy(), _compact_table(db_dir, plan, name, entry, min_segments))
+    except BaseException:
+        IO.remove_many(db_dir / s.file for s in plan.written)
+        raise
+    return plan
+
+
+def _compact_table(
+    db_dir: Path, plan: CompactionPlan, table: str, entry: TableEntry, min_segments: int
+) -> list[SegmentInfo]:
+    by_partition: dict[int, list[SegmentInfo]] = defaultdict(list)
+    for info in entry.segments:
+        by_partition[info.partition].append(info)
+    kept: list[SegmentInfo] = []
+    precision = plan.manifest.settings.precision
+    for partition, infos in sorted(by_partition.items()):
+        if len(infos) < min_segments:
+            kept += infos
+            continue
+        infos.sort(key=lambda s: s.seq)
+        rows = upsert_merge([segment.read(db_dir, s) for s in infos], entry.schema, precision)
+        file_id = plan.manifest.next_segment
+        plan.manifest.next_segment += 1
+        # The merged segment takes the newest input's seq: later checkpoints still win over it.
+        merged = segment.write(db_dir, segment.segment_path(table, partition, file_id), partition, infos[-1].seq, rows)
+        plan.written.append(merged)
+        plan.inputs += infos
+        plan.merged.append((table, partition))
+        kept.append(merged)
+    return kept

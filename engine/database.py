@@ -1,0 +1,582 @@
+"""An open database: the write path, checkpoints, compaction and reads.
+
+One process at a time opens a database for writing (the writer lock); any
+number open it read-only, which replays the WAL in memory without touching a
+file. Threads of the writing process share the object: writes are serialised
+by ``_write_lock`` (append to the WAL, apply to the memtable), fsyncs are
+shared through group commit, and checkpoints/compactions hold ``_ckpt_lock``
+while they write segments outside the write lock, so writers are blocked only
+for the WAL rotation.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from engine import manifest as manifest_format
+from engine import segment, wal
+from engine.checkpoint import CheckpointReport, CompactionReport, plan_checkpoint, plan_compaction
+from engine.errors import (
+    EngineError,
+    InvalidArgument,
+    NotFound,
+    StorageError,
+)
+from engine.fileio import IO
+from engine.groupcommit import GroupCommit
+from engine.lock import WriterLock
+from engine.manifest import Manifest
+from engine.memtable import Memtable
+from engine.merge import upsert_merge
+from engine.recovery import RecoveryReport, ReplayState, WalGap, replay
+from engine.rows import normalize_rows, prefilter
+from engine.schema import TableSchema, split_columns
+from engine.settings import Settings, WalLevel, validate_name
+
+# Checkpoint triggers besides the interval; tests and benchmarks may lower them.
+WAL_MAX_BYTES = 64 * 1024 * 1024
+MEMTABLE_MAX_BYTES = 256 * 1024 * 1024
+# A partition with more segments than this is compacted in the background.
+COMPACT_TRIGGER = 8
+
+
+@dataclass
+class Batch:
+    """Rows for one table: ``ts`` plus the named ``tags`` plus fields."""
+
+    table: str
+    rows: pa.Table
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    txn: int
+    lsn: int
+    rows: int
+    durable: bool
+
+
+@dataclass(frozen=True)
+class View:
+    """A consistent read snapshot: the manifest plus what the memtables hold."""
+
+    manifest: Manifest
+    catalog: dict[str, TableSchema]
+    settings: Settings
+    memtables: list[Memtable]
+    hidden_tables: frozenset[str]
+    last_lsn: int
+
+
+class Database:
+    def __init__(self, db_dir: Path, name: str, state: ReplayState, *, writable: bool) -> None:
+        self.dir = db_dir
+        self.name = name
+        self.writable = writable
+        self.recovery: RecoveryReport = state.report
+        self._manifest = state.manifest
+        self._catalog = state.catalog
+        self._settings = state.settings
+        self._memtable = state.memtable
+        self._immutables: list[Memtable] = []
+        self._hidden = set(state.hidden_tables)
+        self._last_lsn = state.last_lsn
+        self._next_txn = state.next_txn
+        self._write_lock = threading.RLock()
+        self._ckpt_lock = threading.Lock()
+        self._commit = GroupCommit(state.last_lsn)
+        self._wal: wal.WalWriter | None = None
+        self._lock: WriterLock | None = None
+        self._broken: str | None = None
+        self._closed = False
+        self._last_checkpoint = time.monotonic()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.background_error: EngineError | None = None
+
+    # -- opening and closing -----------------------------------------------------
+    @classmethod
+    def open(
+        cls, db_dir: Path, name: str, *, readonly: bool = False, background: bool = True
+    ) -> Database:
+        if not (db_dir / manifest_format.FILENAME).exists():
+            raise NotFound(f"database {name} does not exist in {db_dir.parent}")
+        if readonly:
+            return cls(db_dir, name, _replay_consistently(db_dir, name), writable=False)
+        lock = WriterLock(db_dir, name)
+        try:
+            db = cls(db_dir, name, replay(db_dir, name, repair=True), writable=True)
+            db._lock = lock
+            db._start_writing(background)
+        except BaseException:
+            lock.release()
+            raise
+        return db
+
+    def _start_writing(self, background: bool) -> None:
+        current = self.dir / wal.WAL_DIR / wal.CURRENT
+        start = self._last_lsn + 1
+        self._wal = wal.WalWriter(current, self.name, start, create=not current.exists())
+        self._remove_orphans()
+        if background:
+            self._spawn(self._maintenance_loop, "tsadmin-maintenance")
+            self._spawn(self._flush_loop, "tsadmin-wal-flusher")
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def close(self) -> CheckpointReport | None:
+        """Checkpoint (a clean close) and release the writer lock."""
+        if self._closed:
+            return None
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join()
+        report = None
+        try:
+            if self.writable and self._broken is None:
+                report = self.checkpoint("close")
+        finally:
+            self._closed = True
+            if self._wal is not None:
+                self._wal.close()
+            if self._lock is not None:
+                self._lock.release()
+        return report
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Stop without a checkpoint (after an error): the WAL keeps what was acknowledged."""
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join()
+        self._closed = True
+        if self._wal is not None:
+            try:
+                if self._broken is None:
+                    self._wal.fsync()
+            except EngineError:
+                pass
+            self._wal.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    # -- properties ------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def last_lsn(self) -> int:
+        return self._last_lsn
+
+    @property
+    def checkpoint_lsn(self) -> int:
+        return self._manifest.checkpoint_lsn
+
+    @property
+    def fsync_count(self) -> int:
+        return self._commit.fsyncs
+
+    def tables(self) -> list[str]:
+        return sorted(self._catalog)
+
+    def schema(self, table: str) -> TableSchema:
+        schema = self._catalog.get(table)
+        if schema is None:
+            raise NotFound(f"table {table} does not exist in database {self.name}")
+        return schema.copy()
+
+    # -- writes ------------------------------------------------------------------------
+    def write(self, batches: Iterable[Batch]) -> CommitResult:
+        """Commit ``batches`` as one transaction; returns once the wal_level's promise holds."""
+        self._check_writable()
+        prepared = [normalize_rows(b.table, b.rows, b.tags, self._settings.precision) for b in batches]
+        prepared = [(t, r, g) for t, r, g in prepared if r.num_rows]
+        logged = self._settings.wal_level is not WalLevel.OFF
+        payloads = [wal.encode_data(t, r) for t, r, _ in prepared] if logged else []
+        with self._write_lock:
+            self._check_writable()
+            changes = self._schema_changes(prepared)
+            txn = self._next_txn
+            self._next_txn += 1
+            records, lsn = self._encode(changes, payloads, txn)
+            if records:
+                self._append(records)
+            self._last_lsn = lsn
+            for change in changes:
+                self._catalog[change["table"]] = TableSchema.from_json(change)
+            for table, rows, _tags in prepared:
+                self._memtable.add(table, rows)
+        durable = bool(changes) or self._sync_each_commit()
+        if durable:
+            self._wait_durable(lsn)
+        self._after_write()
+        return CommitResult(txn=txn, lsn=lsn, rows=sum(r.num_rows for _, r, _ in prepared), durable=durable)
+
+    def _sync_each_commit(self) -> bool:
+        level = self._settings.wal_level
+        return level is WalLevel.SYNC or (
+            level is WalLevel.FLUSH and self._settings.wal_fsync_period_ms == 0
+        )
+
+    def _schema_changes(self, prepared: list[tuple[str, pa.Table, list[str]]]) -> list[dict[str, Any]]:
+        pending: dict[str, TableSchema] = {}
+        for table, rows, tags in prepared:
+            current = pending.get(table) or self._catalog.get(table) or TableSchema()
+            _tags, fields = split_columns(rows)
+            grown = current.grown_by(table, tags, fields)
+            if grown is not None:
+                pending[table] = grown
+        return [{"op": "table", "table": t, **s.to_json()} for t, s in pending.items()]
+
+    def _encode(
+        self, changes: list[dict[str, Any]], payloads: list[bytes], txn: int
+    ) -> tuple[bytes, int]:
+        lsn = self._last_lsn
+        parts = []
+        for change in changes:
+            lsn += 1
+            parts.append(wal.encode_record(lsn, 0, wal.RecordType.DDL, wal.encode_ddl(change)))
+        for payload in payloads:
+            lsn += 1
+            parts.append(wal.encode_record(lsn, txn, wal.RecordType.DATA, payload))
+        if payloads:
+            lsn += 1
+            parts.append(wal.encode_record(lsn, txn, wal.RecordType.COMMIT))
+        return b"".join(parts), lsn
+
+    def _append(self, records: bytes) -> None:
+        assert self._wal is not None
+        self._wal.append(records)  # DiskFull leaves the file as it was: nothing changes
+
+    def _wait_durable(self, lsn: int) -> None:
+        try:
+            self._commit.wait_durable(lsn, lambda: self._last_lsn, self._fsync_wal)
+        except EngineError as exc:
+            # After a failed fsync the kernel may have dropped the dirty pages: never retry.
+            self._broken = f"WAL fsync failed: {exc}"
+            raise
+
+    def _fsync_wal(self) -> None:
+        with self._write_lock:
+            current = self._wal
+        assert current is not None
+        current.fsync()
+
+    def _log_ddl(self, change: dict[str, Any]) -> int:
+        with self._write_lock:
+            self._check_writable()
+            lsn = self._last_lsn + 1
+            self._append(wal.encode_record(lsn, 0, wal.RecordType.DDL, wal.encode_ddl(change)))
+            self._last_lsn = lsn
+        self._wait_durable(lsn)
+        return lsn
+
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise InvalidArgument(f"database {self.name} is open read-only")
+        if self._closed:
+            raise InvalidArgument(f"database {self.name} is closed")
+        if self._broken is not None:
+            raise StorageError(
+                f"database {self.name} refuses writes: {self._broken}",
+                hint="close and reopen it; recovery replays what was acknowledged",
+            )
+
+    def _after_write(self) -> None:
+        assert self._wal is not None
+        pending = self._memtable.nbytes + sum(m.nbytes for m in self._immutables)
+        if pending > 2 * MEMTABLE_MAX_BYTES or not self._threads and self._needs_checkpoint():
+            self.checkpoint("memory" if pending > MEMTABLE_MAX_BYTES else "wal size")
+        elif self._needs_checkpoint():
+            self._wake.set()
+
+    def _needs_checkpoint(self) -> bool:
+        assert self._wal is not None
+        return self._wal.size > WAL_MAX_BYTES or self._memtable.nbytes > MEMTABLE_MAX_BYTES
+
+    # -- catalog and settings ------------------------------------------------------------
+    def set_setting(self, key: str, value: str) -> Settings:
+        """Change one setting; logged and fsynced. Switching to or from ``off`` checkpoints first."""
+        self._check_writable()
+        new = self._settings.with_value(key, value)
+        if new.wal_level is WalLevel.BYRL:
+            raise InvalidArgument(
+                "wal_level byrl needs replication, which this version does not have yet",
+                hint="use sync (the default) or flush",
+            )
+        if (new.wal_level is WalLevel.OFF) != (self._settings.wal_level is WalLevel.OFF):
+            self.checkpoint("wal_level change")
+        self._log_ddl({"op": "settings", "settings": new.to_json()})
+        self._settings = new
+        self._wake.set()
+        return new
+
+    def drop_table(self, table: str) -> CheckpointReport:
+        """Drop a table and its data; logged, then checkpointed so its files go at once."""
+        validate_name("table", table)
+        self.schema(table)
+        with self._write_lock:
+            self._log_ddl({"op": "drop_table", "table": table})
+            del self._catalog[table]
+            self._memtable.drop(table)
+            for frozen in self._immutables:
+                frozen.drop(table)
+            self._hidden.add(table)
+        return self.checkpoint("drop table")
+
+    # -- checkpoints and compaction --------------------------------------------------------
+    def checkpoint(self, reason: str = "command") -> CheckpointReport:
+        """Write the memtable to segments, install the manifest, drop the old WAL file."""
+        self._check_writable()
+        started = time.perf_counter()
+        with self._ckpt_lock:
+            with self._write_lock:
+                if self._nothing_to_checkpoint():
+                    self._last_checkpoint = time.monotonic()
+                    return CheckpointReport(self.name, reason, skipped=True, lsn=self._last_lsn)
+                frozen = self._memtable
+                self._memtable = Memtable()
+                self._immutables.append(frozen)
+                lsn = self._last_lsn
+                rotated = self._rotate_wal()
+                catalog = {t: s.copy() for t, s in self._catalog.items()}
+                hidden = set(self._hidden)
+                settings = self._settings
+                next_txn = self._next_txn
+                pending = list(self._immutables)
+            IO.crash_point("checkpoint.after_rotate")
+            plan = plan_checkpoint(
+                self.dir, self._manifest, catalog, hidden, settings, pending, lsn, next_txn
+            )
+            IO.crash_point("checkpoint.after_segments")
+            try:
+                manifest_format.install(self.dir, plan.manifest)
+            except BaseException:
+                IO.remove_many(self.dir / s.file for s in plan.written)
+                raise
+            IO.crash_point("checkpoint.after_manifest")
+            with self._write_lock:
+                self._manifest = plan.manifest
+                self._immutables = [m for m in self._immutables if m not in pending]
+                self._hidden -= hidden
+            wal_removed = self._remove_checkpoint_wal()
+            IO.crash_point("checkpoint.after_wal_delete")
+            IO.remove_many(self.dir / f for f in plan.obsolete_files)
+            self._last_checkpoint = time.monotonic()
+        return plan.report(self.name, reason, rotated, wal_removed, time.perf_counter() - started)
+
+    def _nothing_to_checkpoint(self) -> bool:
+        return (
+            self._memtable.is_empty()
+            and not self._immutables
+            and not self._hidden
+            and self._last_lsn == self._manifest.checkpoint_lsn
+            and self._settings == self._manifest.settings
+            and not (self.dir / wal.WAL_DIR / wal.CHECKPOINT).exists()
+        )
+
+    def _rotate_wal(self) -> bool:
+        """current.wal -> checkpoint.wal and a fresh current.wal (under the write lock).
+
+        If checkpoint.wal is still there (an earlier checkpoint failed), keep
+        appending to current.wal: the coming manifest covers both files.
+        """
+        assert self._wal is not None
+        wal_dir = self.dir / wal.WAL_DIR
+        current, previous = wal_dir / wal.CURRENT, wal_dir / wal.CHECKPOINT
+        if previous.exists():
+            return False
+        self._commit.sync_all(self._last_lsn, self._wal.fsync)
+        self._wal.close()
+        IO.rename(current, previous)
+        IO.crash_point("checkpoint.after_rename")
+        try:
+            self._wal = wal.WalWriter(current, self.name, self._last_lsn + 1, create=True)
+        except BaseException:
+            IO.remove(current, missing_ok=True)
+            IO.rename(previous, current)
+            self._wal = wal.WalWriter(current, self.name, 0, create=False)
+            raise
+        return True
+
+    def _remove_checkpoint_wal(self) -> int:
+        path = self.dir / wal.WAL_DIR / wal.CHECKPOINT
+        if not path.exists():
+            return 0
+        size = path.stat().st_size
+        IO.remove_many([path])
+        return size
+
+    def compact(self, min_segments: int = 2) -> CompactionReport:
+        """Merge the segments of every partition holding at least ``min_segments``."""
+        self._check_writable()
+        started = time.perf_counter()
+        with self._ckpt_lock:
+            plan = plan_compaction(self.dir, self._manifest, min_segments)
+            if not plan.merged:
+                return plan.report(self.name, time.perf_counter() - started)
+            IO.crash_point("compact.after_segments")
+            try:
+                manifest_format.install(self.dir, plan.manifest)
+            except BaseException:
+                IO.remove_many(self.dir / s.file for s in plan.written)
+                raise
+            IO.crash_point("compact.after_manifest")
+            with self._write_lock:
+                self._manifest = plan.manifest
+            IO.remove_many(self.dir / f for f in plan.obsolete_files)
+        return plan.report(self.name, time.perf_counter() - started)
+
+    def _maintenance_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                due = time.monotonic() - self._last_checkpoint >= self._interval_seconds()
+                if due or self._needs_checkpoint():
+                    self.checkpoint("interval" if due else "size")
+                    self.compact(min_segments=COMPACT_TRIGGER + 1)
+            except EngineError as exc:
+                self.background_error = exc  # the next checkpoint retries; close reports it
+
+    def _interval_seconds(self) -> float:
+        return self._settings.checkpoint_interval_ns / 1e9
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(timeout=self._settings.wal_fsync_period_ms / 1000 or 0.05):
+            if self._settings.wal_level is WalLevel.FLUSH and self._commit.durable_lsn < self._last_lsn:
+                try:
+                    self._wait_durable(self._last_lsn)
+                except EngineError as exc:
+                    self.background_error = exc
+                    return
+
+    def _remove_orphans(self) -> None:
+        """Delete segment files no manifest lists (a crash between a write and its install)."""
+        live = self._manifest.segment_files()
+        tables_dir = self.dir / segment.TABLES_DIR
+        if not tables_dir.exists():
+            return
+        orphans = [
+            path
+            for path in tables_dir.rglob("*")
+            if path.is_file() and str(path.relative_to(self.dir)) not in live
+        ]
+        IO.remove_many(orphans)
+        for directory in sorted(tables_dir.rglob("*"), key=lambda p: -len(p.parts)):
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+
+    # -- reads -----------------------------------------------------------------------------
+    def view(self) -> View:
+        with self._write_lock:
+            active = Memtable({t: list(b) for t, b in self._memtable.batches.items()})
+            return View(
+                manifest=self._manifest,
+                catalog={t: s.copy() for t, s in self._catalog.items()},
+                settings=self._settings,
+                memtables=[*self._immutables, active],
+                hidden_tables=frozenset(self._hidden),
+                last_lsn=self._last_lsn,
+            )
+
+    def scan(
+        self,
+        table: str,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        where: dict[str, str] | None = None,
+        limit: int | None = None,
+    ) -> pa.Table:
+        """Rows of ``table`` after upserts, sorted by tags then ``ts``; ``[start, end)``."""
+        try:
+            return scan_view(self.dir, self.view(), table, start=start, end=end, where=where, limit=limit)
+        except FileNotFoundError:
+            if self.writable:
+                raise
+            self._reload()  # a writer compacted the segments away under us: read afresh
+            return scan_view(self.dir, self.view(), table, start=start, end=end, where=where, limit=limit)
+
+    def _reload(self) -> None:
+        state = _replay_consistently(self.dir, self.name)
+        with self._write_lock:
+            self._manifest, self._catalog, self._settings = state.manifest, state.catalog, state.settings
+            self._memtable, self._hidden, self._last_lsn = state.memtable, set(state.hidden_tables), state.last_lsn
+
+    def memtable_rows(self) -> int:
+        with self._write_lock:
+            return self._memtable.rows + sum(m.rows for m in self._immutables)
+
+    def wal_files(self) -> list[tuple[str, int]]:
+        return [(p.name, p.stat().st_size) for p in wal.wal_files(self.dir / wal.WAL_DIR)]
+
+
+def scan_view(
+    db_dir: Path,
+    view: View,
+    table: str,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    where: dict[str, str] | None = None,
+    limit: int | None = None,
+) -> pa.Table:
+    schema = view.catalog.get(table)
+    if schema is None:
+        raise NotFound(f"table {table} does not exist in database {view.manifest.database}")
+    for tag in where or {}:
+        if tag not in schema.tags:
+            raise InvalidArgument(
+                f"table {table} has no tag {tag!r}", hint=f"tags: {', '.join(schema.tags) or 'none'}"
+            )
+    batches = []
+    entry = view.manifest.tables.get(table)
+    if entry is not None and table not in view.hidden_tables:
+        for info in sorted(entry.segments, key=lambda s: s.seq):
+            if (end is not None and info.min_ts >= end) or (start is not None and info.max_ts < start):
+                continue
+            batches.append(prefilter(segment.read(db_dir, info), start, end, where))
+    for memtable in view.memtables:
+        batches += [prefilter(b, start, end, where) for b in memtable.batches.get(table, [])]
+    merged = upsert_merge(batches, schema, view.settings.precision)
+    return merged.slice(0, limit) if limit is not None else merged
+
+
+def _replay_consistently(db_dir: Path, name: str, attempts: int = 50) -> ReplayState:
+    """Replay for a reader while a writer may be rotating the WAL or removing files.
+
+    A checkpoint that lands between our reading the manifest and the WAL shows
+    as a gap (:class:`WalGap`) or a vanished file: read again.
+    """
+    for _ in range(attempts - 1):
+        try:
+            return replay(db_dir, name, repair=False)
+        except (WalGap, FileNotFoundError):
+            time.sleep(0.02)
+    return replay(db_dir, name, repair=False)

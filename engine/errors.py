@@ -1,0 +1,91 @@
+"""Typed errors raised by the engine.
+
+Every error the engine raises on purpose is an :class:`EngineError`. Each
+carries a one-line message (what and where) and an optional hint (what to do).
+The CLI maps the classes to exit codes in one place (``tsadmin/errors.py``).
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of every deliberate engine error."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(EngineError):
+    """A caller passed a value the engine refuses (bad name, unknown setting...)."""
+
+
+class NotFound(EngineError):
+    """A database, table or record that was asked for does not exist."""
+
+
+class AlreadyExists(EngineError):
+    """Something that was to be created exists already."""
+
+
+class SchemaConflict(EngineError):
+    """A write carries a field whose type differs from the stored one."""
+
+
+class BadInput(EngineError):
+    """Input data (a line of line protocol, a CSV row) could not be parsed.
+
+    ``committed_rows`` tells how many rows were durably written before the
+    bad input was met, so the caller can report that a re-run is safe.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        hint: str | None = None,
+        *,
+        source: str = "",
+        line: int = 0,
+        column: int = 0,
+        committed_rows: int = 0,
+    ) -> None:
+        super().__init__(message, hint)
+        self.source = source
+        self.line = line
+        self.column = column
+        self.committed_rows = committed_rows
+
+
+class Locked(EngineError):
+    """Another process holds the database's writer lock."""
+
+    def __init__(self, message: str, hint: str | None = None, *, pid: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.pid = pid
+
+
+class Corruption(EngineError):
+    """A file on disk is not what its format says; ``path``/``offset`` say where."""
+
+    def __init__(
+        self, message: str, hint: str | None = None, *, path: str = "", offset: int | None = None
+    ) -> None:
+        super().__init__(message, hint)
+        self.path = path
+        self.offset = offset
+
+
+class DiskFull(EngineError):
+    """A write failed for lack of space; nothing of the refused batch was kept."""
+
+
+class StorageError(EngineError):
+    """Any other operating-system failure while reading or writing database files."""
+
+
+class VerificationFailed(EngineError):
+    """A verification found problems (the report lists them)."""

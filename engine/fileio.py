@@ -1,0 +1,305 @@
+"""The one layer through which the engine writes its files, with fault injection.
+
+Every durable byte (WAL records, segments, manifests) goes through :data:`IO`,
+so tests and ``tsadmin crash simulate`` can inject faults into a real process
+without mocks. Faults are configured in-process through ``IO.faults`` or, for
+a child process, through the environment variable ``TSADMIN_FAULTS``: a
+``;``-separated list of
+
+``crash@POINT[:N]``
+    SIGKILL this process the N-th time (default 1st) the named crash point
+    is reached (``IO.crash_point(name)``; e.g. ``checkpoint.after_rotate``).
+``enospc@TAG[:N]``
+    from the N-th write (default 1st) tagged ``TAG`` on, writes fail with
+    ``ENOSPC`` until ``IO.faults.clear()``. ``TAG`` ``*`` matches all.
+``torn@TAG[:N]``
+    the N-th write tagged ``TAG`` writes only its first half, then the process
+    is killed (a torn write).
+``nofsync``
+    fsync does nothing: a planted bug for proving that the power-loss
+    simulation catches a missing fsync.
+``journal=PATH``
+    append a durability journal to PATH (see below).
+
+Power loss is simulated from the journal: one line per event, ``C path``
+(file created or truncated), ``S path size`` (fsync returned: ``size`` bytes
+are durable), ``R src dst`` (rename), ``D path`` (removed). After the writer
+is killed, :func:`simulate_power_loss` cuts every journalled file back to its
+last fsynced size (a file never fsynced loses all its bytes and, if it was
+created during the run, its name). Files not in the journal existed before the
+run and count as durable. Directory entries of renames count as durable once
+the rename returned (the engine fsyncs the directory right after).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from engine.errors import DiskFull, StorageError
+
+FAULTS_ENV = "TSADMIN_FAULTS"
+T = TypeVar("T")
+
+
+@dataclass
+class Faults:
+    crash_points: dict[str, int] = field(default_factory=dict)
+    enospc: dict[str, int] = field(default_factory=dict)
+    torn: dict[str, int] = field(default_factory=dict)
+    nofsync: bool = False
+    journal_path: str | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str) -> Faults:
+        faults = cls()
+        for item in filter(None, (part.strip() for part in spec.split(";"))):
+            faults.add(item)
+        return faults
+
+    def add(self, item: str) -> None:
+        if item == "nofsync":
+            self.nofsync = True
+            return
+        if item.startswith("journal="):
+            self.journal_path = item.split("=", 1)[1]
+            return
+        kind, _, target = item.partition("@")
+        name, _, nth = target.partition(":")
+        table = {"crash": self.crash_points, "enospc": self.enospc, "torn": self.torn}.get(kind)
+        if table is None or not name:
+            raise ValueError(f"bad fault spec {item!r}")
+        table[name] = int(nth or 1)
+
+    def clear(self) -> None:
+        self.crash_points.clear()
+        self.enospc.clear()
+        self.torn.clear()
+        self.nofsync = False
+        self.counters.clear()
+
+    def tick(self, key: str) -> int:
+        self.counters[key] = self.counters.get(key, 0) + 1
+        return self.counters[key]
+
+
+def _kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class AppendFile:
+    """A file written at its end, with an explicit fsync; the WAL's file."""
+
+    def __init__(self, layer: FileLayer, path: Path, tag: str, *, create: bool) -> None:
+        self._layer = layer
+        self.path = path
+        self.tag = tag
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if create else 0)
+        self._fd = layer.guard(lambda: os.open(path, flags, 0o600), path)
+        self.size = os.lseek(self._fd, 0, os.SEEK_END)
+        if create:
+            layer.journal("C", path)
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``; on failure the file is cut back so no partial record stays."""
+        start = self.size
+        try:
+            self._layer.before_write(self.tag, self._fd, data)
+            written = 0
+            view = memoryview(data)
+            while written < len(data):
+                written += os.write(self._fd, view[written:])
+        except OSError as exc:
+            self._cut_back(start)
+            raise self._layer.translate(exc, self.path) from exc
+        self.size = start + len(data)
+
+    def _cut_back(self, size: int) -> None:
+        try:
+            os.ftruncate(self._fd, size)
+            os.lseek(self._fd, size, os.SEEK_SET)
+        except OSError:
+            pass
+
+    def truncate(self, size: int) -> None:
+        self._layer.guard(lambda: os.ftruncate(self._fd, size), self.path)
+        os.lseek(self._fd, size, os.SEEK_SET)
+        self.size = size
+
+    def fsync(self) -> None:
+        self._layer.fsync_fd(self._fd, self.path, self.size)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class FileLayer:
+    """File operations with fault injection and an optional durability journal."""
+
+    def __init__(self, faults: Faults | None = None) -> None:
+        self.faults = faults or Faults()
+        self._lock = threading.Lock()
+
+    # -- faults -----------------------------------------------------------------
+    def crash_point(self, name: str) -> None:
+        """A place where a test may ask this process to die (``crash@name``)."""
+        nth = self.faults.crash_points.get(name)
+        if nth is not None and self.faults.tick("crash:" + name) == nth:
+            _kill_self()
+
+    def before_write(self, tag: str, fd: int, data: bytes) -> None:
+        with self._lock:
+            count = self.faults.tick("write:" + tag)
+            for key in (tag, "*"):
+                nth = self.faults.enospc.get(key)
+                if nth is not None and count >= nth:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            nth = self.faults.torn.get(tag)
+        if nth is not None and count == nth:
+            os.write(fd, data[: max(1, len(data) // 2)])
+            _kill_self()
+
+    @staticmethod
+    def translate(exc: OSError, path: Path) -> Exception:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFull(
+                f"no space left on device writing {path}",
+                hint="free disk space and retry; nothing of the refused write was kept",
+            )
+        return StorageError(f"{exc.strerror or exc} on {path}")
+
+    def guard(self, action: Callable[[], T], path: Path) -> T:
+        try:
+            return action()
+        except OSError as exc:
+            raise self.translate(exc, path) from exc
+
+    # -- journal ----------------------------------------------------------------
+    def journal(self, event: str, *paths: Path | str | int) -> None:
+        if self.faults.journal_path is None:
+            return
+        line = " ".join([event, *(str(p) for p in paths)]) + "\n"
+        fd = os.open(self.faults.journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+    # -- operations -------------------------------------------------------------
+    def open_append(self, path: Path, tag: str, *, create: bool = False) -> AppendFile:
+        return AppendFile(self, path, tag, create=create)
+
+    def fsync_fd(self, fd: int, path: Path, size: int) -> None:
+        if self.faults.nofsync:
+            return
+        self.guard(lambda: os.fsync(fd), path)
+        self.journal("S", path, size)
+
+    def fsync_dir(self, directory: Path) -> None:
+        if self.faults.nofsync:
+            return
+        fd = self.guard(lambda: os.open(directory, os.O_RDONLY | os.O_DIRECTORY), directory)
+        try:
+            self.guard(lambda: os.fsync(fd), directory)
+        finally:
+            os.close(fd)
+
+    def write_file_atomic(self, path: Path, data: bytes, tag: str) -> None:
+        """Write ``data`` to ``path`` so that a crash leaves the old or the new file, whole.
+
+        Temporary file, fsync, rename over, fsync the directory. A failure
+        removes the temporary file and leaves ``path`` as it was.
+        """
+        tmp = path.with_name(path.name + ".tmp")
+        out = self.open_append(tmp, tag, create=True)
+        try:
+            out.write(data)
+            out.fsync()
+        except BaseException:
+            out.close()
+            self.remove(tmp, missing_ok=True)
+            raise
+        out.close()
+        self.rename(tmp, path)
+
+    def rename(self, src: Path, dst: Path) -> None:
+        self.guard(lambda: os.replace(src, dst), src)
+        self.journal("R", src, dst)
+        self.fsync_dir(dst.parent)
+
+    def remove(self, path: Path, *, missing_ok: bool = False) -> None:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+        except OSError as exc:
+            raise self.translate(exc, path) from exc
+        self.journal("D", path)
+
+    def remove_many(self, paths: Iterable[Path]) -> None:
+        parents = set()
+        for path in paths:
+            self.remove(path, missing_ok=True)
+            parents.add(path.parent)
+        for parent in parents:
+            if parent.exists():
+                self.fsync_dir(parent)
+
+    def mkdirs(self, directory: Path) -> None:
+        """Create ``directory`` (and parents) and make the new entries durable."""
+        missing = []
+        current = directory
+        while not current.exists():
+            missing.append(current)
+            current = current.parent
+        for new in reversed(missing):
+            self.guard(lambda: new.mkdir(mode=0o700, exist_ok=True), new)  # noqa: B023
+            self.fsync_dir(new.parent)
+
+
+IO = FileLayer(Faults.parse(os.environ.get(FAULTS_ENV, "")))
+
+
+def simulate_power_loss(journal_path: Path) -> dict[str, int]:
+    """Cut files back to what the journal says was durable; returns bytes dropped per file."""
+    durable: dict[str, int | None] = {}
+    created: set[str] = set()
+    for line in journal_path.read_text().splitlines():
+        event, *args = line.split(" ")
+        if event == "C":
+            durable[args[0]] = None
+            created.add(args[0])
+        elif event == "S":
+            durable[args[0]] = int(args[1])
+        elif event == "R":
+            src, dst = args
+            durable[dst] = durable.pop(src, None) if src in durable else None
+            if src in created:
+                created.discard(src)
+                created.add(dst)
+        elif event == "D":
+            durable.pop(args[0], None)
+            created.discard(args[0])
+    dropped: dict[str, int] = {}
+    for name, size in durable.items():
+        path = Path(name)
+        if not path.exists():
+            continue
+        actual = path.stat().st_size
+        if size is None and name in created:
+            path.unlink()
+            dropped[name] = actual
+        elif size is not None and actual > size:
+            os.truncate(path, size)
+            dropped[name] = actual - size
+    return dropped

@@ -1,0 +1,63 @@
+"""The writer lock: one writing process per database, held with ``flock``.
+
+File ``<database>/LOCK`` holds the PID of the holder as text, for messages
+only; the lock itself is the kernel's, so it disappears with the process
+(a SIGKILL included) and never needs cleaning up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from engine.errors import Locked
+
+FILENAME = "LOCK"
+
+
+class WriterLock:
+    def __init__(self, db_dir: Path, database: str) -> None:
+        self.path = db_dir / FILENAME
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(self._fd)
+            os.close(self._fd)
+            who = f"PID {holder}" if holder else "another process"
+            raise Locked(
+                f"database {database} is locked by {who}",
+                hint="wait for that writer to finish; read-only commands work meanwhile",
+                pid=holder,
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+
+def holder_pid(db_dir: Path) -> int | None:
+    """The PID holding the lock now, or ``None`` if nobody does."""
+    path = db_dir / FILENAME
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_pid(fd) or -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_pid(fd: int) -> int | None:
+    text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else None

@@ -1,0 +1,126 @@
+"""Table schemas: a timestamp column ``ts``, string tag columns, typed field columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from engine.errors import InvalidArgument, SchemaConflict
+from engine.settings import validate_name
+
+TS = "ts"
+FIELD_TYPES: dict[str, pa.DataType] = {
+    "float64": pa.float64(),
+    "int64": pa.int64(),
+    "uint64": pa.uint64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+}
+_ARROW_TO_NAME = {str(v): k for k, v in FIELD_TYPES.items()} | {"double": "float64"}
+
+
+def ts_type(precision: str) -> pa.DataType:
+    return pa.timestamp(precision, tz="UTC")
+
+
+def field_type_name(arrow_type: pa.DataType) -> str:
+    if pa.types.is_large_string(arrow_type) or pa.types.is_dictionary(arrow_type):
+        return "string"
+    name = _ARROW_TO_NAME.get(str(arrow_type))
+    if name is None:
+        raise InvalidArgument(f"unsupported field type {arrow_type}")
+    return name
+
+
+@dataclass
+class TableSchema:
+    tags: list[str] = field(default_factory=list)
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tags": list(self.tags), "fields": dict(self.fields)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TableSchema:
+        return cls(tags=list(data.get("tags", [])), fields=dict(data.get("fields", {})))
+
+    def copy(self) -> TableSchema:
+        return TableSchema(list(self.tags), dict(self.fields))
+
+    def column_names(self) -> list[str]:
+        return [TS, *self.tags, *self.fields]
+
+    def arrow_schema(self, precision: str) -> pa.Schema:
+        columns = [pa.field(TS, ts_type(precision), nullable=False)]
+        columns += [pa.field(tag, pa.string()) for tag in self.tags]
+        columns += [pa.field(name, FIELD_TYPES[kind]) for name, kind in self.fields.items()]
+        return pa.schema(columns)
+
+    def grown_by(self, table: str, tags: list[str], fields: dict[str, str]) -> TableSchema | None:
+        """The schema with new tags/fields added, ``None`` if nothing is new.
+
+        Raises :class:`SchemaConflict` if a field arrives with another type, or
+        a name is used both as a tag and as a field.
+        """
+        grown = self.copy()
+        for tag in tags:
+            if tag in self.fields:
+                raise SchemaConflict(f"table {table}: {tag!r} is a field, not a tag")
+            if tag not in grown.tags:
+                _check_column_name("tag", tag)
+                grown.tags.append(tag)
+        for name, kind in fields.items():
+            if name in self.tags:
+                raise SchemaConflict(f"table {table}: {name!r} is a tag, not a field")
+            stored = grown.fields.get(name)
+            if stored is None:
+                _check_column_name("field", name)
+                grown.fields[name] = kind
+            elif stored != kind:
+                raise SchemaConflict(
+                    f"table {table}: field {name!r} is {stored}, the write has {kind}",
+                    hint=f"write {name!r} as {stored}, or into a new field name",
+                )
+        changed = grown.tags != self.tags or grown.fields != self.fields
+        return grown if changed else None
+
+
+def _check_column_name(kind: str, name: str) -> None:
+    if name == TS:
+        raise InvalidArgument(f"{kind} name {name!r} is reserved for the timestamp")
+    validate_name(kind, name)
+
+
+def split_columns(rows: pa.Table) -> tuple[list[str], dict[str, str]]:
+    """Tags (string columns marked as tags) and fields of a batch, from its metadata."""
+    meta = rows.schema.metadata or {}
+    tag_names = set(meta.get(b"tags", b"").decode().split(",")) - {""}
+    tags = [name for name in rows.column_names if name in tag_names]
+    fields = {
+        col.name: field_type_name(col.type)
+        for col in rows.schema
+        if col.name != TS and col.name not in tag_names
+    }
+    return tags, fields
+
+
+def mark_tags(rows: pa.Table, tags: list[str]) -> pa.Table:
+    """Record which columns are tags in the batch's schema metadata."""
+    return rows.replace_schema_metadata({"tags": ",".join(tags)})
+
+
+def conform(rows: pa.Table, schema: TableSchema, precision: str) -> pa.Table:
+    """Cast/extend a batch to the table's full schema (missing columns become null)."""
+    target = schema.arrow_schema(precision)
+    columns = []
+    for column in target:
+        if column.name in rows.column_names:
+            values = rows.column(column.name)
+            if pa.types.is_dictionary(values.type):
+                values = values.cast(pa.string())
+            columns.append(values if values.type == column.type else values.cast(column.type))
+        else:
+            columns.append(pa.nulls(rows.num_rows, column.type))
+    return pa.Table.from_arrays(columns, schema=target)

@@ -1,0 +1,211 @@
+"""Database settings: names, validation and parsing of user-facing values.
+
+Settings live in the manifest (``engine/manifest.py``) and every change is
+also logged, fsynced, in the WAL. This module only knows values, not files.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, replace
+from enum import IntEnum
+from typing import Any
+
+from engine.errors import InvalidArgument
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def validate_name(kind: str, name: str) -> str:
+    """Return ``name`` if it is a legal database/table/column name, else raise."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidArgument(
+            f"invalid {kind} name {name!r}",
+            hint="names match [A-Za-z_][A-Za-z0-9_]{0,63}",
+        )
+    return name
+
+
+class WalLevel(IntEnum):
+    OFF = 0
+    SYNC = 1
+    FLUSH = 2
+    BYRL = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+PRECISIONS = ("ms", "us", "ns")
+UNITS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(ns|us|µs|ms|s|m|h|d|w)?\s*$")
+_DURATION_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60 * 1_000_000_000,
+    "h": 3600 * 1_000_000_000,
+    "d": 86400 * 1_000_000_000,
+    "w": 7 * 86400 * 1_000_000_000,
+}
+
+# Accepted spellings of each key: our own, KWDB's cluster settings, TDengine's.
+KEY_ALIASES = {
+    "wal_level": "wal_level",
+    "ts.wal.wal_level": "wal_level",
+    "wal": "wal_level",
+    "wal_fsync_period": "wal_fsync_period",
+    "walfsyncperiod": "wal_fsync_period",
+    "wal.fsync_period": "wal_fsync_period",
+    "ts.wal.flush_interval": "wal_fsync_period",
+    "checkpoint_interval": "checkpoint_interval",
+    "ts.wal.checkpoint_interval": "checkpoint_interval",
+}
+SETTABLE_KEYS = ("wal_level", "wal_fsync_period", "checkpoint_interval")
+
+
+def parse_duration_ns(text: str | int, default_unit: str = "s", what: str = "duration") -> int:
+    """Parse ``30s``, ``5m``, ``1d``, ``250ms`` (or a bare number in ``default_unit``)."""
+    if isinstance(text, int):
+        return text * _DURATION_NS[default_unit]
+    match = _DURATION_RE.match(str(text))
+    if not match:
+        raise InvalidArgument(
+            f"invalid {what} {text!r}", hint="use a number with a unit: 500ms, 30s, 5m, 1h, 1d"
+        )
+    number, unit = int(match.group(1)), match.group(2) or default_unit
+    return number * _DURATION_NS[unit]
+
+
+def format_duration_ns(ns: int) -> str:
+    """The shortest exact spelling of a duration (``60000000000`` -> ``1m``)."""
+    if ns == 0:
+        return "0s"
+    for unit in ("w", "d", "h", "m", "s", "ms", "us", "ns"):
+        size = _DURATION_NS[unit]
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns}ns"
+
+
+def parse_wal_level(value: str | int) -> WalLevel:
+    """Accept ``off|sync|flush|byrl`` or ``0..3``."""
+    text = str(value).strip().lower()
+    if text.isdigit() and int(text) in {lvl.value for lvl in WalLevel}:
+        return WalLevel(int(text))
+    for level in WalLevel:
+        if text == level.label:
+            return level
+    raise InvalidArgument(
+        f"invalid wal_level {value!r}", hint="use off|sync|flush|byrl or 0|1|2|3"
+    )
+
+
+def parse_precision(value: str) -> str:
+    if value not in PRECISIONS:
+        raise InvalidArgument(f"invalid precision {value!r}", hint="use ms, us or ns")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    precision: str = "ns"
+    wal_level: WalLevel = WalLevel.SYNC
+    wal_fsync_period_ms: int = 1000
+    checkpoint_interval_ns: int = 60 * 1_000_000_000
+    partition_ns: int = 86400 * 1_000_000_000
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "wal_level": self.wal_level.label,
+            "wal_fsync_period": self.wal_fsync_period_ms,
+            "checkpoint_interval": format_duration_ns(self.checkpoint_interval_ns),
+            "partition": format_duration_ns(self.partition_ns),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Settings:
+        return cls.build(
+            precision=data.get("precision", "ns"),
+            wal_level=data.get("wal_level", "sync"),
+            wal_fsync_period=data.get("wal_fsync_period", 1000),
+            checkpoint_interval=data.get("checkpoint_interval", "1m"),
+            partition=data.get("partition", "1d"),
+        )
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        precision: str = "ns",
+        wal_level: str | int = "sync",
+        wal_fsync_period: str | int = 1000,
+        checkpoint_interval: str | int = "1m",
+        partition: str | int = "1d",
+    ) -> Settings:
+        """Validate user-facing values and build settings."""
+        return cls(
+            precision=parse_precision(precision),
+            wal_level=parse_wal_level(wal_level),
+            wal_fsync_period_ms=_parse_fsync_period(wal_fsync_period),
+            checkpoint_interval_ns=_parse_checkpoint_interval(checkpoint_interval),
+            partition_ns=_parse_partition(partition),
+        )
+
+    def with_value(self, key: str, value: str) -> Settings:
+        """A copy with one settable key changed (any accepted alias of the key)."""
+        canonical = canonical_key(key)
+        if canonical == "wal_level":
+            return replace(self, wal_level=parse_wal_level(value))
+        if canonical == "wal_fsync_period":
+            return replace(self, wal_fsync_period_ms=_parse_fsync_period(value))
+        return replace(self, checkpoint_interval_ns=_parse_checkpoint_interval(value))
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def partition_units(self) -> int:
+        """Partition width in timestamp units of this database's precision."""
+        return self.partition_ns // (1_000_000_000 // UNITS_PER_SECOND[self.precision])
+
+
+def canonical_key(key: str) -> str:
+    canonical = KEY_ALIASES.get(key.strip().lower())
+    if canonical is None:
+        raise InvalidArgument(
+            f"unknown setting {key!r}",
+            hint="settable keys: wal_level, wal_fsync_period, checkpoint_interval "
+            "(or ts.wal.wal_level, ts.wal.checkpoint_interval)",
+        )
+    return canonical
+
+
+def _parse_fsync_period(value: str | int) -> int:
+    ms = parse_duration_ns(value, default_unit="ms", what="wal_fsync_period") // 1_000_000
+    if not 0 <= ms <= 180_000:
+        raise InvalidArgument(
+            f"wal_fsync_period {value!r} out of range", hint="use 0 to 180000 ms"
+        )
+    return ms
+
+
+def _parse_checkpoint_interval(value: str | int) -> int:
+    ns = parse_duration_ns(value, default_unit="s", what="checkpoint_interval")
+    if ns < 1_000_000_000:
+        raise InvalidArgument(
+            f"checkpoint_interval {value!r} is too short", hint="use at least 1s"
+        )
+    return ns
+
+
+def _parse_partition(value: str | int) -> int:
+    ns = parse_duration_ns(value, default_unit="s", what="partition")
+    if ns < 60 * 1_000_000_000:
+        raise InvalidArgument(f"partition {value!r} is too narrow", hint="use at least 1m")
+    return ns

@@ -1,0 +1,337 @@
+"""The write-ahead log: file format, writer and tolerant reader.
+
+Files
+-----
+Per database, ``wal/current.wal`` receives every record. A checkpoint renames
+it to ``wal/checkpoint.wal`` and starts a new ``current.wal``; once the
+checkpoint's manifest is durable, ``checkpoint.wal`` is deleted.
+
+File header (all integers little-endian)::
+
+    offset size  field
+    0      8     magic       b"TSADWAL\\n"
+    8      2     version     u16, currently 1
+    10     2     flags       u16, 0
+    12     8     start_lsn   u64, the LSN the first record of this file may carry
+    20     2     name_len    u16
+    22     n     name        database name, UTF-8
+    22+n   4     header_crc  u32, CRC32C (Castagnoli) of bytes [0, 22+n)
+
+Records follow the header back to back, with no padding::
+
+    offset size  field
+    0      4     crc       u32, CRC32C of bytes [4, 28+length): the rest of the
+                           header and the payload
+    4      4     length    u32, payload bytes (at most 1 GiB)
+    8      8     lsn       u64, log sequence number: the previous record's + 1
+    16     8     txn       u64, transaction id (0 for auto-committed records)
+    24     1     type      u8, see below
+    25     1     flags     u8, 0
+    26     2     reserved  u16, 0
+    28     len   payload
+
+Record types:
+
+* ``DATA`` (1): rows for one table in one transaction. Payload: u16 table
+  name length, the name (UTF-8), then a zstd frame holding an Arrow IPC
+  stream of the rows (column ``ts`` then tags then fields).
+* ``COMMIT`` (2): the transaction ``txn`` is committed. Empty payload.
+* ``DDL`` (3): an auto-committed catalog or settings change; payload is a JSON
+  object (``{"op": "table", "table": ..., "tags": [...], "fields": {...}}``,
+  ``{"op": "drop_table", "table": ...}``, ``{"op": "settings", ...}``).
+
+A batch of rows is written as its ``DATA`` records followed by one
+``COMMIT``, all in a single ``write()``. Recovery applies a transaction only
+when its ``COMMIT`` is found; ``DATA`` records without one are rolled back.
+
+Worked example: one row to table ``cpu`` in transaction 7 at LSN 42 gives a
+``DATA`` record (28 header bytes + 2 + 3 + the zstd frame) followed by
+``COMMIT`` (28 bytes: crc, length 0, lsn 43, txn 7, type 2).
+
+What a crash leaves
+-------------------
+A crash mid-``write()`` leaves a prefix of the batch: the last record is cut
+short (its length runs past the end of the file) or, after a torn page write,
+complete in length but failing its CRC. Either way nothing valid follows it:
+that is a *torn tail*, cut off at the next open and reported. An invalid
+record followed by a valid one cannot come from a crash: it is *corruption*,
+and the database refuses to open until ``tsadmin wal repair`` has run.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import crc32c
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import zstandard
+
+from engine.errors import Corruption
+from engine.fileio import IO, AppendFile
+
+MAGIC = b"TSADWAL\n"
+VERSION = 1
+FILE_HEADER_FIXED = struct.Struct("<8sHHQH")  # magic, version, flags, start_lsn, name_len
+RECORD_HEADER = struct.Struct("<IIQQBBH")  # crc, length, lsn, txn, type, flags, reserved
+RECORD_HEADER_SIZE = RECORD_HEADER.size  # 28
+MAX_PAYLOAD = 1 << 30
+WAL_DIR = "wal"
+CURRENT = "current.wal"
+CHECKPOINT = "checkpoint.wal"
+ZSTD_LEVEL = 1
+
+
+class RecordType(IntEnum):
+    DATA = 1
+    COMMIT = 2
+    DDL = 3
+
+
+@dataclass(frozen=True)
+class WalHeader:
+    version: int
+    start_lsn: int
+    database: str
+    size: int
+
+
+@dataclass
+class Record:
+    lsn: int
+    txn: int
+    type: RecordType
+    payload: bytes
+    offset: int
+    size: int
+
+
+@dataclass
+class Problem:
+    """Why reading stopped early: at ``offset``, ``reason``; ``valid_after`` tells corruption."""
+
+    offset: int
+    reason: str
+    valid_after: bool
+    next_valid_offset: int | None = None
+
+
+@dataclass
+class FileScan:
+    path: Path
+    header: WalHeader | None
+    records: list[Record] = field(default_factory=list)
+    file_size: int = 0
+    end_offset: int = 0
+    problem: Problem | None = None
+
+    @property
+    def torn_bytes(self) -> int:
+        """Bytes past the last valid record when they look like a torn tail."""
+        if self.problem is None or self.problem.valid_after:
+            return 0
+        return self.file_size - self.end_offset
+
+
+# -- encoding ------------------------------------------------------------------
+
+
+def encode_file_header(database: str, start_lsn: int) -> bytes:
+    name = database.encode()
+    body = FILE_HEADER_FIXED.pack(MAGIC, VERSION, 0, start_lsn, len(name)) + name
+    return body + struct.pack("<I", crc32c.crc32c(body))
+
+
+def encode_record(lsn: int, txn: int, rtype: RecordType, payload: bytes = b"") -> bytes:
+    head = RECORD_HEADER.pack(0, len(payload), lsn, txn, int(rtype), 0, 0)
+    crc = crc32c.crc32c(payload, crc32c.crc32c(head[4:]))
+    return struct.pack("<I", crc) + head[4:] + payload
+
+
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    if not hasattr(_local, "cctx"):
+        _local.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        _local.dctx = zstandard.ZstdDecompressor()
+    return _local.cctx  # type: ignore[no-any-return]
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    _compressor()
+    return _local.dctx  # type: ignore[no-any-return]
+
+
+def encode_data(table_name: str, rows: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    name = table_name.encode()
+    frame = _compressor().compress(sink.getvalue().to_pybytes())
+    return struct.pack("<H", len(name)) + name + frame
+
+
+def decode_data(payload: bytes) -> tuple[str, pa.Table]:
+    (name_len,) = struct.unpack_from("<H", payload)
+    name = payload[2 : 2 + name_len].decode()
+    raw = _decompressor().decompress(payload[2 + name_len :])
+    with ipc.open_stream(pa.py_buffer(raw)) as reader:
+        return name, reader.read_all()
+
+
+def data_table_name(payload: bytes) -> str:
+    (name_len,) = struct.unpack_from("<H", payload)
+    return payload[2 : 2 + name_len].decode()
+
+
+def encode_ddl(change: dict[str, Any]) -> bytes:
+    return json.dumps(change, sort_keys=True).encode()
+
+
+def decode_ddl(payload: bytes) -> dict[str, Any]:
+    value = json.loads(payload)
+    if not isinstance(value, dict):
+        raise ValueError("DDL payload is not an object")
+    return value
+
+
+# -- reading -------------------------------------------------------------------
+
+
+def parse_file_header(data: bytes, path: Path) -> WalHeader:
+    if len(data) < FILE_HEADER_FIXED.size + 4:
+        raise Corruption(f"{path}: WAL header is truncated", path=str(path), offset=0)
+    magic, version, _flags, start_lsn, name_len = FILE_HEADER_FIXED.unpack_from(data)
+    end = FILE_HEADER_FIXED.size + name_len
+    if magic != MAGIC:
+        raise Corruption(f"{path}: not a tsadmin WAL file (bad magic)", path=str(path), offset=0)
+    if len(data) < end + 4:
+        raise Corruption(f"{path}: WAL header is truncated", path=str(path), offset=0)
+    (stored,) = struct.unpack_from("<I", data, end)
+    if stored != crc32c.crc32c(data[:end]):
+        raise Corruption(f"{path}: WAL header checksum mismatch", path=str(path), offset=0)
+    if version != VERSION:
+        raise Corruption(
+            f"{path}: WAL format version {version} is not supported (this build reads {VERSION})",
+            path=str(path),
+            offset=8,
+        )
+    database = data[FILE_HEADER_FIXED.size : end].decode(errors="replace")
+    return WalHeader(version=version, start_lsn=start_lsn, database=database, size=end + 4)
+
+
+def _record_at(data: bytes, offset: int) -> tuple[Record | None, str]:
+    """Decode the record at ``offset`` or say why it is not valid."""
+    if offset + RECORD_HEADER_SIZE > len(data):
+        return None, "record header cut short by end of file"
+    crc, length, lsn, txn, rtype, _flags, _res = RECORD_HEADER.unpack_from(data, offset)
+    if length > MAX_PAYLOAD:
+        return None, f"record length {length} is implausible"
+    end = offset + RECORD_HEADER_SIZE + length
+    if end > len(data):
+        return None, "record cut short by end of file"
+    actual = crc32c.crc32c(memoryview(data)[offset + 4 : end])
+    if actual != crc:
+        return None, f"checksum mismatch (stored {crc:#010x}, computed {actual:#010x})"
+    if rtype not in RecordType._value2member_map_:
+        return None, f"unknown record type {rtype}"
+    payload = bytes(data[offset + RECORD_HEADER_SIZE : end])
+    record = Record(lsn, txn, RecordType(rtype), payload, offset, end - offset)
+    return record, ""
+
+
+def _find_valid_after(data: bytes, start: int, min_lsn: int) -> int | None:
+    """The offset of the first valid record after ``start`` whose LSN is past ``min_lsn``."""
+    for offset in range(start, len(data) - RECORD_HEADER_SIZE + 1):
+        _crc, length, lsn, _txn, rtype, flags, reserved = RECORD_HEADER.unpack_from(data, offset)
+        if rtype not in (1, 2, 3) or flags or reserved or lsn <= min_lsn:
+            continue
+        if offset + RECORD_HEADER_SIZE + length > len(data):
+            continue
+        record, _ = _record_at(data, offset)
+        if record is not None:
+            return offset
+    return None
+
+
+def scan_bytes(data: bytes, path: Path) -> FileScan:
+    """Read every valid record of one WAL file's bytes; stop at the first invalid one."""
+    header = parse_file_header(data, path)
+    scan = FileScan(path=path, header=header, file_size=len(data), end_offset=header.size)
+    offset, expected_lsn = header.size, header.start_lsn
+    while offset < len(data):
+        record, reason = _record_at(data, offset)
+        if record is not None and record.lsn != expected_lsn:
+            record, reason = None, f"LSN {record.lsn} where {expected_lsn} was expected"
+        if record is None:
+            after = _find_valid_after(data, offset + 1, expected_lsn - 1)
+            scan.problem = Problem(offset, reason, after is not None, after)
+            break
+        scan.records.append(record)
+        offset += record.size
+        expected_lsn += 1
+        scan.end_offset = offset
+    return scan
+
+
+def scan_file(path: Path) -> FileScan:
+    return scan_bytes(path.read_bytes(), path)
+
+
+def wal_files(wal_dir: Path) -> list[Path]:
+    """The WAL files in replay order (checkpoint.wal before current.wal)."""
+    return [p for p in (wal_dir / CHECKPOINT, wal_dir / CURRENT) if p.exists()]
+
+
+def iter_records(scans: list[FileScan]) -> Iterator[tuple[FileScan, Record]]:
+    for scan in scans:
+        for record in scan.records:
+            yield scan, record
+
+
+# -- writing -------------------------------------------------------------------
+
+
+class WalWriter:
+    """Appends records to ``current.wal``; the caller decides when to fsync."""
+
+    def __init__(self, path: Path, database: str, start_lsn: int, *, create: bool) -> None:
+        self.path = path
+        self.database = database
+        self.start_lsn = start_lsn
+        self._file: AppendFile = IO.open_append(path, "wal.append", create=create)
+        if create:
+            self._file.write(encode_file_header(database, start_lsn))
+            self._file.fsync()
+            IO.fsync_dir(path.parent)
+
+    @property
+    def size(self) -> int:
+        return self._file.size
+
+    def append(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def fsync(self) -> None:
+        self._file.fsync()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def truncate_file(path: Path, size: int) -> None:
+    """Cut a WAL file back to ``size`` bytes (a torn tail) durably."""
+    out = IO.open_append(path, "wal.truncate")
+    try:
+        out.truncate(size)
+        out.fsync()
+    finally:
+        out.close()

@@ -1,0 +1,1 @@
+"""tsadmin: the command-line operations toolkit."""
