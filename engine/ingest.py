@@ -1,0 +1,443 @@
+"""Streaming ingest of line protocol and CSV into a database.
+
+Input is read in blocks, so memory stays bounded whatever its size. Points
+are gathered into batches of ``batch_rows`` (one transaction each, all tables
+of the batch together); a batch is also committed when ``flush_interval``
+seconds have passed since the last commit, so a slow pipe is durable as it
+goes. A bad line either stops the ingest (``abort``: nothing of its batch is
+written, :class:`BadInput` says how many rows were committed before) or is
+written to the rejects file with its reason (``skip``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, TextIO
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from engine.database import Batch, Database
+from engine.errors import BadInput, InvalidArgument
+from engine.lineprotocol import PRECISION_NS, LineError, Point, parse
+from engine.schema import FIELD_TYPES, TS
+
+BLOCK_BYTES = 1 << 20
+Progress = Callable[[int, int], None]  # (bytes read so far, rows committed so far)
+
+
+@dataclass
+class IngestOptions:
+    batch_rows: int = 5000
+    on_error: str = "abort"  # abort | skip
+    rejects: Path | None = None
+    precision: str = "ns"  # of the input's timestamps (line protocol)
+    flush_interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.on_error not in ("abort", "skip"):
+            raise InvalidArgument(f"invalid --on-error {self.on_error!r}", hint="use abort or skip")
+        if self.batch_rows < 1:
+            raise InvalidArgument("batch size must be at least 1 row")
+
+
+@dataclass
+class IngestReport:
+    database: str
+    source: str
+    rows: int = 0
+    tables: list[str] = field(default_factory=list)
+    batches: int = 0
+    rejected: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "rows_per_second": round(self.rows_per_second, 1)}
+
+
+class _Committer:
+    """Gathers rows per table and commits them as one transaction per batch."""
+
+    def __init__(self, db: Database, report: IngestReport, options: IngestOptions) -> None:
+        self.db = db
+        self.report = report
+        self.options = options
+        self.pending: list[Batch] = []
+        self.pending_rows = 0
+        self.last_commit = time.monotonic()
+        self.tables: set[str] = set()
+
+    def add(self, batch: Batch) -> None:
+        self.pending.append(batch)
+        self.pending_rows += batch.rows.num_rows
+        self.tables.add(batch.table)
+
+    def due(self) -> bool:
+        return self.pending_rows >= self.options.batch_rows or (
+            self.pending_rows > 0
+            and time.monotonic() - self.last_commit >= self.options.flush_interval
+        )
+
+    def commit(self) -> None:
+        if self.pending:
+            self.db.write(self.pending)
+            self.report.rows += self.pending_rows
+            self.report.batches += 1
+        self.pending, self.pending_rows = [], 0
+        self.last_commit = time.monotonic()
+
+    def discard(self) -> None:
+        self.pending, self.pending_rows = [], 0
+
+
+# -- line protocol ----------------------------------------------------------------------
+
+
+def ingest_lp(
+    db: Database,
+    stream: BinaryIO,
+    source: str,
+    options: IngestOptions,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest line protocol from ``stream``; see the module docstring for the contract."""
+    if options.precision not in PRECISION_NS:
+        raise InvalidArgument(f"invalid precision {options.precision!r}", hint="use ns, us, ms or s")
+    report = IngestReport(database=db.name, source=source)
+    started = time.perf_counter()
+    committer = _Committer(db, report, options)
+    rejects = _Rejects(options.rejects)
+    builder = _PointColumns(db)
+    try:
+        for text, first_line in _text_blocks(stream, report):
+            for point in _points(text, first_line, options, rejects, source, report):
+                builder.add(point, source)
+                if builder.rows >= options.batch_rows or committer.due():
+                    _flush(builder, committer)
+                    if progress:
+                        progress(report.bytes, report.rows)
+            if committer.due() or builder.rows and time.monotonic() - committer.last_commit >= options.flush_interval:
+                _flush(builder, committer)
+                if progress:
+                    progress(report.bytes, report.rows)
+        _flush(builder, committer)
+    except BadInput as exc:
+        exc.committed_rows = report.rows
+        raise
+    finally:
+        rejects.close()
+    report.tables = sorted(committer.tables)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _flush(builder: _PointColumns, committer: _Committer) -> None:
+    for batch in builder.take():
+        committer.add(batch)
+    committer.commit()
+
+
+def _text_blocks(stream: BinaryIO, report: IngestReport) -> Iterator[tuple[str, int]]:
+    """Blocks of whole lines (as text) with the number of their first line."""
+    carry = b""
+    line = 1
+    reader = getattr(stream, "read1", stream.read)
+    while True:
+        chunk = reader(BLOCK_BYTES)
+        report.bytes += len(chunk)
+        if not chunk:
+            break
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            carry = data
+            continue
+        block, carry = data[:cut], data[cut:]
+        yield _decode(block, line), line
+        line += block.count(b"\n")
+    if carry:
+        yield _decode(carry, line), line
+
+
+def _decode(block: bytes, line: int) -> str:
+    try:
+        return block.decode()
+    except UnicodeDecodeError as exc:
+        bad_line = line + block.count(b"\n", 0, exc.start)
+        raise BadInput(f"line {bad_line}: input is not valid UTF-8", line=bad_line) from exc
+
+
+def _points(
+    text: str,
+    first_line: int,
+    options: IngestOptions,
+    rejects: _Rejects,
+    source: str,
+    report: IngestReport,
+) -> Iterator[Point]:
+    now = time.time_ns()
+    offset = 0
+    line = first_line
+    while offset < len(text):
+        try:
+            for point in parse(text[offset:], precision=options.precision, default_time=now, first_line=line):
+                yield point
+            return
+        except LineError as err:
+            if options.on_error == "abort":
+                raise BadInput(
+                    f"{source}:{err.line}:{err.column}: {err.reason}",
+                    hint="fix the line, or re-run with --on-error skip --rejects FILE; "
+                    "re-running is safe (writes are upserts)",
+                    source=source,
+                    line=err.line,
+                    column=err.column,
+                ) from None
+            start = _line_start(text, offset, err.line - line)
+            end = text.find("\n", start)
+            end = len(text) if end < 0 else end + 1
+            rejects.write(text[start:end].rstrip("\n"), f"{source}:{err.line}:{err.column}: {err.reason}")
+            report.rejected += 1
+            line = err.line + 1
+            offset = end
+
+
+def _line_start(text: str, offset: int, lines_down: int) -> int:
+    pos = offset
+    for _ in range(lines_down):
+        pos = text.index("\n", pos) + 1
+    return pos
+
+
+class _PointColumns:
+    """Points gathered into columns per table, checked against the stored schema."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.rows = 0
+        self.divisor = PRECISION_NS[db.settings.precision] if db.settings.precision in PRECISION_NS else 1
+        self._tables: dict[str, dict[str, Any]] = {}
+        self._kinds: dict[str, dict[str, str]] = {}
+
+    def _known_kinds(self, table: str) -> dict[str, str]:
+        if table not in self._kinds:
+            try:
+                self._kinds[table] = dict(self.db.schema(table).fields)
+            except Exception:
+                self._kinds[table] = {}
+        return self._kinds[table]
+
+    def add(self, point: Point, source: str) -> None:
+        table = self._tables.setdefault(point.measurement, {"n": 0, TS: [], "tags": {}, "fields": {}})
+        kinds = self._known_kinds(point.measurement)
+        for key, kind in point.kinds.items():
+            stored = kinds.setdefault(key, kind)
+            if stored != kind:
+                raise BadInput(
+                    f"{source}:{point.line}: field {key!r} of table {point.measurement} "
+                    f"is {stored}, this line writes {kind}",
+                    hint=f"write {key!r} as {stored} (e.g. 1i for int64, 1.0 for float64)",
+                    source=source,
+                    line=point.line,
+                )
+        n = table["n"]
+        for columns, values in ((table["tags"], point.tags), (table["fields"], point.fields)):
+            for key, value in values.items():
+                column = columns.get(key)
+                if column is None:
+                    column = columns[key] = [None] * n
+                column.append(value)
+            for key, column in columns.items():
+                if len(column) == n:
+                    column.append(None)
+        assert point.time is not None
+        table[TS].append(point.time // self.divisor)
+        table["n"] = n + 1
+        self.rows += 1
+
+    def take(self) -> list[Batch]:
+        batches = []
+        for name, table in self._tables.items():
+            kinds = self._kinds[name]
+            columns: dict[str, pa.Array] = {TS: pa.array(table[TS], pa.int64())}
+            for key, values in table["tags"].items():
+                columns[key] = pa.array(values, pa.string())
+            for key, values in table["fields"].items():
+                columns[key] = pa.array(values, FIELD_TYPES[kinds[key]])
+            batches.append(Batch(name, pa.table(columns), list(table["tags"])))
+        self._tables = {}
+        self.rows = 0
+        return batches
+
+
+class _Rejects:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._out: TextIO | None = None
+
+    def write(self, line: str, reason: str) -> None:
+        if self.path is None:
+            return
+        if self._out is None:
+            self._out = self.path.open("w", encoding="utf-8")
+        self._out.write(f"# {reason}\n{line}\n")
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+
+
+# -- CSV ------------------------------------------------------------------------------
+
+
+@dataclass
+class CsvOptions:
+    table: str = ""
+    ts_column: str = "ts"
+    ts_format: str = "auto"  # auto | s | ms | us | ns | strptime format
+    tags: list[str] = field(default_factory=list)
+
+
+_EPOCH_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
+def ingest_csv(
+    db: Database,
+    stream: BinaryIO,
+    source: str,
+    csv: CsvOptions,
+    options: IngestOptions,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest a CSV file with a header row; one transaction per block of rows."""
+    report = IngestReport(database=db.name, source=source)
+    started = time.perf_counter()
+    committer = _Committer(db, report, options)
+    convert: dict[str, pa.DataType] = {tag: pa.string() for tag in csv.tags}
+    if csv.ts_format in _EPOCH_UNITS:
+        convert[csv.ts_column] = pa.int64()
+    elif csv.ts_format != "auto":
+        convert[csv.ts_column] = pa.string()
+    counted = _CountingReader(stream, report)
+    try:
+        reader = pacsv.open_csv(
+            counted,  # type: ignore[arg-type]
+            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+            convert_options=pacsv.ConvertOptions(column_types=convert, strings_can_be_null=True),
+        )
+    except pa.ArrowInvalid as exc:
+        raise BadInput(f"{source}: {exc}", source=source) from None
+    if csv.ts_column not in reader.schema.names:
+        raise BadInput(
+            f"{source}: no timestamp column {csv.ts_column!r} in the header",
+            hint=f"columns: {', '.join(reader.schema.names)}; choose one with --ts-column",
+            source=source,
+        )
+    rows_before = 0
+    try:
+        for record_batch in _csv_batches(reader, source, lambda: rows_before):
+            rows = pa.Table.from_batches([record_batch])
+            timestamps = _csv_timestamps(rows.column(csv.ts_column), csv.ts_format, db.settings.precision, source)
+            rows = rows.set_column(rows.column_names.index(csv.ts_column), TS, timestamps)
+            committer.add(Batch(csv.table, rows, list(csv.tags)))
+            rows_before += rows.num_rows
+            committer.commit()
+            if progress:
+                progress(report.bytes, report.rows)
+    except BadInput as exc:
+        exc.committed_rows = report.rows
+        raise
+    report.tables = sorted(committer.tables)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _csv_batches(reader: Any, source: str, rows_before: Callable[[], int]) -> Iterator[pa.RecordBatch]:
+    while True:
+        try:
+            yield reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as exc:
+            raise BadInput(
+                f"{source}: after row {rows_before()}: {exc}",
+                hint="fix the row, or give column types explicitly",
+                source=source,
+            ) from None
+
+
+def _csv_timestamps(values: pa.ChunkedArray, ts_format: str, precision: str, source: str) -> pa.ChunkedArray:
+    unit_ns = {"ns": 1, "us": 1_000, "ms": 1_000_000}[precision]
+    kind = values.type
+    if values.null_count:
+        raise BadInput(f"{source}: rows without a timestamp", source=source)
+    if ts_format in _EPOCH_UNITS:
+        scaled = pa.compute.multiply(values.cast(pa.int64()), _EPOCH_UNITS[ts_format])
+        return pa.compute.divide(scaled, unit_ns)
+    if ts_format != "auto":
+        try:
+            parsed = pa.compute.strptime(values, format=ts_format, unit="ns", error_is_null=False)
+        except pa.ArrowInvalid as exc:
+            raise BadInput(f"{source}: timestamp does not match {ts_format!r}: {exc}", source=source) from None
+        return parsed.cast(pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+    if pa.types.is_integer(kind):
+        return values
+    if pa.types.is_timestamp(kind):
+        return values if kind.tz else values.cast(pa.timestamp(kind.unit, tz="UTC"))
+    raise BadInput(
+        f"{source}: timestamp column has {kind} values",
+        hint="give --ts-format (s, ms, us, ns, or a strptime format such as %Y-%m-%d %H:%M:%S)",
+        source=source,
+    )
+
+
+class _CountingReader:
+    """A file wrapper that counts bytes read, for progress."""
+
+    def __init__(self, stream: BinaryIO, report: IngestReport) -> None:
+        self._stream = stream
+        self._report = report
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._report.bytes += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def open_source(path: str) -> tuple[BinaryIO, int | None]:
+    """Open ``path`` (``-`` is standard input) for ingest, decompressing .gz and .zst.
+
+    Returns the stream and its size on disk when known (for progress).
+    """
+    import gzip
+    import sys
+
+    import zstandard
+
+    if path == "-":
+        return sys.stdin.buffer, None
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidArgument(f"no such input file: {path}")
+    size = file.stat().st_size
+    raw = file.open("rb")
+    if file.suffix == ".gz":
+        return gzip.GzipFile(fileobj=raw), size  # type: ignore[return-value]
+    if file.suffix in (".zst", ".zstd"):
+        return zstandard.ZstdDecompressor().stream_reader(raw), size  # type: ignore[return-value]
+    return raw, size

@@ -1,0 +1,269 @@
+"""One call per administrative operation, returning plain data.
+
+The CLI makes one of these calls per command and renders the result; tests
+and library users get the same validation and the same answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from engine import checksum as checksum_mod
+from engine import lock, wal
+from engine.checkpoint import CheckpointReport, CompactionReport
+from engine.database import Database
+from engine.datadir import existing_database_dir, list_databases
+from engine.errors import NotFound
+from engine.recovery import RecoveryReport
+from engine.settings import SETTABLE_KEYS, canonical_key, validate_name
+from engine.timeparse import parse_time
+
+
+@contextlib.contextmanager
+def reading(data_dir: Path, name: str) -> Iterator[Database]:
+    """A read-only view of a database (works while a writer runs)."""
+    yield Database.open(existing_database_dir(data_dir, name), name, readonly=True)
+
+
+@contextlib.contextmanager
+def writing(data_dir: Path, name: str, *, background: bool = True) -> Iterator[Database]:
+    """The database opened for writing; closed cleanly (with a checkpoint) on success."""
+    db = Database.open(existing_database_dir(data_dir, name), name, background=background)
+    try:
+        yield db
+    except BaseException:
+        db.abandon()
+        raise
+    db.close()
+
+
+def database_summary(data_dir: Path, name: str) -> dict[str, Any]:
+    with reading(data_dir, name) as db:
+        view = db.view()
+        return {
+            "name": name,
+            "path": str(db.dir),
+            "settings": view.settings.to_json(),
+            "tables": sorted(view.catalog),
+            "checkpoint_lsn": view.manifest.checkpoint_lsn,
+            "last_lsn": view.last_lsn,
+            "writer_pid": lock.holder_pid(db.dir),
+            "wal_files": [{"file": f, "bytes": b} for f, b in db.wal_files()],
+            "unclean": db.recovery.needed,
+        }
+
+
+def list_summaries(data_dir: Path) -> list[dict[str, Any]]:
+    out = []
+    for name in list_databases(data_dir):
+        info = database_summary(data_dir, name)
+        out.append(
+            {
+                "name": name,
+                "tables": len(info["tables"]),
+                "wal_level": info["settings"]["wal_level"],
+                "precision": info["settings"]["precision"],
+                "last_lsn": info["last_lsn"],
+                "writer_pid": info["writer_pid"],
+            }
+        )
+    return out
+
+
+def database_stats(data_dir: Path, name: str) -> dict[str, Any]:
+    """Storage figures per table: segments, partitions, bytes, rows stored and unflushed."""
+    with reading(data_dir, name) as db:
+        view = db.view()
+        tables = []
+        for table in sorted(view.catalog):
+            entry = view.manifest.tables.get(table)
+            segments = [] if entry is None or table in view.hidden_tables else entry.segments
+            memtable_rows = sum(b.num_rows for m in view.memtables for b in m.batches.get(table, []))
+            tables.append(
+                {
+                    "table": table,
+                    "segments": len(segments),
+                    "partitions": len({s.partition for s in segments}),
+                    "segment_rows": sum(s.rows for s in segments),
+                    "segment_bytes": sum(s.bytes for s in segments),
+                    "wal_rows": memtable_rows,
+                }
+            )
+        wal_files = db.wal_files()
+        return {
+            "database": name,
+            "tables": tables,
+            "segments": sum(t["segments"] for t in tables),
+            "segment_bytes": sum(t["segment_bytes"] for t in tables),
+            "segment_rows": sum(t["segment_rows"] for t in tables),
+            "wal_rows": sum(t["wal_rows"] for t in tables),
+            "wal_bytes": sum(size for _, size in wal_files),
+            "checkpoint_lsn": view.manifest.checkpoint_lsn,
+            "last_lsn": view.last_lsn,
+        }
+
+
+def database_checksum(data_dir: Path, name: str, tables: list[str] | None = None) -> dict[str, Any]:
+    with reading(data_dir, name) as db:
+        view = db.view()
+        chosen = tables or sorted(view.catalog)
+        digests = [
+            checksum_mod.table_digest(t, db.scan(t), view.catalog[t]) for t in _existing(db, chosen)
+        ]
+        return {"database": name, "last_lsn": view.last_lsn, **checksum_mod.database_digest(digests)}
+
+
+def _existing(db: Database, tables: list[str]) -> list[str]:
+    for table in tables:
+        db.schema(validate_name("table", table))
+    return tables
+
+
+def table_summaries(data_dir: Path, name: str) -> list[dict[str, Any]]:
+    stats = {t["table"]: t for t in database_stats(data_dir, name)["tables"]}
+    with reading(data_dir, name) as db:
+        return [
+            {
+                "table": table,
+                "tags": len(db.schema(table).tags),
+                "fields": len(db.schema(table).fields),
+                "segments": stats[table]["segments"],
+                "rows_stored": stats[table]["segment_rows"] + stats[table]["wal_rows"],
+            }
+            for table in db.tables()
+        ]
+
+
+def table_details(data_dir: Path, name: str, table: str) -> dict[str, Any]:
+    validate_name("table", table)
+    with reading(data_dir, name) as db:
+        schema = db.schema(table)
+        rows = db.scan(table)
+    stats = next(t for t in database_stats(data_dir, name)["tables"] if t["table"] == table)
+    columns = [{"column": "ts", "kind": "timestamp", "type": f"timestamp[{_precision(data_dir, name)}]"}]
+    columns += [{"column": t, "kind": "tag", "type": "string"} for t in schema.tags]
+    columns += [{"column": f, "kind": "field", "type": k} for f, k in schema.fields.items()]
+    ts = rows.column("ts").cast(pa.int64())
+    return {
+        "database": name,
+        "table": table,
+        "columns": columns,
+        "rows": rows.num_rows,
+        "series": _series_count(rows, schema.tags),
+        "min_ts": pa.compute.min(ts).as_py(),
+        "max_ts": pa.compute.max(ts).as_py(),
+        **{k: stats[k] for k in ("segments", "partitions", "segment_bytes")},
+    }
+
+
+def _series_count(rows: pa.Table, tags: list[str]) -> int:
+    if not tags:
+        return 1 if rows.num_rows else 0
+    return int(rows.group_by(tags, use_threads=False).aggregate([]).num_rows)
+
+
+def _precision(data_dir: Path, name: str) -> str:
+    with reading(data_dir, name) as db:
+        return db.settings.precision
+
+
+def drop_table(data_dir: Path, name: str, table: str) -> CheckpointReport:
+    with writing(data_dir, name, background=False) as db:
+        return db.drop_table(table)
+
+
+def config_get(data_dir: Path, name: str, key: str | None = None) -> dict[str, Any]:
+    with reading(data_dir, name) as db:
+        values = db.settings.to_json()
+    if key is None:
+        return values
+    canonical = canonical_key(key) if key not in values else key
+    return {canonical: values[canonical]}
+
+
+def config_set(data_dir: Path, name: str, key: str, value: str) -> dict[str, Any]:
+    canonical = canonical_key(key)
+    with writing(data_dir, name, background=False) as db:
+        before = db.settings.to_json()[canonical]
+        after = db.set_setting(canonical, value).to_json()[canonical]
+    return {"database": name, "key": canonical, "old": before, "new": after}
+
+
+def checkpoint(data_dir: Path, names: list[str]) -> list[CheckpointReport]:
+    reports = []
+    for name in names:
+        with writing(data_dir, name, background=False) as db:
+            reports.append(db.checkpoint("command"))
+    return reports
+
+
+def compact(data_dir: Path, name: str) -> CompactionReport:
+    with writing(data_dir, name, background=False) as db:
+        return db.compact()
+
+
+def recover(data_dir: Path, name: str, *, dry_run: bool) -> RecoveryReport:
+    """Run crash recovery now (or, with ``dry_run``, say what it would do)."""
+    if dry_run:
+        with reading(data_dir, name) as db:
+            return db.recovery
+    with writing(data_dir, name, background=False) as db:
+        return db.recovery
+
+
+def select(
+    data_dir: Path,
+    name: str,
+    table: str,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    where: dict[str, str] | None = None,
+    limit: int | None = None,
+) -> pa.Table:
+    validate_name("table", table)
+    with reading(data_dir, name) as db:
+        precision = db.settings.precision
+        return db.scan(
+            table,
+            start=parse_time(start, precision) if start else None,
+            end=parse_time(end, precision) if end else None,
+            where=where,
+            limit=limit,
+        )
+
+
+def settable_keys() -> tuple[str, ...]:
+    return SETTABLE_KEYS
+
+
+def wal_dir(data_dir: Path, name: str) -> Path:
+    path = existing_database_dir(data_dir, name) / wal.WAL_DIR
+    if not path.exists():
+        raise NotFound(f"database {name} has no WAL directory")
+    return path
+
+
+def ingest(
+    data_dir: Path,
+    name: str,
+    kind: str,
+    path: str,
+    options: Any,
+    csv_options: Any = None,
+    progress: Any = None,
+) -> Any:
+    """Ingest ``path`` (``-`` for stdin) as ``lp`` or ``csv`` into database ``name``."""
+    from engine import ingest as ingest_mod
+
+    stream, _size = ingest_mod.open_source(path)
+    source = "stdin" if path == "-" else path
+    with writing(data_dir, name) as db:
+        if kind == "lp":
+            return ingest_mod.ingest_lp(db, stream, source, options, progress)
+        return ingest_mod.ingest_csv(db, stream, source, csv_options, options, progress)

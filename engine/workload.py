@@ -1,0 +1,197 @@
+"""A deterministic writer for crash tests, and the check of what survived.
+
+Run as a child process (``python -m engine.workload ...``), it writes batches
+to a database and prints ``ACK <n>`` on stdout once ``write()`` of batch ``n``
+has returned (the wal_level's promise then holds), and ``CKPT <n>`` once a
+checkpoint covering batches ``0..n`` has returned. Each batch is one
+transaction over two tables (``w_a``, ``w_b``), ``rows`` rows each, keyed so
+that no two batches share a key; every row carries its batch number and a
+value derived from it, so a reader can tell a complete batch, a half one, a
+duplicated one and a wrong value apart.
+
+:func:`verify` reopens the database and compares it with what the child
+acknowledged, per the promise of the wal_level (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.database import Batch, Database
+from engine.settings import WalLevel
+
+TABLES = ("w_a", "w_b")
+SERIES = 4
+BASE_TS = 1_700_000_000_000_000_000
+
+
+def batch_rows(table: str, batch: int, rows: int) -> pa.Table:
+    index = pa.array(range(rows), pa.int64())
+    ts = pc.add(pc.multiply(pc.add(pc.multiply(batch, rows), index), 1_000_000_000), BASE_TS)
+    return pa.table(
+        {
+            "ts": ts,
+            "series": pa.array([f"s{j % SERIES}" for j in range(rows)], pa.string()),
+            "batch": pa.array([batch] * rows, pa.int64()),
+            "value": pc.add(pc.multiply(index.cast(pa.float64()), 0.5), float(batch)),
+            "table_tag": pa.array([table] * rows, pa.string()),
+        }
+    )
+
+
+def make_batch(batch: int, rows: int) -> list[Batch]:
+    return [Batch(t, batch_rows(t, batch, rows), ["series"]) for t in TABLES]
+
+
+def _ack(kind: str, n: int, lock: threading.Lock) -> None:
+    with lock:
+        sys.stdout.write(f"{kind} {n}\n")
+        sys.stdout.flush()
+
+
+def run_writer(args: argparse.Namespace) -> None:
+    db = Database.open(Path(args.db_dir), args.name, background=not args.no_background)
+    print(f"READY {db.last_lsn}", flush=True)
+    lock = threading.Lock()
+    counter = iter(range(args.start, args.start + args.batches))
+    counter_lock = threading.Lock()
+
+    def next_batch() -> int | None:
+        with counter_lock:
+            return next(counter, None)
+
+    def worker() -> None:
+        while (n := next_batch()) is not None:
+            db.write(make_batch(n, args.rows))
+            _ack("ACK", n, lock)
+            if args.checkpoint_every and (n + 1) % args.checkpoint_every == 0:
+                with counter_lock:
+                    db.checkpoint("workload")
+                    _ack("CKPT", n, lock)
+
+    threads = [threading.Thread(target=worker) for _ in range(args.threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if args.no_close:
+        db.abandon()
+    else:
+        db.close()
+    print("DONE", flush=True)
+
+
+@dataclass
+class Acks:
+    acked: set[int] = field(default_factory=set)
+    checkpointed_through: int = -1
+
+    @classmethod
+    def parse(cls, output: str) -> Acks:
+        acks = cls()
+        for line in output.splitlines():
+            kind, _, value = line.partition(" ")
+            if kind == "ACK" and value.isdigit():
+                acks.acked.add(int(value))
+            elif kind == "CKPT" and value.isdigit():
+                acks.checkpointed_through = max(acks.checkpointed_through, int(value))
+        return acks
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    acked: int
+    recovered: int
+    lost: list[int] = field(default_factory=list)
+    partial: list[int] = field(default_factory=list)
+    wrong: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verify(db_dir: Path, name: str, acks: Acks, rows: int, level: WalLevel) -> Verdict:
+    """Compare a reopened database with the acknowledgements, per ``level``'s promise.
+
+    * every batch present is complete in both tables, with the right values,
+      and never more than once;
+    * sync/flush (after a process kill): every acknowledged batch is present;
+    * off: every batch covered by an acknowledged checkpoint is present, and
+      what is present is a prefix (what the last checkpoint held).
+    """
+    db = Database.open(db_dir, name, readonly=True)
+    counts: dict[int, list[int]] = {}
+    wrong: set[int] = set()
+    for i, table in enumerate(TABLES):
+        if table not in db.tables():
+            continue
+        data = db.scan(table)
+        for n, got in _batches_with_rows(data).items():
+            counts.setdefault(n, [0] * len(TABLES))[i] = got.num_rows
+            if not _values_match(table, n, got, rows):
+                wrong.add(n)
+    present = set(counts)
+    partial = sorted(n for n, c in counts.items() if c != [rows] * len(TABLES))
+    verdict = Verdict(ok=True, acked=len(acks.acked), recovered=len(present), partial=partial,
+                      wrong=sorted(wrong))
+    if level is WalLevel.OFF:
+        must = set(range(0, acks.checkpointed_through + 1)) & (acks.acked | present)
+        if present and present != set(range(min(present), max(present) + 1)):
+            verdict.problems.append("batches present are not what one checkpoint held")
+    else:
+        must = acks.acked
+    verdict.lost = sorted(must - present)
+    if verdict.lost:
+        verdict.problems.append(f"{len(verdict.lost)} acknowledged batch(es) lost")
+    if partial:
+        verdict.problems.append(f"{len(partial)} batch(es) only partly present")
+    if wrong:
+        verdict.problems.append(f"{len(wrong)} batch(es) with wrong values")
+    verdict.ok = not verdict.problems
+    return verdict
+
+
+def _batches_with_rows(data: pa.Table) -> dict[int, pa.Table]:
+    if data.num_rows == 0:
+        return {}
+    out = {}
+    batches = data.column("batch")
+    for n in pc.unique(batches).to_pylist():
+        out[int(n)] = data.filter(pc.equal(batches, n))
+    return out
+
+
+def _values_match(table: str, batch: int, got: pa.Table, rows: int) -> bool:
+    expected = batch_rows(table, batch, rows)
+    want = {ts: v for ts, v in zip(expected.column("ts").to_pylist(), expected.column("value").to_pylist(), strict=True)}
+    have = got.column("ts").cast(pa.int64()).to_pylist()
+    values = got.column("value").to_pylist()
+    return len(set(have)) == len(have) and all(want.get(ts) == v for ts, v in zip(have, values, strict=True))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("db_dir")
+    parser.add_argument("name")
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--rows", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--checkpoint-every", type=int, default=0)
+    parser.add_argument("--no-background", action="store_true")
+    parser.add_argument("--no-close", action="store_true", help="exit without the clean close")
+    run_writer(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from tsadmin.app import main
+
+main()

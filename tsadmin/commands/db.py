@@ -1,0 +1,110 @@
+"""tsadmin db: create, list, show, stats, drop, checksum."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from engine import Settings, create_database, drop_database, ops
+from tsadmin.render import emit
+from tsadmin.state import note, state
+
+app = typer.Typer(help="Create, inspect, compare and drop databases.", no_args_is_help=True)
+
+Name = Annotated[str, typer.Argument(help="Database name.", show_default=False)]
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: Name,
+    precision: Annotated[str, typer.Option(help="Timestamp precision: ms, us or ns.")] = "ns",
+    wal_level: Annotated[
+        str, typer.Option("--wal-level", help="off|sync|flush (or 0|1|2).")
+    ] = "sync",
+    wal_fsync_period: Annotated[
+        str, typer.Option("--wal-fsync-period", help="flush level: fsync every N ms.")
+    ] = "1000",
+    checkpoint_interval: Annotated[
+        str, typer.Option("--checkpoint-interval", help="e.g. 30s, 1m, 5m.")
+    ] = "1m",
+    partition: Annotated[str, typer.Option(help="Time width of a data partition.")] = "1d",
+) -> None:
+    """Create a database."""
+    st = state(ctx)
+    settings = Settings.build(
+        precision=precision,
+        wal_level=wal_level,
+        wal_fsync_period=wal_fsync_period,
+        checkpoint_interval=checkpoint_interval,
+        partition=partition,
+    )
+    path = create_database(st.data_dir, name, settings)
+    if st.format == "json":
+        emit({"name": name, "path": str(path), "settings": settings.to_json()}, "json")
+    else:
+        note(ctx, f"created database {name} at {path}")
+
+
+@app.command("list")
+def list_(ctx: typer.Context) -> None:
+    """List the databases of the data directory."""
+    st = state(ctx)
+    emit(ops.list_summaries(st.data_dir), st.format,
+         columns=["name", "tables", "wal_level", "precision", "last_lsn", "writer_pid"])
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: Name) -> None:
+    """Settings, tables, LSNs, WAL files and writer of a database."""
+    st = state(ctx)
+    emit(ops.database_summary(st.data_dir, name), st.format)
+
+
+@app.command("stats")
+def stats(ctx: typer.Context, name: Name) -> None:
+    """Storage figures per table (segments, partitions, bytes, rows)."""
+    st = state(ctx)
+    result = ops.database_stats(st.data_dir, name)
+    if st.format == "table":
+        emit(result["tables"], "table")
+        note(ctx, f"WAL {result['wal_bytes']} bytes; checkpoint LSN {result['checkpoint_lsn']}, "
+                  f"last LSN {result['last_lsn']}")
+    else:
+        emit(result if st.format == "json" else result["tables"], st.format)
+
+
+@app.command("drop")
+def drop(
+    ctx: typer.Context,
+    name: Name,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm the deletion.")] = False,
+) -> None:
+    """Delete a database and all its data (needs --yes)."""
+    st = state(ctx)
+    if not yes:
+        raise typer.BadParameter(f"dropping {name} deletes all its data; add --yes", param_hint="--yes")
+    drop_database(st.data_dir, name)
+    if st.format == "json":
+        emit({"dropped": name}, "json")
+    else:
+        note(ctx, f"dropped database {name}")
+
+
+@app.command("checksum")
+def checksum(
+    ctx: typer.Context,
+    name: Name,
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="Only this table (repeatable).")
+    ] = None,
+) -> None:
+    """Order-independent SHA-256 of the rows (after upserts), to compare two copies."""
+    st = state(ctx)
+    result = ops.database_checksum(st.data_dir, name, table)
+    if st.format == "table":
+        emit(result["tables"], "table")
+        typer.echo(f"database {name}: sha256 {result['sha256']} ({result['rows']} rows)")
+    else:
+        emit(result if st.format == "json" else result["tables"], st.format)

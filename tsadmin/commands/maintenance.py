@@ -1,0 +1,58 @@
+"""tsadmin checkpoint, compact, recover."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from engine import list_databases, ops
+from tsadmin.render import emit
+from tsadmin.state import note, state
+
+Db = Annotated[str, typer.Argument(help="Database name.", show_default=False)]
+
+
+def checkpoint(
+    ctx: typer.Context,
+    db: Annotated[str | None, typer.Argument(help="Database name.", show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every database of the data directory.")] = False,
+) -> None:
+    """Write the memtable to segments now and drop the checkpointed WAL."""
+    st = state(ctx)
+    if (db is None) == (not all_):
+        raise typer.BadParameter("name one database, or give --all")
+    names = list_databases(st.data_dir) if all_ else [db or ""]
+    reports = [r.to_json() for r in ops.checkpoint(st.data_dir, names)]
+    if st.format == "table":
+        emit(reports, "table", columns=["database", "skipped", "lsn", "rows", "segments_written",
+                                        "bytes_written", "wal_bytes_removed", "seconds"])
+    else:
+        emit(reports, st.format)
+
+
+def compact(ctx: typer.Context, db: Db) -> None:
+    """Merge the segments of each partition into one."""
+    st = state(ctx)
+    report = ops.compact(st.data_dir, db).to_json()
+    emit(report, st.format)
+
+
+def recover(
+    ctx: typer.Context,
+    db: Db,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what recovery would do; change nothing.")] = False,
+) -> None:
+    """Replay the WAL after a crash (also done by any writer on open) and report."""
+    st = state(ctx)
+    report = ops.recover(st.data_dir, db, dry_run=dry_run).to_json()
+    report["dry_run"] = dry_run
+    emit(report, st.format)
+    if st.format == "table" and not report["needed"]:
+        note(ctx, f"{db} was closed cleanly: nothing to recover")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("checkpoint")(checkpoint)
+    app.command("compact")(compact)
+    app.command("recover")(recover)

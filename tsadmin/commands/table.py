@@ -1,0 +1,55 @@
+"""tsadmin table: list, show, drop."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from engine import ops
+from tsadmin.render import emit
+from tsadmin.state import note, state
+
+app = typer.Typer(help="Inspect and drop tables.", no_args_is_help=True)
+
+Db = Annotated[str, typer.Argument(help="Database name.", show_default=False)]
+Table = Annotated[str, typer.Argument(help="Table name.", show_default=False)]
+
+
+@app.command("list")
+def list_(ctx: typer.Context, db: Db) -> None:
+    """The tables of a database."""
+    st = state(ctx)
+    emit(ops.table_summaries(st.data_dir, db), st.format,
+         columns=["table", "tags", "fields", "segments", "rows_stored"])
+
+
+@app.command("show")
+def show(ctx: typer.Context, db: Db, table: Table) -> None:
+    """Columns, rows, series, time range and storage of a table."""
+    st = state(ctx)
+    details = ops.table_details(st.data_dir, db, table)
+    if st.format == "table":
+        emit(details["columns"], "table")
+        summary = {k: v for k, v in details.items() if k != "columns"}
+        emit(summary, "table")
+    else:
+        emit(details if st.format == "json" else details["columns"], st.format)
+
+
+@app.command("drop")
+def drop(
+    ctx: typer.Context,
+    db: Db,
+    table: Table,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm the deletion.")] = False,
+) -> None:
+    """Delete a table and its data (needs --yes)."""
+    st = state(ctx)
+    if not yes:
+        raise typer.BadParameter(f"dropping {table} deletes its data; add --yes", param_hint="--yes")
+    report = ops.drop_table(st.data_dir, db, table)
+    if st.format == "json":
+        emit({"dropped": table, "checkpoint": report.to_json()}, "json")
+    else:
+        note(ctx, f"dropped table {table} of {db}")

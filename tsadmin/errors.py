@@ -1,0 +1,55 @@
+"""Exit codes and the one place engine errors become them.
+
+=====  ==================================================================
+code   meaning
+=====  ==================================================================
+0      success
+1      failure (not found, already exists, disk full, I/O error, ...)
+2      usage: bad option, bad name, bad value
+3      verification found problems (``wal verify``, ``backup verify``, ...)
+4      the database is locked by another writer
+5      the database (or a file of it) is corrupt
+6      bad input data: ingest stopped at a bad line, or a field type conflict
+=====  ==================================================================
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from engine.errors import (
+    BadInput,
+    Corruption,
+    EngineError,
+    InvalidArgument,
+    Locked,
+    SchemaConflict,
+    VerificationFailed,
+)
+
+
+class Exit(IntEnum):
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    VERIFY_FAILED = 3
+    LOCKED = 4
+    CORRUPT = 5
+    BAD_INPUT = 6
+
+
+_BY_CLASS: list[tuple[type[EngineError], Exit]] = [
+    (InvalidArgument, Exit.USAGE),
+    (VerificationFailed, Exit.VERIFY_FAILED),
+    (Locked, Exit.LOCKED),
+    (Corruption, Exit.CORRUPT),
+    (BadInput, Exit.BAD_INPUT),
+    (SchemaConflict, Exit.BAD_INPUT),
+]
+
+
+def exit_code_for(error: EngineError) -> Exit:
+    for cls, code in _BY_CLASS:
+        if isinstance(error, cls):
+            return code
+    return Exit.FAILURE

@@ -1,0 +1,43 @@
+"""A rich progress bar on stderr for a person at a terminal; nothing otherwise."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+
+@contextlib.contextmanager
+def byte_progress(
+    enabled: bool, total: int | None, label: str
+) -> Iterator[Callable[[int, int], None] | None]:
+    """Yields a callback ``(bytes_done, rows_done)``, or ``None`` when disabled."""
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[rows]:,} rows"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total, rows=0)
+
+        def update(done: int, rows: int) -> None:
+            bar.update(task, completed=done, rows=rows)
+
+        yield update

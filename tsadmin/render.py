@@ -1,0 +1,93 @@
+"""Rendering results: tables for people, JSON and CSV for scripts. Data goes to stdout."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tabulate import tabulate
+
+FORMATS = ("table", "json", "csv")
+
+
+def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None) -> None:
+    """Print ``data`` (a list of records or one record) in ``fmt``."""
+    if fmt == "json":
+        json.dump(data, sys.stdout, indent=2, default=_jsonable)
+        sys.stdout.write("\n")
+        return
+    records = data if isinstance(data, list) else [_flatten(data)]
+    if fmt == "csv":
+        _emit_csv(records, columns)
+    elif isinstance(data, list):
+        _emit_table(records, columns)
+    else:
+        _emit_pairs(_flatten(data))
+
+
+def _jsonable(value: Any) -> Any:
+    return str(value)
+
+
+def _flatten(record: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            for inner, item in _flatten(value).items():
+                flat[f"{key}.{inner}"] = item
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            flat[key] = f"{len(value)} item(s)"
+        elif isinstance(value, list):
+            flat[key] = ", ".join(str(v) for v in value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def _keys(records: list[dict[str, Any]], columns: Sequence[str] | None) -> list[str]:
+    if columns:
+        return list(columns)
+    keys: list[str] = []
+    for record in records:
+        keys += [k for k in record if k not in keys]
+    return keys
+
+
+def _emit_csv(records: list[dict[str, Any]], columns: Sequence[str] | None) -> None:
+    keys = _keys(records, columns)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(keys)
+    for record in records:
+        writer.writerow(["" if record.get(k) is None else record.get(k) for k in keys])
+
+
+def _emit_table(records: list[dict[str, Any]], columns: Sequence[str] | None) -> None:
+    keys = _keys(records, columns)
+    if not records:
+        print("(none)")
+        return
+    rows = [[_cell(record.get(k)) for k in keys] for record in records]
+    print(tabulate(rows, headers=keys, tablefmt="simple", disable_numparse=True))
+
+
+def _emit_pairs(record: dict[str, Any]) -> None:
+    print(tabulate([[k, _cell(v)] for k, v in record.items()], tablefmt="plain"))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}" if abs(value) < 1e15 else str(value)
+    return str(value)
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} GiB"
