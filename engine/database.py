@@ -386,6 +386,8 @@ class Database:
             IO.crash_point("checkpoint.after_wal_delete")
             IO.remove_many(self.dir / f for f in plan.obsolete_files)
             self._last_checkpoint = time.monotonic()
+        if self._threads and self._compaction_due():
+            self._wake.set()  # the maintenance thread merges the partition's segments
         return plan.report(self.name, reason, rotated, wal_removed, time.perf_counter() - started)
 
     def _nothing_to_checkpoint(self) -> bool:
@@ -460,9 +462,19 @@ class Database:
                 due = time.monotonic() - self._last_checkpoint >= self._interval_seconds()
                 if due or self._needs_checkpoint():
                     self.checkpoint("interval" if due else "size")
+                if self._compaction_due():
                     self.compact(min_segments=COMPACT_TRIGGER + 1)
             except EngineError as exc:
                 self.background_error = exc  # the next checkpoint retries; close reports it
+
+    def _compaction_due(self) -> bool:
+        for entry in self._manifest.tables.values():
+            per_partition: dict[int, int] = {}
+            for info in entry.segments:
+                per_partition[info.partition] = per_partition.get(info.partition, 0) + 1
+            if per_partition and max(per_partition.values()) > COMPACT_TRIGGER:
+                return True
+        return False
 
     def _interval_seconds(self) -> float:
         return self._settings.checkpoint_interval_ns / 1e9

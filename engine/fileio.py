@@ -15,6 +15,8 @@ a child process, through the environment variable ``TSADMIN_FAULTS``: a
 ``torn@TAG[:N]``
     the N-th write tagged ``TAG`` writes only its first half, then the process
     is killed (a torn write).
+``slowfsync=MS``
+    every fsync takes MS milliseconds longer (a slow disk), to exercise group commit.
 ``nofsync``
     fsync does nothing: a planted bug for proving that the power-loss
     simulation catches a missing fsync.
@@ -22,8 +24,9 @@ a child process, through the environment variable ``TSADMIN_FAULTS``: a
     append a durability journal to PATH (see below).
 
 Power loss is simulated from the journal: one line per event, ``C path``
-(file created or truncated), ``S path size`` (fsync returned: ``size`` bytes
-are durable), ``R src dst`` (rename), ``D path`` (removed). After the writer
+(file created or truncated), ``O path size`` (an existing file opened for
+appending: its ``size`` bytes count as durable, later ones only once fsynced),
+``S path size`` (fsync returned: ``size`` bytes are durable), ``R src dst`` (rename), ``D path`` (removed). After the writer
 is killed, :func:`simulate_power_loss` cuts every journalled file back to its
 last fsynced size (a file never fsynced loses all its bytes and, if it was
 created during the run, its name). Files not in the journal existed before the
@@ -37,6 +40,7 @@ import errno
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +58,7 @@ class Faults:
     enospc: dict[str, int] = field(default_factory=dict)
     torn: dict[str, int] = field(default_factory=dict)
     nofsync: bool = False
+    slow_fsync_ms: float = 0.0
     journal_path: str | None = None
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -67,6 +72,9 @@ class Faults:
     def add(self, item: str) -> None:
         if item == "nofsync":
             self.nofsync = True
+            return
+        if item.startswith("slowfsync="):
+            self.slow_fsync_ms = float(item.split("=", 1)[1])
             return
         if item.startswith("journal="):
             self.journal_path = item.split("=", 1)[1]
@@ -83,6 +91,7 @@ class Faults:
         self.enospc.clear()
         self.torn.clear()
         self.nofsync = False
+        self.slow_fsync_ms = 0.0
         self.counters.clear()
 
     def tick(self, key: str) -> int:
@@ -104,8 +113,7 @@ class AppendFile:
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if create else 0)
         self._fd = layer.guard(lambda: os.open(path, flags, 0o600), path)
         self.size = os.lseek(self._fd, 0, os.SEEK_END)
-        if create:
-            layer.journal("C", path)
+        layer.journal("C", path) if create else layer.journal("O", path, self.size)
 
     def write(self, data: bytes) -> None:
         """Append ``data``; on failure the file is cut back so no partial record stays."""
@@ -201,6 +209,8 @@ class FileLayer:
     def fsync_fd(self, fd: int, path: Path, size: int) -> None:
         if self.faults.nofsync:
             return
+        if self.faults.slow_fsync_ms:
+            time.sleep(self.faults.slow_fsync_ms / 1000)
         self.guard(lambda: os.fsync(fd), path)
         self.journal("S", path, size)
 
@@ -279,6 +289,8 @@ def simulate_power_loss(journal_path: Path) -> dict[str, int]:
         if event == "C":
             durable[args[0]] = None
             created.add(args[0])
+        elif event == "O":
+            durable.setdefault(args[0], int(args[1]))
         elif event == "S":
             durable[args[0]] = int(args[1])
         elif event == "R":

@@ -1,0 +1,133 @@
+"""Group commit, background compaction, readers beside a writer, settings changes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from engine import Batch, Database, InvalidArgument, database, workload
+from engine.fileio import IO
+from engine.settings import WalLevel
+from engine.workload import Acks, verify
+from tests.conftest import new_db, start_writer, wait_ready
+
+
+def test_concurrent_writers_share_fsyncs(data_dir: Path) -> None:
+    """On a slow disk (10 ms per fsync), 16 writers must not pay one fsync each."""
+    db = Database.open(new_db(data_dir, "g"), "g", background=False)
+    db.write(workload.make_batch(999_999, 1))  # create the tables first
+    IO.faults.add("slowfsync=10")
+    threads, per_thread = 16, 15
+    barrier = threading.Barrier(threads)
+
+    prepared = {k: [workload.make_batch(k * 1000 + i, 100) for i in range(per_thread)]
+                for k in range(threads)}
+
+    def writer(k: int) -> None:
+        barrier.wait()
+        for batch in prepared[k]:
+            db.write(batch)
+
+    pool = [threading.Thread(target=writer, args=(k,)) for k in range(threads)]
+    fsyncs_before = db.fsync_count
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    commits = threads * per_thread
+    fsyncs = db.fsync_count - fsyncs_before
+    db.close()
+    # every commit was acknowledged durable, yet far fewer fsyncs ran than commits
+    assert 0 < fsyncs < commits / 4, (fsyncs, commits)
+
+
+def test_sync_commits_each_fsync_alone_with_one_writer(data_dir: Path) -> None:
+    db = Database.open(new_db(data_dir, "g"), "g", background=False)
+    before = db.fsync_count
+    for i in range(10):
+        db.write(workload.make_batch(i, 5))
+    assert db.fsync_count - before >= 10  # one per commit (plus DDL for the new tables)
+    db.close()
+
+
+def test_flush_level_does_not_fsync_each_commit(data_dir: Path) -> None:
+    db = Database.open(new_db(data_dir, "f", wal_level="flush", wal_fsync_period="60000"), "f",
+                       background=False)
+    db.write(workload.make_batch(0, 5))  # creates the tables: DDL is always fsynced
+    before = db.fsync_count
+    for i in range(1, 20):
+        assert not db.write(workload.make_batch(i, 5)).durable
+    assert db.fsync_count == before
+    db.close()
+
+
+def test_background_compaction_bounds_segments_per_partition(data_dir: Path) -> None:
+    db = Database.open(new_db(data_dir, "c"), "c")
+    for i in range(database.COMPACT_TRIGGER * 2 + 3):
+        db.write(workload.make_batch(i, 10))
+        db.checkpoint()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        counts = [len(e.segments) for e in db.view().manifest.tables.values()]
+        if max(counts) <= database.COMPACT_TRIGGER:
+            break
+        time.sleep(0.1)
+    assert max(counts) <= database.COMPACT_TRIGGER, counts
+    db.close()
+    assert verify(db.dir, "c", Acks(acked=set(range(database.COMPACT_TRIGGER * 2 + 3))), 10, WalLevel.SYNC).ok
+
+
+def test_readers_see_whole_batches_while_a_writer_checkpoints(data_dir: Path) -> None:
+    db_dir = new_db(data_dir, "r")
+    child = start_writer(db_dir, "r", "--batches", "400", "--rows", "10", "--checkpoint-every", "3")
+    wait_ready(child)
+    reads = 0
+    while child.poll() is None:
+        reader = Database.open(db_dir, "r", readonly=True)
+        if "w_a" in reader.tables():
+            got = reader.scan("w_a").column("batch").to_pylist()
+            counts: dict[int, int] = {}
+            for n in got:
+                counts[n] = counts.get(n, 0) + 1
+            assert all(c == 10 for c in counts.values()), "a reader saw half a batch"
+            reads += 1
+    out, err = child.communicate()
+    assert child.returncode == 0, err
+    assert reads > 3
+    assert verify(db_dir, "r", Acks.parse(out), 10, WalLevel.SYNC).ok
+
+
+def test_switching_to_off_checkpoints_first_and_byrl_is_refused(data_dir: Path) -> None:
+    db = Database.open(new_db(data_dir, "s"), "s", background=False)
+    db.write(workload.make_batch(0, 5))
+    assert db.checkpoint_lsn < db.last_lsn
+    db.set_setting("ts.wal.wal_level", "0")
+    assert db.settings.wal_level is WalLevel.OFF
+    assert db.memtable_rows() == 0, "switching to off must checkpoint what the WAL held"
+    with pytest.raises(InvalidArgument, match="byrl"):
+        db.set_setting("wal_level", "byrl")
+    db.abandon()  # a crash: the setting was logged and fsynced
+    assert Database.open(db.dir, "s", readonly=True).settings.wal_level is WalLevel.OFF
+
+
+def test_ddl_survives_a_crash_even_under_off(data_dir: Path) -> None:
+    db = Database.open(new_db(data_dir, "o", wal_level="off"), "o", background=False)
+    db.write([Batch("cpu", pa.table({"ts": pa.array([1], pa.int64()), "v": [1.0]}), [])])
+    db.abandon()
+    reopened = Database.open(db.dir, "o", readonly=True)
+    assert reopened.tables() == ["cpu"]  # the schema was logged; the row (off) was not
+    assert reopened.scan("cpu").num_rows == 0
+
+
+def test_interval_checkpoint_runs_in_a_long_writer(data_dir: Path) -> None:
+    db = Database.open(new_db(data_dir, "i", checkpoint_interval="1s"), "i")
+    db.write(workload.make_batch(0, 5))
+    deadline = time.monotonic() + 10
+    while db.checkpoint_lsn < db.last_lsn and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert db.checkpoint_lsn == db.last_lsn
+    db.close()
