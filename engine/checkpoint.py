@@ -105,7 +105,9 @@ def plan_checkpoint(
             keep = [] if previous is None or name in hidden else list(previous.segments)
             batches = [b for memtable in pending for b in memtable.batches.get(name, [])]
             if batches:
-                keep += _write_table(db_dir, plan, name, upsert_merge(batches, schema, settings.precision), settings)
+                keep += _write_table(
+                    db_dir, plan, name, upsert_merge(batches, schema, settings.precision), settings
+                )
             manifest.tables[name] = TableEntry(schema.copy(), keep)
     except BaseException:
         IO.remove_many(db_dir / s.file for s in plan.written)
@@ -123,7 +125,9 @@ def _write_table(
     for partition, part in segment.split_by_partition(rows, settings.partition_units).items():
         file_id = plan.manifest.next_segment
         plan.manifest.next_segment += 1
-        info = segment.write(db_dir, segment.segment_path(table, partition, file_id), partition, file_id, part)
+        info = segment.write(
+            db_dir, segment.segment_path(table, partition, file_id), partition, file_id, part
+        )
         plan.written.append(info)
         plan.rows += info.rows
         infos.append(info)
@@ -166,7 +170,9 @@ def plan_compaction(db_dir: Path, old: Manifest, min_segments: int) -> Compactio
     plan = CompactionPlan(manifest)
     try:
         for name, entry in old.tables.items():
-            manifest.tables[name] = TableEntry(entry.schema.copy(), _compact_table(db_dir, plan, name, entry, min_segments))
+            manifest.tables[name] = TableEntry(
+                entry.schema.copy(), _compact_table(db_dir, plan, name, entry, min_segments)
+            )
     except BaseException:
         IO.remove_many(db_dir / s.file for s in plan.written)
         raise
@@ -190,7 +196,9 @@ def _compact_table(
         file_id = plan.manifest.next_segment
         plan.manifest.next_segment += 1
         # The merged segment takes the newest input's seq: later checkpoints still win over it.
-        merged = segment.write(db_dir, segment.segment_path(table, partition, file_id), partition, infos[-1].seq, rows)
+        merged = segment.write(
+            db_dir, segment.segment_path(table, partition, file_id), partition, infos[-1].seq, rows
+        )
         plan.written.append(merged)
         plan.inputs += infos
         plan.merged.append((table, partition))

@@ -212,7 +212,9 @@ class Database:
     def write(self, batches: Iterable[Batch]) -> CommitResult:
         """Commit ``batches`` as one transaction; returns once the wal_level's promise holds."""
         self._check_writable()
-        prepared = [normalize_rows(b.table, b.rows, b.tags, self._settings.precision) for b in batches]
+        prepared = [
+            normalize_rows(b.table, b.rows, b.tags, self._settings.precision) for b in batches
+        ]
         prepared = [(t, r, g) for t, r, g in prepared if r.num_rows]
         logged = self._settings.wal_level is not WalLevel.OFF
         payloads = [wal.encode_data(t, r) for t, r, _ in prepared] if logged else []
@@ -233,7 +235,9 @@ class Database:
         if durable:
             self._wait_durable(lsn)
         self._after_write()
-        return CommitResult(txn=txn, lsn=lsn, rows=sum(r.num_rows for _, r, _ in prepared), durable=durable)
+        return CommitResult(
+            txn=txn, lsn=lsn, rows=sum(r.num_rows for _, r, _ in prepared), durable=durable
+        )
 
     def _sync_each_commit(self) -> bool:
         level = self._settings.wal_level
@@ -241,7 +245,9 @@ class Database:
             level is WalLevel.FLUSH and self._settings.wal_fsync_period_ms == 0
         )
 
-    def _schema_changes(self, prepared: list[tuple[str, pa.Table, list[str]]]) -> list[dict[str, Any]]:
+    def _schema_changes(
+        self, prepared: list[tuple[str, pa.Table, list[str]]]
+    ) -> list[dict[str, Any]]:
         pending: dict[str, TableSchema] = {}
         for table, rows, tags in prepared:
             current = pending.get(table) or self._catalog.get(table) or TableSchema()
@@ -308,7 +314,7 @@ class Database:
     def _after_write(self) -> None:
         assert self._wal is not None
         pending = self._memtable.nbytes + sum(m.nbytes for m in self._immutables)
-        if pending > 2 * MEMTABLE_MAX_BYTES or not self._threads and self._needs_checkpoint():
+        if pending > 2 * MEMTABLE_MAX_BYTES or (not self._threads and self._needs_checkpoint()):
             self.checkpoint("memory" if pending > MEMTABLE_MAX_BYTES else "wal size")
         elif self._needs_checkpoint():
             self._wake.set()
@@ -319,7 +325,7 @@ class Database:
 
     # -- catalog and settings ------------------------------------------------------------
     def set_setting(self, key: str, value: str) -> Settings:
-        """Change one setting; logged and fsynced. Switching to or from ``off`` checkpoints first."""
+        """Change one setting, logged and fsynced; to or from ``off`` checkpoints first."""
         self._check_writable()
         new = self._settings.with_value(key, value)
         if new.wal_level is WalLevel.BYRL:
@@ -481,7 +487,10 @@ class Database:
 
     def _flush_loop(self) -> None:
         while not self._stop.wait(timeout=self._settings.wal_fsync_period_ms / 1000 or 0.05):
-            if self._settings.wal_level is WalLevel.FLUSH and self._commit.durable_lsn < self._last_lsn:
+            if (
+                self._settings.wal_level is WalLevel.FLUSH
+                and self._commit.durable_lsn < self._last_lsn
+            ):
                 try:
                     self._wait_durable(self._last_lsn)
                 except EngineError as exc:
@@ -528,18 +537,30 @@ class Database:
     ) -> pa.Table:
         """Rows of ``table`` after upserts, sorted by tags then ``ts``; ``[start, end)``."""
         try:
-            return scan_view(self.dir, self.view(), table, start=start, end=end, where=where, limit=limit)
+            return scan_view(
+                self.dir, self.view(), table, start=start, end=end, where=where, limit=limit
+            )
         except FileNotFoundError:
             if self.writable:
                 raise
             self._reload()  # a writer compacted the segments away under us: read afresh
-            return scan_view(self.dir, self.view(), table, start=start, end=end, where=where, limit=limit)
+            return scan_view(
+                self.dir, self.view(), table, start=start, end=end, where=where, limit=limit
+            )
 
     def _reload(self) -> None:
         state = _replay_consistently(self.dir, self.name)
         with self._write_lock:
-            self._manifest, self._catalog, self._settings = state.manifest, state.catalog, state.settings
-            self._memtable, self._hidden, self._last_lsn = state.memtable, set(state.hidden_tables), state.last_lsn
+            self._manifest, self._catalog, self._settings = (
+                state.manifest,
+                state.catalog,
+                state.settings,
+            )
+            self._memtable, self._hidden, self._last_lsn = (
+                state.memtable,
+                set(state.hidden_tables),
+                state.last_lsn,
+            )
 
     def memtable_rows(self) -> int:
         with self._write_lock:
@@ -565,13 +586,16 @@ def scan_view(
     for tag in where or {}:
         if tag not in schema.tags:
             raise InvalidArgument(
-                f"table {table} has no tag {tag!r}", hint=f"tags: {', '.join(schema.tags) or 'none'}"
+                f"table {table} has no tag {tag!r}",
+                hint=f"tags: {', '.join(schema.tags) or 'none'}",
             )
     batches = []
     entry = view.manifest.tables.get(table)
     if entry is not None and table not in view.hidden_tables:
         for info in sorted(entry.segments, key=lambda s: s.seq):
-            if (end is not None and info.min_ts >= end) or (start is not None and info.max_ts < start):
+            if (end is not None and info.min_ts >= end) or (
+                start is not None and info.max_ts < start
+            ):
                 continue
             batches.append(prefilter(segment.read(db_dir, info), start, end, where))
     for memtable in view.memtables:

@@ -80,8 +80,7 @@ def list_databases(data_dir: Path) -> list[str]:
     return sorted(
         entry.name
         for entry in data_dir.iterdir()
-        if not entry.name.startswith(_HIDDEN_PREFIX)
-        and (entry / manifest_format.FILENAME).exists()
+        if not entry.name.startswith(_HIDDEN_PREFIX) and (entry / manifest_format.FILENAME).exists()
     )
 
 

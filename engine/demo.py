@@ -40,7 +40,12 @@ class DemoReport:
         self.steps.append({"step": step, "result": result, "figures": figures})
 
     def to_json(self) -> dict[str, Any]:
-        return {"data_dir": self.data_dir, "database": self.database, "ok": self.ok, "steps": self.steps}
+        return {
+            "data_dir": self.data_dir,
+            "database": self.database,
+            "ok": self.ok,
+            "steps": self.steps,
+        }
 
 
 def sample_line_protocol(hosts: int = HOSTS, points: int = POINTS_PER_HOST) -> bytes:
@@ -53,7 +58,8 @@ def sample_line_protocol(hosts: int = HOSTS, points: int = POINTS_PER_HOST) -> b
             region = "eu-west" if h % 2 else "us-east"
             lines.append(
                 f"cpu,host=host_{h},region={region} usage_user={(i * 7 + h) % 100}.5,"
-                f"usage_system={(i + h * 3) % 50}i,healthy={'true' if (i + h) % 9 else 'false'} {ts}"
+                f"usage_system={(i + h * 3) % 50}i,"
+                f"healthy={'true' if (i + h) % 9 else 'false'} {ts}"
             )
     return ("\n".join(lines) + "\n").encode()
 
@@ -69,25 +75,48 @@ def run_demo(data_dir: Path, *, kill_after_acks: int = 40) -> DemoReport:
     data = sample_line_protocol()
     with Database.open(target, DEMO_DB) as db:
         ingest = ingest_lp(db, io.BytesIO(data), "sample.lp", IngestOptions(batch_rows=5000))
-        report.add("ingest", f"{ingest.rows} rows of line protocol", rows_per_second=round(ingest.rows_per_second))
+        report.add(
+            "ingest",
+            f"{ingest.rows} rows of line protocol",
+            rows_per_second=round(ingest.rows_per_second),
+        )
         ckpt = db.checkpoint("demo")
-        report.add("checkpoint", f"{ckpt.rows} rows into {ckpt.segments_written} segment(s)",
-                   bytes=ckpt.bytes_written, seconds=round(ckpt.seconds, 3))
+        report.add(
+            "checkpoint",
+            f"{ckpt.rows} rows into {ckpt.segments_written} segment(s)",
+            bytes=ckpt.bytes_written,
+            seconds=round(ckpt.seconds, 3),
+        )
 
     acks, killed_at = _kill_a_writer(target, kill_after_acks)
-    report.add("crash", f"writer PID killed with SIGKILL after {len(acks.acked)} acknowledged batches",
-               acked_batches=len(acks.acked), kill_seconds=round(killed_at, 3))
+    report.add(
+        "crash",
+        f"writer PID killed with SIGKILL after {len(acks.acked)} acknowledged batches",
+        acked_batches=len(acks.acked),
+        kill_seconds=round(killed_at, 3),
+    )
 
     with Database.open(target, DEMO_DB, background=False) as db:
         rec = db.recovery
-    report.add("recover", f"replayed {rec.records_replayed} records: {rec.transactions_applied} transactions "
-               f"applied, {rec.transactions_rolled_back} rolled back, {rec.bytes_truncated} bytes of torn tail cut",
-               rows=rec.rows_applied, seconds=round(rec.seconds, 3))
+    report.add(
+        "recover",
+        f"replayed {rec.records_replayed} records: {rec.transactions_applied} transactions "
+        f"applied, {rec.transactions_rolled_back} rolled back, "
+        f"{rec.bytes_truncated} bytes of torn tail cut",
+        rows=rec.rows_applied,
+        seconds=round(rec.seconds, 3),
+    )
 
     verdict = workload.verify(target, DEMO_DB, acks, rows=50, level=WalLevel.SYNC)
     report.ok = verdict.ok
-    report.add("verify", "every acknowledged batch present exactly once" if verdict.ok
-               else "; ".join(verdict.problems), acked=verdict.acked, recovered=verdict.recovered)
+    report.add(
+        "verify",
+        "every acknowledged batch present exactly once"
+        if verdict.ok
+        else "; ".join(verdict.problems),
+        acked=verdict.acked,
+        recovered=verdict.recovered,
+    )
 
     digest = ops.database_checksum(data_dir, DEMO_DB)
     report.add("checksum", f"sha256 {digest['sha256'][:16]}… over {digest['rows']} rows")
@@ -96,7 +125,17 @@ def run_demo(data_dir: Path, *, kill_after_acks: int = 40) -> DemoReport:
 
 def _kill_a_writer(target: Path, kill_after_acks: int) -> tuple[workload.Acks, float]:
     """Start a writer child, kill it once it has acknowledged ``kill_after_acks`` batches."""
-    cmd = [sys.executable, "-m", "engine.workload", str(target), DEMO_DB, "--batches", "100000", "--rows", "50"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.workload",
+        str(target),
+        DEMO_DB,
+        "--batches",
+        "100000",
+        "--rows",
+        "50",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     assert child.stdout is not None
@@ -104,7 +143,10 @@ def _kill_a_writer(target: Path, kill_after_acks: int) -> tuple[workload.Acks, f
     started = time.perf_counter()
     for line in child.stdout:
         lines.append(line)
-        if line.startswith("ACK") and sum(1 for x in lines if x.startswith("ACK")) >= kill_after_acks:
+        if (
+            line.startswith("ACK")
+            and sum(1 for x in lines if x.startswith("ACK")) >= kill_after_acks
+        ):
             break
     child.send_signal(signal.SIGKILL)
     rest, _ = child.communicate()

@@ -23,15 +23,21 @@ a child process, through the environment variable ``TSADMIN_FAULTS``: a
 ``journal=PATH``
     append a durability journal to PATH (see below).
 
-Power loss is simulated from the journal: one line per event, ``C path``
-(file created or truncated), ``O path size`` (an existing file opened for
-appending: its ``size`` bytes count as durable, later ones only once fsynced),
-``S path size`` (fsync returned: ``size`` bytes are durable), ``R src dst`` (rename), ``D path`` (removed). After the writer
-is killed, :func:`simulate_power_loss` cuts every journalled file back to its
-last fsynced size (a file never fsynced loses all its bytes and, if it was
-created during the run, its name). Files not in the journal existed before the
-run and count as durable. Directory entries of renames count as durable once
-the rename returned (the engine fsyncs the directory right after).
+Power loss is simulated from the journal. It names files by inode, which a
+rename does not change, so a kill between a rename and its journal line
+cannot confuse it. One line per event:
+
+* ``C ino``: file created or truncated;
+* ``O ino size``: an existing file opened for appending; its ``size`` bytes
+  count as durable, later ones only once fsynced;
+* ``S ino size``: fsync returned, ``size`` bytes are durable.
+
+After the writer is killed, :func:`simulate_power_loss` walks the directory,
+and cuts every journalled file back to its last durable size (a file created
+during the run and never fsynced is removed). Files not in the journal
+existed before the run and count as durable. Directory entries (creations,
+renames, removals) count as durable once the call returned: the engine
+fsyncs the directory right after each.
 """
 
 from __future__ import annotations
@@ -113,7 +119,8 @@ class AppendFile:
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if create else 0)
         self._fd = layer.guard(lambda: os.open(path, flags, 0o600), path)
         self.size = os.lseek(self._fd, 0, os.SEEK_END)
-        layer.journal("C", path) if create else layer.journal("O", path, self.size)
+        inode = os.fstat(self._fd).st_ino
+        layer.journal("C", inode) if create else layer.journal("O", inode, self.size)
 
     def write(self, data: bytes) -> None:
         """Append ``data``; on failure the file is cut back so no partial record stays."""
@@ -212,7 +219,7 @@ class FileLayer:
         if self.faults.slow_fsync_ms:
             time.sleep(self.faults.slow_fsync_ms / 1000)
         self.guard(lambda: os.fsync(fd), path)
-        self.journal("S", path, size)
+        self.journal("S", os.fstat(fd).st_ino, size)
 
     def fsync_dir(self, directory: Path) -> None:
         if self.faults.nofsync:
@@ -243,7 +250,6 @@ class FileLayer:
 
     def rename(self, src: Path, dst: Path) -> None:
         self.guard(lambda: os.replace(src, dst), src)
-        self.journal("R", src, dst)
         self.fsync_dir(dst.parent)
 
     def remove(self, path: Path, *, missing_ok: bool = False) -> None:
@@ -254,7 +260,6 @@ class FileLayer:
                 raise
         except OSError as exc:
             raise self.translate(exc, path) from exc
-        self.journal("D", path)
 
     def remove_many(self, paths: Iterable[Path]) -> None:
         parents = set()
@@ -280,38 +285,34 @@ class FileLayer:
 IO = FileLayer(Faults.parse(os.environ.get(FAULTS_ENV, "")))
 
 
-def simulate_power_loss(journal_path: Path) -> dict[str, int]:
-    """Cut files back to what the journal says was durable; returns bytes dropped per file."""
-    durable: dict[str, int | None] = {}
-    created: set[str] = set()
-    for line in journal_path.read_text().splitlines():
+def simulate_power_loss(journal_path: Path, root: Path) -> dict[str, int]:
+    """Cut the files under ``root`` back to what the journal says was durable.
+
+    Returns the bytes dropped per file (relative path).
+    """
+    durable: dict[int, int | None] = {}
+    created: set[int] = set()
+    for line in journal_path.read_text().splitlines() if journal_path.exists() else []:
         event, *args = line.split(" ")
+        inode = int(args[0])
         if event == "C":
-            durable[args[0]] = None
-            created.add(args[0])
+            durable[inode] = None
+            created.add(inode)
         elif event == "O":
-            durable.setdefault(args[0], int(args[1]))
+            durable.setdefault(inode, int(args[1]))
         elif event == "S":
-            durable[args[0]] = int(args[1])
-        elif event == "R":
-            src, dst = args
-            durable[dst] = durable.pop(src, None) if src in durable else None
-            if src in created:
-                created.discard(src)
-                created.add(dst)
-        elif event == "D":
-            durable.pop(args[0], None)
-            created.discard(args[0])
+            durable[inode] = int(args[1])
     dropped: dict[str, int] = {}
-    for name, size in durable.items():
-        path = Path(name)
-        if not path.exists():
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        info = path.stat()
+        if info.st_ino not in durable:
             continue
-        actual = path.stat().st_size
-        if size is None and name in created:
+        size = durable[info.st_ino]
+        name = str(path.relative_to(root))
+        if size is None and info.st_ino in created:
             path.unlink()
-            dropped[name] = actual
-        elif size is not None and actual > size:
+            dropped[name] = info.st_size
+        elif size is not None and info.st_size > size:
             os.truncate(path, size)
-            dropped[name] = actual - size
+            dropped[name] = info.st_size - size
     return dropped

@@ -21,7 +21,9 @@ class GroupCommit:
         self.durable_lsn = durable_lsn
         self.fsyncs = 0
 
-    def wait_durable(self, lsn: int, last_lsn: Callable[[], int], fsync: Callable[[], None]) -> None:
+    def wait_durable(
+        self, lsn: int, last_lsn: Callable[[], int], fsync: Callable[[], None]
+    ) -> None:
         """Return once every record up to ``lsn`` is fsynced (leading an fsync if needed)."""
         while True:
             with self._cond:

@@ -110,7 +110,9 @@ def ingest_lp(
 ) -> IngestReport:
     """Ingest line protocol from ``stream``; see the module docstring for the contract."""
     if options.precision not in PRECISION_NS:
-        raise InvalidArgument(f"invalid precision {options.precision!r}", hint="use ns, us, ms or s")
+        raise InvalidArgument(
+            f"invalid precision {options.precision!r}", hint="use ns, us, ms or s"
+        )
     report = IngestReport(database=db.name, source=source)
     started = time.perf_counter()
     committer = _Committer(db, report, options)
@@ -124,7 +126,9 @@ def ingest_lp(
                     _flush(builder, committer)
                     if progress:
                         progress(report.bytes, report.rows)
-            if committer.due() or builder.rows and time.monotonic() - committer.last_commit >= options.flush_interval:
+            if committer.due() or (
+                builder.rows and time.monotonic() - committer.last_commit >= options.flush_interval
+            ):
                 _flush(builder, committer)
                 if progress:
                     progress(report.bytes, report.rows)
@@ -188,8 +192,9 @@ def _points(
     line = first_line
     while offset < len(text):
         try:
-            for point in parse(text[offset:], precision=options.precision, default_time=now, first_line=line):
-                yield point
+            yield from parse(
+                text[offset:], precision=options.precision, default_time=now, first_line=line
+            )
             return
         except LineError as err:
             if options.on_error == "abort":
@@ -204,7 +209,9 @@ def _points(
             start = _line_start(text, offset, err.line - line)
             end = text.find("\n", start)
             end = len(text) if end < 0 else end + 1
-            rejects.write(text[start:end].rstrip("\n"), f"{source}:{err.line}:{err.column}: {err.reason}")
+            rejects.write(
+                text[start:end].rstrip("\n"), f"{source}:{err.line}:{err.column}: {err.reason}"
+            )
             report.rejected += 1
             line = err.line + 1
             offset = end
@@ -223,7 +230,7 @@ class _PointColumns:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.rows = 0
-        self.divisor = PRECISION_NS[db.settings.precision] if db.settings.precision in PRECISION_NS else 1
+        self.divisor = PRECISION_NS[db.settings.precision]
         self._tables: dict[str, dict[str, Any]] = {}
         self._kinds: dict[str, dict[str, str]] = {}
 
@@ -236,7 +243,9 @@ class _PointColumns:
         return self._kinds[table]
 
     def add(self, point: Point, source: str) -> None:
-        table = self._tables.setdefault(point.measurement, {"n": 0, TS: [], "tags": {}, "fields": {}})
+        table = self._tables.setdefault(
+            point.measurement, {"n": 0, TS: [], "tags": {}, "fields": {}}
+        )
         kinds = self._known_kinds(point.measurement)
         for key, kind in point.kinds.items():
             stored = kinds.setdefault(key, kind)
@@ -255,7 +264,7 @@ class _PointColumns:
                 if column is None:
                     column = columns[key] = [None] * n
                 column.append(value)
-            for key, column in columns.items():
+            for column in columns.values():
                 if len(column) == n:
                     column.append(None)
         assert point.time is not None
@@ -329,7 +338,7 @@ def ingest_csv(
     counted = _CountingReader(stream, report)
     try:
         reader = pacsv.open_csv(
-            counted,  # type: ignore[arg-type]
+            counted,
             read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
             convert_options=pacsv.ConvertOptions(column_types=convert, strings_can_be_null=True),
         )
@@ -341,14 +350,14 @@ def ingest_csv(
             hint=f"columns: {', '.join(reader.schema.names)}; choose one with --ts-column",
             source=source,
         )
-    rows_before = 0
     try:
-        for record_batch in _csv_batches(reader, source, lambda: rows_before):
+        for record_batch in _csv_batches(reader, source, lambda: report.rows):
             rows = pa.Table.from_batches([record_batch])
-            timestamps = _csv_timestamps(rows.column(csv.ts_column), csv.ts_format, db.settings.precision, source)
+            timestamps = _csv_timestamps(
+                rows.column(csv.ts_column), csv.ts_format, db.settings.precision, source
+            )
             rows = rows.set_column(rows.column_names.index(csv.ts_column), TS, timestamps)
             committer.add(Batch(csv.table, rows, list(csv.tags)))
-            rows_before += rows.num_rows
             committer.commit()
             if progress:
                 progress(report.bytes, report.rows)
@@ -360,7 +369,9 @@ def ingest_csv(
     return report
 
 
-def _csv_batches(reader: Any, source: str, rows_before: Callable[[], int]) -> Iterator[pa.RecordBatch]:
+def _csv_batches(
+    reader: Any, source: str, rows_before: Callable[[], int]
+) -> Iterator[pa.RecordBatch]:
     while True:
         try:
             yield reader.read_next_batch()
@@ -374,7 +385,9 @@ def _csv_batches(reader: Any, source: str, rows_before: Callable[[], int]) -> It
             ) from None
 
 
-def _csv_timestamps(values: pa.ChunkedArray, ts_format: str, precision: str, source: str) -> pa.ChunkedArray:
+def _csv_timestamps(
+    values: pa.ChunkedArray, ts_format: str, precision: str, source: str
+) -> pa.ChunkedArray:
     unit_ns = {"ns": 1, "us": 1_000, "ms": 1_000_000}[precision]
     kind = values.type
     if values.null_count:
@@ -386,7 +399,9 @@ def _csv_timestamps(values: pa.ChunkedArray, ts_format: str, precision: str, sou
         try:
             parsed = pa.compute.strptime(values, format=ts_format, unit="ns", error_is_null=False)
         except pa.ArrowInvalid as exc:
-            raise BadInput(f"{source}: timestamp does not match {ts_format!r}: {exc}", source=source) from None
+            raise BadInput(
+                f"{source}: timestamp does not match {ts_format!r}: {exc}", source=source
+            ) from None
         return parsed.cast(pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
     if pa.types.is_integer(kind):
         return values
@@ -439,5 +454,5 @@ def open_source(path: str) -> tuple[BinaryIO, int | None]:
     if file.suffix == ".gz":
         return gzip.GzipFile(fileobj=raw), size  # type: ignore[return-value]
     if file.suffix in (".zst", ".zstd"):
-        return zstandard.ZstdDecompressor().stream_reader(raw), size  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(raw), size
     return raw, size

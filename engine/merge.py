@@ -28,7 +28,10 @@ def upsert_merge(batches: list[pa.Table], schema: TableSchema, precision: str) -
         [(name, "last") for name in schema.fields]
     )
     renamed = aggregated.rename_columns(
-        [name[: -len("_last")] if name.endswith("_last") else name for name in aggregated.column_names]
+        [
+            name[: -len("_last")] if name.endswith("_last") else name
+            for name in aggregated.column_names
+        ]
     )
     return sort_rows(renamed.select(target.names).cast(target), schema)
 
@@ -41,6 +44,8 @@ def _has_duplicate_keys(table: pa.Table, keys: list[str]) -> bool:
 
 
 def sort_rows(table: pa.Table, schema: TableSchema) -> pa.Table:
-    order = [(tag, "ascending", "at_start") for tag in schema.tags] + [(TS, "ascending", "at_start")]
+    order = [(tag, "ascending", "at_start") for tag in schema.tags] + [
+        (TS, "ascending", "at_start")
+    ]
     indices = pc.sort_indices(table, sort_keys=order)
     return table.take(indices)

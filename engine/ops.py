@@ -83,7 +83,9 @@ def database_stats(data_dir: Path, name: str) -> dict[str, Any]:
         for table in sorted(view.catalog):
             entry = view.manifest.tables.get(table)
             segments = [] if entry is None or table in view.hidden_tables else entry.segments
-            memtable_rows = sum(b.num_rows for m in view.memtables for b in m.batches.get(table, []))
+            memtable_rows = sum(
+                b.num_rows for m in view.memtables for b in m.batches.get(table, [])
+            )
             tables.append(
                 {
                     "table": table,
@@ -115,7 +117,11 @@ def database_checksum(data_dir: Path, name: str, tables: list[str] | None = None
         digests = [
             checksum_mod.table_digest(t, db.scan(t), view.catalog[t]) for t in _existing(db, chosen)
         ]
-        return {"database": name, "last_lsn": view.last_lsn, **checksum_mod.database_digest(digests)}
+        return {
+            "database": name,
+            "last_lsn": view.last_lsn,
+            **checksum_mod.database_digest(digests),
+        }
 
 
 def _existing(db: Database, tables: list[str]) -> list[str]:
@@ -145,7 +151,9 @@ def table_details(data_dir: Path, name: str, table: str) -> dict[str, Any]:
         schema = db.schema(table)
         rows = db.scan(table)
     stats = next(t for t in database_stats(data_dir, name)["tables"] if t["table"] == table)
-    columns = [{"column": "ts", "kind": "timestamp", "type": f"timestamp[{_precision(data_dir, name)}]"}]
+    columns = [
+        {"column": "ts", "kind": "timestamp", "type": f"timestamp[{_precision(data_dir, name)}]"}
+    ]
     columns += [{"column": t, "kind": "tag", "type": "string"} for t in schema.tags]
     columns += [{"column": f, "kind": "field", "type": k} for f, k in schema.fields.items()]
     ts = rows.column("ts").cast(pa.int64())

@@ -25,6 +25,7 @@ from engine.memtable import Memtable
 from engine.schema import TableSchema
 from engine.settings import Settings
 
+
 class WalGap(Corruption):
     """The WAL does not hold every record after the checkpoint LSN.
 
@@ -236,7 +237,7 @@ def _commit(state: ReplayState, records: list[wal.Record]) -> None:
 
 def _row_count(record: wal.Record) -> int:
     try:
-        return wal.decode_data(record.payload)[1].num_rows
+        return int(wal.decode_data(record.payload)[1].num_rows)
     except Exception:
         return 0
 

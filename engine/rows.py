@@ -110,8 +110,7 @@ def to_records(rows: pa.Table, *, iso_time: bool = True) -> list[dict[str, objec
     """Rows as dicts; ``ts`` as ISO 8601 text (full precision) or the epoch integer."""
     if TS in rows.column_names:
         ts = rows.column(TS)
-        shown = (
-            pc.strftime(ts, format="%Y-%m-%dT%H:%M:%SZ") if iso_time else ts.cast(pa.int64())
-        )
+        shown = pc.strftime(ts, format="%Y-%m-%dT%H:%M:%SZ") if iso_time else ts.cast(pa.int64())
         rows = rows.set_column(rows.column_names.index(TS), TS, shown)
-    return rows.to_pylist()
+    records: list[dict[str, object]] = rows.to_pylist()
+    return records

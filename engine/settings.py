@@ -100,9 +100,7 @@ def parse_wal_level(value: str | int) -> WalLevel:
     for level in WalLevel:
         if text == level.label:
             return level
-    raise InvalidArgument(
-        f"invalid wal_level {value!r}", hint="use off|sync|flush|byrl or 0|1|2|3"
-    )
+    raise InvalidArgument(f"invalid wal_level {value!r}", hint="use off|sync|flush|byrl or 0|1|2|3")
 
 
 def parse_precision(value: str) -> str:
@@ -189,18 +187,14 @@ def canonical_key(key: str) -> str:
 def _parse_fsync_period(value: str | int) -> int:
     ms = parse_duration_ns(value, default_unit="ms", what="wal_fsync_period") // 1_000_000
     if not 0 <= ms <= 180_000:
-        raise InvalidArgument(
-            f"wal_fsync_period {value!r} out of range", hint="use 0 to 180000 ms"
-        )
+        raise InvalidArgument(f"wal_fsync_period {value!r} out of range", hint="use 0 to 180000 ms")
     return ms
 
 
 def _parse_checkpoint_interval(value: str | int) -> int:
     ns = parse_duration_ns(value, default_unit="s", what="checkpoint_interval")
     if ns < 1_000_000_000:
-        raise InvalidArgument(
-            f"checkpoint_interval {value!r} is too short", hint="use at least 1s"
-        )
+        raise InvalidArgument(f"checkpoint_interval {value!r} is too short", hint="use at least 1s")
     return ns
 
 

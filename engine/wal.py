@@ -270,7 +270,8 @@ def scan_bytes(data: bytes, path: Path) -> FileScan:
     while offset < len(data):
         record, reason = _record_at(data, offset)
         if record is not None and record.lsn != expected_lsn:
-            record, reason = None, f"LSN {record.lsn} where {expected_lsn} was expected"
+            reason = f"LSN {record.lsn} where {expected_lsn} was expected"
+            record = None
         if record is None:
             after = _find_valid_after(data, offset + 1, expected_lsn - 1)
             scan.problem = Problem(offset, reason, after is not None, after)

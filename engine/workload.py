@@ -155,8 +155,9 @@ def verify(db_dir: Path, name: str, acks: Acks, rows: int, level: WalLevel) -> V
                 wrong.add(n)
     present = set(counts)
     partial = sorted(n for n, c in counts.items() if c != [rows] * len(TABLES))
-    verdict = Verdict(ok=True, acked=len(acks.acked), recovered=len(present), partial=partial,
-                      wrong=sorted(wrong))
+    verdict = Verdict(
+        ok=True, acked=len(acks.acked), recovered=len(present), partial=partial, wrong=sorted(wrong)
+    )
     if level is WalLevel.OFF:
         must = set(range(0, acks.checkpointed_through + 1)) & acks.acked
     else:
@@ -184,10 +185,17 @@ def _batches_with_rows(data: pa.Table) -> dict[int, pa.Table]:
 
 def _values_match(table: str, batch: int, got: pa.Table, rows: int) -> bool:
     expected = batch_rows(table, batch, rows)
-    want = {ts: v for ts, v in zip(expected.column("ts").to_pylist(), expected.column("value").to_pylist(), strict=True)}
+    want = {
+        ts: v
+        for ts, v in zip(
+            expected.column("ts").to_pylist(), expected.column("value").to_pylist(), strict=True
+        )
+    }
     have = got.column("ts").cast(pa.int64()).to_pylist()
     values = got.column("value").to_pylist()
-    return len(set(have)) == len(have) and all(want.get(ts) == v for ts, v in zip(have, values, strict=True))
+    return len(set(have)) == len(have) and all(
+        want.get(ts) == v for ts, v in zip(have, values, strict=True)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

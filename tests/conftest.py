@@ -55,12 +55,24 @@ def data_dir(tmp_path: Path) -> Path:
     return path
 
 
-def run_cli(data_dir: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 120) -> Result:
+def run_cli(
+    data_dir: Path,
+    *args: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> Result:
     """Run ``tsadmin --data-dir DATA ARGS`` as a real process."""
     cmd = [sys.executable, "-m", "tsadmin", "--data-dir", str(data_dir), *args]
-    done = subprocess.run(cmd, input=stdin, capture_output=True, text=True,
-                          env={**CLEAN_ENV, **(env or {})}, timeout=timeout, cwd=data_dir)
+    done = subprocess.run(
+        cmd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**CLEAN_ENV, **(env or {})},
+        timeout=timeout,
+        cwd=data_dir,
+    )
     return Result(done.returncode, done.stdout, done.stderr)
 
 
@@ -86,7 +98,9 @@ def start_writer(db_dir: Path, name: str, *args: str, faults: str = "") -> subpr
 def wait_ready(child: subprocess.Popen[str]) -> list[str]:
     assert child.stdout is not None
     line = child.stdout.readline()
-    assert line.startswith("READY"), f"writer did not start: {line!r} {child.stderr.read() if child.stderr else ''}"
+    assert line.startswith("READY"), (
+        f"writer did not start: {line!r} {child.stderr.read() if child.stderr else ''}"
+    )
     return [line]
 
 

@@ -28,11 +28,31 @@ def loaded(cli):  # type: ignore[no-untyped-def]
 
 
 def test_db_lifecycle(cli) -> None:  # type: ignore[no-untyped-def]
-    created = cli("--format", "json", "db", "create", "m", "--precision", "ms", "--wal-level", "2",
-                  "--wal-fsync-period", "250", "--checkpoint-interval", "30s", "--partition", "7d")
+    created = cli(
+        "--format",
+        "json",
+        "db",
+        "create",
+        "m",
+        "--precision",
+        "ms",
+        "--wal-level",
+        "2",
+        "--wal-fsync-period",
+        "250",
+        "--checkpoint-interval",
+        "30s",
+        "--partition",
+        "7d",
+    )
     assert created.code == 0, created.err
-    assert created.json()["settings"] == {"precision": "ms", "wal_level": "flush", "wal_fsync_period": 250,
-                                          "checkpoint_interval": "30s", "partition": "1w"}
+    assert created.json()["settings"] == {
+        "precision": "ms",
+        "wal_level": "flush",
+        "wal_fsync_period": 250,
+        "checkpoint_interval": "30s",
+        "partition": "1w",
+    }
     assert cli("db", "create", "m").code == 1
     listed = cli("--format", "json", "db", "list").json()
     assert [d["name"] for d in listed] == ["m"]
@@ -56,12 +76,34 @@ def test_bad_names_are_refused(cli, name: str) -> None:  # type: ignore[no-untyp
 def test_select_with_range_filter_limit_and_formats(loaded) -> None:  # type: ignore[no-untyped-def]
     rows = loaded("--format", "json", "select", "m", "cpu").json()
     assert rows == [
-        {"ts": "2023-11-14T22:13:20.000000000Z", "host": "a", "region": "eu", "usage": 9.5, "count": 3},
-        {"ts": "2023-11-14T22:14:20.000000000Z", "host": "b", "region": "us", "usage": 2.5, "count": 4},
+        {
+            "ts": "2023-11-14T22:13:20.000000000Z",
+            "host": "a",
+            "region": "eu",
+            "usage": 9.5,
+            "count": 3,
+        },
+        {
+            "ts": "2023-11-14T22:14:20.000000000Z",
+            "host": "b",
+            "region": "us",
+            "usage": 2.5,
+            "count": 4,
+        },
     ]
     assert len(loaded("--format", "json", "select", "m", "cpu", "--where", "host=b").json()) == 1
-    window = loaded("--format", "json", "select", "m", "cpu", "--start", "2023-11-14T22:14:00Z",
-                    "--end", "2023-11-14T22:15:00Z", "--epoch").json()
+    window = loaded(
+        "--format",
+        "json",
+        "select",
+        "m",
+        "cpu",
+        "--start",
+        "2023-11-14T22:14:00Z",
+        "--end",
+        "2023-11-14T22:15:00Z",
+        "--epoch",
+    ).json()
     assert [r["ts"] for r in window] == [1700000060000000000]
     assert len(loaded("--format", "json", "select", "m", "cpu", "--limit", "1").json()) == 1
     out = loaded("--format", "csv", "select", "m", "mem").out
@@ -83,8 +125,12 @@ def test_config_names_numbers_kwdb_keys_and_durations(loaded) -> None:  # type: 
     assert values["checkpoint_interval"] == "5m" and values["wal_fsync_period"] == 2000
     assert loaded("config", "set", "m", "wal_level", "off").code == 0
     assert loaded("config", "get", "m", "ts.wal.wal_level").out.strip() == "off"
-    for key, value in [("wal_level", "fast"), ("checkpoint_interval", "soon"), ("nope", "1"),
-                       ("wal_fsync_period", "999999999")]:
+    for key, value in [
+        ("wal_level", "fast"),
+        ("checkpoint_interval", "soon"),
+        ("nope", "1"),
+        ("wal_fsync_period", "999999999"),
+    ]:
         result = loaded("config", "set", "m", key, value)
         assert result.code == 2, (key, value, result)
         assert result.err.startswith("Error: ")
@@ -102,7 +148,12 @@ def test_stats_tables_checkpoint_compact(loaded) -> None:  # type: ignore[no-unt
     shown = loaded("--format", "json", "table", "show", "m", "cpu").json()
     assert shown["rows"] == 2 and shown["series"] == 2
     assert {c["column"]: c["type"] for c in shown["columns"]} == {
-        "ts": "timestamp[ns]", "host": "string", "region": "string", "usage": "float64", "count": "int64"}
+        "ts": "timestamp[ns]",
+        "host": "string",
+        "region": "string",
+        "usage": "float64",
+        "count": "int64",
+    }
     loaded("ingest", "lp", "m", "-", stdin="cpu,host=c usage=1 1700000120000000000\n")
     ckpt = loaded("--format", "json", "checkpoint", "--all").json()
     assert ckpt[0]["database"] == "m"
@@ -139,13 +190,13 @@ def test_checksum_is_order_and_layout_independent(cli) -> None:  # type: ignore[
 def test_bad_line_stops_with_location_and_nothing_of_its_batch(cli) -> None:  # type: ignore[no-untyped-def]
     cli("db", "create", "m")
     good = [f"cpu v={i} {i}" for i in range(10)]
-    text = "\n".join(good[:5] + ["cpu v=oops 99"] + good[5:]) + "\n"
+    text = "\n".join([*good[:5], "cpu v=oops 99", *good[5:]]) + "\n"
     result = cli("ingest", "lp", "m", "-", "--batch-rows", "3", stdin=text)
     assert result.code == 6
     assert "stdin:6:" in result.err and "oops" in result.err
     assert "3 rows committed before it" in result.err and "re-running is safe" in result.err
     assert len(cli("--format", "json", "select", "m", "cpu").json()) == 3
-    conflict = cli("ingest", "lp", "m", "-", stdin="cpu v=\"text\" 100\n")
+    conflict = cli("ingest", "lp", "m", "-", stdin='cpu v="text" 100\n')
     assert conflict.code == 6 and "field 'v'" in conflict.err and "float64" in conflict.err
 
 
@@ -153,8 +204,19 @@ def test_skip_writes_rejects_file(cli, tmp_path: Path) -> None:  # type: ignore[
     cli("db", "create", "m")
     rejects = tmp_path / "rejects.lp"
     text = "cpu v=1 1\ncpu v= 2\ncpu v=3 3\nbad line\n"
-    result = cli("--format", "json", "ingest", "lp", "m", "-", "--on-error", "skip",
-                 "--rejects", str(rejects), stdin=text)
+    result = cli(
+        "--format",
+        "json",
+        "ingest",
+        "lp",
+        "m",
+        "-",
+        "--on-error",
+        "skip",
+        "--rejects",
+        str(rejects),
+        stdin=text,
+    )
     assert result.code == 0, result.err
     assert result.json()["rows"] == 2 and result.json()["rejected"] == 2
     kept = rejects.read_text().splitlines()
@@ -165,9 +227,13 @@ def test_csv_ingest_with_tags_and_gzip(cli, tmp_path: Path) -> None:  # type: ig
     cli("db", "create", "m")
     path = tmp_path / "weather.csv.gz"
     with gzip.open(path, "wt") as out:
-        out.write("time,city,temp,note\n2024-01-01T00:00:00Z,Oslo,-3.5,\"cold, dry\"\n"
-                  "2024-01-01T01:00:00+01:00,Rome,11.0,\n")
-    result = cli("--format", "json", "ingest", "csv", "m", str(path), "--ts-column", "time", "--tags", "city")
+        out.write(
+            'time,city,temp,note\n2024-01-01T00:00:00Z,Oslo,-3.5,"cold, dry"\n'
+            "2024-01-01T01:00:00+01:00,Rome,11.0,\n"
+        )
+    result = cli(
+        "--format", "json", "ingest", "csv", "m", str(path), "--ts-column", "time", "--tags", "city"
+    )
     assert result.code == 0, result.err
     assert result.json()["tables"] == ["weather"]
     rows = cli("--format", "json", "select", "m", "weather").json()
@@ -178,8 +244,14 @@ def test_csv_ingest_with_tags_and_gzip(cli, tmp_path: Path) -> None:  # type: ig
 
 
 def test_no_traceback_for_unknown_things(cli) -> None:  # type: ignore[no-untyped-def]
-    for args in (["select", "nodb", "t"], ["db", "stats", "nodb"], ["ingest", "lp", "nodb", "/no/file"],
-                 ["config", "get", "nodb"], ["--format", "xml", "db", "list"], ["db", "frobnicate"]):
+    for args in (
+        ["select", "nodb", "t"],
+        ["db", "stats", "nodb"],
+        ["ingest", "lp", "nodb", "/no/file"],
+        ["config", "get", "nodb"],
+        ["--format", "xml", "db", "list"],
+        ["db", "frobnicate"],
+    ):
         result = cli(*args)
         assert result.code in (1, 2), (args, result)
         assert "Traceback" not in result.err
@@ -196,5 +268,13 @@ def test_demo_runs_end_to_end(cli, data_dir: Path) -> None:  # type: ignore[no-u
     report = result.json()
     assert report["ok"] is True
     steps = {s["step"]: s for s in report["steps"]}
-    assert set(steps) == {"create", "ingest", "checkpoint", "crash", "recover", "verify", "checksum"}
+    assert set(steps) == {
+        "create",
+        "ingest",
+        "checkpoint",
+        "crash",
+        "recover",
+        "verify",
+        "checksum",
+    }
     assert steps["crash"]["figures"]["acked_batches"] >= 40

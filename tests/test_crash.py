@@ -24,8 +24,18 @@ def test_sigkill_at_random_points(data_dir: Path, level: str) -> None:
         name = f"k{trial}"
         db_dir = new_db(data_dir, name, wal_level=level, wal_fsync_period="50")
         every = rng.choice([0, 7, 25])
-        child = start_writer(db_dir, name, "--batches", "100000", "--rows", str(ROWS),
-                             "--checkpoint-every", str(every), "--threads", str(rng.choice([1, 3])))
+        child = start_writer(
+            db_dir,
+            name,
+            "--batches",
+            "100000",
+            "--rows",
+            str(ROWS),
+            "--checkpoint-every",
+            str(every),
+            "--threads",
+            str(rng.choice([1, 3])),
+        )
         out = "".join(wait_ready(child)) + kill_after(child, rng.uniform(0.05, 0.6))
         acks = Acks.parse(out)
         verdict = verify(db_dir, name, acks, ROWS, WalLevel[level.upper()])
@@ -55,8 +65,18 @@ def test_crash_between_checkpoint_steps(data_dir: Path, fault: str, level: str) 
     the reopened database has every acknowledged batch once, then takes more writes."""
     db_dir = new_db(data_dir, "c", wal_level=level)
     nth = "" if ":" in fault else ":2"
-    child = start_writer(db_dir, "c", "--batches", "40", "--rows", str(ROWS),
-                         "--checkpoint-every", "5", "--no-background", faults=fault + nth)
+    child = start_writer(
+        db_dir,
+        "c",
+        "--batches",
+        "40",
+        "--rows",
+        str(ROWS),
+        "--checkpoint-every",
+        "5",
+        "--no-background",
+        faults=fault + nth,
+    )
     out, err = child.communicate(timeout=60)
     assert child.returncode == -9, f"the fault did not fire: {err}"
     acks = Acks.parse(out)
@@ -64,8 +84,19 @@ def test_crash_between_checkpoint_steps(data_dir: Path, fault: str, level: str) 
     verdict = verify(db_dir, "c", acks, ROWS, WalLevel[level.upper()])
     assert verdict.ok, verdict
     # recovery as a writer, then more batches and a clean close
-    follow = start_writer(db_dir, "c", "--start", "100", "--batches", "10", "--rows", str(ROWS),
-                          "--checkpoint-every", "4", "--no-background")
+    follow = start_writer(
+        db_dir,
+        "c",
+        "--start",
+        "100",
+        "--batches",
+        "10",
+        "--rows",
+        str(ROWS),
+        "--checkpoint-every",
+        "4",
+        "--no-background",
+    )
     more, err = follow.communicate(timeout=60)
     assert follow.returncode == 0, err
     both = Acks.parse(out + more)
@@ -79,9 +110,18 @@ def test_crash_between_checkpoint_steps(data_dir: Path, fault: str, level: str) 
 @pytest.mark.parametrize("fault", ["crash@compact.after_segments", "crash@compact.after_manifest"])
 def test_crash_during_compaction(data_dir: Path, fault: str, cli) -> None:  # type: ignore[no-untyped-def]
     db_dir = new_db(data_dir, "m")
-    child = start_writer(db_dir, "m", "--batches", "12", "--rows", str(ROWS), "--checkpoint-every", "2",
-                         "--no-background")
-    out, err = child.communicate(timeout=60)
+    child = start_writer(
+        db_dir,
+        "m",
+        "--batches",
+        "12",
+        "--rows",
+        str(ROWS),
+        "--checkpoint-every",
+        "2",
+        "--no-background",
+    )
+    _, err = child.communicate(timeout=60)
     assert child.returncode == 0, err
     before = cli("--format", "json", "db", "checksum", "m").json()["sha256"]
     crashed = cli("compact", "m", env={"TSADMIN_FAULTS": fault})

@@ -24,8 +24,10 @@ def test_concurrent_writers_share_fsyncs(data_dir: Path) -> None:
     threads, per_thread = 16, 15
     barrier = threading.Barrier(threads)
 
-    prepared = {k: [workload.make_batch(k * 1000 + i, 100) for i in range(per_thread)]
-                for k in range(threads)}
+    prepared = {
+        k: [workload.make_batch(k * 1000 + i, 100) for i in range(per_thread)]
+        for k in range(threads)
+    }
 
     def writer(k: int) -> None:
         barrier.wait()
@@ -55,8 +57,9 @@ def test_sync_commits_each_fsync_alone_with_one_writer(data_dir: Path) -> None:
 
 
 def test_flush_level_does_not_fsync_each_commit(data_dir: Path) -> None:
-    db = Database.open(new_db(data_dir, "f", wal_level="flush", wal_fsync_period="60000"), "f",
-                       background=False)
+    db = Database.open(
+        new_db(data_dir, "f", wal_level="flush", wal_fsync_period="60000"), "f", background=False
+    )
     db.write(workload.make_batch(0, 5))  # creates the tables: DDL is always fsynced
     before = db.fsync_count
     for i in range(1, 20):
@@ -78,7 +81,9 @@ def test_background_compaction_bounds_segments_per_partition(data_dir: Path) -> 
         time.sleep(0.1)
     assert max(counts) <= database.COMPACT_TRIGGER, counts
     db.close()
-    assert verify(db.dir, "c", Acks(acked=set(range(database.COMPACT_TRIGGER * 2 + 3))), 10, WalLevel.SYNC).ok
+    assert verify(
+        db.dir, "c", Acks(acked=set(range(database.COMPACT_TRIGGER * 2 + 3))), 10, WalLevel.SYNC
+    ).ok
 
 
 def test_readers_see_whole_batches_while_a_writer_checkpoints(data_dir: Path) -> None:

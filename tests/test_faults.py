@@ -18,11 +18,21 @@ from tests.conftest import kill_after, new_db, start_writer, wait_ready
 ROWS = 10
 
 
-def run_then_lose_power(db_dir: Path, name: str, journal: Path, seconds: float, *extra: str) -> Acks:
-    child = start_writer(db_dir, name, "--batches", "100000", "--rows", str(ROWS), *extra,
-                         faults=f"journal={journal}")
+def run_then_lose_power(
+    db_dir: Path, name: str, journal: Path, seconds: float, *extra: str
+) -> Acks:
+    child = start_writer(
+        db_dir,
+        name,
+        "--batches",
+        "100000",
+        "--rows",
+        str(ROWS),
+        *extra,
+        faults=f"journal={journal}",
+    )
     out = "".join(wait_ready(child)) + kill_after(child, seconds)
-    simulate_power_loss(journal)
+    simulate_power_loss(journal, db_dir)
     return Acks.parse(out)
 
 
@@ -30,7 +40,9 @@ def test_power_loss_under_sync_loses_nothing_acknowledged(data_dir: Path, tmp_pa
     for trial, seconds in enumerate([0.2, 0.5, 0.9]):
         name = f"p{trial}"
         db_dir = new_db(data_dir, name, wal_level="sync")
-        acks = run_then_lose_power(db_dir, name, tmp_path / f"j{trial}", seconds, "--checkpoint-every", "9")
+        acks = run_then_lose_power(
+            db_dir, name, tmp_path / f"j{trial}", seconds, "--checkpoint-every", "9"
+        )
         verdict = verify(db_dir, name, acks, ROWS, WalLevel.SYNC)
         assert verdict.ok, verdict
 
@@ -41,7 +53,9 @@ def test_power_loss_drops_unsynced_bytes_under_flush(data_dir: Path, tmp_path: P
     acks = run_then_lose_power(db_dir, "f", tmp_path / "j", 0.6)
     verdict = verify(db_dir, "f", acks, ROWS, WalLevel.FLUSH)
     assert not verdict.partial and not verdict.wrong, verdict
-    assert verdict.lost, "with a 5 s fsync period, a power loss after 0.6 s must lose the unsynced tail"
+    assert verdict.lost, (
+        "with a 5 s fsync period, a power loss after 0.6 s must lose the unsynced tail"
+    )
 
 
 def test_planted_missing_fsync_is_caught(data_dir: Path, tmp_path: Path) -> None:
@@ -49,10 +63,17 @@ def test_planted_missing_fsync_is_caught(data_dir: Path, tmp_path: Path) -> None
     and the check says so: the simulation is able to fail."""
     db_dir = new_db(data_dir, "bug", wal_level="sync")
     journal = tmp_path / "j"
-    child = start_writer(db_dir, "bug", "--batches", "100000", "--rows", str(ROWS),
-                         faults=f"journal={journal};nofsync")
+    child = start_writer(
+        db_dir,
+        "bug",
+        "--batches",
+        "100000",
+        "--rows",
+        str(ROWS),
+        faults=f"journal={journal};nofsync",
+    )
     out = "".join(wait_ready(child)) + kill_after(child, 0.5)
-    simulate_power_loss(journal)
+    simulate_power_loss(journal, db_dir)
     try:
         verdict = verify(db_dir, "bug", Acks.parse(out), ROWS, WalLevel.SYNC)
     except Exception:  # the WAL may not even open any more: also a broken promise
@@ -80,8 +101,13 @@ def test_second_writer_is_refused_and_first_is_unharmed(data_dir: Path, cli) -> 
 
 
 def rows(n: int, start: int = 0) -> pa.Table:
-    return pa.table({"ts": pa.array(range(start, start + n), pa.int64()), "host": ["h"] * n,
-                     "v": [float(i) for i in range(n)]})
+    return pa.table(
+        {
+            "ts": pa.array(range(start, start + n), pa.int64()),
+            "host": ["h"] * n,
+            "v": [float(i) for i in range(n)],
+        }
+    )
 
 
 def test_disk_full_on_wal_write_refuses_the_batch_only(data_dir: Path) -> None:
@@ -124,14 +150,19 @@ def test_disk_full_during_checkpoint_loses_nothing(data_dir: Path) -> None:
     db.write(workload.make_batch(3, 50))
     db.close()
     assert verify(db_dir, "d", Acks(acked={0, 1, 2, 3}), 50, WalLevel.SYNC).ok
-    listed = {s.file for s in Database.open(db_dir, "d", readonly=True).view().manifest.tables["w_a"].segments}
+    listed = {
+        s.file
+        for s in Database.open(db_dir, "d", readonly=True).view().manifest.tables["w_a"].segments
+    }
     on_disk = {str(p.relative_to(db_dir)) for p in (db_dir / "tables" / "w_a").rglob("*.parquet")}
     assert listed == on_disk
 
 
 def test_disk_full_via_cli_is_one_line_and_exit_1(data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
     assert cli("db", "create", "e").code == 0
-    result = cli("ingest", "lp", "e", "-", stdin="cpu v=1 1\n", env={"TSADMIN_FAULTS": "enospc@wal.append"})
+    result = cli(
+        "ingest", "lp", "e", "-", stdin="cpu v=1 1\n", env={"TSADMIN_FAULTS": "enospc@wal.append"}
+    )
     assert result.code == 1
     assert result.err.startswith("Error: no space left on device")
     assert "Traceback" not in result.err

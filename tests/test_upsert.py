@@ -57,7 +57,9 @@ def test_field_type_conflict_names_field_and_types(data_dir: Path) -> None:
 
 
 KEYS = st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 5))
-POINT = st.tuples(KEYS, st.dictionaries(st.sampled_from(["f", "g", "h"]), st.integers(-9, 9), min_size=1))
+POINT = st.tuples(
+    KEYS, st.dictionaries(st.sampled_from(["f", "g", "h"]), st.integers(-9, 9), min_size=1)
+)
 STEP = st.one_of(
     st.lists(POINT, min_size=1, max_size=6).map(lambda b: ("write", b)),
     st.just(("checkpoint", None)),
@@ -66,7 +68,9 @@ STEP = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(steps=st.lists(STEP, min_size=1, max_size=12))
 def test_matches_a_dict_model(tmp_path_factory: pytest.TempPathFactory, steps: list[Any]) -> None:
     data_dir = tmp_path_factory.mktemp("model")
@@ -75,8 +79,10 @@ def test_matches_a_dict_model(tmp_path_factory: pytest.TempPathFactory, steps: l
     model: dict[tuple[str, int], dict[str, int]] = {}
     for kind, batch in steps:
         if kind == "write":
-            rows = [{"ts": ts, "host": host, **{k: None for k in "fgh"}, **fields}
-                    for (host, ts), fields in batch]
+            rows = [
+                {"ts": ts, "host": host, **{k: None for k in "fgh"}, **fields}
+                for (host, ts), fields in batch
+            ]
             db.write([Batch("t", pa.Table.from_pylist(rows, schema=_schema()), ["host"])])
             for (host, ts), fields in batch:
                 model.setdefault((host, ts), {}).update(fields)
@@ -87,8 +93,10 @@ def test_matches_a_dict_model(tmp_path_factory: pytest.TempPathFactory, steps: l
         else:
             db.abandon()
             db = Database.open(db_dir, "m", background=False)
-    got = {(r["host"], r["ts"]): {k: r[k] for k in "fgh" if r.get(k) is not None}
-           for r in (records(db, "t") if "t" in db.tables() else [])}
+    got = {
+        (r["host"], r["ts"]): {k: r[k] for k in "fgh" if r.get(k) is not None}
+        for r in (records(db, "t") if "t" in db.tables() else [])
+    }
     db.close()
     assert got == model
 

@@ -20,7 +20,11 @@ def sample_records(n: int, start_lsn: int = 1) -> list[bytes]:
     for i in range(n):
         lsn = start_lsn + i
         if i % 2 == 0:
-            out.append(wal.encode_record(lsn, 1 + i // 2, wal.RecordType.DATA, wal.encode_data("cpu", rows)))
+            out.append(
+                wal.encode_record(
+                    lsn, 1 + i // 2, wal.RecordType.DATA, wal.encode_data("cpu", rows)
+                )
+            )
         else:
             out.append(wal.encode_record(lsn, 1 + i // 2, wal.RecordType.COMMIT))
     return out

@@ -51,8 +51,11 @@ def create(
 def list_(ctx: typer.Context) -> None:
     """List the databases of the data directory."""
     st = state(ctx)
-    emit(ops.list_summaries(st.data_dir), st.format,
-         columns=["name", "tables", "wal_level", "precision", "last_lsn", "writer_pid"])
+    emit(
+        ops.list_summaries(st.data_dir),
+        st.format,
+        columns=["name", "tables", "wal_level", "precision", "last_lsn", "writer_pid"],
+    )
 
 
 @app.command("show")
@@ -69,8 +72,11 @@ def stats(ctx: typer.Context, name: Name) -> None:
     result = ops.database_stats(st.data_dir, name)
     if st.format == "table":
         emit(result["tables"], "table")
-        note(ctx, f"WAL {result['wal_bytes']} bytes; checkpoint LSN {result['checkpoint_lsn']}, "
-                  f"last LSN {result['last_lsn']}")
+        note(
+            ctx,
+            f"WAL {result['wal_bytes']} bytes; checkpoint LSN {result['checkpoint_lsn']}, "
+            f"last LSN {result['last_lsn']}",
+        )
     else:
         emit(result if st.format == "json" else result["tables"], st.format)
 
@@ -84,7 +90,9 @@ def drop(
     """Delete a database and all its data (needs --yes)."""
     st = state(ctx)
     if not yes:
-        raise typer.BadParameter(f"dropping {name} deletes all its data; add --yes", param_hint="--yes")
+        raise typer.BadParameter(
+            f"dropping {name} deletes all its data; add --yes", param_hint="--yes"
+        )
     drop_database(st.data_dir, name)
     if st.format == "json":
         emit({"dropped": name}, "json")

@@ -14,29 +14,42 @@ from tsadmin.progress import byte_progress
 from tsadmin.render import emit
 from tsadmin.state import note, state
 
-app = typer.Typer(help="Load line protocol or CSV (files, .gz, .zst, or - for stdin).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Load line protocol or CSV (files, .gz, .zst, or - for stdin).", no_args_is_help=True
+)
 
 Db = Annotated[str, typer.Argument(help="Database name.", show_default=False)]
-Source = Annotated[str, typer.Argument(help="Input file, or - for standard input.", show_default=False)]
+Source = Annotated[
+    str, typer.Argument(help="Input file, or - for standard input.", show_default=False)
+]
 OnError = Annotated[str, typer.Option("--on-error", help="abort (default) or skip bad lines.")]
 Rejects = Annotated[Path | None, typer.Option("--rejects", help="With skip: write bad lines here.")]
 BatchRows = Annotated[int, typer.Option("--batch-rows", help="Rows per transaction.")]
 FlushInterval = Annotated[
-    float, typer.Option("--flush-interval", help="Commit what has arrived at least every N seconds.")
+    float,
+    typer.Option("--flush-interval", help="Commit what has arrived at least every N seconds."),
 ]
 
 
-def _run(ctx: typer.Context, db: str, kind: str, source: str, options: IngestOptions,
-         csv_options: CsvOptions | None = None) -> None:
+def _run(
+    ctx: typer.Context,
+    db: str,
+    kind: str,
+    source: str,
+    options: IngestOptions,
+    csv_options: CsvOptions | None = None,
+) -> None:
     st = state(ctx)
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
     with byte_progress(st.show_progress, size, f"ingest {kind}") as progress:
         report: Any = ops.ingest(st.data_dir, db, kind, source, options, csv_options, progress)
     if st.format == "table":
-        note(ctx, f"ingested {report.rows:,} rows into {', '.join(report.tables) or 'no table'} "
-                  f"of {db} in {report.seconds:.2f}s ({report.rows_per_second:,.0f} rows/s)"
-                  + (f"; {report.rejected} line(s) rejected" if report.rejected else ""))
+        note(
+            ctx,
+            f"ingested {report.rows:,} rows into {', '.join(report.tables) or 'no table'} "
+            f"of {db} in {report.seconds:.2f}s ({report.rows_per_second:,.0f} rows/s)"
+            + (f"; {report.rejected} line(s) rejected" if report.rejected else ""),
+        )
     else:
         emit(report.to_json(), st.format)
 
@@ -46,15 +59,22 @@ def lp(
     ctx: typer.Context,
     db: Db,
     source: Source,
-    precision: Annotated[str, typer.Option(help="Timestamps in the input: ns, us, ms or s.")] = "ns",
+    precision: Annotated[
+        str, typer.Option(help="Timestamps in the input: ns, us, ms or s.")
+    ] = "ns",
     on_error: OnError = "abort",
     rejects: Rejects = None,
     batch_rows: BatchRows = 5000,
     flush_interval: FlushInterval = 1.0,
 ) -> None:
     """Ingest InfluxDB line protocol."""
-    options = IngestOptions(batch_rows=batch_rows, on_error=on_error, rejects=rejects,
-                            precision=precision, flush_interval=flush_interval)
+    options = IngestOptions(
+        batch_rows=batch_rows,
+        on_error=on_error,
+        rejects=rejects,
+        precision=precision,
+        flush_interval=flush_interval,
+    )
     _run(ctx, db, "lp", source, options)
 
 
@@ -63,7 +83,9 @@ def csv(
     ctx: typer.Context,
     db: Db,
     source: Source,
-    table: Annotated[str | None, typer.Option("--table", help="Target table [default: file name].")] = None,
+    table: Annotated[
+        str | None, typer.Option("--table", help="Target table [default: file name].")
+    ] = None,
     ts_column: Annotated[str, typer.Option("--ts-column", help="Timestamp column.")] = "ts",
     ts_format: Annotated[
         str, typer.Option("--ts-format", help="auto, s, ms, us, ns, or a strptime format.")
@@ -78,8 +100,10 @@ def csv(
     name = table or (Path(source).name.split(".")[0] if source != "-" else "")
     if not name:
         raise typer.BadParameter("reading stdin needs --table", param_hint="--table")
-    csv_options = CsvOptions(table=name, ts_column=ts_column, ts_format=ts_format,
-                             tags=[t for t in tags.split(",") if t])
-    options = IngestOptions(batch_rows=batch_rows, on_error=on_error, rejects=rejects,
-                            flush_interval=flush_interval)
+    csv_options = CsvOptions(
+        table=name, ts_column=ts_column, ts_format=ts_format, tags=[t for t in tags.split(",") if t]
+    )
+    options = IngestOptions(
+        batch_rows=batch_rows, on_error=on_error, rejects=rejects, flush_interval=flush_interval
+    )
     _run(ctx, db, "csv", source, options, csv_options)

@@ -16,7 +16,9 @@ Db = Annotated[str, typer.Argument(help="Database name.", show_default=False)]
 def checkpoint(
     ctx: typer.Context,
     db: Annotated[str | None, typer.Argument(help="Database name.", show_default=False)] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every database of the data directory.")] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every database of the data directory.")
+    ] = False,
 ) -> None:
     """Write the memtable to segments now and drop the checkpointed WAL."""
     st = state(ctx)
@@ -25,8 +27,20 @@ def checkpoint(
     names = list_databases(st.data_dir) if all_ else [db or ""]
     reports = [r.to_json() for r in ops.checkpoint(st.data_dir, names)]
     if st.format == "table":
-        emit(reports, "table", columns=["database", "skipped", "lsn", "rows", "segments_written",
-                                        "bytes_written", "wal_bytes_removed", "seconds"])
+        emit(
+            reports,
+            "table",
+            columns=[
+                "database",
+                "skipped",
+                "lsn",
+                "rows",
+                "segments_written",
+                "bytes_written",
+                "wal_bytes_removed",
+                "seconds",
+            ],
+        )
     else:
         emit(reports, st.format)
 
@@ -41,7 +55,9 @@ def compact(ctx: typer.Context, db: Db) -> None:
 def recover(
     ctx: typer.Context,
     db: Db,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what recovery would do; change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what recovery would do; change nothing.")
+    ] = False,
 ) -> None:
     """Replay the WAL after a crash (also done by any writer on open) and report."""
     st = state(ctx)

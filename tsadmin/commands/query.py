@@ -30,15 +30,23 @@ def select(
     ctx: typer.Context,
     db: Annotated[str, typer.Argument(help="Database name.", show_default=False)],
     table: Annotated[str, typer.Argument(help="Table name.", show_default=False)],
-    start: Annotated[str | None, typer.Option(help="From this time (inclusive): ISO 8601, epoch, now-1h.")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="From this time (inclusive): ISO 8601, epoch, now-1h.")
+    ] = None,
     end: Annotated[str | None, typer.Option(help="Before this time (exclusive).")] = None,
-    where: Annotated[list[str] | None, typer.Option(help="tag=value (repeatable; all must match).")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option(help="tag=value (repeatable; all must match).")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="At most N rows.", min=0)] = None,
-    epoch: Annotated[bool, typer.Option("--epoch", help="Print ts as an integer, not ISO 8601.")] = False,
+    epoch: Annotated[
+        bool, typer.Option("--epoch", help="Print ts as an integer, not ISO 8601.")
+    ] = False,
 ) -> None:
     """Rows of a table (after upserts), sorted by series then time."""
     st = state(ctx)
-    rows = ops.select(st.data_dir, db, table, start=start, end=end, where=_where(where or []), limit=limit)
+    rows = ops.select(
+        st.data_dir, db, table, start=start, end=end, where=_where(where or []), limit=limit
+    )
     if st.format == "csv":
         pacsv.write_csv(_with_text_time(rows, epoch), sys.stdout.buffer)
         return

@@ -20,8 +20,11 @@ Table = Annotated[str, typer.Argument(help="Table name.", show_default=False)]
 def list_(ctx: typer.Context, db: Db) -> None:
     """The tables of a database."""
     st = state(ctx)
-    emit(ops.table_summaries(st.data_dir, db), st.format,
-         columns=["table", "tags", "fields", "segments", "rows_stored"])
+    emit(
+        ops.table_summaries(st.data_dir, db),
+        st.format,
+        columns=["table", "tags", "fields", "segments", "rows_stored"],
+    )
 
 
 @app.command("show")
@@ -47,7 +50,9 @@ def drop(
     """Delete a table and its data (needs --yes)."""
     st = state(ctx)
     if not yes:
-        raise typer.BadParameter(f"dropping {table} deletes its data; add --yes", param_hint="--yes")
+        raise typer.BadParameter(
+            f"dropping {table} deletes its data; add --yes", param_hint="--yes"
+        )
     report = ops.drop_table(st.data_dir, db, table)
     if st.format == "json":
         emit({"dropped": table, "checkpoint": report.to_json()}, "json")
