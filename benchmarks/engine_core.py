@@ -11,20 +11,17 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pyarrow as pa
+import pyarrow.compute as pc
+from tabulate import tabulate
 
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-from tabulate import tabulate  # noqa: E402
-
-from engine import Batch, Database, Settings, create_database  # noqa: E402
+from engine import Batch, Database, Settings, create_database
 
 HOSTS = 1000
 TAGS = [
