@@ -223,7 +223,8 @@ class Database:
             changes = self._schema_changes(prepared)
             txn = self._next_txn
             self._next_txn += 1
-            records, lsn = self._encode(changes, payloads, txn)
+            rows = sum(r.num_rows for _, r, _ in prepared)
+            records, lsn = self._encode(changes, payloads, txn, rows)
             if records:
                 self._append(records)
             self._last_lsn = lsn
@@ -235,9 +236,7 @@ class Database:
         if durable:
             self._wait_durable(lsn)
         self._after_write()
-        return CommitResult(
-            txn=txn, lsn=lsn, rows=sum(r.num_rows for _, r, _ in prepared), durable=durable
-        )
+        return CommitResult(txn=txn, lsn=lsn, rows=rows, durable=durable)
 
     def _sync_each_commit(self) -> bool:
         level = self._settings.wal_level
@@ -258,7 +257,7 @@ class Database:
         return [{"op": "table", "table": t, **s.to_json()} for t, s in pending.items()]
 
     def _encode(
-        self, changes: list[dict[str, Any]], payloads: list[bytes], txn: int
+        self, changes: list[dict[str, Any]], payloads: list[bytes], txn: int, rows: int
     ) -> tuple[bytes, int]:
         lsn = self._last_lsn
         parts = []
@@ -270,7 +269,8 @@ class Database:
             parts.append(wal.encode_record(lsn, txn, wal.RecordType.DATA, payload))
         if payloads:
             lsn += 1
-            parts.append(wal.encode_record(lsn, txn, wal.RecordType.COMMIT))
+            commit = wal.encode_commit(len(payloads), rows)
+            parts.append(wal.encode_record(lsn, txn, wal.RecordType.COMMIT, commit))
         return b"".join(parts), lsn
 
     def _append(self, records: bytes) -> None:

@@ -145,13 +145,14 @@ def _check_problems(
         problem = scan.problem
         if problem is None:
             continue
-        is_tail = scan.path.name == wal.CURRENT and not problem.valid_after
+        is_tail = scan.path.name == wal.CURRENT and problem.is_tail
         if not is_tail:
-            where = (
-                f"; valid records follow at offset {problem.next_valid_offset}"
-                if problem.valid_after
-                else " in a file that was complete when it was rotated"
-            )
+            if problem.valid_after:
+                where = f"; valid records follow at offset {problem.next_valid_offset}"
+            elif problem.kind == "corrupt":
+                where = ""
+            else:
+                where = " in a file that was complete when it was rotated"
             raise Corruption(
                 f"{scan.path}: corrupt WAL record at offset {problem.offset}: "
                 f"{problem.reason}{where}",
@@ -209,7 +210,7 @@ def _apply_records(scans: list[wal.FileScan], state: ReplayState, db_dir: Path) 
             elif record.type is wal.RecordType.DATA:
                 pending.setdefault(record.txn, []).append(record)
             else:
-                _commit(state, pending.pop(record.txn, []))
+                _commit(state, pending.pop(record.txn, []), record)
         except Corruption:
             raise
         except Exception as exc:  # a CRC-valid record that does not decode
@@ -225,7 +226,12 @@ def _apply_records(scans: list[wal.FileScan], state: ReplayState, db_dir: Path) 
         report.rows_rolled_back += sum(_row_count(r) for r in records)
 
 
-def _commit(state: ReplayState, records: list[wal.Record]) -> None:
+def _commit(state: ReplayState, records: list[wal.Record], commit: wal.Record) -> None:
+    expected, rows = wal.decode_commit(commit.payload)
+    if expected != len(records):  # records lost to a salvage: never apply half a transaction
+        state.report.transactions_rolled_back += 1
+        state.report.rows_rolled_back += rows
+        return
     decoded: list[tuple[str, pa.Table]] = [wal.decode_data(r.payload) for r in records]
     for table, rows in decoded:
         if table not in state.catalog:

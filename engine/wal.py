@@ -35,7 +35,10 @@ Record types:
 * ``DATA`` (1): rows for one table in one transaction. Payload: u16 table
   name length, the name (UTF-8), then a zstd frame holding an Arrow IPC
   stream of the rows (column ``ts`` then tags then fields).
-* ``COMMIT`` (2): the transaction ``txn`` is committed. Empty payload.
+* ``COMMIT`` (2): the transaction ``txn`` is committed. Payload: u32 number
+  of ``DATA`` records of the transaction, u64 rows in them. Recovery applies
+  a transaction only if it found exactly that many ``DATA`` records, so a
+  salvaged WAL that lost a record mid-transaction never applies half of it.
 * ``DDL`` (3): an auto-committed catalog or settings change; payload is a JSON
   object (``{"op": "table", "table": ..., "tags": [...], "fields": {...}}``,
   ``{"op": "drop_table", "table": ...}``, ``{"op": "settings", ...}``).
@@ -46,16 +49,20 @@ when its ``COMMIT`` is found; ``DATA`` records without one are rolled back.
 
 Worked example: one row to table ``cpu`` in transaction 7 at LSN 42 gives a
 ``DATA`` record (28 header bytes + 2 + 3 + the zstd frame) followed by
-``COMMIT`` (28 bytes: crc, length 0, lsn 43, txn 7, type 2).
+``COMMIT`` (40 bytes: crc, length 12, lsn 43, txn 7, type 2, then the payload
+``01 00 00 00`` ``01 00 00 00 00 00 00 00``: one DATA record, one row).
 
 What a crash leaves
 -------------------
 A crash mid-``write()`` leaves a prefix of the batch: the last record is cut
 short (its length runs past the end of the file) or, after a torn page write,
 complete in length but failing its CRC. Either way nothing valid follows it:
-that is a *torn tail*, cut off at the next open and reported. An invalid
-record followed by a valid one cannot come from a crash: it is *corruption*,
-and the database refuses to open until ``tsadmin wal repair`` has run.
+that is a *torn tail*, cut off at the next open and reported (``wal verify``
+flags the second kind, which a flipped bit also produces). An invalid record
+followed by a valid one cannot come from a crash: it is *corruption*, and so
+is a last record whose bytes verify once its length field is corrected to end
+at the end of the file (a damaged length, not a short write). The database
+refuses to open on corruption until ``tsadmin wal repair`` has run.
 """
 
 from __future__ import annotations
@@ -83,6 +90,7 @@ FILE_HEADER_FIXED = struct.Struct("<8sHHQH")  # magic, version, flags, start_lsn
 RECORD_HEADER = struct.Struct("<IIQQBBH")  # crc, length, lsn, txn, type, flags, reserved
 RECORD_HEADER_SIZE = RECORD_HEADER.size  # 28
 MAX_PAYLOAD = 1 << 30
+COMMIT_PAYLOAD = struct.Struct("<IQ")  # data records, rows
 WAL_DIR = "wal"
 CURRENT = "current.wal"
 CHECKPOINT = "checkpoint.wal"
@@ -115,12 +123,26 @@ class Record:
 
 @dataclass
 class Problem:
-    """Why reading stopped early: at ``offset``, ``reason``; ``valid_after`` tells corruption."""
+    """Why reading stopped early, at ``offset``.
+
+    ``kind``: ``short`` (the last record runs past the end of the file: a torn
+    write), ``bad_tail`` (the last record is whole but fails its CRC: a torn
+    page write or a flipped bit), ``corrupt`` (valid records follow, or the
+    damage cannot come from a crash).
+    """
 
     offset: int
     reason: str
-    valid_after: bool
+    kind: str
     next_valid_offset: int | None = None
+
+    @property
+    def valid_after(self) -> bool:
+        return self.next_valid_offset is not None
+
+    @property
+    def is_tail(self) -> bool:
+        return self.kind != "corrupt"
 
 
 @dataclass
@@ -135,7 +157,7 @@ class FileScan:
     @property
     def torn_bytes(self) -> int:
         """Bytes past the last valid record when they look like a torn tail."""
-        if self.problem is None or self.problem.valid_after:
+        if self.problem is None or not self.problem.is_tail:
             return 0
         return self.file_size - self.end_offset
 
@@ -168,6 +190,16 @@ def _compressor() -> zstandard.ZstdCompressor:
 def _decompressor() -> zstandard.ZstdDecompressor:
     _compressor()
     return _local.dctx  # type: ignore[no-any-return]
+
+
+def encode_commit(data_records: int, rows: int) -> bytes:
+    return COMMIT_PAYLOAD.pack(data_records, rows)
+
+
+def decode_commit(payload: bytes) -> tuple[int, int]:
+    """(data records, rows) of a COMMIT payload."""
+    records, rows = COMMIT_PAYLOAD.unpack(payload)
+    return int(records), int(rows)
 
 
 def encode_data(table_name: str, rows: pa.Table) -> bytes:
@@ -262,6 +294,33 @@ def _find_valid_after(data: bytes, start: int, min_lsn: int) -> int | None:
     return None
 
 
+def _classify(data: bytes, offset: int, reason: str, expected_lsn: int) -> Problem:
+    after = _find_valid_after(data, offset + 1, expected_lsn - 1)
+    if after is not None:
+        return Problem(offset, reason, "corrupt", after)
+    if offset + RECORD_HEADER_SIZE > len(data):
+        return Problem(offset, reason, "short")
+    if _length_is_damaged(data, offset):
+        return Problem(
+            offset, "length field damaged (the record verifies with the true length)", "corrupt"
+        )
+    _crc, length, *_ = RECORD_HEADER.unpack_from(data, offset)
+    kind = "short" if offset + RECORD_HEADER_SIZE + length > len(data) else "bad_tail"
+    return Problem(offset, reason, kind)
+
+
+def _length_is_damaged(data: bytes, offset: int) -> bool:
+    """The record verifies if its length is taken to end at the end of the file."""
+    true_length = len(data) - offset - RECORD_HEADER_SIZE
+    stored_crc, stored_length, *_ = RECORD_HEADER.unpack_from(data, offset)
+    if true_length == stored_length:
+        return False
+    head = bytearray(data[offset : offset + RECORD_HEADER_SIZE])
+    struct.pack_into("<I", head, 4, true_length)
+    crc = crc32c.crc32c(data[offset + RECORD_HEADER_SIZE :], crc32c.crc32c(bytes(head[4:])))
+    return bool(crc == stored_crc)
+
+
 def scan_bytes(data: bytes, path: Path) -> FileScan:
     """Read every valid record of one WAL file's bytes; stop at the first invalid one."""
     header = parse_file_header(data, path)
@@ -273,8 +332,7 @@ def scan_bytes(data: bytes, path: Path) -> FileScan:
             reason = f"LSN {record.lsn} where {expected_lsn} was expected"
             record = None
         if record is None:
-            after = _find_valid_after(data, offset + 1, expected_lsn - 1)
-            scan.problem = Problem(offset, reason, after is not None, after)
+            scan.problem = _classify(data, offset, reason, expected_lsn)
             break
         scan.records.append(record)
         offset += record.size

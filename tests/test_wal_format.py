@@ -26,7 +26,8 @@ def sample_records(n: int, start_lsn: int = 1) -> list[bytes]:
                 )
             )
         else:
-            out.append(wal.encode_record(lsn, 1 + i // 2, wal.RecordType.COMMIT))
+            commit = wal.encode_commit(1, 2)
+            out.append(wal.encode_record(lsn, 1 + i // 2, wal.RecordType.COMMIT, commit))
     return out
 
 
@@ -41,8 +42,33 @@ def test_round_trip(tmp_path: Path) -> None:
     assert name == "cpu" and rows.column("v").to_pylist() == [1.0, 2.0]
 
 
-def test_commit_record_is_28_bytes() -> None:
-    assert len(wal.encode_record(43, 7, wal.RecordType.COMMIT)) == 28
+def test_commit_record_matches_the_worked_example() -> None:
+    record = wal.encode_record(43, 7, wal.RecordType.COMMIT, wal.encode_commit(1, 1))
+    assert len(record) == 40
+    assert record[28:] == bytes.fromhex("010000000100000000000000")
+    assert wal.decode_commit(record[28:]) == (1, 1)
+
+
+def test_damaged_length_of_the_last_record_is_corruption_not_a_torn_tail(tmp_path: Path) -> None:
+    records = sample_records(4)
+    data = bytearray(wal.encode_file_header("db", 1) + b"".join(records))
+    last = len(data) - len(records[-1])
+    data[last + 4 + 2] ^= 0x01  # length field, so the record seems to run past the end
+    path = tmp_path / "current.wal"
+    path.write_bytes(bytes(data))
+    scan = wal.scan_file(path)
+    assert scan.problem is not None and scan.problem.kind == "corrupt"
+    assert "length" in scan.problem.reason
+
+
+def test_whole_last_record_with_bad_crc_is_a_bad_tail(tmp_path: Path) -> None:
+    records = sample_records(4)
+    data = bytearray(wal.encode_file_header("db", 1) + b"".join(records))
+    data[-1] ^= 0x40
+    path = tmp_path / "current.wal"
+    path.write_bytes(bytes(data))
+    scan = wal.scan_file(path)
+    assert scan.problem is not None and scan.problem.kind == "bad_tail"
 
 
 def test_last_record_cut_at_every_offset_is_a_torn_tail(tmp_path: Path) -> None:
@@ -59,7 +85,7 @@ def test_last_record_cut_at_every_offset_is_a_torn_tail(tmp_path: Path) -> None:
         if cut == last_start:  # ends on a record boundary: a clean file
             assert scan.problem is None
             continue
-        assert scan.problem is not None and not scan.problem.valid_after, cut
+        assert scan.problem is not None and scan.problem.kind == "short", cut
         assert scan.torn_bytes == cut - expected_end
 
 
