@@ -1,5 +1,6 @@
 """tsadmin's embedded time-series engine: a Python API, no printing, no CLI code."""
 
+from engine import crashsim, walcheck, walrepair
 from engine.checkpoint import CheckpointReport, CompactionReport
 from engine.database import Batch, CommitResult, Database
 from engine.datadir import (
@@ -49,10 +50,13 @@ __all__ = [
     "VerificationFailed",
     "WalLevel",
     "__version__",
+    "crashsim",
     "create_database",
     "database_dir",
     "drop_database",
     "existing_database_dir",
     "list_databases",
     "resolve_data_dir",
+    "walcheck",
+    "walrepair",
 ]

@@ -34,7 +34,7 @@ cannot confuse it. One line per event:
 
 After the writer is killed, :func:`simulate_power_loss` walks the directory,
 and cuts every journalled file back to its last durable size (a file created
-during the run and never fsynced is removed). Files not in the journal
+during the run and never fsynced keeps its name and loses every byte). Files not in the journal
 existed before the run and count as durable. Directory entries (creations,
 renames, removals) count as durable once the call returned: the engine
 fsyncs the directory right after each.
@@ -309,10 +309,8 @@ def simulate_power_loss(journal_path: Path, root: Path) -> dict[str, int]:
             continue
         size = durable[info.st_ino]
         name = str(path.relative_to(root))
-        if size is None and info.st_ino in created:
-            path.unlink()
-            dropped[name] = info.st_size
-        elif size is not None and info.st_size > size:
-            os.truncate(path, size)
-            dropped[name] = info.st_size - size
+        durable_size = 0 if size is None else size
+        if info.st_size > durable_size and (size is not None or info.st_ino in created):
+            os.truncate(path, durable_size)
+            dropped[name] = info.st_size - durable_size
     return dropped

@@ -33,7 +33,10 @@ class WalGap(Corruption):
     """
 
 
-REPAIR_HINT = "run 'tsadmin wal verify {db}' to see the damage, then 'tsadmin wal repair {db}'"
+REPAIR_HINT = (
+    "run 'tsadmin wal verify {db}' to see the damage, then "
+    "'tsadmin wal repair {db} --salvage --dry-run' to see what a repair would keep"
+)
 
 
 @dataclass

@@ -260,7 +260,7 @@ def parse_file_header(data: bytes, path: Path) -> WalHeader:
     return WalHeader(version=version, start_lsn=start_lsn, database=database, size=end + 4)
 
 
-def _record_at(data: bytes, offset: int) -> tuple[Record | None, str]:
+def record_at(data: bytes, offset: int) -> tuple[Record | None, str]:
     """Decode the record at ``offset`` or say why it is not valid."""
     if offset + RECORD_HEADER_SIZE > len(data):
         return None, "record header cut short by end of file"
@@ -280,7 +280,7 @@ def _record_at(data: bytes, offset: int) -> tuple[Record | None, str]:
     return record, ""
 
 
-def _find_valid_after(data: bytes, start: int, min_lsn: int) -> int | None:
+def find_valid_after(data: bytes, start: int, min_lsn: int) -> int | None:
     """The offset of the first valid record after ``start`` whose LSN is past ``min_lsn``."""
     for offset in range(start, len(data) - RECORD_HEADER_SIZE + 1):
         _crc, length, lsn, _txn, rtype, flags, reserved = RECORD_HEADER.unpack_from(data, offset)
@@ -288,14 +288,14 @@ def _find_valid_after(data: bytes, start: int, min_lsn: int) -> int | None:
             continue
         if offset + RECORD_HEADER_SIZE + length > len(data):
             continue
-        record, _ = _record_at(data, offset)
+        record, _ = record_at(data, offset)
         if record is not None:
             return offset
     return None
 
 
 def _classify(data: bytes, offset: int, reason: str, expected_lsn: int) -> Problem:
-    after = _find_valid_after(data, offset + 1, expected_lsn - 1)
+    after = find_valid_after(data, offset + 1, expected_lsn - 1)
     if after is not None:
         return Problem(offset, reason, "corrupt", after)
     if offset + RECORD_HEADER_SIZE > len(data):
@@ -327,7 +327,7 @@ def scan_bytes(data: bytes, path: Path) -> FileScan:
     scan = FileScan(path=path, header=header, file_size=len(data), end_offset=header.size)
     offset, expected_lsn = header.size, header.start_lsn
     while offset < len(data):
-        record, reason = _record_at(data, offset)
+        record, reason = record_at(data, offset)
         if record is not None and record.lsn != expected_lsn:
             reason = f"LSN {record.lsn} where {expected_lsn} was expected"
             record = None

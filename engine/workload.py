@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,9 @@ def make_batch(batch: int, rows: int) -> list[Batch]:
 
 
 def _ack(kind: str, n: int, lock: threading.Lock) -> None:
+    # CLOCK_MONOTONIC is system-wide: the parent compares it with the time of the crash
     with lock:
-        sys.stdout.write(f"{kind} {n}\n")
+        sys.stdout.write(f"{kind} {n} {time.monotonic():.6f}\n")
         sys.stdout.flush()
 
 
@@ -107,15 +109,21 @@ def _contiguous_prefix(acked: set[int], start: int) -> int:
 class Acks:
     acked: set[int] = field(default_factory=set)
     checkpointed_through: int = -1
+    times: dict[int, float] = field(default_factory=dict)  # batch -> monotonic time of its ACK
 
     @classmethod
     def parse(cls, output: str) -> Acks:
         acks = cls()
         for line in output.splitlines():
-            kind, _, value = line.partition(" ")
-            if kind == "ACK" and value.isdigit():
+            kind, _, rest = line.partition(" ")
+            value, _, when = rest.partition(" ")
+            if not value.isdigit():
+                continue
+            if kind == "ACK":
                 acks.acked.add(int(value))
-            elif kind == "CKPT" and value.isdigit():
+                if when:
+                    acks.times[int(value)] = float(when)
+            elif kind == "CKPT":
                 acks.checkpointed_through = max(acks.checkpointed_through, int(value))
         return acks
 

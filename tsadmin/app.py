@@ -10,24 +10,22 @@ from typing import Annotated
 import typer
 
 from engine import BadInput, EngineError, __version__, resolve_data_dir
-from tsadmin.commands import config, db, ingest, maintenance, query, table
+from tsadmin.commands import config, crash, db, ingest, maintenance, query, table, wal
 from tsadmin.commands import demo as demo_cmd
 from tsadmin.errors import Exit, exit_code_for
 from tsadmin.render import FORMATS
-from tsadmin.state import State
+from tsadmin.state import State, command_group
 
-app = typer.Typer(
-    name="tsadmin",
-    help="Operations toolkit for an embedded time-series engine: databases, ingest, "
-    "WAL levels, checkpoints, crash recovery.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+app = command_group(
+    "Operations toolkit for an embedded time-series engine: databases, ingest, "
+    "WAL levels, checkpoints, crash recovery, WAL repair."
 )
 app.add_typer(db.app, name="db")
 app.add_typer(table.app, name="table")
 app.add_typer(config.app, name="config")
 app.add_typer(ingest.app, name="ingest")
+app.add_typer(wal.app, name="wal")
+app.add_typer(crash.app, name="crash")
 query.register(app)
 maintenance.register(app)
 demo_cmd.register(app)

@@ -41,3 +41,23 @@ def byte_progress(
             bar.update(task, completed=done, rows=rows)
 
         yield update
+
+
+@contextlib.contextmanager
+def count_progress(
+    enabled: bool, total: int, label: str
+) -> Iterator[Callable[[int, int], None] | None]:
+    """Yields a callback ``(done, total)`` driving a bar of steps, or ``None`` when disabled."""
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done, _total: bar.update(task, completed=done)

@@ -36,3 +36,15 @@ def note(ctx: typer.Context, message: str) -> None:
     """A human message on stderr, unless --quiet."""
     if not state(ctx).quiet:
         typer.echo(message, err=True)
+
+
+def command_group(help_text: str) -> typer.Typer:
+    """A command group with the house settings: plain text errors and help (scripts and
+    man pages read them), -h as well as --help."""
+    return typer.Typer(
+        help=help_text,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )

@@ -8,20 +8,19 @@ import typer
 
 from engine import ops
 from tsadmin.render import emit
-from tsadmin.state import note, state
+from tsadmin.state import command_group, note, state
 
-app = typer.Typer(
-    help="Read and change durability settings (KWDB keys ts.wal.* accepted too).",
-    no_args_is_help=True,
-)
-Db = Annotated[str, typer.Argument(help="Database name.", show_default=False)]
+app = command_group("Read and change durability settings (KWDB keys ts.wal.* accepted too).")
+Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 
 
 @app.command("get")
 def get(
     ctx: typer.Context,
     db: Db,
-    key: Annotated[str | None, typer.Argument(help="One setting; all if omitted.")] = None,
+    key: Annotated[
+        str | None, typer.Argument(help="One setting; all if omitted.", metavar="[KEY]")
+    ] = None,
 ) -> None:
     """Show settings."""
     st = state(ctx)
@@ -38,8 +37,10 @@ def get(
 def set_(
     ctx: typer.Context,
     db: Db,
-    key: Annotated[str, typer.Argument(help="wal_level, wal_fsync_period, checkpoint_interval.")],
-    value: Annotated[str, typer.Argument(help="e.g. sync, 2, 500ms, 30s, 5m.")],
+    key: Annotated[
+        str, typer.Argument(help="wal_level, wal_fsync_period, checkpoint_interval.", metavar="KEY")
+    ],
+    value: Annotated[str, typer.Argument(help="e.g. sync, 2, 500ms, 30s, 5m.", metavar="VALUE")],
 ) -> None:
     """Change a setting; logged and fsynced. Switching to or from off checkpoints first."""
     st = state(ctx)

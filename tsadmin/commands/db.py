@@ -8,11 +8,11 @@ import typer
 
 from engine import Settings, create_database, drop_database, ops
 from tsadmin.render import emit
-from tsadmin.state import note, state
+from tsadmin.state import command_group, note, state
 
-app = typer.Typer(help="Create, inspect, compare and drop databases.", no_args_is_help=True)
+app = command_group("Create, inspect, compare and drop databases.")
 
-Name = Annotated[str, typer.Argument(help="Database name.", show_default=False)]
+Name = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="NAME")]
 
 
 @app.command("create")

@@ -12,15 +12,16 @@ from engine import ops
 from engine.ingest import CsvOptions, IngestOptions
 from tsadmin.progress import byte_progress
 from tsadmin.render import emit
-from tsadmin.state import note, state
+from tsadmin.state import command_group, note, state
 
-app = typer.Typer(
-    help="Load line protocol or CSV (files, .gz, .zst, or - for stdin).", no_args_is_help=True
-)
+app = command_group("Load line protocol or CSV (files, .gz, .zst, or - for stdin).")
 
-Db = Annotated[str, typer.Argument(help="Database name.", show_default=False)]
+Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 Source = Annotated[
-    str, typer.Argument(help="Input file, or - for standard input.", show_default=False)
+    str,
+    typer.Argument(
+        help="Input file, or - for standard input.", show_default=False, metavar="FILE|-"
+    ),
 ]
 OnError = Annotated[str, typer.Option("--on-error", help="abort (default) or skip bad lines.")]
 Rejects = Annotated[Path | None, typer.Option("--rejects", help="With skip: write bad lines here.")]

@@ -10,12 +10,14 @@ from engine import list_databases, ops
 from tsadmin.render import emit
 from tsadmin.state import note, state
 
-Db = Annotated[str, typer.Argument(help="Database name.", show_default=False)]
+Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 
 
 def checkpoint(
     ctx: typer.Context,
-    db: Annotated[str | None, typer.Argument(help="Database name.", show_default=False)] = None,
+    db: Annotated[
+        str | None, typer.Argument(help="Database name.", show_default=False, metavar="DB")
+    ] = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Every database of the data directory.")
     ] = False,

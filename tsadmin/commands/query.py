@@ -28,8 +28,8 @@ def _where(pairs: list[str]) -> dict[str, str]:
 
 def select(
     ctx: typer.Context,
-    db: Annotated[str, typer.Argument(help="Database name.", show_default=False)],
-    table: Annotated[str, typer.Argument(help="Table name.", show_default=False)],
+    db: Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")],
+    table: Annotated[str, typer.Argument(help="Table name.", show_default=False, metavar="TABLE")],
     start: Annotated[
         str | None, typer.Option(help="From this time (inclusive): ISO 8601, epoch, now-1h.")
     ] = None,

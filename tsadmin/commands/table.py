@@ -8,12 +8,12 @@ import typer
 
 from engine import ops
 from tsadmin.render import emit
-from tsadmin.state import note, state
+from tsadmin.state import command_group, note, state
 
-app = typer.Typer(help="Inspect and drop tables.", no_args_is_help=True)
+app = command_group("Inspect and drop tables.")
 
-Db = Annotated[str, typer.Argument(help="Database name.", show_default=False)]
-Table = Annotated[str, typer.Argument(help="Table name.", show_default=False)]
+Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
+Table = Annotated[str, typer.Argument(help="Table name.", show_default=False, metavar="TABLE")]
 
 
 @app.command("list")

@@ -1,0 +1,277 @@
+"""``crash simulate``: crash real writer processes and hold recovery to the wal_level's promise.
+
+Each trial creates a scratch database with the settings of the database under
+test (whose own data is never touched), starts a writer child
+(``engine.workload``) that acknowledges batches on stdout, crashes it as the
+mode says, reopens the database, and compares acknowledged with recovered
+data against DESIGN.md's table:
+
+``kill``        SIGKILL at a random moment.
+``power-loss``  SIGKILL, then every byte not fsynced is dropped (the I/O
+                layer's journal): ``sync`` keeps all acknowledged batches,
+                ``flush`` all but those of the last ``wal_fsync_period``.
+``torn-write``  a random WAL write (a segment write under ``off``) is cut in
+                half and the process dies at once.
+``bitflip``     after a kill, random bits of the WAL are flipped: the damage
+                must be reported (``wal verify`` fails or the open refuses);
+                silently wrong or missing data is a broken promise.
+``checkpoint``  the child dies at a random step of a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import walcheck, workload
+from engine.database import Database
+from engine.datadir import create_database, existing_database_dir
+from engine.errors import Corruption, EngineError, InvalidArgument
+from engine.fileio import FAULTS_ENV, simulate_power_loss
+from engine.settings import Settings, WalLevel
+
+MODES = ("kill", "power-loss", "torn-write", "bitflip", "checkpoint")
+CHECKPOINT_STEPS = (
+    "checkpoint.after_rename",
+    "checkpoint.after_rotate",
+    "checkpoint.after_segments",
+    "checkpoint.after_manifest",
+    "checkpoint.after_wal_delete",
+)
+SCRATCH_NAME = "crashsim"
+
+
+@dataclass
+class SimOptions:
+    mode: str
+    trials: int = 10
+    seed: int = 0
+    rows: int = 100_000  # rows per trial's writer, at most (it is killed before, usually)
+    batch_rows: int = 50
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InvalidArgument(
+                f"unknown mode {self.mode!r}", hint=f"use one of {', '.join(MODES)}"
+            )
+        if self.trials < 1 or self.batch_rows < 1 or self.rows < self.batch_rows:
+            raise InvalidArgument(
+                "trials, --rows and --batch-rows must be positive, rows >= batch-rows"
+            )
+
+
+@dataclass
+class Trial:
+    trial: int
+    mode: str
+    wal_level: str
+    acked: int
+    recovered: int
+    lost: int
+    verdict: str  # ok | detected | BROKEN
+    detail: str
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SimReport:
+    database: str
+    mode: str
+    wal_level: str
+    seed: int
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def broken(self) -> int:
+        return sum(1 for t in self.trials if t.verdict == "BROKEN")
+
+    @property
+    def ok(self) -> bool:
+        return self.broken == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "database": self.database,
+            "mode": self.mode,
+            "wal_level": self.wal_level,
+            "seed": self.seed,
+            "ok": self.ok,
+            "broken": self.broken,
+            "trials": [t.to_json() for t in self.trials],
+        }
+
+
+def simulate(data_dir: Path, name: str, options: SimOptions, progress: Any = None) -> SimReport:
+    """Run ``options.trials`` crash trials with the settings of database ``name``."""
+    settings = Database.open(existing_database_dir(data_dir, name), name, readonly=True).settings
+    report = SimReport(name, options.mode, settings.wal_level.label, options.seed)
+    rng = random.Random(options.seed)
+    scratch_root = Path(tempfile.mkdtemp(prefix=".crashsim-", dir=data_dir))
+    try:
+        for n in range(options.trials):
+            report.trials.append(_trial(scratch_root / f"t{n}", n, settings, options, rng))
+            shutil.rmtree(scratch_root / f"t{n}", ignore_errors=True)
+            if progress:
+                progress(n + 1, options.trials)
+    finally:
+        shutil.rmtree(scratch_root, ignore_errors=True)
+    return report
+
+
+def _trial(
+    root: Path, n: int, settings: Settings, options: SimOptions, rng: random.Random
+) -> Trial:
+    started = time.perf_counter()
+    root.mkdir(parents=True)
+    db_dir = create_database(root, SCRATCH_NAME, settings)
+    journal = root / "journal"
+    faults = _faults_for(options.mode, settings, rng, journal)
+    checkpoint_every = {"checkpoint": rng.choice([2, 3, 4]), "bitflip": 0}.get(
+        options.mode, rng.choice([0, 5, 13])
+    )  # bitflip wants records in the WAL to damage
+    child = _start(db_dir, options, faults, checkpoint_every)
+    output, killed_at = _crash(child, options.mode, rng)
+    acks = workload.Acks.parse(output)
+    detail = ""
+    if options.mode == "power-loss":
+        dropped = simulate_power_loss(journal, db_dir)
+        detail = f"{sum(dropped.values())} unsynced bytes dropped"
+    if options.mode == "bitflip":
+        outcome = _flip_and_check(db_dir, rng)
+        detail = "no WAL record to flip" if outcome is None else ""
+        if outcome is not None:
+            return Trial(
+                n,
+                options.mode,
+                settings.wal_level.label,
+                len(acks.acked),
+                0,
+                0,
+                "detected",
+                outcome,
+                time.perf_counter() - started,
+            )
+    verdict = _judge(db_dir, acks, options, settings, killed_at)
+    return Trial(
+        n,
+        options.mode,
+        settings.wal_level.label,
+        verdict.acked,
+        verdict.recovered,
+        len(verdict.lost),
+        "ok" if verdict.ok else "BROKEN",
+        "; ".join(verdict.problems) or detail,
+        time.perf_counter() - started,
+    )
+
+
+def _faults_for(mode: str, settings: Settings, rng: random.Random, journal: Path) -> str:
+    inherited = os.environ.get(FAULTS_ENV, "")  # lets a test plant a bug (e.g. nofsync)
+    own = ""
+    if mode == "power-loss":
+        own = f"journal={journal}"
+    elif mode == "torn-write":
+        tag = "segment.write" if settings.wal_level is WalLevel.OFF else "wal.append"
+        own = f"torn@{tag}:{rng.randint(1, 40)}"
+    elif mode == "checkpoint":
+        own = f"crash@{rng.choice(CHECKPOINT_STEPS)}:{rng.randint(1, 3)}"
+    return ";".join(x for x in (inherited, own) if x)
+
+
+def _start(
+    db_dir: Path, options: SimOptions, faults: str, checkpoint_every: int
+) -> subprocess.Popen[str]:
+    batches = max(1, options.rows // options.batch_rows)
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.workload",
+        str(db_dir),
+        SCRATCH_NAME,
+        "--batches",
+        str(batches),
+        "--rows",
+        str(options.batch_rows),
+        "--checkpoint-every",
+        str(checkpoint_every),
+        "--no-close",
+    ]
+    env = {**os.environ, FAULTS_ENV: faults, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _crash(child: subprocess.Popen[str], mode: str, rng: random.Random) -> tuple[str, float]:
+    """Let the child run, kill it (unless its fault killed it), return its output and the
+    monotonic time of the kill."""
+    assert child.stdout is not None
+    first = child.stdout.readline()
+    if mode in ("kill", "power-loss", "bitflip"):
+        time.sleep(rng.uniform(0.02, 0.5))
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+    try:
+        rest, _ = child.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        rest, _ = child.communicate()
+    return first + rest, time.monotonic()
+
+
+def _judge(
+    db_dir: Path, acks: workload.Acks, options: SimOptions, settings: Settings, killed_at: float
+) -> workload.Verdict:
+    level = settings.wal_level
+    if options.mode == "power-loss" and level is WalLevel.FLUSH:
+        # the promise covers batches acknowledged before the last fsync period
+        window = settings.wal_fsync_period_ms / 1000 + 0.25
+        acks = workload.Acks(
+            {n for n in acks.acked if acks.times.get(n, killed_at) < killed_at - window},
+            acks.checkpointed_through,
+            acks.times,
+        )
+    try:
+        Database.open(db_dir, SCRATCH_NAME, background=False).close()  # recovery as a writer
+        return workload.verify(db_dir, SCRATCH_NAME, acks, options.batch_rows, level)
+    except EngineError as exc:
+        return workload.Verdict(
+            ok=False,
+            acked=len(acks.acked),
+            recovered=0,
+            lost=sorted(acks.acked),
+            problems=[f"the database does not open: {exc}"],
+        )
+
+
+def _flip_and_check(db_dir: Path, rng: random.Random) -> str | None:
+    """Flip bits in the WAL; the damage must be reported. Returns how it was, or None
+    if no flip landed anywhere that matters (the trial is then judged like a kill)."""
+    files = [p for p in (db_dir / "wal").glob("*.wal") if p.stat().st_size > 64]
+    if not files:
+        return None
+    path = rng.choice(files)
+    data = bytearray(path.read_bytes())
+    flips = rng.randint(1, 3)
+    for _ in range(flips):
+        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    path.write_bytes(bytes(data))
+    report = walcheck.verify(db_dir, SCRATCH_NAME)
+    if not report.ok:
+        found = len(report.problems)
+        return f"{flips} bit(s) flipped in {path.name}: wal verify found {found} problem(s)"
+    try:
+        Database.open(db_dir, SCRATCH_NAME, readonly=True)
+    except Corruption:
+        return f"{flips} bit(s) flipped in {path.name}: the database refused to open"
+    return None

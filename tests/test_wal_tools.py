@@ -1,0 +1,176 @@
+"""wal inspect / verify / dump / repair, and crash simulate, on real files and processes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine import Database, wal, walcheck, walrepair, workload
+from engine.settings import WalLevel
+from engine.workload import Acks, verify
+from tests.conftest import new_db, start_writer, wait_ready
+
+
+def abandoned_db(data_dir: Path, name: str, batches: int, rows: int) -> Path:
+    db_dir = new_db(data_dir, name)
+    db = Database.open(db_dir, name, background=False)
+    for i in range(batches):
+        db.write(workload.make_batch(i, rows))
+    db.abandon()
+    return db_dir
+
+
+def test_verify_catches_every_single_byte_flip_and_repair_reopens(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    pristine = abandoned_db(data_dir, "f", 2, 2)
+    path = pristine / "wal" / "current.wal"
+    clean = path.read_bytes()
+    assert walcheck.verify(pristine, "f").ok
+    work = tmp_path / "work"
+    shutil.copytree(pristine, work)
+    for offset in range(len(clean)):
+        shutil.rmtree(work / "salvaged", ignore_errors=True)
+        damaged = bytearray(clean)
+        damaged[offset] ^= 0xFF
+        (work / "wal" / "current.wal").write_bytes(bytes(damaged))
+        report = walcheck.verify(work, "f")
+        assert not report.ok, f"a flipped byte at offset {offset} went unnoticed"
+        try:
+            walrepair.repair(work, "f", salvage=False, dry_run=False)
+        except Exception:
+            walrepair.repair(work, "f", salvage=True, dry_run=False)
+        assert walcheck.verify(work, "f").ok, offset
+        Database.open(work, "f", background=False).abandon()  # repaired: it opens for writing
+
+
+def test_salvage_reports_exactly_what_was_lost(data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    db_dir = abandoned_db(data_dir, "s", 5, 4)
+    path = db_dir / "wal" / "current.wal"
+    scan = wal.scan_file(path)
+    victim = next(r for r in scan.records if r.type is wal.RecordType.DATA and r.txn == 4)
+    data = bytearray(path.read_bytes())
+    data[victim.offset + 50] ^= 0x01
+    path.write_bytes(bytes(data))
+    original = path.read_bytes()
+    assert cli("wal", "verify", "s").code == 3
+    assert cli("select", "s", "w_a").code == 5
+    assert cli("wal", "repair", "s").code == 5  # a tail cut cannot fix this
+    refused = cli("wal", "repair", "s", "--salvage")
+    assert refused.code == 2 and "--yes" in refused.err
+    dry = cli("--format", "json", "wal", "repair", "s", "--salvage", "--dry-run")
+    assert dry.code == 0 and path.read_bytes() == original
+    done = cli("--format", "json", "wal", "repair", "s", "--salvage", "--yes")
+    assert done.code == 0, done.err
+    report = done.json()
+    assert report["transactions_dropped"] == [4] and report["rows_dropped"] == 8
+    assert report["dropped_regions"][0]["offset"] == victim.offset
+    assert report["lost_lsn_ranges"] == [[victim.lsn, victim.lsn]]
+    assert (Path(report["backup_dir"]) / "current.wal").read_bytes() == original
+    assert cli("wal", "verify", "s").code == 0
+    assert verify(db_dir, "s", Acks(acked={0, 1, 2, 4}), 4, WalLevel.SYNC).ok
+    assert sorted(
+        set(cli("--format", "json", "select", "s", "w_b").json()[i]["batch"] for i in range(16))
+    ) == [0, 1, 2, 4]
+
+
+def test_inspect_filters_and_dump(data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    abandoned_db(data_dir, "i", 3, 5)
+    everything = cli("--format", "json", "wal", "inspect", "i").json()
+    assert everything["files"][0]["role"] == "current"
+    kinds = [r["type"] for r in everything["records"]]
+    # the settings record of the creation, then one schema record per table
+    assert kinds.count("COMMIT") == 3 and kinds.count("DATA") == 6 and kinds.count("DDL") == 3
+    one_txn = cli("--format", "json", "wal", "inspect", "i", "--txn", "2").json()["records"]
+    assert {r["txn"] for r in one_txn} == {2} and len(one_txn) == 3
+    w_b = cli("--format", "json", "wal", "inspect", "i", "--table", "w_b").json()["records"]
+    assert {r["table"] for r in w_b} == {"w_b"} and len(w_b) == 3
+    window = cli(
+        "--format", "json", "wal", "inspect", "i", "--from-lsn", "4", "--to-lsn", "6"
+    ).json()
+    assert [r["lsn"] for r in window["records"]] == [4, 5, 6]
+    assert (
+        len(cli("--format", "json", "wal", "inspect", "i", "--limit", "2").json()["records"]) == 2
+    )
+    csv_out = cli("--format", "csv", "wal", "inspect", "i").out.splitlines()
+    assert csv_out[0].startswith("file,offset,lsn,txn,type")
+    data_lsn = next(r["lsn"] for r in everything["records"] if r["type"] == "DATA")
+    rows = cli("--format", "json", "wal", "dump", "i", "--lsn", str(data_lsn)).json()
+    assert len(rows) == 5 and {r["batch"] for r in rows} == {0}
+    assert cli("wal", "dump", "i", "--lsn", "999").code == 1
+
+
+def test_inspect_and_verify_beside_a_live_writer(data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    db_dir = new_db(data_dir, "live")
+    child = start_writer(
+        db_dir, "live", "--batches", "1500", "--rows", "10", "--checkpoint-every", "40"
+    )
+    wait_ready(child)
+    looks = 0
+    while child.poll() is None and looks < 12:
+        assert cli("--format", "json", "wal", "inspect", "live", "--limit", "5").code == 0
+        checked = cli("--format", "json", "wal", "verify", "live")
+        assert checked.code == 0, checked.out + checked.err
+        looks += 1
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert looks >= 3, "the writer finished before the test could look"
+    assert verify(db_dir, "live", Acks.parse(out), 10, WalLevel.SYNC).ok
+
+
+@pytest.mark.parametrize("level", ["sync", "flush", "off"])
+def test_simulate_every_mode_keeps_the_promise(cli, level: str) -> None:  # type: ignore[no-untyped-def]
+    assert cli("db", "create", "sim", "--wal-level", level, "--wal-fsync-period", "100").code == 0
+    for mode in ("kill", "power-loss", "torn-write", "bitflip", "checkpoint"):
+        result = cli(
+            "--format",
+            "json",
+            "crash",
+            "simulate",
+            "sim",
+            "--mode",
+            mode,
+            "--trials",
+            "2",
+            "--seed",
+            "7",
+            "--rows",
+            "20000",
+        )
+        assert result.code == 0, (mode, result.out, result.err)
+        report = result.json()
+        assert report["ok"] and len(report["trials"]) == 2
+        if mode == "bitflip" and level != "off":
+            assert all(t["verdict"] in ("detected", "ok") for t in report["trials"])
+            assert any(t["verdict"] == "detected" for t in report["trials"])
+    assert cli("--format", "json", "db", "list").json()[0]["name"] == "sim"  # scratch dirs gone
+    assert cli("--format", "json", "table", "list", "sim").json() == []  # its data untouched
+
+
+def test_simulate_catches_a_planted_missing_fsync(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "create", "bug")
+    result = cli(
+        "--format",
+        "json",
+        "crash",
+        "simulate",
+        "bug",
+        "--mode",
+        "power-loss",
+        "--trials",
+        "2",
+        "--rows",
+        "20000",
+        env={"TSADMIN_FAULTS": "nofsync"},
+    )
+    assert result.code == 3, result.err
+    assert all(t["verdict"] == "BROKEN" for t in result.json()["trials"])
+    assert "broke the sync promise" in result.err
+
+
+def test_simulate_refuses_unknown_mode(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "create", "x")
+    result = cli("crash", "simulate", "x", "--mode", "meteor")
+    assert result.code == 2 and "unknown mode" in result.err

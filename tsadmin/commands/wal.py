@@ -1,0 +1,134 @@
+"""tsadmin wal: inspect, verify, dump, repair."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from engine import VerificationFailed, existing_database_dir, walcheck, walrepair
+from engine.rows import to_records
+from tsadmin.render import emit
+from tsadmin.state import command_group, note, state
+
+app = command_group("See inside the WAL, check it, and repair it.")
+Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
+
+
+@app.command("inspect")
+def inspect(
+    ctx: typer.Context,
+    db: Db,
+    from_lsn: Annotated[
+        int | None, typer.Option("--from-lsn", help="Records from this LSN.")
+    ] = None,
+    to_lsn: Annotated[int | None, typer.Option("--to-lsn", help="Records up to this LSN.")] = None,
+    txn: Annotated[int | None, typer.Option("--txn", help="Records of one transaction.")] = None,
+    table: Annotated[str | None, typer.Option("--table", help="DATA records of one table.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most N records.", min=0)] = None,
+) -> None:
+    """The WAL files (role, size, LSNs, header) and their records; safe beside a writer."""
+    st = state(ctx)
+    chosen = walcheck.RecordFilter(from_lsn, to_lsn, txn, table, limit)
+    result = walcheck.inspect(existing_database_dir(st.data_dir, db), chosen)
+    if st.format == "json":
+        emit(result, "json")
+    elif st.format == "csv":
+        emit(result["records"], "csv")
+    else:
+        emit(result["files"], "table")
+        typer.echo("")
+        emit(result["records"], "table")
+
+
+@app.command("verify")
+def verify(ctx: typer.Context, db: Db) -> None:
+    """Check headers, CRCs, LSNs, payloads and transactions; exit 3 if anything is wrong."""
+    st = state(ctx)
+    report = walcheck.verify(existing_database_dir(st.data_dir, db), db)
+    if st.format == "table":
+        summary = {k: v for k, v in report.to_json().items() if k not in ("problems", "notes")}
+        emit(summary, "table")
+        for item in report.notes:
+            note(ctx, f"note: {item['file']} offset {item['offset']}: {item['note']}")
+        if report.problems:
+            typer.echo("")
+            emit(report.problems, "table", columns=["file", "offset", "lsn", "problem"])
+    else:
+        emit(report.to_json() if st.format == "json" else report.problems, st.format)
+    if not report.ok:
+        raise VerificationFailed(
+            f"the WAL of {db} has {len(report.problems)} problem(s)",
+            hint=f"'tsadmin wal repair {db} --dry-run' says what a repair would do",
+        )
+
+
+@app.command("dump")
+def dump(
+    ctx: typer.Context,
+    db: Db,
+    lsn: Annotated[int, typer.Option("--lsn", help="The record's LSN.", show_default=False)],
+) -> None:
+    """The rows of one DATA record (or the content of a DDL or COMMIT record)."""
+    st = state(ctx)
+    info, content = walcheck.dump(existing_database_dir(st.data_dir, db), lsn)
+    if isinstance(content, dict):
+        emit({**info.to_json(), "content": content}, st.format)
+        return
+    note(
+        ctx,
+        f"LSN {info.lsn}: {info.type} of transaction {info.txn}, "
+        f"table {info.table}, {info.rows} rows",
+    )
+    emit(to_records(content), st.format, columns=content.column_names)
+
+
+@app.command("repair")
+def repair(
+    ctx: typer.Context,
+    db: Db,
+    salvage: Annotated[
+        bool,
+        typer.Option("--salvage", help="Drop corrupt records and keep the valid ones after them."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be done; change nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm a salvage (it loses data).")] = False,
+) -> None:
+    """Cut a torn tail; with --salvage, rebuild the WAL around corruption (originals kept)."""
+    st = state(ctx)
+    db_dir = existing_database_dir(st.data_dir, db)
+    if salvage and not dry_run and not yes:
+        plan = walrepair.repair(db_dir, db, salvage=True, dry_run=True)
+        _show(ctx, plan)
+        if not plan.salvaging:
+            return
+        raise typer.BadParameter(
+            "a salvage drops data: check the plan above, then add --yes", param_hint="--yes"
+        )
+    _show(ctx, walrepair.repair(db_dir, db, salvage=salvage, dry_run=dry_run))
+
+
+def _show(ctx: typer.Context, report: walrepair.RepairReport) -> None:
+    st = state(ctx)
+    if st.format != "table":
+        emit(report.to_json(), st.format)
+        return
+    for action in report.actions:
+        typer.echo(("would: " if report.dry_run else "") + action)
+    if report.dropped_regions or report.lost_lsn_ranges or report.transactions_dropped:
+        lost = {
+            k: v
+            for k, v in report.to_json().items()
+            if k
+            in (
+                "dropped_regions",
+                "lost_lsn_ranges",
+                "transactions_dropped",
+                "rows_dropped",
+                "records_dropped",
+                "backup_dir",
+            )
+        }
+        emit(lost, "table")
