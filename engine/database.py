@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from engine import manifest as manifest_format
 from engine import segment, wal
 from engine.checkpoint import CheckpointReport, CompactionReport, plan_checkpoint, plan_compaction
 from engine.errors import (
+    AlreadyExists,
     EngineError,
     InvalidArgument,
     NotFound,
@@ -32,7 +33,7 @@ from engine.errors import (
 from engine.fileio import IO
 from engine.groupcommit import GroupCommit
 from engine.lock import WriterLock
-from engine.manifest import Manifest
+from engine.manifest import Manifest, SegmentInfo, TableEntry
 from engine.memtable import Memtable
 from engine.merge import upsert_merge
 from engine.recovery import RecoveryReport, ReplayState, WalGap, replay
@@ -353,6 +354,70 @@ class Database:
             self._hidden.add(table)
         return self.checkpoint("drop table")
 
+    def restore_tables(
+        self, items: dict[str, tuple[TableSchema, list[tuple[Path, SegmentInfo]]]], mode: str
+    ) -> None:
+        """Put restored tables in: ``replace`` swaps each table, ``merge`` upserts onto it,
+        ``fail`` refuses tables that exist. One atomic manifest install commits it all."""
+        self._check_writable()
+        for table, (schema, _files) in items.items():
+            validate_name("table", table)
+            existing = self._catalog.get(table)
+            if existing is not None and mode == "fail":
+                raise AlreadyExists(
+                    f"table {table} exists in database {self.name}",
+                    hint="use --mode replace or merge",
+                )
+            if existing is not None and mode == "merge":
+                existing.grown_by(table, schema.tags, schema.fields)  # a type conflict stops here
+        self.checkpoint("restore")  # what was committed is in segments: the WAL holds nothing more
+        with self._ckpt_lock:
+            manifest = _copy_manifest(self._manifest)
+            copied: list[Path] = []
+            obsolete: list[str] = []
+            try:
+                for table, (schema, files) in items.items():
+                    segments = []
+                    for source, info in files:
+                        file_id = manifest.next_segment
+                        manifest.next_segment += 1
+                        rel = segment.segment_path(table, info.partition, file_id)
+                        IO.copy_file(source, self.dir / rel, "restore.write")
+                        copied.append(self.dir / rel)
+                        segments.append(replace(info, file=rel, seq=file_id))
+                    manifest.tables[table] = self._restored_entry(
+                        manifest, table, schema, segments, mode, obsolete
+                    )
+                IO.crash_point("restore.after_copy")
+                with self._write_lock:
+                    manifest.checkpoint_lsn = self._last_lsn
+                    manifest_format.install(self.dir, manifest)
+                    self._manifest = manifest
+                    for table in items:
+                        self._catalog[table] = manifest.tables[table].schema.copy()
+            except BaseException:
+                IO.remove_many(copied)
+                raise
+            IO.crash_point("restore.after_manifest")
+            IO.remove_many(self.dir / f for f in obsolete)
+
+    def _restored_entry(
+        self,
+        manifest: Manifest,
+        table: str,
+        schema: TableSchema,
+        segments: list[SegmentInfo],
+        mode: str,
+        obsolete: list[str],
+    ) -> TableEntry:
+        old = manifest.tables.get(table)
+        if old is None or mode != "merge":
+            if old is not None:
+                obsolete += [s.file for s in old.segments]
+            return TableEntry(schema.copy(), segments)
+        grown = old.schema.grown_by(table, schema.tags, schema.fields) or old.schema
+        return TableEntry(grown.copy(), [*old.segments, *segments])
+
     # -- checkpoints and compaction --------------------------------------------------------
     def checkpoint(self, reason: str = "command") -> CheckpointReport:
         """Write the memtable to segments, install the manifest, drop the old WAL file."""
@@ -568,6 +633,19 @@ class Database:
 
     def wal_files(self) -> list[tuple[str, int]]:
         return [(p.name, p.stat().st_size) for p in wal.wal_files(self.dir / wal.WAL_DIR)]
+
+
+def _copy_manifest(manifest: Manifest) -> Manifest:
+    return Manifest(
+        database=manifest.database,
+        settings=manifest.settings,
+        checkpoint_lsn=manifest.checkpoint_lsn,
+        next_txn=manifest.next_txn,
+        next_segment=manifest.next_segment,
+        tables={
+            n: TableEntry(e.schema.copy(), list(e.segments)) for n, e in manifest.tables.items()
+        },
+    )
 
 
 def scan_view(

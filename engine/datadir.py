@@ -35,6 +35,7 @@ def database_dir(data_dir: Path, name: str) -> Path:
 
 def existing_database_dir(data_dir: Path, name: str) -> Path:
     path = database_dir(data_dir, name)
+    finish_interrupted_swaps(data_dir, name)
     if not (path / manifest_format.FILENAME).exists():
         raise NotFound(
             f"database {name} does not exist in {data_dir}",
@@ -95,3 +96,58 @@ def drop_database(data_dir: Path, name: str) -> None:
     finally:
         lock.release()
     shutil.rmtree(doomed)
+
+
+def swap_in(data_dir: Path, name: str, staging: Path) -> None:
+    """Put the database built in ``staging`` in place of ``name`` (which may not exist).
+
+    Refused while a writer holds the old database. A crash between moving the
+    old one aside and moving the new one in is undone by
+    :func:`finish_interrupted_swaps` at the next command.
+    """
+    target = database_dir(data_dir, name)
+    if not target.exists():
+        os.rename(staging, target)
+        IO.fsync_dir(data_dir)
+        return
+    lock = WriterLock(target, name)
+    aside = data_dir / f"{_HIDDEN_PREFIX}{name}.replaced.{os.getpid()}"
+    try:
+        os.rename(target, aside)
+        IO.fsync_dir(data_dir)
+        IO.crash_point("restore.between_renames")
+        os.rename(staging, target)
+        IO.fsync_dir(data_dir)
+    finally:
+        lock.release()
+    shutil.rmtree(aside)
+
+
+def finish_interrupted_swaps(data_dir: Path, name: str) -> None:
+    """Undo a replace that died between its two renames; clear dead restores' leftovers."""
+    if not data_dir.is_dir():
+        return
+    target = data_dir / name
+    for leftover in sorted(data_dir.glob(f"{_HIDDEN_PREFIX}{name}.*.*")):
+        kind, _, pid = leftover.name[len(name) + 2 :].partition(".")
+        if (
+            kind not in ("replaced", "restoring", "creating")
+            or not pid.isdigit()
+            or _alive(int(pid))
+        ):
+            continue
+        if kind == "replaced" and not target.exists():
+            os.rename(leftover, target)  # the old database comes back as it was
+            IO.fsync_dir(data_dir)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

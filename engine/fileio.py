@@ -248,6 +248,19 @@ class FileLayer:
         out.close()
         self.rename(tmp, path)
 
+    def copy_file(self, source: Path, target: Path, tag: str) -> None:
+        """Copy ``source`` to a new file ``target``, fsynced, its directory entry durable."""
+        self.mkdirs(target.parent)
+        out = self.open_append(target, tag, create=True)
+        try:
+            with source.open("rb") as handle:
+                while chunk := handle.read(8 << 20):
+                    out.write(chunk)
+            out.fsync()
+        finally:
+            out.close()
+        self.fsync_dir(target.parent)
+
     def rename(self, src: Path, dst: Path) -> None:
         self.guard(lambda: os.replace(src, dst), src)
         self.fsync_dir(dst.parent)

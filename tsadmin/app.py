@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from engine import BadInput, EngineError, __version__, resolve_data_dir
-from tsadmin.commands import config, crash, db, ingest, maintenance, query, table, wal
+from tsadmin.commands import backup, config, crash, db, ingest, maintenance, query, table, wal
 from tsadmin.commands import demo as demo_cmd
 from tsadmin.errors import Exit, exit_code_for
 from tsadmin.render import FORMATS
@@ -26,6 +26,7 @@ app.add_typer(config.app, name="config")
 app.add_typer(ingest.app, name="ingest")
 app.add_typer(wal.app, name="wal")
 app.add_typer(crash.app, name="crash")
+backup.register(app)
 query.register(app)
 maintenance.register(app)
 demo_cmd.register(app)

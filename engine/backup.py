@@ -1,0 +1,651 @@
+"""Backups: create, list, verify and prune archives (format: ``engine/archive.py``).
+
+A backup is one consistent snapshot: the manifest's segments plus the
+committed rows still in the WAL, read like any reader does, without the
+writer lock, so an ingest running meanwhile is neither blocked nor disturbed.
+The segment files are opened right after the snapshot is taken (retrying if
+a compaction removed one first), so they stay readable whatever the writer
+does next. A partition held by one segment and no WAL rows is copied byte for
+byte; any other partition is merged once (upserts applied). The archive is
+built under a hidden temporary name, fsynced, renamed into place, then its
+checksums are verified from disk before success is reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import IO as TypingIO
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from engine import archive, segment
+from engine.archive import ArchiveFile, ArchiveManifest, ArchiveTable
+from engine.database import Database, View, scan_view
+from engine.datadir import existing_database_dir
+from engine.errors import AlreadyExists, InvalidArgument, NotFound, VerificationFailed
+from engine.fileio import IO
+from engine.merge import sort_rows, upsert_merge
+from engine.schema import TS, TableSchema, conform
+from engine.settings import validate_name
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes expected)
+
+
+@dataclass
+class BackupOptions:
+    to: Path
+    tables: list[str] | None = None
+    name: str | None = None
+    incremental: bool = False
+    base: Path | None = None
+
+
+@dataclass
+class BackupReport:
+    archive: str
+    kind: str
+    database: str
+    snapshot_lsn: int
+    tables: int
+    rows: int
+    bytes: int
+    files_copied: int
+    files_written: int
+    base: str | None
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- snapshot -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _snapshot(
+    db_dir: Path, name: str, attempts: int = 20
+) -> Iterator[tuple[View, dict[str, TypingIO[bytes]]]]:
+    """A read view plus open handles on every segment it lists (kept until the end)."""
+    for attempt in range(attempts):
+        view = Database.open(db_dir, name, readonly=True).view()
+        handles: dict[str, TypingIO[bytes]] = {}
+        try:
+            for entry_name, entry in view.manifest.tables.items():
+                if entry_name in view.hidden_tables:
+                    continue
+                for info in entry.segments:
+                    handles[info.file] = (db_dir / info.file).open("rb")
+        except FileNotFoundError:
+            for handle in handles.values():
+                handle.close()
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.02)
+            continue
+        try:
+            yield view, handles
+        finally:
+            for handle in handles.values():
+                handle.close()
+        return
+
+
+# -- create ---------------------------------------------------------------------------
+
+
+def create_backup(
+    data_dir: Path, database: str, options: BackupOptions, progress: Progress | None = None
+) -> BackupReport:
+    started = time.perf_counter()
+    db_dir = existing_database_dir(data_dir, database)
+    options.to.mkdir(parents=True, exist_ok=True, mode=0o700)
+    base_dir = _find_base(options, database) if options.incremental else None
+    with _snapshot(db_dir, database) as (view, handles):
+        tables = _chosen_tables(view, options.tables)
+        kind = "database" if options.tables is None else "table"
+        name = (
+            archive.check_archive_name(options.name)
+            if options.name
+            else _default_name(options.to, database, kind, options.incremental)
+        )
+        if (options.to / name).exists():
+            raise AlreadyExists(
+                f"archive {options.to / name} already exists", hint="choose another --name"
+            )
+        staging = options.to / f".{name}.tmp-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        try:
+            writer = _ArchiveWriter(staging, progress, _expected_bytes(view, tables))
+            manifest = ArchiveManifest(
+                kind=kind,
+                database=database,
+                settings=view.settings,
+                snapshot_lsn=view.last_lsn,
+                created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                tool_version=_tool_version(),
+            )
+            if base_dir is None:
+                for table in tables:
+                    manifest.tables[table] = _full_table(db_dir, view, handles, table, writer)
+            else:
+                _incremental(db_dir, view, handles, tables, base_dir, manifest, writer)
+            _finish(staging, manifest)
+            IO.crash_point("backup.before_rename")
+            os.rename(staging, options.to / name)
+            IO.fsync_dir(options.to)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    archive.require_sound(options.to / name, archive.load(options.to / name))
+    return BackupReport(
+        archive=str(options.to / name),
+        kind=kind,
+        database=database,
+        snapshot_lsn=manifest.snapshot_lsn,
+        tables=len(manifest.tables),
+        rows=manifest.rows,
+        bytes=manifest.size,
+        files_copied=writer.copied,
+        files_written=writer.written,
+        base=base_dir.name if base_dir else None,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _tool_version() -> str:
+    from engine import __version__
+
+    return __version__
+
+
+def _chosen_tables(view: View, tables: list[str] | None) -> list[str]:
+    if tables is None:
+        return sorted(view.catalog)
+    for table in tables:
+        validate_name("table", table)
+        if table not in view.catalog:
+            raise NotFound(f"table {table} does not exist in database {view.manifest.database}")
+    return sorted(set(tables))
+
+
+def _default_name(to: Path, database: str, kind: str, incremental: bool) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stem = f"{database}-{kind}-{stamp}" + ("-incr" if incremental else "")
+    name, n = stem, 1
+    while (to / name).exists():
+        n += 1
+        name = f"{stem}.{n}"
+    return name
+
+
+def _expected_bytes(view: View, tables: list[str]) -> int:
+    return sum(
+        s.bytes
+        for t in tables
+        if t in view.manifest.tables
+        for s in view.manifest.tables[t].segments
+    )
+
+
+class _ArchiveWriter:
+    """Writes the archive's Parquet files into the staging directory, durably."""
+
+    def __init__(self, staging: Path, progress: Progress | None, expected: int) -> None:
+        self.staging = staging
+        self.progress = progress
+        self.expected = expected
+        self.done = 0
+        self.copied = 0
+        self.written = 0
+        self._next = 1
+
+    def put(
+        self,
+        table: str,
+        partition: int,
+        data: bytes,
+        rows: pa.Table | None,
+        info_rows: int,
+        min_ts: int,
+        max_ts: int,
+    ) -> ArchiveFile:
+        rel = f"{table}/{self._next:06d}.parquet"
+        self._next += 1
+        target = self.staging / rel
+        if not target.parent.exists():
+            target.parent.mkdir(mode=0o700)
+        out = IO.open_append(target, "archive.write", create=True)
+        try:
+            out.write(data)
+            out.fsync()
+        finally:
+            out.close()
+        self.done += len(data)
+        if self.progress:
+            self.progress(self.done, max(self.expected, self.done))
+        return ArchiveFile(
+            rel, partition, info_rows, len(data), hashlib.sha256(data).hexdigest(), min_ts, max_ts
+        )
+
+    def put_rows(self, table: str, partition: int, rows: pa.Table) -> ArchiveFile:
+        self.written += 1
+        ts = rows.column(TS).cast(pa.int64())
+        return self.put(
+            table,
+            partition,
+            segment.encode(rows),
+            rows,
+            rows.num_rows,
+            int(pc.min(ts).as_py()),
+            int(pc.max(ts).as_py()),
+        )
+
+
+def _full_table(
+    db_dir: Path,
+    view: View,
+    handles: dict[str, TypingIO[bytes]],
+    table: str,
+    writer: _ArchiveWriter,
+) -> ArchiveTable:
+    schema = view.catalog[table]
+    precision = view.settings.precision
+    width = view.settings.partition_units
+    entry = view.manifest.tables.get(table)
+    segments = (
+        []
+        if entry is None or table in view.hidden_tables
+        else sorted(entry.segments, key=lambda s: s.seq)
+    )
+    memtable = [b for m in view.memtables for b in m.batches.get(table, []) if b.num_rows]
+    pending = (
+        segment.split_by_partition(
+            pa.concat_tables([conform(b, schema, precision) for b in memtable]), width
+        )
+        if memtable
+        else {}
+    )
+    by_partition: dict[int, list[Any]] = defaultdict(list)
+    for info in segments:
+        by_partition[info.partition].append(info)
+    result = ArchiveTable(schema.copy())
+    for partition in sorted(set(by_partition) | set(pending)):
+        infos = by_partition.get(partition, [])
+        if (
+            len(infos) == 1
+            and partition not in pending
+            and _same_schema(db_dir, infos[0], schema, precision)
+        ):
+            info = infos[0]
+            handle = handles[info.file]
+            handle.seek(0)
+            writer.copied += 1
+            result.files.append(
+                writer.put(
+                    table, partition, handle.read(), None, info.rows, info.min_ts, info.max_ts
+                )
+            )
+            continue
+        batches = [pq.read_table(handles[i.file]) for i in infos]
+        if partition in pending:
+            batches.append(pending[partition])
+        merged = upsert_merge(batches, schema, precision)
+        if merged.num_rows:
+            result.files.append(writer.put_rows(table, partition, merged))
+    return result
+
+
+def _same_schema(db_dir: Path, info: Any, schema: TableSchema, precision: str) -> bool:
+    """A segment is copied as is only if it already has the table's full, current columns."""
+    return bool(
+        pq.read_schema(db_dir / info.file).remove_metadata()
+        == schema.arrow_schema(precision).remove_metadata()
+    )
+
+
+def _finish(staging: Path, manifest: ArchiveManifest) -> None:
+    out = IO.open_append(staging / archive.MANIFEST, "archive.write", create=True)
+    try:
+        out.write(manifest.encode())
+        out.fsync()
+    finally:
+        out.close()
+    for directory in [*(p for p in staging.iterdir() if p.is_dir()), staging]:
+        IO.fsync_dir(directory)
+
+
+# -- incremental --------------------------------------------------------------------------
+
+
+def _find_base(options: BackupOptions, database: str) -> Path:
+    if options.base is not None:
+        base = options.base
+        if not (base / archive.MANIFEST).exists():
+            raise NotFound(f"base archive {base} does not exist")
+        if base.resolve().parent != options.to.resolve():
+            raise InvalidArgument(
+                "the base archive must be in the --to directory", hint=f"move it to {options.to}"
+            )
+        return base
+    candidates = [
+        a for a in list_archives(options.to) if a.get("database") == database and "error" not in a
+    ]
+    if not candidates:
+        raise NotFound(
+            f"no archive of {database} in {options.to} to be the base",
+            hint="make a full backup first (without --incremental)",
+        )
+    newest = max(candidates, key=lambda a: (a["created"], a["snapshot_lsn"]))
+    return options.to / str(newest["name"])
+
+
+def chain(archive_dir: Path) -> list[tuple[Path, ArchiveManifest]]:
+    """The archive and its bases, oldest (the full one) first; every link checked."""
+    links: list[tuple[Path, ArchiveManifest]] = []
+    current = archive_dir
+    seen = set()
+    while True:
+        manifest = archive.load(current)
+        links.append((current, manifest))
+        if manifest.base is None:
+            return list(reversed(links))
+        base = current.parent / archive.check_archive_name(manifest.base["name"])
+        if base.name in seen:
+            raise VerificationFailed(f"{archive_dir}: the base chain loops at {base.name}")
+        seen.add(base.name)
+        if not (base / archive.MANIFEST).is_file():
+            raise VerificationFailed(
+                f"base archive {base.name} of {current.name} is missing",
+                hint=f"it must sit beside {current.name} in {current.parent}",
+            )
+        digest = hashlib.sha256((base / archive.MANIFEST).read_bytes()).hexdigest()
+        if digest != manifest.base["manifest_sha256"]:
+            raise VerificationFailed(
+                f"base archive {base.name} of {current.name} was altered "
+                "(its manifest does not match the recorded SHA-256)"
+            )
+        current = base
+
+
+def effective_files(
+    links: list[tuple[Path, ArchiveManifest]],
+) -> dict[str, tuple[TableSchema, list[tuple[Path, ArchiveFile]]]]:
+    """Per table: its schema and its files in upsert order, after the whole chain."""
+    tables: dict[str, tuple[TableSchema, list[tuple[Path, ArchiveFile]]]] = {}
+    for path, manifest in links:
+        for dropped in manifest.dropped_tables:
+            tables.pop(dropped, None)
+        for name, table in manifest.tables.items():
+            files = [(path / f.path, f) for f in table.files]
+            if table.mode == "full" or name not in tables:
+                tables[name] = (table.schema.copy(), files)
+            else:
+                tables[name] = (table.schema.copy(), tables[name][1] + files)
+    return tables
+
+
+def _base_rows(
+    files: list[tuple[Path, ArchiveFile]], schema: TableSchema, precision: str
+) -> pa.Table:
+    return upsert_merge([pq.read_table(p) for p, _ in files], schema, precision)
+
+
+def _incremental(
+    db_dir: Path,
+    view: View,
+    handles: dict[str, TypingIO[bytes]],
+    tables: list[str],
+    base_dir: Path,
+    manifest: ArchiveManifest,
+    writer: _ArchiveWriter,
+) -> None:
+    links = chain(base_dir)
+    for path, link in links:
+        archive.require_sound(path, link)
+    base_manifest = links[-1][1]
+    if base_manifest.database != manifest.database:
+        raise InvalidArgument(
+            f"base archive {base_dir.name} is of database {base_manifest.database}"
+        )
+    manifest.base = {
+        "name": base_dir.name,
+        "snapshot_lsn": base_manifest.snapshot_lsn,
+        "manifest_sha256": hashlib.sha256((base_dir / archive.MANIFEST).read_bytes()).hexdigest(),
+    }
+    base_tables = effective_files(links)
+    precision, width = view.settings.precision, view.settings.partition_units
+    if manifest.kind == "database":
+        manifest.dropped_tables = sorted(set(base_tables) - set(tables))
+    for table in tables:
+        schema = view.catalog[table]
+        if table not in base_tables:
+            manifest.tables[table] = _full_table(db_dir, view, handles, table, writer)
+            continue
+        current = scan_view(db_dir, view, table)
+        before = _base_rows(base_tables[table][1], base_tables[table][0], precision)
+        if _lost_keys(before, current, base_tables[table][0], schema):
+            manifest.tables[table] = _full_table(db_dir, view, handles, table, writer)
+            continue
+        delta = _changed_rows(current, before, schema)
+        result = ArchiveTable(schema.copy(), mode="delta")
+        for partition, rows in (
+            segment.split_by_partition(delta, width).items() if delta.num_rows else []
+        ):
+            result.files.append(writer.put_rows(table, partition, rows))
+        manifest.tables[table] = result
+
+
+def _fingerprints(rows: pa.Table, columns: list[str]) -> pa.ChunkedArray | pa.Array:
+    """One string per row from ``columns`` (nulls spelled apart from any value)."""
+    if not columns:
+        return pa.array([""] * rows.num_rows, pa.string())
+    parts = [
+        pc.fill_null(
+            rows.column(c).cast(pa.int64() if c == TS else pa.string()).cast(pa.string()),
+            "\x00null",
+        )
+        for c in columns
+    ]
+    return pc.binary_join_element_wise(*parts, "\x1f")
+
+
+def _lost_keys(before: pa.Table, current: pa.Table, old: TableSchema, new: TableSchema) -> bool:
+    """Did any row of the base disappear (only a table drop and re-create can do that)?"""
+    if before.num_rows == 0:
+        return False
+    if not set(old.tags) <= set(new.tags):
+        return True
+    keys = [*sorted(old.tags), TS]
+    left = pa.table({"k": _fingerprints(conform(before, new, _precision_of(before)), keys)})
+    right = pa.table({"k": _fingerprints(current, keys)})
+    return bool(left.join(right, "k", join_type="left anti").num_rows > 0)
+
+
+def _changed_rows(current: pa.Table, before: pa.Table, schema: TableSchema) -> pa.Table:
+    columns = [*sorted(schema.tags), TS, *sorted(schema.fields)]
+    precision = _precision_of(current)
+    aligned = conform(before, schema, precision)
+    now = current.append_column("__fp", _fingerprints(current, columns))
+    then = pa.table({"__fp": _fingerprints(aligned, columns)})
+    changed = now.join(then, "__fp", join_type="left anti")
+    return sort_rows(
+        changed.select(schema.column_names()).cast(schema.arrow_schema(precision)), schema
+    )
+
+
+def _precision_of(rows: pa.Table) -> str:
+    return str(rows.schema.field(TS).type.unit)
+
+
+# -- list, verify, prune --------------------------------------------------------------------
+
+
+def list_archives(directory: Path) -> list[dict[str, Any]]:
+    if not directory.is_dir():
+        raise NotFound(f"backup directory {directory} does not exist")
+    out: list[dict[str, Any]] = []
+    for entry in sorted(directory.iterdir()):
+        if (
+            entry.name.startswith(".")
+            or not entry.is_dir()
+            or not (entry / archive.MANIFEST).exists()
+        ):
+            continue
+        try:
+            m = archive.load(entry)
+        except VerificationFailed as exc:
+            out.append({"name": entry.name, "error": str(exc)})
+            continue
+        out.append(
+            {
+                "name": entry.name,
+                "kind": m.kind,
+                "database": m.database,
+                "incremental": m.base is not None,
+                "tables": len(m.tables),
+                "rows": m.rows,
+                "bytes": m.size,
+                "snapshot_lsn": m.snapshot_lsn,
+                "created": m.created,
+                "base": m.base["name"] if m.base else None,
+            }
+        )
+    return out
+
+
+@dataclass
+class VerifyArchiveReport:
+    archive: str
+    ok: bool = True
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    chain: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verify_archive(archive_dir: Path) -> VerifyArchiveReport:
+    """Manifest, files, sizes, SHA-256, Parquet schema and row counts, and the base chain."""
+    report = VerifyArchiveReport(archive=str(archive_dir))
+    try:
+        links = chain(archive_dir)
+    except (VerificationFailed, InvalidArgument) as exc:
+        report.problems.append(str(exc))
+        report.ok = False
+        return report
+    report.chain = [p.name for p, _ in links]
+    for path, manifest in links:
+        problems = archive.check_tree(path, manifest) + archive.check_checksums(path, manifest)
+        problems += _check_parquet(path, manifest)
+        report.problems += [f"{path.name}: {p}" for p in problems]
+    _, own = links[-1]
+    report.files = sum(len(t.files) for t in own.tables.values())
+    report.rows, report.bytes = own.rows, own.size
+    report.ok = not report.problems
+    return report
+
+
+def _check_parquet(path: Path, manifest: ArchiveManifest) -> list[str]:
+    problems = []
+    for name, table in manifest.tables.items():
+        expected = table.schema.arrow_schema(manifest.settings.precision).remove_metadata()
+        for info in table.files:
+            file = path / info.path
+            if not file.is_file() or file.is_symlink():
+                continue
+            try:
+                meta = pq.read_metadata(file)
+                schema = pq.read_schema(file).remove_metadata()
+                pq.read_table(file)
+            except Exception as exc:
+                problems.append(f"{info.path}: not readable as Parquet ({exc})")
+                continue
+            if meta.num_rows != info.rows:
+                problems.append(f"{info.path}: {meta.num_rows} rows, the manifest says {info.rows}")
+            if not schema.equals(expected):
+                problems.append(f"{info.path}: columns differ from table {name}'s schema")
+    return problems
+
+
+@dataclass
+class PruneReport:
+    directory: str
+    dry_run: bool
+    kept: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    kept_as_base: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def prune(
+    directory: Path,
+    *,
+    keep_last: int,
+    keep_daily: int = 0,
+    keep_weekly: int = 0,
+    dry_run: bool = False,
+) -> PruneReport:
+    """Keep the last N, the newest of each of the last D days and W ISO weeks, per database,
+    and every base a kept incremental needs; delete the rest."""
+    if keep_last < 1:
+        raise InvalidArgument(
+            "--keep-last must be at least 1", hint="pruning never deletes every archive"
+        )
+    report = PruneReport(str(directory), dry_run)
+    archives = [a for a in list_archives(directory) if "error" not in a]
+    by_db: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in archives:
+        by_db[item["database"]].append(item)
+    keep: set[str] = set()
+    for items in by_db.values():
+        items.sort(key=lambda a: (a["created"], a["snapshot_lsn"]), reverse=True)
+        keep |= {a["name"] for a in items[:keep_last]}
+        keep |= _newest_per(items, keep_daily, lambda d: d.isoformat())
+        keep |= _newest_per(
+            items, keep_weekly, lambda d: f"{d.isocalendar()[0]}-W{d.isocalendar()[1]:02d}"
+        )
+    bases = {a["name"]: a["base"] for a in archives}
+    needed = set()
+    for name in list(keep):
+        base = bases.get(name)
+        while base:
+            needed.add(base)
+            base = bases.get(base)
+    report.kept_as_base = sorted(needed - keep)
+    keep |= needed
+    report.kept = sorted(keep)
+    report.deleted = sorted(a["name"] for a in archives if a["name"] not in keep)
+    if not dry_run:
+        for name in report.deleted:
+            shutil.rmtree(directory / name)
+        IO.fsync_dir(directory)
+    return report
+
+
+def _newest_per(items: list[dict[str, Any]], count: int, bucket: Callable[[date], str]) -> set[str]:
+    kept: dict[str, str] = {}
+    for item in items:  # newest first
+        key = bucket(datetime.strptime(item["created"][:10], "%Y-%m-%d").date())
+        if key not in kept:
+            if len(kept) >= count:
+                break
+            kept[key] = item["name"]
+    return set(kept.values())

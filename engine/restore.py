@@ -1,0 +1,166 @@
+"""Restore: an archive (and its base chain) back into a database.
+
+Every checksum of the whole chain is verified before anything is touched.
+Archive files are valid segments, so a restore copies them in chain order and
+lists them in a manifest: later files win in the upsert merge exactly as the
+chain says. A whole database is built beside the target under a hidden name
+and renamed into place (``replace`` moves the old one aside first, and a
+restore killed between those two renames is undone by the next command that
+opens the database: ``engine.datadir.finish_interrupted_swaps``). Tables
+restored into an existing database are copied in first and committed by one
+atomic manifest install. Either way a failed or killed restore leaves the
+target as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from engine import archive, wal
+from engine import manifest as manifest_format
+from engine.archive import ArchiveFile
+from engine.backup import chain, effective_files
+from engine.database import Database
+from engine.datadir import database_dir, swap_in
+from engine.errors import AlreadyExists, InvalidArgument, NotFound
+from engine.fileio import IO
+from engine.manifest import Manifest, SegmentInfo, TableEntry
+from engine.schema import TableSchema
+from engine.segment import segment_path
+from engine.settings import validate_name
+
+MODES = ("fail", "replace", "merge")
+
+
+@dataclass
+class RestoreOptions:
+    archive: Path
+    db: str | None = None
+    tables: list[str] | None = None
+    mode: str = "fail"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InvalidArgument(
+                f"invalid --mode {self.mode!r}", hint="use fail, replace or merge"
+            )
+
+
+@dataclass
+class RestoreReport:
+    database: str
+    archive: str
+    chain: list[str]
+    tables: list[str]
+    rows: int
+    files: int
+    bytes: int
+    mode: str
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Files = dict[str, tuple[TableSchema, list[tuple[Path, ArchiveFile]]]]
+
+
+def restore(data_dir: Path, options: RestoreOptions) -> RestoreReport:
+    started = time.perf_counter()
+    links = chain(options.archive)
+    for path, link in links:
+        archive.require_sound(path, link)
+    own = links[-1][1]
+    target = validate_name("database", options.db or own.database)
+    tables = effective_files(links)
+    if options.tables is not None:
+        missing = [t for t in options.tables if t not in tables]
+        if missing:
+            raise NotFound(f"archive {options.archive.name} has no table {', '.join(missing)}")
+        tables = {t: tables[t] for t in sorted(set(options.tables))}
+    target_dir = database_dir(data_dir, target)
+    exists = (target_dir / manifest_format.FILENAME).exists()
+    if options.tables is None and exists and options.mode == "fail":
+        raise AlreadyExists(
+            f"database {target} exists", hint="use --mode replace or --mode merge, or --db NEW"
+        )
+    if options.tables is None and (not exists or options.mode == "replace"):
+        _restore_database(data_dir, target, own.settings, tables)
+    else:
+        if not exists:
+            raise NotFound(
+                f"database {target} does not exist to restore tables into",
+                hint="restore the whole archive, or create the database first",
+            )
+        with Database.open(target_dir, target, background=False) as db:
+            db.restore_tables(
+                {t: (s, [(p, _segment_of(f)) for p, f in fs]) for t, (s, fs) in tables.items()},
+                options.mode,
+            )
+    files = [f for _, fs in tables.values() for _, f in fs]
+    return RestoreReport(
+        database=target,
+        archive=str(options.archive),
+        chain=[p.name for p, _ in links],
+        tables=sorted(tables),
+        rows=sum(f.rows for f in files),
+        files=len(files),
+        bytes=sum(f.bytes for f in files),
+        mode=options.mode,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _segment_of(info: ArchiveFile) -> SegmentInfo:
+    return SegmentInfo(
+        file=info.path,
+        partition=info.partition,
+        seq=0,
+        rows=info.rows,
+        bytes=info.bytes,
+        min_ts=info.min_ts,
+        max_ts=info.max_ts,
+    )
+
+
+def _restore_database(data_dir: Path, name: str, settings: Any, tables: Files) -> None:
+    staging = data_dir / f".{name}.restoring.{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    IO.mkdirs(staging / wal.WAL_DIR)
+    try:
+        manifest = Manifest(database=name, settings=settings, checkpoint_lsn=1)
+        for table, (schema, files) in tables.items():
+            entry = TableEntry(schema.copy())
+            for source, info in files:
+                file_id = manifest.next_segment
+                manifest.next_segment += 1
+                rel = segment_path(table, info.partition, file_id)
+                IO.copy_file(source, staging / rel, "restore.write")
+                entry.segments.append(
+                    SegmentInfo(
+                        rel,
+                        info.partition,
+                        file_id,
+                        info.rows,
+                        info.bytes,
+                        info.min_ts,
+                        info.max_ts,
+                    )
+                )
+            manifest.tables[table] = entry
+        writer = wal.WalWriter(staging / wal.WAL_DIR / wal.CURRENT, name, 1, create=True)
+        change = {"op": "settings", "settings": settings.to_json()}
+        writer.append(wal.encode_record(1, 0, wal.RecordType.DDL, wal.encode_ddl(change)))
+        writer.fsync()
+        writer.close()
+        manifest_format.install(staging, manifest)
+        IO.crash_point("restore.before_swap")
+        swap_in(data_dir, name, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,161 @@
+"""tsadmin backup (create, list, verify, prune) and tsadmin restore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine import VerificationFailed
+from engine.backup import BackupOptions, create_backup, list_archives, prune, verify_archive
+from engine.restore import RestoreOptions, restore
+from tsadmin.progress import byte_progress
+from tsadmin.render import emit
+from tsadmin.state import command_group, note, state
+
+app = command_group("Back up databases or tables to Parquet archives; list, verify and prune them.")
+
+Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
+Dir = Annotated[
+    Path, typer.Argument(help="Directory holding archives.", show_default=False, metavar="DIR")
+]
+Archive = Annotated[
+    Path, typer.Argument(help="An archive directory.", show_default=False, metavar="ARCHIVE")
+]
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    db: Db,
+    to: Annotated[
+        Path, typer.Option("--to", help="Directory to write the archive into.", show_default=False)
+    ],
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="Only this table (repeatable).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Archive name [default: DB-KIND-UTCTIME].")
+    ] = None,
+    incremental: Annotated[
+        bool, typer.Option(help="Store only what changed since the base.")
+    ] = False,
+    base: Annotated[
+        Path | None, typer.Option(help="Base archive [default: the newest of DB in --to].")
+    ] = None,
+) -> None:
+    """Write one consistent snapshot (committed data included) as an archive; no lock taken."""
+    st = state(ctx)
+    options = BackupOptions(
+        to=to, tables=table, name=name, incremental=incremental or base is not None, base=base
+    )
+    with byte_progress(st.show_progress, None, f"backup {db}") as progress:
+        report = create_backup(
+            st.data_dir, db, options, (lambda done, total: progress(done, 0)) if progress else None
+        )
+    if st.format == "table":
+        emit(report.to_json(), "table")
+    else:
+        emit(report.to_json(), st.format)
+
+
+@app.command("list")
+def list_(ctx: typer.Context, directory: Dir) -> None:
+    """Archives in DIR: kind, database, tables, rows, size, LSN, time, base."""
+    st = state(ctx)
+    emit(
+        list_archives(directory),
+        st.format,
+        columns=[
+            "name",
+            "kind",
+            "database",
+            "tables",
+            "rows",
+            "bytes",
+            "snapshot_lsn",
+            "created",
+            "base",
+        ],
+    )
+
+
+@app.command("verify")
+def verify(ctx: typer.Context, archive: Archive) -> None:
+    """Manifest, files, sizes, SHA-256, Parquet schemas and rows, base chain; exit 3 if damaged."""
+    st = state(ctx)
+    report = verify_archive(archive)
+    if st.format == "table":
+        emit({k: v for k, v in report.to_json().items() if k != "problems"}, "table")
+        for problem in report.problems:
+            typer.echo(f"problem: {problem}")
+    else:
+        emit(report.to_json(), st.format)
+    if not report.ok:
+        raise VerificationFailed(f"archive {archive} has {len(report.problems)} problem(s)")
+
+
+@app.command("prune")
+def prune_(
+    ctx: typer.Context,
+    directory: Dir,
+    keep_last: Annotated[
+        int, typer.Option("--keep-last", help="Keep the newest N per database.", show_default=False)
+    ],
+    keep_daily: Annotated[
+        int, typer.Option("--keep-daily", help="And the newest of each of N days.")
+    ] = 0,
+    keep_weekly: Annotated[
+        int, typer.Option("--keep-weekly", help="And the newest of each of N weeks.")
+    ] = 0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would go; delete nothing.")
+    ] = False,
+) -> None:
+    """Delete archives outside the retention policy; never a base a kept archive needs."""
+    st = state(ctx)
+    report = prune(
+        directory,
+        keep_last=keep_last,
+        keep_daily=keep_daily,
+        keep_weekly=keep_weekly,
+        dry_run=dry_run,
+    )
+    if st.format == "table":
+        for name in report.deleted:
+            typer.echo(("would delete " if dry_run else "deleted ") + name)
+        note(
+            ctx,
+            f"kept {len(report.kept)} archive(s)"
+            + (f", {len(report.kept_as_base)} only as bases" if report.kept_as_base else ""),
+        )
+    else:
+        emit(report.to_json(), st.format)
+
+
+def restore_command(
+    ctx: typer.Context,
+    archive: Archive,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Target database [default: the archive's].")
+    ] = None,
+    table: Annotated[
+        list[str] | None, typer.Option("--table", help="Only this table (repeatable).")
+    ] = None,
+    mode: Annotated[
+        str, typer.Option(help="fail if the target exists, replace it, or merge (upsert).")
+    ] = "fail",
+) -> None:
+    """Restore an archive (following its base chain); verified first, swapped in atomically."""
+    st = state(ctx)
+    report = restore(st.data_dir, RestoreOptions(archive=archive, db=db, tables=table, mode=mode))
+    if st.format == "table":
+        emit(report.to_json(), "table")
+    else:
+        emit(report.to_json(), st.format)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="backup")
+    root.command("restore")(restore_command)
