@@ -25,6 +25,8 @@ hold exactly its rows after upserts.
       "base": null | {"name": "<archive dir name>", "snapshot_lsn": 1000,
                       "manifest_sha256": "<hex of the base's manifest.json bytes>"},
       "dropped_tables": [],          # incremental: tables of the base gone since
+      "checksum": "<hex>",           # SHA-256 of this object without "checksum",
+                                     # serialised with sorted keys and no spaces
       "tables": {
         "cpu": {
           "tags": ["host"], "fields": {"usage": "float64"},
@@ -53,6 +55,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
+
+import pyarrow.parquet as pq
 
 from engine.errors import InvalidArgument, VerificationFailed
 from engine.schema import TableSchema
@@ -134,7 +138,14 @@ class ArchiveManifest:
         }
 
     def encode(self) -> bytes:
-        return json.dumps(self.to_json(), indent=1, sort_keys=True).encode() + b"\n"
+        body = self.to_json()
+        body["checksum"] = _checksum(body)
+        return json.dumps(body, indent=1, sort_keys=True).encode() + b"\n"
+
+
+def _checksum(body: dict[str, Any]) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
@@ -162,6 +173,9 @@ def load(archive: Path) -> ArchiveManifest:
             f"(this build reads {VERSION})",
             hint="restore it with the tsadmin version that wrote it",
         )
+    stored = body.pop("checksum", None)
+    if stored != _checksum(body):
+        raise VerificationFailed(f"{path}: the manifest was altered (its checksum does not match)")
     try:
         return _decode(body)
     except (KeyError, TypeError, ValueError, InvalidArgument) as exc:
@@ -256,9 +270,38 @@ def check_checksums(archive: Path, manifest: ArchiveManifest) -> list[str]:
     return problems
 
 
+def check_footers(archive: Path, manifest: ArchiveManifest, *, read_data: bool) -> list[str]:
+    """Each Parquet file's row count and columns against the manifest (and, with
+    ``read_data``, that every page decodes)."""
+    problems = []
+    for name, table in manifest.tables.items():
+        expected = table.schema.arrow_schema(manifest.settings.precision).remove_metadata()
+        for info in table.files:
+            file = archive / info.path
+            if not file.is_file() or file.is_symlink():
+                continue
+            try:
+                meta = pq.read_metadata(file)
+                schema = pq.read_schema(file).remove_metadata()
+                if read_data:
+                    pq.read_table(file)
+            except Exception as exc:
+                problems.append(f"{info.path}: not readable as Parquet ({exc})")
+                continue
+            if meta.num_rows != info.rows:
+                problems.append(f"{info.path}: {meta.num_rows} rows, the manifest says {info.rows}")
+            if not schema.equals(expected):
+                problems.append(f"{info.path}: columns differ from table {name}'s schema")
+    return problems
+
+
 def require_sound(archive: Path, manifest: ArchiveManifest) -> None:
     """Raise :class:`VerificationFailed` unless every file is present, listed and intact."""
-    problems = check_tree(archive, manifest) or check_checksums(archive, manifest)
+    problems = (
+        check_tree(archive, manifest)
+        or check_checksums(archive, manifest)
+        or check_footers(archive, manifest, read_data=False)
+    )
     if problems:
         raise VerificationFailed(
             f"archive {archive.name} is damaged: {problems[0]}"

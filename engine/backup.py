@@ -552,35 +552,13 @@ def verify_archive(archive_dir: Path) -> VerifyArchiveReport:
     report.chain = [p.name for p, _ in links]
     for path, manifest in links:
         problems = archive.check_tree(path, manifest) + archive.check_checksums(path, manifest)
-        problems += _check_parquet(path, manifest)
+        problems += archive.check_footers(path, manifest, read_data=True)
         report.problems += [f"{path.name}: {p}" for p in problems]
     _, own = links[-1]
     report.files = sum(len(t.files) for t in own.tables.values())
     report.rows, report.bytes = own.rows, own.size
     report.ok = not report.problems
     return report
-
-
-def _check_parquet(path: Path, manifest: ArchiveManifest) -> list[str]:
-    problems = []
-    for name, table in manifest.tables.items():
-        expected = table.schema.arrow_schema(manifest.settings.precision).remove_metadata()
-        for info in table.files:
-            file = path / info.path
-            if not file.is_file() or file.is_symlink():
-                continue
-            try:
-                meta = pq.read_metadata(file)
-                schema = pq.read_schema(file).remove_metadata()
-                pq.read_table(file)
-            except Exception as exc:
-                problems.append(f"{info.path}: not readable as Parquet ({exc})")
-                continue
-            if meta.num_rows != info.rows:
-                problems.append(f"{info.path}: {meta.num_rows} rows, the manifest says {info.rows}")
-            if not schema.equals(expected):
-                problems.append(f"{info.path}: columns differ from table {name}'s schema")
-    return problems
 
 
 @dataclass
