@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Nightly backup of one tsadmin database: create, verify, prune. Logs to stderr (cron mails
+# it, or redirect it), exits non-zero on any failure so monitoring can alert.
+#
+#   nightly-backup.sh DB BACKUP_DIR [KEEP_LAST] [KEEP_DAILY] [KEEP_WEEKLY]
+#
+# Environment: TSADMIN (the tsadmin command, default: tsadmin on PATH),
+#              TSADMIN_DATA_DIR (the data directory, default ./tsdata).
+set -euo pipefail
+
+db=${1:?usage: nightly-backup.sh DB BACKUP_DIR [KEEP_LAST] [KEEP_DAILY] [KEEP_WEEKLY]}
+dir=${2:?usage: nightly-backup.sh DB BACKUP_DIR [KEEP_LAST] [KEEP_DAILY] [KEEP_WEEKLY]}
+keep_last=${3:-7}
+keep_daily=${4:-14}
+keep_weekly=${5:-8}
+tsadmin=${TSADMIN:-tsadmin}
+
+log() { printf '%s nightly-backup %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$db" "$*" >&2; }
+trap 'log "FAILED (exit $?) at line $LINENO"' ERR
+
+mkdir -p "$dir"
+# Incremental when a full backup of this database exists already; a full one every Sunday.
+kind=(--incremental)
+if [ "$(date -u +%u)" = 7 ] || ! "$tsadmin" --format json backup list "$dir" | grep -q "\"database\": \"$db\""; then
+  kind=()
+fi
+
+created=$("$tsadmin" --quiet --format json backup create "$db" --to "$dir" "${kind[@]}")
+archive=$(printf '%s' "$created" | python3 -c 'import json, sys; print(json.load(sys.stdin)["archive"])')
+log "created $archive"
+
+"$tsadmin" --quiet --format json backup verify "$archive" > /dev/null
+log "verified $archive"
+
+"$tsadmin" --quiet backup prune "$dir" --keep-last "$keep_last" --keep-daily "$keep_daily" \
+  --keep-weekly "$keep_weekly" >&2
+log "pruned $dir (keep last $keep_last, daily $keep_daily, weekly $keep_weekly)"
