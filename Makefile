@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_core.py
+	$(BIN)/python benchmarks/backup_restore.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

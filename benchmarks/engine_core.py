@@ -17,59 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
 from tabulate import tabulate
 
 from engine import Batch, Database, Settings, create_database
-
-HOSTS = 1000
-TAGS = [
-    "hostname",
-    "region",
-    "datacenter",
-    "rack",
-    "os",
-    "arch",
-    "team",
-    "service",
-    "service_version",
-    "service_environment",
-]
-FIELDS = [
-    "usage_user",
-    "usage_system",
-    "usage_idle",
-    "usage_nice",
-    "usage_iowait",
-    "usage_irq",
-    "usage_softirq",
-    "usage_steal",
-    "usage_guest",
-    "usage_guest_nice",
-]
-
-
-def cpu_batch(start_row: int, rows: int) -> pa.Table:
-    """TSBS cpu-only shaped rows: 10 tags, 10 int fields, one point per host every 10 s."""
-    index = pa.array(range(start_row, start_row + rows), pa.int64())
-    host = pc.remainder(index, HOSTS)
-    step = pc.divide(index, HOSTS)
-    columns: dict[str, Any] = {
-        "ts": pc.add(pc.multiply(step, 10_000_000_000), 1_700_000_000_000_000_000)
-    }
-    host_names = pc.binary_join_element_wise("host_", host.cast(pa.string()), "")
-    for i, tag in enumerate(TAGS):
-        columns[tag] = (
-            host_names
-            if i == 0
-            else pc.binary_join_element_wise(
-                f"{tag}_", pc.remainder(host, 3 + i).cast(pa.string()), ""
-            )
-        )
-    for i, name in enumerate(FIELDS):
-        columns[name] = pc.remainder(pc.add(pc.multiply(index, 7 + i), i), 100)
-    return pa.table(columns)
+from tsbs import FIELDS, TAGS, cpu_rows
 
 
 def disk_fsync_limit(directory: Path, count: int = 500) -> dict[str, float]:
@@ -97,7 +48,7 @@ def disk_fsync_limit(directory: Path, count: int = 500) -> dict[str, float]:
 def ingest(directory: Path, level: str, rows: int, batch_rows: int) -> dict[str, float]:
     name = f"ing_{level}"
     create_database(directory, name, Settings.build(wal_level=level, wal_fsync_period="1000"))
-    batches = [Batch("cpu", cpu_batch(i, batch_rows), TAGS) for i in range(0, rows, batch_rows)]
+    batches = [Batch("cpu", cpu_rows(i, batch_rows), TAGS) for i in range(0, rows, batch_rows)]
     db = Database.open(directory / name, name, background=False)
     started = time.perf_counter()
     for batch in batches:
@@ -111,10 +62,10 @@ def group_commit(directory: Path, writers: int, commits_each: int) -> dict[str, 
     name = f"gc_{writers}"
     create_database(directory, name, Settings.build(wal_level="sync"))
     db = Database.open(directory / name, name, background=False)
-    db.write([Batch("cpu", cpu_batch(0, 1), TAGS)])
+    db.write([Batch("cpu", cpu_rows(0, 1), TAGS)])
     prepared = [
         [
-            Batch("cpu", cpu_batch((w * commits_each + i) * 100, 100), TAGS)
+            Batch("cpu", cpu_rows((w * commits_each + i) * 100, 100), TAGS)
             for i in range(commits_each)
         ]
         for w in range(writers)
@@ -146,7 +97,7 @@ def recovery(directory: Path, rows: int, batch_rows: int) -> dict[str, float]:
     create_database(directory, name, Settings.build(wal_level="sync"))
     db = Database.open(directory / name, name, background=False)
     for i in range(0, rows, batch_rows):
-        db.write([Batch("cpu", cpu_batch(i, batch_rows), TAGS)])
+        db.write([Batch("cpu", cpu_rows(i, batch_rows), TAGS)])
     db.abandon()  # as if killed: everything is in the WAL
     started = time.perf_counter()
     reopened = Database.open(directory / name, name, background=False)

@@ -36,8 +36,16 @@ def field_type_name(arrow_type: pa.DataType) -> str:
 
 @dataclass
 class TableSchema:
+    """Tags and fields, each kept sorted by name: the column order of every file written for
+    the table is then the same whatever order the columns first arrived in (JSON with sorted
+    keys, as the manifest is written, keeps it too)."""
+
     tags: list[str] = field(default_factory=list)
     fields: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.tags = sorted(self.tags)
+        self.fields = dict(sorted(self.fields.items()))
 
     def to_json(self) -> dict[str, Any]:
         return {"tags": list(self.tags), "fields": dict(self.fields)}
@@ -83,6 +91,7 @@ class TableSchema:
                     f"table {table}: field {name!r} is {stored}, the write has {kind}",
                     hint=f"write {name!r} as {stored}, or into a new field name",
                 )
+        grown = TableSchema(grown.tags, grown.fields)  # back in canonical order
         changed = grown.tags != self.tags or grown.fields != self.fields
         return grown if changed else None
 

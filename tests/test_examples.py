@@ -13,7 +13,9 @@ from tests.conftest import CLEAN_ENV, ROOT
 def run_script(script: Path, *args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     tsadmin = Path(sys.executable).parent / "tsadmin"
     env = {**CLEAN_ENV, "TSADMIN": str(tsadmin), "TSADMIN_DATA_DIR": str(data_dir)}
-    return subprocess.run(["bash", str(script), *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        ["bash", str(script), *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_nightly_backup_script(data_dir: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
@@ -36,6 +38,8 @@ def test_nightly_backup_script(data_dir: Path, tmp_path: Path, cli) -> None:  # 
 
 def test_crontab_line_calls_the_script() -> None:
     crontab = (ROOT / "examples" / "cron" / "crontab").read_text()
-    line = next(x for x in crontab.splitlines() if x and not x.startswith(("#", "MAILTO", "TSADMIN")))
+    line = next(
+        x for x in crontab.splitlines() if x and not x.startswith(("#", "MAILTO", "TSADMIN"))
+    )
     assert len(line.split()) > 6 and "nightly-backup.sh" in line
     assert json.dumps(line)  # a single line a crontab accepts
