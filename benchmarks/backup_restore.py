@@ -100,6 +100,13 @@ def main() -> None:
             "rows_per_s": args.rows / duck_s,
         },
     }
+
+    def ratios(seconds: float) -> str:
+        return (
+            f"{cp_s / seconds:.2f}x cp -r; {cp_sync_s / seconds:.2f}x cp+sync; "
+            f"{duck_s / seconds:.1f}x DuckDB"
+        )
+
     table = [
         [
             "cp -r of the database directory",
@@ -117,13 +124,13 @@ def main() -> None:
             "tsadmin backup create (fsynced, verified)",
             f"{backup_s:.3f} s",
             f"{report.bytes / mb / backup_s:,.0f} MB/s",
-            f"{cp_s / backup_s:.2f}x cp -r; {cp_sync_s / backup_s:.2f}x cp+sync; {duck_s / backup_s:.1f}x DuckDB",
+            ratios(backup_s),
         ],
         [
             "tsadmin restore (verified, fsynced)",
             f"{restore_s:.3f} s",
             f"{report.bytes / mb / restore_s:,.0f} MB/s",
-            f"{cp_s / restore_s:.2f}x cp -r; {cp_sync_s / restore_s:.2f}x cp+sync; {duck_s / restore_s:.1f}x DuckDB",
+            ratios(restore_s),
         ],
         [
             "DuckDB COPY TO parquet (zstd)",
@@ -133,7 +140,8 @@ def main() -> None:
         ],
     ]
     print(
-        f"{args.rows:,} TSBS cpu rows; database {size / mb:.1f} MB, archive {report.bytes / mb:.1f} MB "
+        f"{args.rows:,} TSBS cpu rows; database {size / mb:.1f} MB, "
+        f"archive {report.bytes / mb:.1f} MB "
         f"({report.files_copied} files copied as they are, {report.files_written} written)"
     )
     print(tabulate(table, headers=["operation", "time", "throughput", "ratio (higher is faster)"]))

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
+from tsbs import FIELDS, TAGS, cpu_rows
 
 from engine import Batch, Database, Settings, create_database
-from tsbs import FIELDS, TAGS, cpu_rows
 
 
 def disk_fsync_limit(directory: Path, count: int = 500) -> dict[str, float]:
