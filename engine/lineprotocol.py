@@ -8,12 +8,21 @@ Syntax (one point per line; a quoted string field may span lines)::
   skipped.
 * Measurement: ``\\,`` and ``\\ `` are escapes; ``=`` needs none. Tag keys,
   tag values and field keys: ``\\,``, ``\\=`` and ``\\ ``. A backslash before
-  any other character stays a backslash. ``\\\\`` is one backslash.
+  any other character stays a backslash, so outside strings ``\\\\`` is two
+  backslashes. Control characters (0-31, 127) end a name (and are then an
+  error) but may stand in a tag value. Tag keys must not repeat.
 * Field values: float (``1``, ``-1.5``, ``1e3``, ``1.``), integer ``1i``,
   unsigned ``1u``, string ``"..."`` (``\\"`` and ``\\\\`` are escapes; newlines
-  allowed), boolean ``t T true True TRUE f F false False FALSE``.
+  allowed), boolean ``t T true True TRUE f F false False FALSE``. A value ends
+  at ``,`` or white space (space, CR, LF).
 * Timestamp: an optional integer in the given precision, stored as nanoseconds
-  here; a point without one takes the caller's default time.
+  here; a point without one takes the caller's default time, truncated to
+  the precision.
+* Lines end with LF, CR LF, or a CR that ends the input. Comments hold
+  printable characters only.
+
+The rules follow InfluxData's ``line-protocol`` v2 decoder, and
+``tests/test_lineprotocol.py`` holds this parser to its conformance corpus.
 
 :func:`parse` yields :class:`Point` or raises :class:`LineError` with the
 line and column (1-based) of the first offending byte.
@@ -67,6 +76,14 @@ class Point:
     line: int
 
 
+def _printable(ch: str) -> bool:
+    code = ord(ch)
+    return code >= 32 and code != 127
+
+
+_WHITESPACE = " \r\n"
+
+
 class _Cursor:
     """Position in the input with line/column for errors."""
 
@@ -86,26 +103,25 @@ class _Cursor:
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
 
-def _read_name(cur: _Cursor, stops: str, escapable: str, what: str) -> str:
-    """Read up to an unescaped character of ``stops`` (or newline/end)."""
+def _read_token(cur: _Cursor, stops: str, escapable: str, *, controls: bool = False) -> str:
+    """Read up to a character of ``stops``, whitespace or a control character.
+
+    A backslash before a character of ``escapable`` stands for that character;
+    before anything else it is an ordinary character (so ``\\`` is not an
+    escape here: the first backslash is kept and the second starts afresh).
+    Control characters end a token unless ``controls`` (tag values may hold them).
+    """
     text, out = cur.text, []
-    start = cur.pos
     while cur.pos < len(text):
         ch = text[cur.pos]
         if ch == "\\" and cur.pos + 1 < len(text) and text[cur.pos + 1] in escapable:
             out.append(text[cur.pos + 1])
             cur.pos += 2
             continue
-        if ch in stops or ch == "\n":
+        if ch in stops or ch in _WHITESPACE or not (controls or _printable(ch)):
             break
-        if ch == "\\" and cur.pos + 1 < len(text) and text[cur.pos + 1] == "\\":
-            out.append("\\")
-            cur.pos += 2
-            continue
         out.append(ch)
         cur.pos += 1
-    if cur.pos == start:
-        raise cur.error(f"expected {what}")
     return "".join(out)
 
 
@@ -125,19 +141,22 @@ def _read_string(cur: _Cursor) -> str:
             return "".join(out)
         out.append(ch)
         cur.pos += 1
-    raise cur.error("unterminated string field value", start)
+    raise cur.error("expected closing quote for string field value, found end of input", start)
 
 
 def _field_value(cur: _Cursor, key: str) -> tuple[Any, str]:
-    if cur.peek() == '"':
+    first = cur.peek()
+    if first == '"':
         return _read_string(cur), "string"
     start = cur.pos
     text = cur.text
-    while cur.pos < len(text) and text[cur.pos] not in ", \n":
+    while cur.pos < len(text) and text[cur.pos] != "," and text[cur.pos] not in _WHITESPACE:
         cur.pos += 1
     raw = text[start : cur.pos]
     if not raw:
-        raise cur.error(f"field {key!r} has no value", start)
+        raise cur.error(f"expected a value for field {key!r}", start)
+    if first not in "tTfF-0123456789.":
+        raise cur.error(f"field value {raw!r} of field {key!r} has unrecognized type", start)
     return _scalar(cur, raw, key, start)
 
 
@@ -170,45 +189,90 @@ def _skip_spaces(cur: _Cursor) -> int:
     return cur.pos - start
 
 
+def _at_line_end(cur: _Cursor) -> bool:
+    """At the end of input, ``\\n``, ``\\r\\n``, or a ``\\r`` that ends the input."""
+    rest = cur.text[cur.pos : cur.pos + 2]
+    return rest in ("", "\n", "\r") or rest[0] == "\n" or rest == "\r\n"
+
+
 def _parse_point(cur: _Cursor, default_time: int | None, scale: int) -> Point:
     line = cur.line + cur.text.count("\n", cur.line_start, cur.pos)
-    measurement = _read_name(cur, ", ", ", \\", "measurement")
+    begin = cur.pos
+    measurement = _read_token(cur, ",", " ,")
+    if not measurement:
+        what = repr(cur.peek()) if cur.peek() else "nothing"
+        raise cur.error(f"invalid character {what} found at start of measurement name", begin)
+    tags = _parse_tags(cur)
+    if cur.peek() != " ":
+        raise cur.error(
+            f"expected tag key or field but found {cur.peek()!r} instead"
+            if cur.peek()
+            else "expected fields, found end of input"
+        )
+    _skip_spaces(cur)
+    fields, kinds = _parse_fields(cur)
+    time = None if default_time is None else default_time - default_time % scale
+    if cur.peek() == " ":
+        _skip_spaces(cur)
+        if not _at_line_end(cur):
+            time = _parse_time(cur, scale)
+    if not _at_line_end(cur):
+        raise cur.error(f"unexpected character {cur.peek()!r} after the point")
+    return Point(measurement, tags, fields, kinds, time, line)
+
+
+def _parse_tags(cur: _Cursor) -> dict[str, str]:
     tags: dict[str, str] = {}
     while cur.peek() == ",":
         cur.pos += 1
-        key = _read_name(cur, ",= ", ",= ", "tag key")
+        if cur.peek() in ("", *_WHITESPACE):
+            raise cur.error("expected tag key after comma")
+        start = cur.pos
+        key = _read_token(cur, ",=", ",= ")
+        if not key:
+            raise cur.error(f"expected tag key or field but found {cur.peek()!r} instead", start)
         if cur.peek() != "=":
-            raise cur.error(f"expected '=' after tag key {key!r}")
+            raise cur.error(f"expected '=' after tag key {key!r}, but got {cur.peek()!r} instead")
         cur.pos += 1
-        tags[key] = _read_name(cur, ", ", ",= ", f"value for tag {key!r}")
-    if not _skip_spaces(cur):
-        raise cur.error("expected a space before the fields")
+        value = _read_token(cur, ",=", ", =", controls=True)
+        if not value:
+            raise cur.error(f"expected tag value after tag key {key!r}, but none found")
+        if key in tags:
+            raise cur.error(f"duplicate tag key {key!r}", start)
+        tags[key] = value
+    return tags
+
+
+def _parse_fields(cur: _Cursor) -> tuple[dict[str, Any], dict[str, str]]:
     fields: dict[str, Any] = {}
     kinds: dict[str, str] = {}
     while True:
-        key = _read_name(cur, ",= ", ",= ", "field key")
+        start = cur.pos
+        key = _read_token(cur, ",=", ",= ")
+        if not key:
+            what = repr(cur.peek()) if cur.peek() else "end of input"
+            raise cur.error(f"expected a field key, found {what}", start)
         if cur.peek() != "=":
-            raise cur.error(f"expected '=' after field key {key!r}")
+            raise cur.error(f"want '=' after field key {key!r}")
         cur.pos += 1
         fields[key], kinds[key] = _field_value(cur, key)
         if cur.peek() != ",":
-            break
+            return fields, kinds
         cur.pos += 1
-    time = default_time
-    if _skip_spaces(cur) and cur.peek() not in ("", "\n"):
-        start = cur.pos
-        while cur.pos < len(cur.text) and cur.text[cur.pos] not in " \n":
-            cur.pos += 1
-        raw = cur.text[start : cur.pos]
-        if not _TIME_RE.match(raw):
-            raise cur.error(f"invalid timestamp {raw!r}", start)
-        time = int(raw) * scale
-        if not INT64_MIN <= time <= INT64_MAX:
-            raise cur.error(f"timestamp {raw} out of range", start)
-        _skip_spaces(cur)
-    if cur.peek() not in ("", "\n"):
-        raise cur.error(f"unexpected {cur.peek()!r} after the point")
-    return Point(measurement, tags, fields, kinds, time, line)
+
+
+def _parse_time(cur: _Cursor, scale: int) -> int:
+    start = cur.pos
+    while cur.pos < len(cur.text) and cur.text[cur.pos] in "-0123456789":
+        cur.pos += 1
+    raw = cur.text[start : cur.pos]
+    if not _TIME_RE.match(raw) or not (cur.peek() == "" or cur.peek() in _WHITESPACE):
+        raise cur.error(f"invalid timestamp {cur.text[start : cur.pos + 1]!r}", start)
+    value = int(raw) * scale
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise cur.error(f"timestamp {raw} out of range", start)
+    _skip_spaces(cur)
+    return value
 
 
 def parse(
@@ -219,21 +283,34 @@ def parse(
     cur = _Cursor(text, first_line)
     while cur.pos < len(text):
         _skip_spaces(cur)
-        if cur.peek() in ("\n", ""):
+        if _at_line_end(cur):
             _next_line(cur)
             continue
         if cur.peek() == "#":
-            end = text.find("\n", cur.pos)
-            cur.pos = len(text) if end < 0 else end
-            _next_line(cur)
+            _skip_comment(cur)
             continue
         yield _parse_point(cur, default_time, scale)
         _next_line(cur)
 
 
+def _skip_comment(cur: _Cursor) -> None:
+    start = cur.pos
+    while cur.pos < len(cur.text) and cur.text[cur.pos] not in "\r\n":
+        if not _printable(cur.text[cur.pos]):
+            raise cur.error("invalid character found in comment line", start)
+        cur.pos += 1
+    if not _at_line_end(cur):
+        raise cur.error("invalid character found in comment line", start)
+    _next_line(cur)
+
+
 def _next_line(cur: _Cursor) -> None:
+    """Step over the line end at the cursor (``\\n``, ``\\r\\n`` or a final ``\\r``)."""
     cur.line += cur.text.count("\n", cur.line_start, cur.pos)
-    if cur.pos < len(cur.text):
-        cur.pos += 1  # the newline
+    if cur.text.startswith("\r\n", cur.pos):
+        cur.pos += 2
         cur.line += 1
+    elif cur.pos < len(cur.text):
+        cur.pos += 1
+        cur.line += cur.text[cur.pos - 1] == "\n"
     cur.line_start = cur.pos

@@ -1,0 +1,88 @@
+"""Loading InfluxData's line-protocol conformance corpus (shared/lp-corpus)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from engine.lineprotocol import LineError, parse
+
+CORPUS_PRECISION = {"1ns": "ns", "1µs": "us", "1ms": "ms", "1s": "s"}
+
+
+def corpus_path() -> Path | None:
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (
+        os.environ.get("TSADMIN_LP_CORPUS"),
+        here.parent / "shared" / "lp-corpus" / "corpus.json",
+        here / "tests" / "data" / "lp-corpus.json",
+    ):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    return None
+
+
+def text_of(value: Any) -> bytes:
+    return base64.b64decode(value["binary"]) if isinstance(value, dict) else value.encode()
+
+
+def decode_cases() -> list[dict[str, Any]]:
+    path = corpus_path()
+    assert path is not None, "line-protocol corpus not found"
+    return list(json.loads(path.read_text())["decode"].values())
+
+
+def expected_points(case: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for point in case["output"]["result"]:
+        fields = {}
+        for f in point["fields"]:
+            ((kind, value),) = f["value"].items()
+            fields[text_of(f["key"]).decode(errors="surrogateescape")] = (kind, value)
+        out.append(
+            {
+                "name": text_of(point["name"]).decode(errors="surrogateescape"),
+                "tags": {
+                    text_of(t["key"]).decode(errors="surrogateescape"): text_of(t["value"]).decode(
+                        errors="surrogateescape"
+                    )
+                    for t in point["tags"]
+                },
+                "fields": fields,
+                "time": point["time"],
+            }
+        )
+    return out
+
+
+_KIND = {"float64": "float", "int64": "int", "uint64": "uint", "bool": "bool", "string": "string"}
+
+
+def our_points(case: dict[str, Any]) -> list[dict[str, Any]]:
+    """Our parser's points for a corpus input, in the corpus's shape; raises LineError."""
+    raw = text_of(case["input"]["text"])
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise LineError("input is not valid UTF-8", 1, exc.start + 1) from exc
+    precision = CORPUS_PRECISION[case["input"]["precision"]]
+    points = parse(text, precision=precision, default_time=case["input"]["defaultTime"])
+    return [
+        {
+            "name": p.measurement,
+            "tags": p.tags,
+            "fields": {k: (_KIND[p.kinds[k]], _json_value(v)) for k, v in p.fields.items()},
+            "time": p.time,
+        }
+        for p in points
+    ]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    return value
