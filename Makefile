@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint typecheck clean
+.PHONY: demo test bench man lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/engine_core.py
 	$(BIN)/python benchmarks/backup_restore.py
+
+man: $(STAMP)
+	$(BIN)/python -m tsadmin.manpage man
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
