@@ -443,12 +443,7 @@ class Database:
                 self.dir, self._manifest, catalog, hidden, settings, pending, lsn, next_txn
             )
             IO.crash_point("checkpoint.after_segments")
-            try:
-                manifest_format.install(self.dir, plan.manifest)
-            except BaseException:
-                IO.remove_many(self.dir / s.file for s in plan.written)
-                raise
-            IO.crash_point("checkpoint.after_manifest")
+            self._commit_manifest(plan.manifest, plan.written, "checkpoint.after_manifest")
             with self._write_lock:
                 self._manifest = plan.manifest
                 self._immutables = [m for m in self._immutables if m not in pending]
@@ -460,6 +455,16 @@ class Database:
         if self._threads and self._compaction_due():
             self._wake.set()  # the maintenance thread merges the partition's segments
         return plan.report(self.name, reason, rotated, wal_removed, time.perf_counter() - started)
+
+    def _commit_manifest(self, manifest: Manifest, written: list[SegmentInfo], step: str) -> None:
+        """Install ``manifest``, the commit point; if that fails, remove the segments written
+        for it (nothing lists them), so a failed checkpoint or compaction leaves no trace."""
+        try:
+            manifest_format.install(self.dir, manifest)
+        except BaseException:
+            IO.remove_many(self.dir / s.file for s in written)
+            raise
+        IO.crash_point(step)
 
     def _nothing_to_checkpoint(self) -> bool:
         return (
@@ -512,12 +517,7 @@ class Database:
             if not plan.merged:
                 return plan.report(self.name, time.perf_counter() - started)
             IO.crash_point("compact.after_segments")
-            try:
-                manifest_format.install(self.dir, plan.manifest)
-            except BaseException:
-                IO.remove_many(self.dir / s.file for s in plan.written)
-                raise
-            IO.crash_point("compact.after_manifest")
+            self._commit_manifest(plan.manifest, plan.written, "compact.after_manifest")
             with self._write_lock:
                 self._manifest = plan.manifest
             IO.remove_many(self.dir / f for f in plan.obsolete_files)
