@@ -1,0 +1,261 @@
+"""Ingest speed against peers, on the same TSBS cpu-only data, in one run.
+
+Ours: ``tsadmin ingest lp`` and ``tsadmin ingest csv`` (the real CLI, 5,000-row
+batches) at each wal_level, with peak RSS. Peers: InfluxDB 1.6 (Debian package
+``influxdb``, started here on 127.0.0.1 with a temporary data dir, fed the same
+line-protocol file over HTTP ``/write`` in 5,000-line batches, with its default
+``wal-fsync-delay`` of 0s), SQLite in WAL mode with synchronous FULL and NORMAL
+(5,000-row transactions), DuckDB loading the same CSV into a persistent table.
+
+Run: ``make bench`` or ``.venv/bin/python benchmarks/ingest_peers.py [--rows N]``.
+Needs ``influxd`` on PATH for the InfluxDB row (``apt-get install influxdb``);
+without it that row says so. Writes ``benchmarks/results/ingest_peers.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from tabulate import tabulate
+from tsbs import FIELDS, TAGS, cpu_rows
+
+CHUNK = 50_000
+
+
+def write_inputs(directory: Path, rows: int) -> tuple[Path, Path]:
+    """The same rows as line protocol and as CSV."""
+    lp_path, csv_path = directory / "cpu.lp", directory / "cpu.csv"
+    with lp_path.open("wb") as lp, csv_path.open("wb") as out:
+        for start in range(0, rows, CHUNK):
+            table = cpu_rows(start, min(CHUNK, rows - start))
+            lp.write(_as_line_protocol(table))
+            options = pacsv.WriteOptions(include_header=start == 0)
+            pacsv.write_csv(table, out, options)
+    return lp_path, csv_path
+
+
+def _as_line_protocol(table: pa.Table) -> bytes:
+    tags = [pc.binary_join_element_wise(f"{t}=", table.column(t), "") for t in TAGS]
+    fields = [
+        pc.binary_join_element_wise(f"{f}=", table.column(f).cast(pa.string()), "i", "")
+        for f in FIELDS
+    ]
+    series = pc.binary_join_element_wise("cpu", *tags, ",")
+    values = pc.binary_join_element_wise(*fields, ",")
+    lines = pc.binary_join_element_wise(series, values, table.column("ts").cast(pa.string()), " ")
+    return ("\n".join(lines.to_pylist()) + "\n").encode()
+
+
+def ours(kind: str, level: str, source: Path, work: Path, rows: int) -> dict[str, float]:
+    data = work / f"ours_{kind}_{level}"
+    tsadmin = str(Path(sys.executable).parent / "tsadmin")
+    base = [tsadmin, "--data-dir", str(data), "--quiet"]
+    subprocess.run([*base, "db", "create", "b", "--wal-level", level], check=True)
+    args = (
+        ["ingest", "lp", "b", str(source)]
+        if kind == "lp"
+        else ["ingest", "csv", "b", str(source), "--table", "cpu", "--tags", ",".join(TAGS)]
+    )
+    started = time.perf_counter()
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *base, *args], check=True, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - started
+    rss_kb = int(done.stderr.strip().splitlines()[-1])
+    shutil.rmtree(data)
+    return {
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "values_per_s": rows * len(FIELDS) / seconds,
+        "peak_rss_mb": rss_kb / 1024,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def influxdb(source: Path, work: Path, rows: int) -> dict[str, Any]:
+    if shutil.which("influxd") is None:
+        return {"skipped": "influxd not installed (apt-get install influxdb)"}
+    home = work / "influx"
+    home.mkdir()
+    port, rpc = _free_port(), _free_port()
+    config = home / "influxdb.conf"
+    config.write_text(
+        f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n'
+        f'[meta]\n  dir = "{home}/meta"\n'
+        f'[data]\n  dir = "{home}/data"\n  wal-dir = "{home}/wal"\n  query-log-enabled = false\n'
+        f'[http]\n  bind-address = "127.0.0.1:{port}"\n  log-enabled = false\n'
+        f"[monitor]\n  store-enabled = false\n"
+    )
+    server = subprocess.Popen(
+        ["influxd", "-config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/ping", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        urllib.request.urlopen(
+            urllib.request.Request(f"{url}/query", data=b"q=CREATE DATABASE bench", method="POST"),
+            timeout=10,
+        )
+        started = time.perf_counter()
+        with source.open("rb") as handle:
+            while True:
+                batch = b"".join(handle.readline() for _ in range(5000))
+                if not batch:
+                    break
+                urllib.request.urlopen(
+                    urllib.request.Request(
+                        f"{url}/write?db=bench&precision=ns", data=batch, method="POST"
+                    ),
+                    timeout=120,
+                )
+        seconds = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "values_per_s": rows * len(FIELDS) / seconds,
+        "wal_fsync_delay": "0s (its default)",
+    }
+
+
+def sqlite_peer(work: Path, rows: int, synchronous: str) -> dict[str, float]:
+    path = work / f"sqlite_{synchronous}.db"
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute(f"PRAGMA synchronous={synchronous}")
+    columns = ["ts", *TAGS, *FIELDS]
+    con.execute(f"CREATE TABLE cpu ({', '.join(columns)}, PRIMARY KEY ({', '.join(TAGS)}, ts))")
+    insert = f"INSERT OR REPLACE INTO cpu VALUES ({', '.join('?' * len(columns))})"
+    batches = [
+        list(
+            zip(
+                *[cpu_rows(s, min(5000, rows - s)).column(c).to_pylist() for c in columns],
+                strict=True,
+            )
+        )
+        for s in range(0, rows, 5000)
+    ]
+    started = time.perf_counter()
+    for batch in batches:
+        con.execute("BEGIN")
+        con.executemany(insert, batch)
+        con.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    con.close()
+    return {"seconds": seconds, "rows_per_s": rows / seconds}
+
+
+def duckdb_csv(source: Path, work: Path, rows: int) -> dict[str, float]:
+    con = duckdb.connect(str(work / "duck.db"))
+    started = time.perf_counter()
+    con.execute(f"CREATE TABLE cpu AS SELECT * FROM read_csv('{source}')")
+    con.execute("CHECKPOINT")
+    seconds = time.perf_counter() - started
+    con.close()
+    return {"seconds": seconds, "rows_per_s": rows / seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "ingest_peers.json"
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+        work = Path(tmp)
+        lp, csv = write_inputs(work, args.rows)
+        results: dict[str, Any] = {
+            "rows": args.rows,
+            "lp_bytes": lp.stat().st_size,
+            "csv_bytes": csv.stat().st_size,
+        }
+        results["ours_lp"] = {
+            lvl: ours("lp", lvl, lp, work, args.rows) for lvl in ("off", "sync", "flush")
+        }
+        results["ours_csv"] = {
+            lvl: ours("csv", lvl, csv, work, args.rows) for lvl in ("off", "sync", "flush")
+        }
+        results["influxdb"] = influxdb(lp, work, args.rows)
+        results["sqlite_full"] = sqlite_peer(work, args.rows, "FULL")
+        results["sqlite_normal"] = sqlite_peer(work, args.rows, "NORMAL")
+        results["duckdb_csv"] = duckdb_csv(csv, work, args.rows)
+    print(render(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+
+
+def render(r: dict[str, Any]) -> str:
+    influx = r["influxdb"].get("rows_per_s")
+    duck = r["duckdb_csv"]["rows_per_s"]
+    table = []
+    for kind in ("lp", "csv"):
+        for level, v in r[f"ours_{kind}"].items():
+            peer = influx if kind == "lp" else duck
+            name = "InfluxDB" if kind == "lp" else "DuckDB CSV"
+            ratio = f"{v['rows_per_s'] / peer:.2f}x {name}" if peer else "n/a"
+            table.append(
+                [
+                    f"tsadmin ingest {kind}, wal_level={level}",
+                    f"{v['rows_per_s']:,.0f} rows/s",
+                    f"{v['values_per_s']:,.0f} values/s, peak RSS {v['peak_rss_mb']:.0f} MB",
+                    ratio,
+                ]
+            )
+    table.append(
+        [
+            "InfluxDB 1.6 HTTP /write, 5,000 lines",
+            f"{influx:,.0f} rows/s" if influx else "-",
+            r["influxdb"].get("skipped", "wal-fsync-delay 0s (default)"),
+            "peer",
+        ]
+    )
+    for key, label in (
+        ("sqlite_full", "SQLite WAL, synchronous FULL"),
+        ("sqlite_normal", "SQLite WAL, synchronous NORMAL"),
+        ("duckdb_csv", "DuckDB CSV load + CHECKPOINT"),
+    ):
+        table.append(
+            [
+                label,
+                f"{r[key]['rows_per_s']:,.0f} rows/s",
+                "5,000-row transactions" if "sqlite" in key else "",
+                "peer",
+            ]
+        )
+    sizes = f"line protocol {r['lp_bytes'] / 1e6:.0f} MB, CSV {r['csv_bytes'] / 1e6:.0f} MB"
+    head = f"{r['rows']:,} TSBS cpu rows ({sizes})"
+    return head + "\n" + tabulate(table, headers=["measure", "rows/s", "detail", "ratio"])
+
+
+if __name__ == "__main__":
+    main()
