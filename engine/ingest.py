@@ -11,6 +11,10 @@ written to the rejects file with its reason (``skip``).
 
 from __future__ import annotations
 
+import io
+import os
+import select
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -118,8 +122,20 @@ def ingest_lp(
     committer = _Committer(db, report, options)
     rejects = _Rejects(options.rejects)
     builder = _PointColumns(db)
+
+    def flush_due_in() -> float | None:
+        """Seconds until the rows gathered so far must be committed (None: nothing gathered)."""
+        if not builder.rows:
+            return None
+        return max(0.0, options.flush_interval - (time.monotonic() - committer.last_commit))
+
     try:
-        for text, first_line in _text_blocks(stream, report):
+        for text, first_line in _text_blocks(stream, report, flush_due_in):
+            if text is None:  # the producer went quiet: commit what has arrived
+                _flush(builder, committer)
+                if progress:
+                    progress(report.bytes, report.rows)
+                continue
             for point in _points(text, first_line, options, rejects, source, report):
                 builder.add(point, source)
                 if builder.rows >= options.batch_rows or committer.due():
@@ -149,16 +165,18 @@ def _flush(builder: _PointColumns, committer: _Committer) -> None:
     committer.commit()
 
 
-def _text_blocks(stream: BinaryIO, report: IngestReport) -> Iterator[tuple[str, int]]:
-    """Blocks of whole lines (as text) with the number of their first line."""
+def _text_blocks(
+    stream: BinaryIO, report: IngestReport, flush_due_in: Callable[[], float | None]
+) -> Iterator[tuple[str | None, int]]:
+    """Blocks of whole lines (as text) with the number of their first line; ``(None, n)``
+    when a pipe stayed quiet until a flush was due."""
     carry = b""
     line = 1
-    reader = getattr(stream, "read1", stream.read)
-    while True:
-        chunk = reader(BLOCK_BYTES)
+    for chunk in _chunks(stream, flush_due_in):
+        if chunk is None:
+            yield None, line
+            continue
         report.bytes += len(chunk)
-        if not chunk:
-            break
         data = carry + chunk
         cut = data.rfind(b"\n") + 1
         if cut == 0:
@@ -169,6 +187,37 @@ def _text_blocks(stream: BinaryIO, report: IngestReport) -> Iterator[tuple[str, 
         line += block.count(b"\n")
     if carry:
         yield _decode(carry, line), line
+
+
+def _chunks(stream: BinaryIO, flush_due_in: Callable[[], float | None]) -> Iterator[bytes | None]:
+    """Chunks of input as they arrive; ``None`` when a pipe was idle until a flush was due.
+
+    A pipe or FIFO is read from its descriptor after ``select()``, so a slow producer's
+    lines are committed on time instead of waiting for the next chunk; files and
+    decompressing streams are simply read.
+    """
+    fd = _pipe_descriptor(stream)
+    if fd is None:
+        reader = getattr(stream, "read1", stream.read)
+        while chunk := reader(BLOCK_BYTES):
+            yield chunk
+        return
+    while True:
+        ready, _, _ = select.select([fd], [], [], flush_due_in())
+        if not ready:
+            yield None
+            continue
+        chunk = os.read(fd, BLOCK_BYTES)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _pipe_descriptor(stream: BinaryIO) -> int | None:
+    if not isinstance(stream, io.BufferedReader):
+        return None
+    fd = stream.fileno()
+    return None if stat.S_ISREG(os.fstat(fd).st_mode) else fd
 
 
 def _decode(block: bytes, line: int) -> str:
@@ -340,6 +389,8 @@ def ingest_csv(
         reader = pacsv.open_csv(
             counted,
             read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
+            # quoted values may hold newlines (RFC 4180)
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(column_types=convert, strings_can_be_null=True),
         )
     except pa.ArrowInvalid as exc:
