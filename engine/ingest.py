@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from engine.database import Batch, Database
 from engine.errors import BadInput, InvalidArgument
 from engine.lineprotocol import PRECISION_NS, LineError, Point, parse
 from engine.schema import FIELD_TYPES, TS
+from engine.settings import validate_name
 
 BLOCK_BYTES = 1 << 20
 Progress = Callable[[int, int], None]  # (bytes read so far, rows committed so far)
@@ -362,6 +364,24 @@ class CsvOptions:
     ts_column: str = "ts"
     ts_format: str = "auto"  # auto | s | ms | us | ns | strptime format
     tags: list[str] = field(default_factory=list)
+    table_column: str | None = None  # the table of each row comes from this column
+    schema: dict[str, str] = field(
+        default_factory=dict
+    )  # field -> float64|int64|uint64|bool|string
+
+
+def parse_schema(text: str) -> dict[str, str]:
+    """``a:float64,b:int64`` -> {"a": "float64", "b": "int64"}."""
+    schema: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, kind = item.partition(":")
+        if not sep or kind not in FIELD_TYPES:
+            raise InvalidArgument(
+                f"invalid --schema entry {item!r}",
+                hint=f"use column:type with type one of {', '.join(FIELD_TYPES)}",
+            )
+        schema[name] = kind
+    return schema
 
 
 _EPOCH_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
@@ -379,7 +399,10 @@ def ingest_csv(
     report = IngestReport(database=db.name, source=source)
     started = time.perf_counter()
     committer = _Committer(db, report, options)
-    convert: dict[str, pa.DataType] = {tag: pa.string() for tag in csv.tags}
+    convert: dict[str, pa.DataType] = {name: FIELD_TYPES[kind] for name, kind in csv.schema.items()}
+    convert |= {tag: pa.string() for tag in csv.tags}
+    if csv.table_column:
+        convert[csv.table_column] = pa.string()
     if csv.ts_format in _EPOCH_UNITS:
         convert[csv.ts_column] = pa.int64()
     elif csv.ts_format != "auto":
@@ -408,7 +431,8 @@ def ingest_csv(
                 rows.column(csv.ts_column), csv.ts_format, db.settings.precision, source
             )
             rows = rows.set_column(rows.column_names.index(csv.ts_column), TS, timestamps)
-            committer.add(Batch(csv.table, rows, list(csv.tags)))
+            for table, part in _by_table(rows, csv, source):
+                committer.add(Batch(table, part, list(csv.tags)))
             committer.commit()
             if progress:
                 progress(report.bytes, report.rows)
@@ -418,6 +442,34 @@ def ingest_csv(
     report.tables = sorted(committer.tables)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _by_table(rows: pa.Table, csv: CsvOptions, source: str) -> list[tuple[str, pa.Table]]:
+    """The block's rows per target table (one table, or one per value of --table-column)."""
+    if not csv.table_column:
+        return [(csv.table, rows)]
+    if csv.table_column not in rows.column_names:
+        raise BadInput(
+            f"{source}: no column {csv.table_column!r} for --table-column", source=source
+        )
+    names = rows.column(csv.table_column)
+    if names.null_count:
+        raise BadInput(
+            f"{source}: rows without a table name in {csv.table_column!r}", source=source
+        )
+    rest = rows.drop_columns([csv.table_column])
+    parts = []
+    for name in pc.unique(names).to_pylist():
+        try:
+            validate_name("table", name)
+        except InvalidArgument as exc:
+            raise BadInput(
+                f"{source}: {exc.message} in column {csv.table_column!r}",
+                hint=exc.hint,
+                source=source,
+            ) from None
+        parts.append((name, rest.filter(pc.equal(names, name))))
+    return parts
 
 
 def _csv_batches(

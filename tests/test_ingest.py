@@ -118,3 +118,22 @@ def test_csv_epoch_strptime_quoted_newlines_and_zstd(cli, tmp_path: Path) -> Non
         "ingest", "csv", "c", str(bad), "--table", "w2", "--ts-column", "t", "--ts-format", "s"
     )
     assert refused.code == 6 and "Traceback" not in refused.err
+
+
+def test_csv_table_column_and_schema(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "create", "m")
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("ts,measurement,host,value\n1,cpu,a,1\n2,mem,a,2\n3,cpu,b,3\n")
+    done = cli("--format", "json", "ingest", "csv", "m", str(mixed), "--table-column", "measurement",
+               "--tags", "host", "--schema", "value:float64")
+    assert done.code == 0, done.err
+    assert done.json()["tables"] == ["cpu", "mem"] and done.json()["rows"] == 3
+    cpu = cli("--format", "json", "select", "m", "cpu", "--epoch").json()
+    assert [(r["ts"], r["host"], r["value"]) for r in cpu] == [(1, "a", 1.0), (3, "b", 3.0)]
+    shown = cli("--format", "json", "table", "show", "m", "mem").json()
+    assert {c["column"]: c["type"] for c in shown["columns"]}["value"] == "float64"  # not inferred int64
+    bad_name = tmp_path / "bad.csv"
+    bad_name.write_text("ts,measurement,value\n1,no-good,1\n")
+    refused = cli("ingest", "csv", "m", str(bad_name), "--table-column", "measurement")
+    assert refused.code == 6 and "invalid table name" in refused.err
+    assert cli("ingest", "csv", "m", str(mixed), "--schema", "value:decimal").code == 2

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from engine import ops
-from engine.ingest import CsvOptions, IngestOptions
+from engine.ingest import CsvOptions, IngestOptions, parse_schema
 from tsadmin.progress import byte_progress
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
@@ -92,6 +92,12 @@ def csv(
         str, typer.Option("--ts-format", help="auto, s, ms, us, ns, or a strptime format.")
     ] = "auto",
     tags: Annotated[str, typer.Option("--tags", help="Comma-separated tag columns.")] = "",
+    table_column: Annotated[
+        str | None, typer.Option("--table-column", help="Take each row's table from this column.")
+    ] = None,
+    schema: Annotated[
+        str, typer.Option("--schema", help="Field types instead of inferred: a:float64,b:int64,...")
+    ] = "",
     on_error: OnError = "abort",
     rejects: Rejects = None,
     batch_rows: BatchRows = 5000,
@@ -99,10 +105,17 @@ def csv(
 ) -> None:
     """Ingest CSV with a header row."""
     name = table or (Path(source).name.split(".")[0] if source != "-" else "")
-    if not name:
-        raise typer.BadParameter("reading stdin needs --table", param_hint="--table")
+    if not name and not table_column:
+        raise typer.BadParameter(
+            "reading stdin needs --table or --table-column", param_hint="--table"
+        )
     csv_options = CsvOptions(
-        table=name, ts_column=ts_column, ts_format=ts_format, tags=[t for t in tags.split(",") if t]
+        table=name,
+        ts_column=ts_column,
+        ts_format=ts_format,
+        tags=[t for t in tags.split(",") if t],
+        table_column=table_column,
+        schema=parse_schema(schema),
     )
     options = IngestOptions(
         batch_rows=batch_rows, on_error=on_error, rejects=rejects, flush_interval=flush_interval
