@@ -158,8 +158,39 @@ class CompactionPlan:
         )
 
 
+# A merged segment holds at most this many rows, so compaction's memory stays bounded
+# (the merge happens in memory) however large a partition grows.
+COMPACT_TARGET_ROWS = 200_000
+
+
+def small_segments(infos: list[SegmentInfo]) -> int:
+    """Segments worth merging: under half the target size."""
+    return sum(1 for s in infos if s.rows < COMPACT_TARGET_ROWS // 2)
+
+
+def merge_runs(infos: list[SegmentInfo]) -> list[list[SegmentInfo]]:
+    """Consecutive (in ``seq`` order) groups of segments of at most the target rows.
+
+    Only neighbours in ``seq`` order are merged: the merged segment takes the newest
+    input's ``seq``, so the upsert order against every other segment stays the same.
+    """
+    runs: list[list[SegmentInfo]] = []
+    current: list[SegmentInfo] = []
+    rows = 0
+    for info in sorted(infos, key=lambda s: s.seq):
+        if current and rows + info.rows > COMPACT_TARGET_ROWS:
+            runs.append(current)
+            current, rows = [], 0
+        current.append(info)
+        rows += info.rows
+    if current:
+        runs.append(current)
+    return runs
+
+
 def plan_compaction(db_dir: Path, old: Manifest, min_segments: int) -> CompactionPlan:
-    """Merge each partition with at least ``min_segments`` segments into one."""
+    """In each partition with at least ``min_segments`` small segments, merge neighbouring
+    segments into segments of up to :data:`COMPACT_TARGET_ROWS` rows."""
     manifest = Manifest(
         database=old.database,
         settings=old.settings,
@@ -188,19 +219,24 @@ def _compact_table(
     kept: list[SegmentInfo] = []
     precision = plan.manifest.settings.precision
     for partition, infos in sorted(by_partition.items()):
-        if len(infos) < min_segments:
+        if small_segments(infos) < min_segments:
             kept += infos
             continue
-        infos.sort(key=lambda s: s.seq)
-        rows = upsert_merge([segment.read(db_dir, s) for s in infos], entry.schema, precision)
-        file_id = plan.manifest.next_segment
-        plan.manifest.next_segment += 1
-        # The merged segment takes the newest input's seq: later checkpoints still win over it.
-        merged = segment.write(
-            db_dir, segment.segment_path(table, partition, file_id), partition, infos[-1].seq, rows
-        )
-        plan.written.append(merged)
-        plan.inputs += infos
-        plan.merged.append((table, partition))
-        kept.append(merged)
+        merged_any = False
+        for run in merge_runs(infos):
+            if len(run) < 2:
+                kept += run
+                continue
+            merged_any = True
+            rows = upsert_merge([segment.read(db_dir, s) for s in run], entry.schema, precision)
+            file_id = plan.manifest.next_segment
+            plan.manifest.next_segment += 1
+            # The merged segment takes the newest input's seq: later segments still win over it.
+            path = segment.segment_path(table, partition, file_id)
+            merged = segment.write(db_dir, path, partition, run[-1].seq, rows)
+            plan.written.append(merged)
+            plan.inputs += run
+            kept.append(merged)
+        if merged_any:
+            plan.merged.append((table, partition))
     return kept

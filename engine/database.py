@@ -22,7 +22,13 @@ import pyarrow as pa
 
 from engine import manifest as manifest_format
 from engine import segment, wal
-from engine.checkpoint import CheckpointReport, CompactionReport, plan_checkpoint, plan_compaction
+from engine.checkpoint import (
+    CheckpointReport,
+    CompactionReport,
+    plan_checkpoint,
+    plan_compaction,
+    small_segments,
+)
 from engine.errors import (
     AlreadyExists,
     EngineError,
@@ -43,7 +49,7 @@ from engine.settings import Settings, WalLevel, validate_name
 
 # Checkpoint triggers besides the interval; tests and benchmarks may lower them.
 WAL_MAX_BYTES = 64 * 1024 * 1024
-MEMTABLE_MAX_BYTES = 256 * 1024 * 1024
+MEMTABLE_MAX_BYTES = 64 * 1024 * 1024
 # A partition with more segments than this is compacted in the background.
 COMPACT_TRIGGER = 8
 
@@ -539,11 +545,12 @@ class Database:
                 self.background_error = exc  # the next checkpoint retries; close reports it
 
     def _compaction_due(self) -> bool:
+        """A partition holds more than COMPACT_TRIGGER small segments."""
         for entry in self._manifest.tables.values():
-            per_partition: dict[int, int] = {}
+            per_partition: dict[int, list[SegmentInfo]] = {}
             for info in entry.segments:
-                per_partition[info.partition] = per_partition.get(info.partition, 0) + 1
-            if per_partition and max(per_partition.values()) > COMPACT_TRIGGER:
+                per_partition.setdefault(info.partition, []).append(info)
+            if any(small_segments(infos) > COMPACT_TRIGGER for infos in per_partition.values()):
                 return True
         return False
 

@@ -124,14 +124,28 @@ def test_csv_table_column_and_schema(cli, tmp_path: Path) -> None:  # type: igno
     cli("db", "create", "m")
     mixed = tmp_path / "mixed.csv"
     mixed.write_text("ts,measurement,host,value\n1,cpu,a,1\n2,mem,a,2\n3,cpu,b,3\n")
-    done = cli("--format", "json", "ingest", "csv", "m", str(mixed), "--table-column", "measurement",
-               "--tags", "host", "--schema", "value:float64")
+    done = cli(
+        "--format",
+        "json",
+        "ingest",
+        "csv",
+        "m",
+        str(mixed),
+        "--table-column",
+        "measurement",
+        "--tags",
+        "host",
+        "--schema",
+        "value:float64",
+    )
     assert done.code == 0, done.err
     assert done.json()["tables"] == ["cpu", "mem"] and done.json()["rows"] == 3
     cpu = cli("--format", "json", "select", "m", "cpu", "--epoch").json()
     assert [(r["ts"], r["host"], r["value"]) for r in cpu] == [(1, "a", 1.0), (3, "b", 3.0)]
     shown = cli("--format", "json", "table", "show", "m", "mem").json()
-    assert {c["column"]: c["type"] for c in shown["columns"]}["value"] == "float64"  # not inferred int64
+    assert {c["column"]: c["type"] for c in shown["columns"]}[
+        "value"
+    ] == "float64"  # not inferred int64
     bad_name = tmp_path / "bad.csv"
     bad_name.write_text("ts,measurement,value\n1,no-good,1\n")
     refused = cli("ingest", "csv", "m", str(bad_name), "--table-column", "measurement")
