@@ -25,9 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from engine import lpfast
 from engine.database import Batch, Database
 from engine.errors import BadInput, InvalidArgument
-from engine.lineprotocol import PRECISION_NS, LineError, Point, parse
+from engine.lineprotocol import PRECISION_NS, LineError, Point, UnclosedString, parse
 from engine.schema import FIELD_TYPES, TS
 from engine.settings import validate_name
 
@@ -123,34 +124,23 @@ def ingest_lp(
     started = time.perf_counter()
     committer = _Committer(db, report, options)
     rejects = _Rejects(options.rejects)
-    builder = _PointColumns(db)
+    reader = _LineProtocol(db, source, options, report, committer, rejects)
 
     def flush_due_in() -> float | None:
         """Seconds until the rows gathered so far must be committed (None: nothing gathered)."""
-        if not builder.rows:
+        if not reader.gathered():
             return None
         return max(0.0, options.flush_interval - (time.monotonic() - committer.last_commit))
 
     try:
-        for text, first_line in _text_blocks(stream, report, flush_due_in):
-            if text is None:  # the producer went quiet: commit what has arrived
-                _flush(builder, committer)
+        for block, first_line in _line_blocks(stream, report, flush_due_in):
+            if block is not None:
+                reader.feed(block, first_line)
+            if block is None or reader.due():
+                reader.flush()
                 if progress:
                     progress(report.bytes, report.rows)
-                continue
-            for point in _points(text, first_line, options, rejects, source, report):
-                builder.add(point, source)
-                if builder.rows >= options.batch_rows or committer.due():
-                    _flush(builder, committer)
-                    if progress:
-                        progress(report.bytes, report.rows)
-            if committer.due() or (
-                builder.rows and time.monotonic() - committer.last_commit >= options.flush_interval
-            ):
-                _flush(builder, committer)
-                if progress:
-                    progress(report.bytes, report.rows)
-        _flush(builder, committer)
+        reader.finish()
     except BadInput as exc:
         exc.committed_rows = report.rows
         raise
@@ -161,17 +151,180 @@ def ingest_lp(
     return report
 
 
-def _flush(builder: _PointColumns, committer: _Committer) -> None:
-    for batch in builder.take():
-        committer.add(batch)
-    committer.commit()
+class _LineProtocol:
+    """Blocks of line protocol to committed batches.
+
+    Plain lines go through :mod:`engine.lpfast` a slice of at most a batch at a time;
+    from a point whose string spans lines, the block is parsed as text by the exact
+    parser, and a point still open at the block's end is carried into the next block.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        source: str,
+        options: IngestOptions,
+        report: IngestReport,
+        committer: _Committer,
+        rejects: _Rejects,
+    ) -> None:
+        self.source = source
+        self.options = options
+        self.report = report
+        self.committer = committer
+        self.rejects = rejects
+        self.kinds = _FieldKinds(db, source)
+        self.divisor = PRECISION_NS[db.settings.precision]
+        self.builder = _PointColumns(self.kinds, self.divisor)
+        self.carry = b""  # the start of a point whose string is still open
+        self.carry_line = 0
+
+    def gathered(self) -> bool:
+        return bool(self.builder.rows or self.committer.pending_rows)
+
+    def due(self) -> bool:
+        return self.committer.due() or (
+            self.builder.rows > 0
+            and time.monotonic() - self.committer.last_commit >= self.options.flush_interval
+        )
+
+    def feed(self, block: bytes, first_line: int) -> None:
+        if self.carry:
+            block, first_line, self.carry = self.carry + block, self.carry_line, b""
+        try:
+            lines = lpfast.split_lines(block)
+        except UnicodeDecodeError as exc:
+            bad_line = first_line + block.count(b"\n", 0, exc.start)
+            raise BadInput(f"line {bad_line}: input is not valid UTF-8", line=bad_line) from exc
+        plain = lpfast.plain_mask(lines)
+        ends_input = not block.endswith(b"\n")
+        now = time.time_ns()
+        start = 0
+        while start < len(lines):
+            room = max(1, self.options.batch_rows - self.committer.pending_rows)
+            end = min(len(lines), start + room)
+            parsed = lpfast.parse_lines(
+                lines.slice(start, end - start),
+                plain[start:end],
+                first_line + start,
+                precision=self.options.precision,
+                divisor=self.divisor,
+                default_time=now,
+                ends_input=ends_input and end == len(lines),
+            )
+            self._refuse(parsed.errors, lines, first_line)
+            self._add(parsed)
+            if parsed.open_string_at is not None:
+                at = start + parsed.open_string_at
+                rest = "\n".join(lines.slice(at).to_pylist()) + ("" if ends_input else "\n")
+                self._text(rest, first_line + at, final=ends_input)
+                return
+            start = end
+            if self.due():
+                self.flush()
+
+    def flush(self) -> None:
+        for batch in self.builder.take():
+            self.committer.add(batch)
+        self.committer.commit()
+
+    def finish(self) -> None:
+        if self.carry:
+            text, self.carry = self.carry.decode(), b""
+            self._text(text, self.carry_line, final=True)
+        self.flush()
+
+    def _refuse(self, errors: list[LineError], lines: pa.StringArray, first_line: int) -> None:
+        for err in errors:
+            self._reject(err, lines[err.line - first_line].as_py())
+
+    def _reject(self, err: LineError, line: str) -> None:
+        if self.options.on_error == "abort":
+            raise BadInput(
+                f"{self.source}:{err.line}:{err.column}: {err.reason}",
+                hint="fix the line, or re-run with --on-error skip --rejects FILE; "
+                "re-running is safe (writes are upserts)",
+                source=self.source,
+                line=err.line,
+                column=err.column,
+            )
+        self.rejects.write(line, f"{self.source}:{err.line}:{err.column}: {err.reason}")
+        self.report.rejected += 1
+
+    def _add(self, parsed: lpfast.Parsed) -> None:
+        """The slice's rows to the committer, per table in line order (the last write of a
+        key wins), after checking their field kinds in line order."""
+        items: list[tuple[int, lpfast.Part | Point]] = [
+            (part.rows[lpfast.LINE][0].as_py(), part) for part in parsed.parts
+        ]
+        items += [(point.line, point) for point in parsed.points]
+        items.sort(key=lambda item: item[0])
+        points = _PointColumns(self.kinds, self.divisor, with_lines=True)
+        pieces: dict[str, list[pa.Table]] = {}
+        tags: dict[str, dict[str, None]] = {}
+        for line, item in items:
+            if isinstance(item, Point):
+                points.add(item)
+                continue
+            self.kinds.check(item.table, item.kinds, line)
+            pieces.setdefault(item.table, []).append(item.rows)
+            tags.setdefault(item.table, {}).update(dict.fromkeys(item.tags))
+        for batch in points.take():
+            pieces.setdefault(batch.table, []).append(batch.rows)
+            tags.setdefault(batch.table, {}).update(dict.fromkeys(batch.tags))
+        for table, parts in pieces.items():
+            self.committer.add(Batch(table, _in_line_order(parts), list(tags[table])))
+
+    def _text(self, text: str, first_line: int, *, final: bool) -> None:
+        """Parse ``text`` with the exact parser; with more input to come, a point still open
+        at its end is carried over."""
+        now = time.time_ns()
+        offset, line = 0, first_line
+        while offset < len(text):
+            try:
+                for point in parse(
+                    text[offset:],
+                    precision=self.options.precision,
+                    default_time=now,
+                    first_line=line,
+                ):
+                    self.builder.add(point)
+                    if self.builder.rows + self.committer.pending_rows >= self.options.batch_rows:
+                        self.flush()
+                return
+            except UnclosedString as err:
+                if final:
+                    self._reject_text(err, text, offset, line)
+                    return
+                at = offset + err.start
+                self.carry = text[at:].encode()
+                self.carry_line = line + text.count("\n", offset, at)
+                return
+            except LineError as err:
+                offset, line = self._reject_text(err, text, offset, line)
+
+    def _reject_text(self, err: LineError, text: str, offset: int, line: int) -> tuple[int, int]:
+        """Reject the line of ``err``; returns where parsing resumes (offset, line)."""
+        start = _line_start(text, offset, err.line - line)
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        self._reject(err, text[start:end].rstrip("\n"))
+        return end, err.line + 1
 
 
-def _text_blocks(
+def _in_line_order(parts: list[pa.Table]) -> pa.Table:
+    rows = parts[0]
+    if len(parts) > 1:
+        rows = pa.concat_tables(parts, promote_options="default")
+        rows = rows.take(pc.sort_indices(rows[lpfast.LINE]))
+    return rows.drop_columns([lpfast.LINE])
+
+
+def _line_blocks(
     stream: BinaryIO, report: IngestReport, flush_due_in: Callable[[], float | None]
-) -> Iterator[tuple[str | None, int]]:
-    """Blocks of whole lines (as text) with the number of their first line; ``(None, n)``
-    when a pipe stayed quiet until a flush was due."""
+) -> Iterator[tuple[bytes | None, int]]:
+    """Blocks of whole lines with the number of their first line; ``(None, n)`` when a pipe
+    stayed quiet until a flush was due."""
     carry = b""
     line = 1
     for chunk in _chunks(stream, flush_due_in):
@@ -185,10 +338,10 @@ def _text_blocks(
             carry = data
             continue
         block, carry = data[:cut], data[cut:]
-        yield _decode(block, line), line
+        yield block, line
         line += block.count(b"\n")
     if carry:
-        yield _decode(carry, line), line
+        yield carry, line
 
 
 def _chunks(stream: BinaryIO, flush_due_in: Callable[[], float | None]) -> Iterator[bytes | None]:
@@ -222,52 +375,6 @@ def _pipe_descriptor(stream: BinaryIO) -> int | None:
     return None if stat.S_ISREG(os.fstat(fd).st_mode) else fd
 
 
-def _decode(block: bytes, line: int) -> str:
-    try:
-        return block.decode()
-    except UnicodeDecodeError as exc:
-        bad_line = line + block.count(b"\n", 0, exc.start)
-        raise BadInput(f"line {bad_line}: input is not valid UTF-8", line=bad_line) from exc
-
-
-def _points(
-    text: str,
-    first_line: int,
-    options: IngestOptions,
-    rejects: _Rejects,
-    source: str,
-    report: IngestReport,
-) -> Iterator[Point]:
-    now = time.time_ns()
-    offset = 0
-    line = first_line
-    while offset < len(text):
-        try:
-            yield from parse(
-                text[offset:], precision=options.precision, default_time=now, first_line=line
-            )
-            return
-        except LineError as err:
-            if options.on_error == "abort":
-                raise BadInput(
-                    f"{source}:{err.line}:{err.column}: {err.reason}",
-                    hint="fix the line, or re-run with --on-error skip --rejects FILE; "
-                    "re-running is safe (writes are upserts)",
-                    source=source,
-                    line=err.line,
-                    column=err.column,
-                ) from None
-            start = _line_start(text, offset, err.line - line)
-            end = text.find("\n", start)
-            end = len(text) if end < 0 else end + 1
-            rejects.write(
-                text[start:end].rstrip("\n"), f"{source}:{err.line}:{err.column}: {err.reason}"
-            )
-            report.rejected += 1
-            line = err.line + 1
-            offset = end
-
-
 def _line_start(text: str, offset: int, lines_down: int) -> int:
     pos = offset
     for _ in range(lines_down):
@@ -275,39 +382,54 @@ def _line_start(text: str, offset: int, lines_down: int) -> int:
     return pos
 
 
-class _PointColumns:
-    """Points gathered into columns per table, checked against the stored schema."""
+class _FieldKinds:
+    """The kind of every field per table: the stored schema's, then the first seen here."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, source: str) -> None:
         self.db = db
-        self.rows = 0
-        self.divisor = PRECISION_NS[db.settings.precision]
-        self._tables: dict[str, dict[str, Any]] = {}
-        self._kinds: dict[str, dict[str, str]] = {}
+        self.source = source
+        self._tables: dict[str, dict[str, str]] = {}
 
-    def _known_kinds(self, table: str) -> dict[str, str]:
-        if table not in self._kinds:
-            try:
-                self._kinds[table] = dict(self.db.schema(table).fields)
-            except Exception:
-                self._kinds[table] = {}
-        return self._kinds[table]
-
-    def add(self, point: Point, source: str) -> None:
-        table = self._tables.setdefault(
-            point.measurement, {"n": 0, TS: [], "tags": {}, "fields": {}}
-        )
-        kinds = self._known_kinds(point.measurement)
-        for key, kind in point.kinds.items():
-            stored = kinds.setdefault(key, kind)
+    def check(self, table: str, kinds: dict[str, str], line: int) -> None:
+        known = self._known(table)
+        for key, kind in kinds.items():
+            stored = known.setdefault(key, kind)
             if stored != kind:
                 raise BadInput(
-                    f"{source}:{point.line}: field {key!r} of table {point.measurement} "
+                    f"{self.source}:{line}: field {key!r} of table {table} "
                     f"is {stored}, this line writes {kind}",
                     hint=f"write {key!r} as {stored} (e.g. 1i for int64, 1.0 for float64)",
-                    source=source,
-                    line=point.line,
+                    source=self.source,
+                    line=line,
                 )
+
+    def __getitem__(self, table: str) -> dict[str, str]:
+        return self._known(table)
+
+    def _known(self, table: str) -> dict[str, str]:
+        if table not in self._tables:
+            try:
+                self._tables[table] = dict(self.db.schema(table).fields)
+            except Exception:
+                self._tables[table] = {}
+        return self._tables[table]
+
+
+class _PointColumns:
+    """Points gathered into columns per table, their field kinds checked."""
+
+    def __init__(self, kinds: _FieldKinds, divisor: int, *, with_lines: bool = False) -> None:
+        self.kinds = kinds
+        self.divisor = divisor
+        self.with_lines = with_lines
+        self.rows = 0
+        self._tables: dict[str, dict[str, Any]] = {}
+
+    def add(self, point: Point) -> None:
+        self.kinds.check(point.measurement, point.kinds, point.line)
+        table = self._tables.setdefault(
+            point.measurement, {"n": 0, TS: [], "lines": [], "tags": {}, "fields": {}}
+        )
         n = table["n"]
         for columns, values in ((table["tags"], point.tags), (table["fields"], point.fields)):
             for key, value in values.items():
@@ -320,18 +442,21 @@ class _PointColumns:
                     column.append(None)
         assert point.time is not None
         table[TS].append(point.time // self.divisor)
+        table["lines"].append(point.line)
         table["n"] = n + 1
         self.rows += 1
 
     def take(self) -> list[Batch]:
         batches = []
         for name, table in self._tables.items():
-            kinds = self._kinds[name]
+            kinds = self.kinds[name]
             columns: dict[str, pa.Array] = {TS: pa.array(table[TS], pa.int64())}
             for key, values in table["tags"].items():
                 columns[key] = pa.array(values, pa.string())
             for key, values in table["fields"].items():
                 columns[key] = pa.array(values, FIELD_TYPES[kinds[key]])
+            if self.with_lines:
+                columns[lpfast.LINE] = pa.array(table["lines"], pa.int64())
             batches.append(Batch(name, pa.table(columns), list(table["tags"])))
         self._tables = {}
         self.rows = 0

@@ -39,10 +39,11 @@ from typing import Any
 PRECISION_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
 INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
-_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
-_INT_RE = re.compile(r"[+-]?\d+\Z")
-_UINT_RE = re.compile(r"\d+\Z")
-_BOOLS = {
+# re.ASCII: \d would otherwise match other scripts' digits, which float() and int() accept
+_FLOAT_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
+_INT_RE = re.compile(r"[+-]?\d+\Z", re.ASCII)
+_UINT_RE = re.compile(r"\d+\Z", re.ASCII)
+BOOLS = {
     "t": True,
     "T": True,
     "true": True,
@@ -54,7 +55,7 @@ _BOOLS = {
     "False": False,
     "FALSE": False,
 }
-_TIME_RE = re.compile(r"-?\d+\Z")
+_TIME_RE = re.compile(r"-?\d+\Z", re.ASCII)
 
 
 class LineError(ValueError):
@@ -64,6 +65,13 @@ class LineError(ValueError):
         self.line = line
         self.column = column
         self.text = text
+
+
+class UnclosedString(LineError):
+    """A string field still open at the end of the input: with more input it may close.
+    ``start`` is the offset of its point's first character."""
+
+    start = 0
 
 
 @dataclass
@@ -163,7 +171,8 @@ def _read_string(cur: _Cursor) -> str:
             return "".join(out)
         out.append(ch)
         cur.pos += 1
-    raise cur.error("expected closing quote for string field value, found end of input", start)
+    err = cur.error("expected closing quote for string field value, found end of input", start)
+    raise UnclosedString(err.reason, err.line, err.column)
 
 
 def _field_value(cur: _Cursor, key: str) -> tuple[Any, str]:
@@ -193,8 +202,8 @@ def _scalar(cur: _Cursor, raw: str, key: str, start: int) -> tuple[Any, str]:
         if value > UINT64_MAX:
             raise cur.error(f"unsigned field {key!r} value {raw} out of range", start)
         return value, "uint64"
-    if raw in _BOOLS:
-        return _BOOLS[raw], "bool"
+    if raw in BOOLS:
+        return BOOLS[raw], "bool"
     if _FLOAT_RE.match(raw):
         number = float(raw)
         if math.isinf(number):
@@ -231,7 +240,11 @@ def _parse_point(cur: _Cursor, default_time: int | None, scale: int) -> Point:
             else "expected fields, found end of input"
         )
     _skip_spaces(cur)
-    fields, kinds = _parse_fields(cur)
+    try:
+        fields, kinds = _parse_fields(cur)
+    except UnclosedString as exc:
+        exc.start = begin
+        raise
     time = None if default_time is None else default_time - default_time % scale
     if cur.peek() == " ":
         _skip_spaces(cur)

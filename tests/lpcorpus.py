@@ -9,7 +9,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.lineprotocol import LineError, parse
+from engine.lineprotocol import LineError, Point, parse
+from engine.lpfast import LINE, parse_lines, plain_mask, split_lines
+from engine.schema import TS
 
 CORPUS_PRECISION = {"1ns": "ns", "1µs": "us", "1ms": "ms", "1s": "s"}
 
@@ -62,15 +64,21 @@ def expected_points(case: dict[str, Any]) -> list[dict[str, Any]]:
 _KIND = {"float64": "float", "int64": "int", "uint64": "uint", "bool": "bool", "string": "string"}
 
 
-def our_points(case: dict[str, Any]) -> list[dict[str, Any]]:
-    """Our parser's points for a corpus input, in the corpus's shape; raises LineError."""
+def our_points(case: dict[str, Any], *, fast: bool = False) -> list[dict[str, Any]]:
+    """Our points for a corpus input, in the corpus's shape, from the exact parser or (``fast``)
+    the vectorised path; raises LineError."""
     raw = text_of(case["input"]["text"])
     try:
         text = raw.decode()
     except UnicodeDecodeError as exc:
         raise LineError("input is not valid UTF-8", 1, exc.start + 1) from exc
     precision = CORPUS_PRECISION[case["input"]["precision"]]
-    points = parse(text, precision=precision, default_time=case["input"]["defaultTime"])
+    default_time = case["input"]["defaultTime"]
+    points = (
+        fast_points(text, precision, default_time)
+        if fast
+        else parse(text, precision=precision, default_time=default_time)
+    )
     return [
         {
             "name": p.measurement,
@@ -86,3 +94,44 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return "NaN"
     return value
+
+
+def fast_points(text: str, precision: str, default_time: int) -> list[Point]:
+    """``text`` through the vectorised path (and its fallbacks), as points in line order."""
+    data = text.encode()
+    lines = split_lines(data)
+    parsed = parse_lines(
+        lines,
+        plain_mask(lines),
+        1,
+        precision=precision,
+        divisor=1,
+        default_time=default_time,
+        ends_input=not data.endswith(b"\n"),
+    )
+    if parsed.errors:
+        raise parsed.errors[0]
+    if parsed.open_string_at is not None:
+        rest = "\n".join(lines.slice(parsed.open_string_at).to_pylist())
+        rest += "\n" if data.endswith(b"\n") else ""
+        parsed.points += parse(
+            rest,
+            precision=precision,
+            default_time=default_time,
+            first_line=parsed.open_string_at + 1,
+        )
+    points = list(parsed.points)
+    for part in parsed.parts:
+        for row in part.rows.to_pylist():
+            fields = {key: row[key] for key in part.kinds}
+            points.append(
+                Point(
+                    part.table,
+                    {tag: row[tag] for tag in part.tags},
+                    fields,
+                    dict(part.kinds),
+                    row[TS],
+                    row[LINE],
+                )
+            )
+    return sorted(points, key=lambda point: point.line)

@@ -151,3 +151,78 @@ def test_csv_table_column_and_schema(cli, tmp_path: Path) -> None:  # type: igno
     refused = cli("ingest", "csv", "m", str(bad_name), "--table-column", "measurement")
     assert refused.code == 6 and "invalid table name" in refused.err
     assert cli("ingest", "csv", "m", str(mixed), "--schema", "value:decimal").code == 2
+
+
+def test_line_protocol_last_write_wins_across_shapes_and_paths(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Lines of one key in one batch arrive through different shapes (and the exact parser
+    for the escaped one); the rows must still be applied in line order."""
+    cli("db", "create", "o")
+    lp = tmp_path / "order.lp"
+    lp.write_text(
+        "m,t=a v=1i,w=1i 5\n"
+        "m,t=a w=2i 5\n"
+        "m,t=a v=3i 5\n"
+        "m,t=a\\ b v=9i 5\n"  # escaped: the exact parser's
+        "m,t=a w=4i,v=5i 5\n"  # another field order: another shape
+        "m,t=a v=6i 5\n"
+    )
+    done = cli("ingest", "lp", "o", str(lp))
+    assert done.code == 0, done.err
+    rows = cli("--format", "json", "select", "o", "m", "--epoch").json()
+    assert [(r["t"], r["v"], r["w"]) for r in rows] == [("a", 6, 4), ("a b", 9, None)]
+
+
+def test_a_multiline_string_across_a_block_boundary(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The reader cuts its input into 1 MiB blocks at newlines; a string field whose
+    newlines straddle a cut must still arrive whole."""
+    from engine.ingest import BLOCK_BYTES
+
+    cli("db", "create", "s")
+    filler = "cpu,host=p v=0i 0\n" * ((BLOCK_BYTES - 100) // 18)  # 18 bytes a line
+    assert len(filler) == 18 * ((BLOCK_BYTES - 100) // 18)
+    text = "x" * 30 + "\n"
+    story = 'note,host=h s="' + text * 200 + '" 7\n'
+    lp = tmp_path / "story.lp"
+    lp.write_text(filler + story + "cpu,host=after v=1i 1\n")
+    assert len(filler) < BLOCK_BYTES < len(filler + story)
+    done = cli("--format", "json", "ingest", "lp", "s", str(lp))
+    assert done.code == 0, done.err
+    notes = cli("--format", "json", "select", "s", "note").json()
+    assert [r["s"] for r in notes] == [text * 200]
+    after = cli("--format", "json", "select", "s", "cpu", "--where", "host=after").json()
+    assert len(after) == 1
+
+
+def test_rejects_from_both_paths_in_line_order(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "create", "r")
+    lp = tmp_path / "mixed.lp"
+    lp.write_text(
+        "cpu,host=a v=1i 1\n"
+        "cpu,host=a v=1x 2\n"
+        'cpu,host=b v=2i,s="ok \\"q\\"" 3\n'
+        "cpu,host=a v=99999999999999999999i 4\n"
+        "cpu,host=c v=3i 5\n"
+    )
+    rejects = tmp_path / "rejects.lp"
+    done = cli(
+        "--format",
+        "json",
+        "ingest",
+        "lp",
+        "r",
+        str(lp),
+        "--on-error",
+        "skip",
+        "--rejects",
+        str(rejects),
+    )
+    assert done.code == 0, done.err
+    assert done.json()["rows"] == 3 and done.json()["rejected"] == 2
+    lines = rejects.read_text().splitlines()
+    assert [line for line in lines if not line.startswith("#")] == [
+        "cpu,host=a v=1x 2",
+        "cpu,host=a v=99999999999999999999i 4",
+    ]
+    assert ":2:" in lines[0] and ":4:" in lines[2]
+    aborted = cli("ingest", "lp", "r", str(lp))
+    assert aborted.code == 6 and f"{lp}:2:" in aborted.err

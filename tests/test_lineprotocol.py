@@ -11,7 +11,8 @@ from tests.lpcorpus import decode_cases, expected_points, our_points
 KNOWN_DIFFERENCES: dict[str, str] = {}
 
 
-def test_every_corpus_case() -> None:
+@pytest.mark.parametrize("fast", [False, True], ids=["exact", "vectorised"])
+def test_every_corpus_case(fast: bool) -> None:
     cases = decode_cases()
     assert len(cases) > 6000
     wrong = []
@@ -20,7 +21,7 @@ def test_every_corpus_case() -> None:
         if key in KNOWN_DIFFERENCES:
             continue
         try:
-            got = our_points(case)
+            got = our_points(case, fast=fast)
             error = None
         except LineError as exc:
             got, error = None, str(exc)
