@@ -221,22 +221,22 @@ class _Shapes:
             candidates = pc.and_(todo, same_counts)
             positions = pc.indices_nonzero(candidates)
             shape = _Shape.of(series[pivot].as_py(), fields[pivot].as_py())
-            tag_pieces = pa.FixedSizeListArray.from_arrays(
-                series_parts.take(positions).flatten(), series_count[pivot].as_py()
-            )
-            field_pieces = pa.FixedSizeListArray.from_arrays(
-                field_parts.take(positions).flatten(), field_count[pivot].as_py()
-            )
-            match = shape.matches(tag_pieces, field_pieces)
-            members = positions.filter(match)
+            tag_columns = _columns(series_parts, positions, series_count[pivot].as_py())
+            field_columns = _columns(field_parts, positions, field_count[pivot].as_py())
+            match = shape.matches(tag_columns, field_columns)
+            everyone = pc.all(match).as_py()
+            members = positions if everyone else positions.filter(match)
             todo = pc.and_(todo, pc.invert(pc.replace_with_mask(candidates, candidates, match)))
             lines = indices.take(members)
             part = None
             if shape.usable:
+                if not everyone:
+                    tag_columns = [column.filter(match) for column in tag_columns]
+                    field_columns = [column.filter(match) for column in field_columns]
                 part = self._part(
                     shape,
-                    tag_pieces.filter(match),
-                    field_pieces.filter(match),
+                    tag_columns[1:],
+                    field_columns,
                     None if times is None else times.take(members),
                     lines,
                 )
@@ -248,8 +248,8 @@ class _Shapes:
     def _part(
         self,
         shape: _Shape,
-        tag_pieces: pa.FixedSizeListArray,
-        field_pieces: pa.FixedSizeListArray,
+        tag_columns: list[pa.StringArray],
+        field_columns: list[pa.StringArray],
         times: pa.StringArray | None,
         lines: pa.Int64Array,
     ) -> Part | None:
@@ -258,11 +258,11 @@ class _Shapes:
         if stamps is None:
             return None
         columns: dict[str, Any] = {TS: stamps}
-        for position, key in enumerate(shape.tags, start=1):
-            columns[key] = _values(pc.list_element(tag_pieces, position), key)
+        for key, pieces in zip(shape.tags, tag_columns, strict=True):
+            columns[key] = _values(pieces, key)
         kinds: dict[str, str] = {}
-        for position, key in enumerate(shape.fields):
-            typed = _typed(_values(pc.list_element(field_pieces, position), key))
+        for key, pieces in zip(shape.fields, field_columns, strict=True):
+            typed = _typed(_values(pieces, key))
             if typed is None:
                 return None
             kinds[key], columns[key] = typed
@@ -305,13 +305,19 @@ class _Shape:
         keys = [*self.tags, *self.fields]
         return len(set(keys)) == len(keys) and not {TS, LINE} & set(keys)
 
-    def matches(self, tags: pa.FixedSizeListArray, fields: pa.FixedSizeListArray) -> pa.Array:
-        match = pc.equal(pc.list_element(tags, 0), self.measurement)
-        for position, key in enumerate(self.tags, start=1):
-            match = pc.and_(match, pc.starts_with(pc.list_element(tags, position), key + "="))
-        for position, key in enumerate(self.fields):
-            match = pc.and_(match, pc.starts_with(pc.list_element(fields, position), key + "="))
+    def matches(self, tags: list[pa.StringArray], fields: list[pa.StringArray]) -> pa.Array:
+        """Which rows have this shape (``tags[0]`` holds the measurements)."""
+        match = pc.equal(tags[0], self.measurement)
+        for key, pieces in zip([*self.tags, *self.fields], [*tags[1:], *fields], strict=True):
+            match = pc.and_(match, pc.starts_with(pieces, key + "="))
         return match
+
+
+def _columns(parts: pa.ListArray, positions: pa.Array, width: int) -> list[pa.StringArray]:
+    """The chosen rows' lists, all ``width`` long, as one array per position."""
+    chosen = parts if len(positions) == len(parts) else parts.take(positions)
+    grid = pa.FixedSizeListArray.from_arrays(chosen.flatten(), width)
+    return [pc.list_element(grid, position) for position in range(width)]
 
 
 def _values(pieces: pa.StringArray, key: str) -> pa.StringArray:

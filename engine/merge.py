@@ -20,11 +20,12 @@ def upsert_merge(batches: list[pa.Table], schema: TableSchema, precision: str) -
     tables = [conform(b, schema, precision) for b in batches if b.num_rows]
     if not tables:
         return target.empty_table()
-    combined = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-    keys = [*schema.tags, TS]
-    if not _has_duplicate_keys(combined, keys):
-        return sort_rows(combined, schema)
-    aggregated = combined.group_by(keys, use_threads=False).aggregate(
+    combined = (pa.concat_tables(tables) if len(tables) > 1 else tables[0]).combine_chunks()
+    keys = _sort_keys(combined, schema)
+    order = pc.sort_indices(keys, sort_keys=_ascending(keys))
+    if not _has_adjacent_duplicates(keys.take(order)):
+        return combined.take(order)
+    aggregated = combined.group_by([*schema.tags, TS], use_threads=False).aggregate(
         [(name, "last") for name in schema.fields]
     )
     renamed = aggregated.rename_columns(
@@ -36,16 +37,39 @@ def upsert_merge(batches: list[pa.Table], schema: TableSchema, precision: str) -
     return sort_rows(renamed.select(target.names).cast(target), schema)
 
 
-def _has_duplicate_keys(table: pa.Table, keys: list[str]) -> bool:
-    if table.num_rows < 2:
-        return False
-    distinct = table.group_by(keys, use_threads=False).aggregate([]).num_rows
-    return bool(distinct != table.num_rows)
-
-
 def sort_rows(table: pa.Table, schema: TableSchema) -> pa.Table:
-    order = [(tag, "ascending", "at_start") for tag in schema.tags] + [
-        (TS, "ascending", "at_start")
-    ]
-    indices = pc.sort_indices(table, sort_keys=order)
-    return table.take(indices)
+    """``table`` sorted by its tags (nulls first) then ``ts``."""
+    table = table.combine_chunks()
+    keys = _sort_keys(table, schema)
+    return table.take(pc.sort_indices(keys, sort_keys=_ascending(keys)))
+
+
+def _sort_keys(table: pa.Table, schema: TableSchema) -> pa.Table:
+    """Integer columns that sort like the tags, then ``ts``: each tag value replaced by its
+    rank among the column's distinct values (null: null). Sorting these is several times
+    faster than comparing strings."""
+    columns: dict[str, pa.Array] = {}
+    for position, tag in enumerate(schema.tags):
+        encoded = pc.dictionary_encode(table[tag].combine_chunks())
+        ranks = pc.rank(encoded.dictionary, sort_keys="ascending", tiebreaker="dense")
+        columns[f"t{position}"] = pc.take(ranks, encoded.indices)
+    columns[TS] = table[TS].combine_chunks().cast(pa.int64())
+    return pa.table(columns)
+
+
+def _ascending(keys: pa.Table) -> list[tuple[str, str, str]]:
+    return [(name, "ascending", "at_start") for name in keys.column_names]
+
+
+def _has_adjacent_duplicates(ordered_keys: pa.Table) -> bool:
+    rows = ordered_keys.num_rows
+    if rows < 2:
+        return False
+    same = None
+    for column in ordered_keys.columns:
+        previous, current = column.slice(0, rows - 1), column.slice(1)
+        equal = pc.fill_null(pc.equal(previous, current), False)
+        both_null = pc.and_(pc.is_null(previous), pc.is_null(current))
+        equal = pc.or_(equal, both_null)
+        same = equal if same is None else pc.and_(same, equal)
+    return bool(pc.any(same).as_py())

@@ -83,7 +83,7 @@ def test_most_plain_lines_take_the_fast_path() -> None:
     from engine.lpfast import plain_mask, split_lines
 
     text = (
-        "cpu,host=a,region=eu usage=1i,idle=2.5,up=t,name=\"x\" 1700000000000000000\n"
+        'cpu,host=a,region=eu usage=1i,idle=2.5,up=t,name="x" 1700000000000000000\n'
         "mem,host=b free=3u\n"
         "cpu,host=a\\ b usage=1i 1\n"
     )
