@@ -362,10 +362,24 @@ def _chunks(stream: BinaryIO, flush_due_in: Callable[[], float | None]) -> Itera
         if not ready:
             yield None
             continue
-        chunk = os.read(fd, BLOCK_BYTES)
+        chunk = _read_available(fd)
         if not chunk:
             return
         yield chunk
+
+
+def _read_available(fd: int) -> bytes:
+    """What the pipe holds now, up to a block: a pipe gives at most 64 KiB a read, and
+    blocks that small would cost the vectorised parser its advantage. Never waits once
+    something was read."""
+    parts = [os.read(fd, BLOCK_BYTES)]
+    size = len(parts[0])
+    while parts[-1] and size < BLOCK_BYTES and select.select([fd], [], [], 0)[0]:
+        parts.append(os.read(fd, BLOCK_BYTES - size))
+        size += len(parts[-1])
+    if not parts[-1] and len(parts) > 1:
+        parts.pop()  # end of input: the next read returns b"" again and ends the loop
+    return b"".join(parts)
 
 
 def _pipe_descriptor(stream: BinaryIO) -> int | None:

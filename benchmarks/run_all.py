@@ -1,0 +1,242 @@
+"""Every benchmark in one run: the figures, the peers, the ratios and the targets.
+
+Runs ``engine_core.py``, ``backup_restore.py`` and ``ingest_peers.py`` (each
+prints its own table and writes its JSON under ``results/``), then gathers them
+into ``results/latest.json`` and ``results/latest.md``: one table of our figure,
+the peer's figure and the ratio, and the targets of the issues, each met or not.
+
+Run: ``make bench`` (which also installs InfluxDB 1.6 when it can), or
+``.venv/bin/python benchmarks/run_all.py [--rows N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SCRIPTS = ("engine_core", "backup_restore", "ingest_peers")
+
+
+def run_script(name: str, rows: int) -> dict[str, Any]:
+    out = RESULTS / f"{name}.json"
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, str(HERE / f"{name}.py"), "--rows", str(rows), "--out", str(out)],
+        check=True,
+        cwd=HERE,
+    )
+    print(f"({name}: {time.perf_counter() - started:.0f} s)\n", flush=True)
+    return json.loads(out.read_text())  # type: ignore[no-any-return]
+
+
+def rows_of_table(r: dict[str, Any]) -> list[list[str]]:
+    """measure | ours | peer | ratio, every figure from this run."""
+    core, bk, ing = r["engine_core"], r["backup_restore"], r["ingest_peers"]
+    disk, gc = core["disk"], core["group_commit"]
+    influx = ing["influxdb"].get("rows_per_s")
+    duck = ing["duckdb_csv"]["rows_per_s"]
+    out = [
+        [
+            "disk: sequential write + fsync",
+            "",
+            f"{core['disk_sequential']['mb_per_s']:,.0f} MB/s",
+            "physical limit",
+        ],
+        [
+            "disk: 128 B write + fsync",
+            "",
+            f"{disk['fsyncs_per_s']:,.0f} fsyncs/s (median {disk['median_ms']:.2f} ms, "
+            f"p99 {disk['p99_ms']:.2f} ms)",
+            "physical limit",
+        ],
+    ]
+    for kind, peer, peer_name in (("lp", influx, "InfluxDB 1.6"), ("csv", duck, "DuckDB")):
+        for level, v in ing[f"ours_{kind}"].items():
+            out.append(
+                [
+                    f"CLI ingest {kind}, wal_level={level}",
+                    f"{v['rows_per_s']:,.0f} rows/s, {v['values_per_s']:,.0f} values/s, "
+                    f"peak RSS {v['peak_rss_mb']:.0f} MB",
+                    f"{peer:,.0f} rows/s ({peer_name})" if peer else "skipped",
+                    f"{v['rows_per_s'] / peer:.2f}x" if peer else "",
+                ]
+            )
+    for key, label in (
+        ("sqlite_full", "SQLite WAL synchronous=FULL"),
+        ("sqlite_normal", "SQLite WAL synchronous=NORMAL"),
+    ):
+        sync_rate = ing["ours_csv"]["sync"]["rows_per_s"]
+        out.append(
+            [
+                f"CLI ingest csv, sync vs {label}, 5,000-row txns",
+                f"{sync_rate:,.0f} rows/s",
+                f"{ing[key]['rows_per_s']:,.0f} rows/s",
+                f"{sync_rate / ing[key]['rows_per_s']:.2f}x",
+            ]
+        )
+    for level, v in core["ingest"].items():
+        out.append(
+            [
+                f"engine ingest wal_level={level}, 5,000-row batches",
+                f"{v['rows_per_s']:,.0f} rows/s",
+                f"{core['ingest']['off']['rows_per_s']:,.0f} rows/s (wal_level=off)",
+                f"{v['rows_per_s'] / core['ingest']['off']['rows_per_s']:.2f}x",
+            ]
+        )
+    for writers, v in gc.items():
+        out.append(
+            [
+                f"group commit, sync, {writers} writer(s), 100-row batches",
+                f"{v['commits_per_s']:,.0f} commits/s ({v['commits_per_fsync']:.1f} per fsync)",
+                f"{disk['fsyncs_per_s']:,.0f} fsyncs/s (disk)",
+                f"{v['commits_per_s'] / gc['1']['commits_per_s']:.2f}x 1 writer, "
+                f"{v['commits_per_s'] / disk['fsyncs_per_s']:.2f}x disk",
+            ]
+        )
+    rec = core["recovery"]
+    out += [
+        [
+            f"recovery: reopen after kill, {rec['rows']:,} rows in the WAL",
+            f"{rec['rows_per_s']:,.0f} rows/s ({rec['seconds']:.2f} s)",
+            f"{core['ingest']['sync']['rows_per_s']:,.0f} rows/s (sync ingest)",
+            f"{rec['rows_per_s'] / core['ingest']['sync']['rows_per_s']:.1f}x",
+        ],
+        [
+            f"checkpoint of {rec['rows']:,} rows",
+            f"{rec['checkpoint_s']:.2f} s ({rec['rows'] / rec['checkpoint_s']:,.0f} rows/s)",
+            "",
+            "",
+        ],
+    ]
+    for what in ("backup", "restore"):
+        v = bk[what]
+        out.append(
+            [
+                f"{what}, {bk['rows']:,} rows ({bk['database_bytes'] / 1e6:.1f} MB)",
+                f"{v['seconds']:.3f} s, {v['mb_per_s']:,.0f} MB/s",
+                f"cp -r {bk['cp_r']['seconds']:.3f} s; cp -r && sync "
+                f"{bk['cp_r_sync']['seconds']:.3f} s; DuckDB COPY "
+                f"{bk['duckdb_copy_zstd']['seconds']:.3f} s",
+                f"{bk['cp_r']['seconds'] / v['seconds']:.2f}x cp -r, "
+                f"{bk['cp_r_sync']['seconds'] / v['seconds']:.2f}x cp+sync, "
+                f"{bk['duckdb_copy_zstd']['seconds'] / v['seconds']:.1f}x DuckDB",
+            ]
+        )
+    return out
+
+
+def targets(r: dict[str, Any]) -> list[list[str]]:
+    """target | figure | met?"""
+    core, bk, ing = r["engine_core"], r["backup_restore"], r["ingest_peers"]
+    gc, ingest = core["group_commit"], core["ingest"]
+    influx = ing["influxdb"].get("rows_per_s")
+    influx0 = ing.get("influxdb_fsync0", ing["influxdb"]).get("rows_per_s")
+    checks: list[tuple[str, float | None, float]] = [
+        (
+            "group commit: 16 writers >= 8x 1 writer",
+            gc["16"]["commits_per_s"] / gc["1"]["commits_per_s"],
+            8.0,
+        ),
+        (
+            "sync ingest >= 0.7x off (engine)",
+            ingest["sync"]["rows_per_s"] / ingest["off"]["rows_per_s"],
+            0.7,
+        ),
+        (
+            "recovery replay >= 5x sync ingest",
+            core["recovery"]["rows_per_s"] / ingest["sync"]["rows_per_s"],
+            5.0,
+        ),
+        (
+            "lp ingest at flush >= InfluxDB (default wal-fsync-delay)",
+            ing["ours_lp"]["flush"]["rows_per_s"] / influx if influx else None,
+            1.0,
+        ),
+        (
+            "lp ingest at sync >= InfluxDB (wal-fsync-delay=0s)",
+            ing["ours_lp"]["sync"]["rows_per_s"] / influx0 if influx0 else None,
+            1.0,
+        ),
+        (
+            "csv ingest >= 0.5x DuckDB's CSV load",
+            min(v["rows_per_s"] for v in ing["ours_csv"].values())
+            / ing["duckdb_csv"]["rows_per_s"],
+            0.5,
+        ),
+        ("backup >= 0.8x cp -r", bk["cp_r"]["seconds"] / bk["backup"]["seconds"], 0.8),
+        ("restore >= 0.8x cp -r", bk["cp_r"]["seconds"] / bk["restore"]["seconds"], 0.8),
+        (
+            "backup faster than DuckDB's COPY",
+            bk["duckdb_copy_zstd"]["seconds"] / bk["backup"]["seconds"],
+            1.0,
+        ),
+        (
+            "restore faster than DuckDB's COPY",
+            bk["duckdb_copy_zstd"]["seconds"] / bk["restore"]["seconds"],
+            1.0,
+        ),
+    ]
+    return [
+        [
+            name,
+            "skipped (no influxd)" if ratio is None else f"{ratio:.2f}x",
+            "-" if ratio is None else ("met" if ratio >= goal else "NOT met"),
+        ]
+        for name, ratio, goal in checks
+    ]
+
+
+def markdown(r: dict[str, Any]) -> str:
+    from tabulate import tabulate
+
+    head = (
+        f"# tsadmin benchmarks\n\n{r['rows']:,} TSBS cpu-only rows; run {r['finished']} on "
+        f"{r['machine']} in {r['seconds']:.0f} s (`make bench`). Every figure comes from this "
+        "one run; figures on a shared machine vary 20-30 % run to run, so compare ratios.\n\n"
+    )
+    table = tabulate(
+        rows_of_table(r), headers=["measure", "tsadmin", "peer / limit", "ratio"], tablefmt="github"
+    )
+    goals = tabulate(targets(r), headers=["target", "ratio", ""], tablefmt="github")
+    return f"{head}{table}\n\n## Targets\n\n{goals}\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    RESULTS.mkdir(exist_ok=True)
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "rows": args.rows,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+    }
+    for name in SCRIPTS:
+        results[name] = run_script(name, args.rows)
+    results["seconds"] = time.perf_counter() - started
+    results["finished"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    # JSON object keys are strings: the group-commit writer counts come back as "1", "4", "16"
+    results = json.loads(json.dumps(results, default=str))
+    results["targets"] = [
+        {"target": t, "ratio": ratio, "verdict": verdict} for t, ratio, verdict in targets(results)
+    ]
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    text = markdown(results)
+    (RESULTS / "latest.md").write_text(text)
+    print(text)
+    print(f"written to {RESULTS / 'latest.json'} and {RESULTS / 'latest.md'}")
+
+
+if __name__ == "__main__":
+    main()
