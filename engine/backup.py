@@ -5,8 +5,9 @@ committed rows still in the WAL, read like any reader does, without the
 writer lock, so an ingest running meanwhile is neither blocked nor disturbed.
 The segment files are opened right after the snapshot is taken (retrying if
 a compaction removed one first), so they stay readable whatever the writer
-does next. A partition held by one segment and no WAL rows is copied byte for
-byte; any other partition is merged once (upserts applied). The archive is
+does next. A partition with no WAL rows whose segments cover disjoint time
+ranges (so no key is in two of them) has its segments copied byte for byte;
+any other partition is merged once (upserts applied). The archive is
 built under a hidden temporary name, fsynced, renamed into place, then its
 checksums are verified from disk before success is reported.
 """
@@ -22,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import IO as TypingIO
 from typing import Any
@@ -285,19 +287,20 @@ def _full_table(
     for partition in sorted(set(by_partition) | set(pending)):
         infos = by_partition.get(partition, [])
         if (
-            len(infos) == 1
+            infos
             and partition not in pending
-            and _same_schema(db_dir, infos[0], schema, precision)
+            and _disjoint_in_time(infos)
+            and all(_same_schema(db_dir, info, schema, precision) for info in infos)
         ):
-            info = infos[0]
-            handle = handles[info.file]
-            handle.seek(0)
-            writer.copied += 1
-            result.files.append(
-                writer.put(
-                    table, partition, handle.read(), None, info.rows, info.min_ts, info.max_ts
+            for info in infos:
+                handle = handles[info.file]
+                handle.seek(0)
+                writer.copied += 1
+                result.files.append(
+                    writer.put(
+                        table, partition, handle.read(), None, info.rows, info.min_ts, info.max_ts
+                    )
                 )
-            )
             continue
         batches = [pq.read_table(handles[i.file]) for i in infos]
         if partition in pending:
@@ -306,6 +309,13 @@ def _full_table(
         if merged.num_rows:
             result.files.append(writer.put_rows(table, partition, merged))
     return result
+
+
+def _disjoint_in_time(infos: list[Any]) -> bool:
+    """No two segments can hold the same key (its ts would lie in both ranges), so the
+    merge of them is their union: each can be copied as it is."""
+    ordered = sorted(infos, key=lambda info: info.min_ts)
+    return all(a.max_ts < b.min_ts for a, b in pairwise(ordered))
 
 
 def _same_schema(db_dir: Path, info: Any, schema: TableSchema, precision: str) -> bool:

@@ -417,3 +417,33 @@ def test_workload_helper_still_counts(data_dir: Path) -> None:
     db.write(workload.make_batch(0, 3))
     db.close()
     assert verify(data_dir / "w", "w", Acks(acked={0}), 3, WalLevel.SYNC).ok
+
+
+def test_segments_disjoint_in_time_are_copied_and_overlapping_ones_merged(
+    cli, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Each ingest below ends with a checkpoint: one segment each, all in one partition."""
+    t0 = 1700000000000000000
+    assert cli("db", "create", "seg").code == 0
+    for first in (0, 100):
+        lines = [
+            f"cpu,host=h{i % 2},dc=d0 usage={i}.5,n={i}i {t0 + i * 10**9}"
+            for i in range(first, first + 50)
+        ]
+        assert cli("ingest", "lp", "seg", "-", stdin="\n".join(lines) + "\n").code == 0
+    copied = cli("--format", "json", "backup", "create", "seg", "--to", str(tmp_path / "a")).json()
+    assert copied["files_copied"] == 2 and copied["files_written"] == 0
+    assert sorted(duckdb_rows(Path(copied["archive"]), "cpu")) == sorted(
+        our_rows(cli, "seg", "cpu")
+    )
+    # an upsert into the first segment's time range: the segments now overlap
+    assert cli("ingest", "lp", "seg", "-", stdin=f"cpu,host=h0,dc=d0 usage=-1.0 {t0}\n").code == 0
+    merged = cli("--format", "json", "backup", "create", "seg", "--to", str(tmp_path / "b")).json()
+    assert merged["files_copied"] == 0 and merged["files_written"] == 1
+    rows = duckdb_rows(Path(merged["archive"]), "cpu")
+    assert sorted(rows) == sorted(our_rows(cli, "seg", "cpu")) and len(rows) == 100
+    assert (t0, "h0", "d0", -1.0, 0) in rows
+    before = checksum(cli, "seg")
+    assert cli("restore", copied["archive"], "--db", "back").code == 0
+    assert cli("ingest", "lp", "back", "-", stdin=f"cpu,host=h0,dc=d0 usage=-1.0 {t0}\n").code == 0
+    assert checksum(cli, "back") == before
