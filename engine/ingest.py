@@ -101,9 +101,6 @@ class _Committer:
         self.pending, self.pending_rows = [], 0
         self.last_commit = time.monotonic()
 
-    def discard(self) -> None:
-        self.pending, self.pending_rows = [], 0
-
 
 # -- line protocol ----------------------------------------------------------------------
 

@@ -173,7 +173,8 @@ class _Shapes:
         """Append a :class:`Part` per shape to ``parsed``; return the lines left to the
         exact parser."""
         indices = pa.array(candidates, pa.int64())
-        sections = pc.split_pattern(self.lines.take(indices), " ")
+        chosen_lines = self.lines if len(indices) == len(self.lines) else self.lines.take(indices)
+        sections = pc.split_pattern(chosen_lines, " ")
         count = pc.list_value_length(sections)
         fallback: list[int] = []
         for with_time in (True, False):
