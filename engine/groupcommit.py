@@ -6,11 +6,18 @@ fsyncs, and marks everything up to that LSN durable, waking every writer it
 covered. Writers that arrive while an fsync runs wait for it and, if it did
 not cover them, one of them leads the next. Under load one fsync acknowledges
 a whole group of batches.
+
+Lock order (``engine/database.py`` documents the whole chain): the *sync
+token* (``_syncing``) is the innermost lock of the write path. Whoever holds
+it runs only the fsync (and, in :meth:`exclusive`, the WAL file swap) and
+never waits for the database's write or checkpoint lock, so a thread holding
+those may always wait for the token.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 
@@ -20,6 +27,7 @@ class GroupCommit:
         self._syncing = False
         self.durable_lsn = durable_lsn
         self.fsyncs = 0
+        self.last_fsync_at = time.monotonic()
 
     def wait_durable(
         self, lsn: int, last_lsn: Callable[[], int], fsync: Callable[[], None]
@@ -34,23 +42,34 @@ class GroupCommit:
                 self._syncing = True
             self._lead(last_lsn(), fsync)
 
-    def sync_all(self, last_lsn: int, fsync: Callable[[], None]) -> None:
-        """Fsync now, whatever is durable already (before a WAL file is rotated)."""
+    def exclusive(self, last_lsn: int, fsync: Callable[[], None], then: Callable[[], None]) -> None:
+        """Fsync everything up to ``last_lsn``, then run ``then`` before any other fsync
+        starts (the WAL file is swapped there, so no leader ever fsyncs a closed file)."""
         with self._cond:
             while self._syncing:
                 self._cond.wait()
             self._syncing = True
-        self._lead(last_lsn, fsync)
-
-    def _lead(self, target: int, fsync: Callable[[], None]) -> None:
-        ok = False
         try:
             fsync()
-            ok = True
+            self._mark_durable(last_lsn)
+            then()
         finally:
-            with self._cond:
-                self._syncing = False
-                if ok:
-                    self.durable_lsn = max(self.durable_lsn, target)
-                    self.fsyncs += 1
-                self._cond.notify_all()
+            self._release()
+
+    def _lead(self, target: int, fsync: Callable[[], None]) -> None:
+        try:
+            fsync()
+            self._mark_durable(target)
+        finally:
+            self._release()
+
+    def _mark_durable(self, lsn: int) -> None:
+        with self._cond:
+            self.durable_lsn = max(self.durable_lsn, lsn)
+            self.fsyncs += 1
+            self.last_fsync_at = time.monotonic()
+
+    def _release(self) -> None:
+        with self._cond:
+            self._syncing = False
+            self._cond.notify_all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -115,4 +117,6 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main() -> None:
+    # `kill -USR1 PID` prints every thread's stack of a tsadmin that seems stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     sys.exit(run())
