@@ -1,6 +1,6 @@
 """tsadmin's embedded time-series engine: a Python API, no printing, no CLI code."""
 
-from engine import crashsim, walcheck, walrepair
+from engine import crashsim, dbverify, walcheck, walrepair
 from engine.checkpoint import CheckpointReport, CompactionReport
 from engine.database import Batch, CommitResult, Database
 from engine.datadir import (
@@ -53,6 +53,7 @@ __all__ = [
     "crashsim",
     "create_database",
     "database_dir",
+    "dbverify",
     "drop_database",
     "existing_database_dir",
     "list_databases",

@@ -286,23 +286,23 @@ def _full_table(
     result = ArchiveTable(schema.copy())
     for partition in sorted(set(by_partition) | set(pending)):
         infos = by_partition.get(partition, [])
+        contents = [_segment_bytes(db_dir, handles, info) for info in infos]
         if (
             infos
             and partition not in pending
             and _disjoint_in_time(infos)
-            and all(_same_schema(db_dir, info, schema, precision) for info in infos)
+            and all(_same_schema(data, schema, precision) for data in contents)
         ):
-            for info in infos:
-                handle = handles[info.file]
-                handle.seek(0)
+            for info, data in zip(infos, contents, strict=True):
                 writer.copied += 1
                 result.files.append(
-                    writer.put(
-                        table, partition, handle.read(), None, info.rows, info.min_ts, info.max_ts
-                    )
+                    writer.put(table, partition, data, None, info.rows, info.min_ts, info.max_ts)
                 )
             continue
-        batches = [pq.read_table(handles[i.file]) for i in infos]
+        batches = [
+            segment.decode(data, info, db_dir / info.file)
+            for info, data in zip(infos, contents, strict=True)
+        ]
         if partition in pending:
             batches.append(pending[partition])
         merged = upsert_merge(batches, schema, precision)
@@ -318,10 +318,20 @@ def _disjoint_in_time(infos: list[Any]) -> bool:
     return all(a.max_ts < b.min_ts for a, b in pairwise(ordered))
 
 
-def _same_schema(db_dir: Path, info: Any, schema: TableSchema, precision: str) -> bool:
+def _segment_bytes(db_dir: Path, handles: dict[str, TypingIO[bytes]], info: Any) -> bytes:
+    """A segment's bytes from its open handle, checked against the manifest's digest, so
+    an archive is never made from a damaged segment."""
+    handle = handles[info.file]
+    handle.seek(0)
+    data = handle.read()
+    segment.check_bytes(data, info, db_dir / info.file)
+    return data
+
+
+def _same_schema(data: bytes, schema: TableSchema, precision: str) -> bool:
     """A segment is copied as is only if it already has the table's full, current columns."""
     return bool(
-        pq.read_schema(db_dir / info.file).remove_metadata()
+        pq.read_schema(pa.BufferReader(data)).remove_metadata()
         == schema.arrow_schema(precision).remove_metadata()
     )
 

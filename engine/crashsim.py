@@ -12,8 +12,9 @@ data against DESIGN.md's table:
                 ``flush`` all but those of the last ``wal_fsync_period``.
 ``torn-write``  a random WAL write (a segment write under ``off``) is cut in
                 half and the process dies at once.
-``bitflip``     after a kill, random bits of the WAL are flipped: the damage
-                must be reported (``wal verify`` fails or the open refuses);
+``bitflip``     after a kill, random bits of the WAL or of a segment file are
+                flipped: the damage must be reported (``wal verify`` or
+                ``db verify`` fails, or the open or a read refuses);
                 silently wrong or missing data is a broken promise.
 ``checkpoint``  the child dies at a random step of a checkpoint.
 """
@@ -32,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import walcheck, workload
+from engine import dbverify, walcheck, workload
 from engine.database import Database
 from engine.datadir import create_database, existing_database_dir
 from engine.errors import Corruption, EngineError, InvalidArgument
@@ -138,9 +139,13 @@ def _trial(
     db_dir = create_database(root, SCRATCH_NAME, settings)
     journal = root / "journal"
     faults = _faults_for(options.mode, settings, rng, journal)
+    flip_target = rng.choice(["wal", "segment"]) if options.mode == "bitflip" else ""
+    # a WAL flip wants records in the WAL to damage, a segment flip wants segments
     checkpoint_every = {"checkpoint": rng.choice([2, 3, 4]), "bitflip": 0}.get(
         options.mode, rng.choice([0, 5, 13])
-    )  # bitflip wants records in the WAL to damage
+    )
+    if flip_target == "segment":
+        checkpoint_every = rng.choice([2, 3])
     child = _start(db_dir, options, faults, checkpoint_every)
     output, killed_at = _crash(child, options.mode, rng)
     acks = workload.Acks.parse(output)
@@ -149,8 +154,8 @@ def _trial(
         dropped = simulate_power_loss(journal, db_dir)
         detail = f"{sum(dropped.values())} unsynced bytes dropped"
     if options.mode == "bitflip":
-        outcome = _flip_and_check(db_dir, rng)
-        detail = "no WAL record to flip" if outcome is None else ""
+        outcome = _flip_and_check(db_dir, rng, flip_target)
+        detail = f"no {flip_target} to flip" if outcome is None else ""
         if outcome is not None:
             return Trial(
                 n,
@@ -254,10 +259,14 @@ def _judge(
         )
 
 
-def _flip_and_check(db_dir: Path, rng: random.Random) -> str | None:
-    """Flip bits in the WAL; the damage must be reported. Returns how it was, or None
-    if no flip landed anywhere that matters (the trial is then judged like a kill)."""
-    files = [p for p in (db_dir / "wal").glob("*.wal") if p.stat().st_size > 64]
+def _flip_and_check(db_dir: Path, rng: random.Random, target: str) -> str | None:
+    """Flip bits in the WAL or in a segment; the damage must be reported. Returns how it
+    was, or None if no flip landed anywhere that matters (the trial is then judged like a
+    kill)."""
+    if target == "segment":
+        files = sorted((db_dir / "tables").rglob("*.parquet"))
+    else:
+        files = [p for p in (db_dir / "wal").glob("*.wal") if p.stat().st_size > 64]
     if not files:
         return None
     path = rng.choice(files)
@@ -266,12 +275,18 @@ def _flip_and_check(db_dir: Path, rng: random.Random) -> str | None:
     for _ in range(flips):
         data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
     path.write_bytes(bytes(data))
-    report = walcheck.verify(db_dir, SCRATCH_NAME)
-    if not report.ok:
-        found = len(report.problems)
-        return f"{flips} bit(s) flipped in {path.name}: wal verify found {found} problem(s)"
+    found = f"{flips} bit(s) flipped in {path.name}"
+    wal_report = walcheck.verify(db_dir, SCRATCH_NAME)
+    if not wal_report.ok:
+        return f"{found}: wal verify found {len(wal_report.problems)} problem(s)"
+    if target == "segment":
+        db_report = dbverify.verify_database(db_dir, SCRATCH_NAME)
+        if not db_report.ok:
+            return f"{found}: db verify found {len(db_report.problems)} problem(s)"
     try:
-        Database.open(db_dir, SCRATCH_NAME, readonly=True)
+        db = Database.open(db_dir, SCRATCH_NAME, readonly=True)
+        for table in db.tables():
+            db.scan(table)
     except Corruption:
-        return f"{flips} bit(s) flipped in {path.name}: the database refused to open"
+        return f"{found}: the database refused to open or to read"
     return None

@@ -19,12 +19,17 @@ new manifest whole. Its contents::
           "segments": [
             {"file": "tables/cpu/p1700000000000000000/000007.parquet",
              "partition": 1700000000000000000, "seq": 7, "rows": 5000,
-             "bytes": 81234, "min_ts": 1700000000000000000, "max_ts": 1700000990000000000}
+             "bytes": 81234, "min_ts": 1700000000000000000, "max_ts": 1700000990000000000,
+             "sha256": "<hex digest of the whole file>"}
           ]
         }
       },
       "checksum": "5e0f9a1c"       # CRC32C (hex) of this object without "checksum",
     }                              # serialised with sorted keys and no spaces
+
+``sha256`` (added in 0.2; a manifest without it is still read, and its
+segments are then checked by their Parquet page CRCs only) is the digest of
+the segment file as written; every read and every backup checks it.
 
 Segments of one partition are merged in ``seq`` order: a later segment's
 values win (upsert). ``partition`` is the first timestamp of the partition in
@@ -61,13 +66,15 @@ class SegmentInfo:
     bytes: int
     min_ts: int
     max_ts: int
+    sha256: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SegmentInfo:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k != "sha256"}
+        return cls(**fields, sha256=str(data.get("sha256", "")))
 
 
 @dataclass

@@ -125,6 +125,7 @@ def _segment_of(info: ArchiveFile) -> SegmentInfo:
         bytes=info.bytes,
         min_ts=info.min_ts,
         max_ts=info.max_ts,
+        sha256=info.sha256,
     )
 
 
@@ -150,6 +151,7 @@ def _restore_database(data_dir: Path, name: str, settings: Any, tables: Files) -
                         info.bytes,
                         info.min_ts,
                         info.max_ts,
+                        info.sha256,
                     )
                 )
             manifest.tables[table] = entry

@@ -1,4 +1,4 @@
-"""tsadmin db: create, list, show, stats, drop, checksum."""
+"""tsadmin db: create, list, show, stats, drop, checksum, verify."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from engine import Settings, create_database, drop_database, ops
+from engine import (
+    Settings,
+    VerificationFailed,
+    create_database,
+    dbverify,
+    drop_database,
+    existing_database_dir,
+    ops,
+)
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
 
@@ -116,3 +124,28 @@ def checksum(
         typer.echo(f"database {name}: sha256 {result['sha256']} ({result['rows']} rows)")
     else:
         emit(result if st.format == "json" else result["tables"], st.format)
+
+
+@app.command("verify")
+def verify(ctx: typer.Context, name: Name) -> None:
+    """Check the manifest, every segment (digest, page CRCs, rows, time range) and the WAL;
+    exit 3 if anything is wrong. Safe beside a writer."""
+    st = state(ctx)
+    report = dbverify.verify_database(existing_database_dir(st.data_dir, name), name)
+    if st.format == "table":
+        summary = {k: v for k, v in report.to_json().items() if k not in ("problems", "notes")}
+        emit(summary, "table")
+        for item in report.notes:
+            note(ctx, f"note: {item['file']}: {item['note']}")
+        if report.problems:
+            typer.echo("")
+            emit(report.problems, "table", columns=["file", "problem"])
+    else:
+        emit(report.to_json() if st.format == "json" else report.problems, st.format)
+    if not report.ok:
+        raise VerificationFailed(
+            f"database {name} has {len(report.problems)} problem(s)",
+            hint="a damaged segment: restore its table from the newest good archive "
+            "(examples/runbooks/damaged-segment.md); a damaged WAL: "
+            f"'tsadmin wal repair {name} --dry-run'",
+        )
