@@ -39,6 +39,18 @@ hold exactly its rows after upserts.
       }
     }
 
+Reading is strict, because an archive may come from anywhere: the manifest
+must be a plain file of at most 64 MiB; it is decoded against a typed schema
+(every field's type and range; unknown keys, at any level, are refused, as a
+format change bumps ``version``); names follow ``engine/names.py``; each
+``path`` is exactly ``<table>/<6 to 12 digits>.parquet`` and listed once;
+``partition`` is an integer partition start of the archive's width and holds
+``min_ts <= max_ts``; a table's ``rows`` is the sum of its files'. Before a
+restore uses a file, its SHA-256 is checked and its contents decoded (page
+CRCs, columns, a row count equal to the declared one, timestamps exactly
+spanning ``min_ts..max_ts``), a batch at a time. Settings this build cannot
+honour are replaced and said (``wal_level byrl`` restores as ``sync``).
+
 A full archive has ``base: null`` and every table ``full``. An incremental
 archive names its base, which must sit in the same directory with exactly the
 recorded manifest bytes; restoring it restores the base chain first. Paths
@@ -51,21 +63,91 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine.errors import InvalidArgument, VerificationFailed
-from engine.schema import TableSchema
-from engine.settings import NAME_RE, Settings
+from engine.errors import EngineError, InvalidArgument, VerificationFailed
+from engine.names import check_archive_file_path, is_valid, validate_name
+from engine.schema import TS, TableSchema
+from engine.settings import Settings, WalLevel
 
-ARCHIVE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 MANIFEST = "manifest.json"
 FORMAT = "tsadmin-archive"
 VERSION = 1
+
+# Limits on what an archive may declare, so a hostile manifest costs a bounded
+# amount of memory and time before it is refused.
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_TABLES = 100_000
+MAX_FILES = 1_000_000
+MAX_FILE_ROWS = 50_000_000  # our writers cut files far below this
+MAX_FILE_BYTES = 1 << 40
+# Rows are decoded in batches of this many when an archive file's contents are checked.
+CHECK_BATCH_ROWS = 65_536
+
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Hex64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+ShortText = Annotated[str, msgspec.Meta(max_length=256)]
+FieldType = Literal["float64", "int64", "uint64", "bool", "string"]
+
+
+class _Header(msgspec.Struct):
+    format: Any = None
+    version: Any = None
+
+
+class _File(msgspec.Struct, forbid_unknown_fields=True):
+    path: ShortText
+    partition: Int64
+    rows: Annotated[int, msgspec.Meta(ge=0, le=MAX_FILE_ROWS)]
+    bytes: Annotated[int, msgspec.Meta(ge=0, le=MAX_FILE_BYTES)]
+    sha256: Hex64
+    min_ts: Int64
+    max_ts: Int64
+
+
+class _Table(msgspec.Struct, forbid_unknown_fields=True):
+    tags: list[ShortText]
+    fields: dict[ShortText, FieldType]
+    mode: Literal["full", "delta"]
+    rows: Count
+    files: list[_File]
+
+
+class _Settings(msgspec.Struct, forbid_unknown_fields=True):
+    precision: Literal["ms", "us", "ns"]
+    wal_level: Literal["off", "sync", "flush", "byrl"]
+    wal_fsync_period: Annotated[int, msgspec.Meta(ge=0, le=180_000)]
+    checkpoint_interval: Annotated[str, msgspec.Meta(max_length=32)]
+    partition: Annotated[str, msgspec.Meta(max_length=32)]
+
+
+class _Base(msgspec.Struct, forbid_unknown_fields=True):
+    name: ShortText
+    snapshot_lsn: Count
+    manifest_sha256: Hex64
+
+
+class _Manifest(msgspec.Struct, forbid_unknown_fields=True):
+    format: Literal["tsadmin-archive"]
+    version: Literal[1]
+    tool_version: ShortText
+    kind: Literal["database", "table"]
+    database: ShortText
+    settings: _Settings
+    snapshot_lsn: Count
+    created: ShortText
+    base: _Base | None
+    dropped_tables: list[ShortText]
+    checksum: Hex64
+    tables: dict[ShortText, _Table]
 
 
 @dataclass
@@ -112,6 +194,9 @@ class ArchiveManifest:
     base: dict[str, Any] | None = None
     dropped_tables: list[str] = field(default_factory=list)
     tables: dict[str, ArchiveTable] = field(default_factory=dict)
+    # What a restore changes because this build cannot honour the archive as written
+    # (for example a wal_level that needs replication): said to the operator.
+    notes: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -156,89 +241,148 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load(archive: Path) -> ArchiveManifest:
-    """Read and validate an archive's manifest (structure, version, names, paths)."""
+def read_manifest_bytes(archive: Path) -> bytes:
+    """The manifest's bytes, refused unless it is a plain file of a sane size."""
     path = archive / MANIFEST
-    if not path.is_file() or path.is_symlink():
+    if path.is_symlink() or not path.is_file():
         raise VerificationFailed(f"{archive}: no {MANIFEST}; not a tsadmin archive")
-    try:
-        body = json.loads(path.read_bytes())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise VerificationFailed(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(body, dict) or body.get("format") != FORMAT:
-        raise VerificationFailed(f"{path}: not a tsadmin archive manifest")
-    if body.get("version") != VERSION:
+    with path.open("rb") as handle:
+        data = handle.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
         raise VerificationFailed(
-            f"{path}: archive version {body.get('version')!r} is not supported "
+            f"{path}: the manifest is larger than {MAX_MANIFEST_BYTES >> 20} MiB; "
+            "refused without reading it"
+        )
+    return data
+
+
+def load(archive: Path) -> ArchiveManifest:
+    """Read and validate an archive's manifest: every field by type and range, then
+    names, paths, partitions, counts and the checksum. A manifest that fails any check
+    raises :class:`VerificationFailed` naming the field."""
+    path = archive / MANIFEST
+    data = read_manifest_bytes(archive)
+    try:
+        header = msgspec.json.decode(data, type=_Header)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise VerificationFailed(f"{path}: not a tsadmin archive manifest ({exc})") from exc
+    if header.format != FORMAT:
+        raise VerificationFailed(f"{path}: not a tsadmin archive manifest")
+    if header.version != VERSION:
+        raise VerificationFailed(
+            f"{path}: archive version {header.version!r} is not supported "
             f"(this build reads {VERSION})",
             hint="restore it with the tsadmin version that wrote it",
         )
-    stored = body.pop("checksum", None)
+    try:
+        typed = msgspec.json.decode(data, type=_Manifest)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise VerificationFailed(f"{path}: malformed manifest: {exc}") from exc
+    body = json.loads(data)
+    stored = body.pop("checksum")
     if stored != _checksum(body):
         raise VerificationFailed(f"{path}: the manifest was altered (its checksum does not match)")
     try:
-        return _decode(body)
-    except (KeyError, TypeError, ValueError, InvalidArgument) as exc:
-        raise VerificationFailed(f"{path}: malformed manifest ({exc})") from exc
+        return _build(typed)
+    except (ValueError, EngineError) as exc:
+        raise VerificationFailed(f"{path}: malformed manifest: {exc}") from exc
 
 
-def _decode(body: dict[str, Any]) -> ArchiveManifest:
-    if body["kind"] not in ("database", "table"):
-        raise ValueError(f"unknown kind {body['kind']!r}")
-    _check_name(body["database"], "database")
+def _build(typed: _Manifest) -> ArchiveManifest:
+    _name(typed.database, "database", "$.database")
+    notes: list[str] = []
+    settings = _settings(typed.settings, notes)
     manifest = ArchiveManifest(
-        kind=body["kind"],
-        database=body["database"],
-        settings=Settings.from_json(body["settings"]),
-        snapshot_lsn=int(body["snapshot_lsn"]),
-        created=str(body["created"]),
-        tool_version=str(body.get("tool_version", "")),
-        base=body.get("base"),
-        dropped_tables=[_check_name(t, "table") for t in body.get("dropped_tables", [])],
+        kind=typed.kind,
+        database=typed.database,
+        settings=settings,
+        snapshot_lsn=typed.snapshot_lsn,
+        created=typed.created,
+        tool_version=typed.tool_version,
+        base=None,
+        dropped_tables=[
+            _name(t, "table", f"$.dropped_tables[{i}]") for i, t in enumerate(typed.dropped_tables)
+        ],
+        notes=notes,
     )
-    for name, table in body["tables"].items():
-        _check_name(name, "table")
-        schema = TableSchema.from_json(table)
-        for column in [*schema.tags, *schema.fields]:
-            _check_name(column, "column")
-        files = [
-            ArchiveFile(**{k: f[k] for k in ArchiveFile.__dataclass_fields__})
-            for f in table["files"]
-        ]
-        for item in files:
-            check_relative_path(item.path, name)
-        if table.get("mode", "full") not in ("full", "delta"):
-            raise ValueError(f"table {name}: unknown mode {table.get('mode')!r}")
-        manifest.tables[name] = ArchiveTable(schema, table.get("mode", "full"), files)
-    if manifest.base is not None:
-        check_archive_name(str(manifest.base.get("name", "")))
-        int(manifest.base["snapshot_lsn"])
-        str(manifest.base["manifest_sha256"])
+    if typed.base is not None:
+        _name(typed.base.name, "archive", "$.base.name")
+        manifest.base = msgspec.structs.asdict(typed.base)
+    if len(typed.tables) > MAX_TABLES:
+        raise ValueError(f"$.tables lists {len(typed.tables)} tables (at most {MAX_TABLES})")
+    seen: set[str] = set()
+    for name, table in typed.tables.items():
+        manifest.tables[name] = _table(name, table, settings, seen)
+        if len(seen) > MAX_FILES:
+            raise ValueError(f"the archive lists more than {MAX_FILES} files")
     return manifest
+
+
+def _name(name: str, kind: str, where: str) -> str:
+    if not is_valid(kind, name):
+        raise ValueError(f"{where}: invalid {kind} name {name!r}")
+    return name
+
+
+def _settings(raw: _Settings, notes: list[str]) -> Settings:
+    try:
+        settings = Settings.build(
+            precision=raw.precision,
+            wal_level=raw.wal_level,
+            wal_fsync_period=raw.wal_fsync_period,
+            checkpoint_interval=raw.checkpoint_interval,
+            partition=raw.partition,
+        )
+    except InvalidArgument as exc:
+        raise ValueError(f"$.settings: {exc.message}") from exc
+    if settings.wal_level is WalLevel.BYRL:
+        notes.append(
+            "the archive's wal_level byrl needs replication, which this build does not "
+            "have: restored with wal_level sync"
+        )
+        settings = Settings(**{**settings.__dict__, "wal_level": WalLevel.SYNC})
+    return settings
+
+
+def _table(name: str, raw: _Table, settings: Settings, seen: set[str]) -> ArchiveTable:
+    where = f"$.tables[{name!r}]"
+    _name(name, "table", where)
+    for tag in raw.tags:
+        _name(tag, "tag", f"{where}.tags")
+    for column in raw.fields:
+        _name(column, "field", f"{where}.fields")
+    if TS in raw.tags or TS in raw.fields:
+        raise ValueError(f"{where}: {TS!r} is the timestamp, not a tag or field")
+    if len(set(raw.tags)) != len(raw.tags) or set(raw.tags) & set(raw.fields):
+        raise ValueError(f"{where}: a name is listed twice among tags and fields")
+    width = settings.partition_units
+    files = []
+    for i, item in enumerate(raw.files):
+        at = f"{where}.files[{i}]"
+        try:
+            check_archive_file_path(item.path, name)
+        except ValueError as exc:
+            raise ValueError(f"{at}.path: {exc}") from exc
+        if item.path in seen:
+            raise ValueError(f"{at}.path: {item.path!r} is listed twice")
+        seen.add(item.path)
+        if item.partition % width:
+            raise ValueError(f"{at}.partition: {item.partition} is not a partition start")
+        if not item.partition <= item.min_ts <= item.max_ts < item.partition + width:
+            raise ValueError(
+                f"{at}: time range {item.min_ts}..{item.max_ts} does not lie in "
+                f"partition {item.partition}"
+            )
+        files.append(ArchiveFile(**msgspec.structs.asdict(item)))
+    table = ArchiveTable(TableSchema(list(raw.tags), dict(raw.fields)), raw.mode, files)
+    if table.rows != raw.rows:
+        raise ValueError(f"{where}.rows: {raw.rows}, its files hold {table.rows}")
+    return table
 
 
 def check_archive_name(name: str) -> str:
     """An archive's directory name: letters, digits, ``_ . -``; never a path."""
-    if not ARCHIVE_NAME_RE.match(name) or name in (".", ".."):
-        raise InvalidArgument(
-            f"invalid archive name {name!r}", hint="use letters, digits, '_', '.', '-' (up to 128)"
-        )
-    return name
-
-
-def _check_name(name: str, what: str) -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ValueError(f"invalid {what} name {name!r}")
-    return name
-
-
-def check_relative_path(path: str, table: str) -> None:
-    """A manifest path must be ``<table>/<file>.parquet``: relative, no ``..``, no tricks."""
-    pure = PurePosixPath(path)
-    if pure.is_absolute() or ".." in pure.parts or "\\" in path or len(pure.parts) != 2:
-        raise ValueError(f"unsafe path {path!r} in the manifest")
-    if pure.parts[0] != table or not pure.name.endswith(".parquet"):
-        raise ValueError(f"path {path!r} is not a Parquet file of table {table}")
+    return validate_name("archive", name)
 
 
 def check_tree(archive: Path, manifest: ArchiveManifest) -> list[str]:
@@ -253,55 +397,68 @@ def check_tree(archive: Path, manifest: ArchiveManifest) -> list[str]:
             problems.append(f"{rel}: not listed in the manifest")
     for rel, info in listed.items():
         path = archive / rel
-        if not path.is_file():
-            problems.append(f"{rel}: missing")
+        if path.is_symlink() or not path.is_file():
+            problems.append(f"{rel}: missing" if not path.exists() else f"{rel}: not a file")
         elif path.stat().st_size != info.bytes:
             problems.append(f"{rel}: {path.stat().st_size} bytes, the manifest says {info.bytes}")
     return problems
 
 
-def check_checksums(archive: Path, manifest: ArchiveManifest) -> list[str]:
+def check_contents(archive: Path, manifest: ArchiveManifest) -> list[str]:
+    """Every listed file against the manifest: its SHA-256, then its decoded contents
+    (page CRCs, columns, row count, timestamps inside the declared range and partition),
+    batch by batch so memory stays bounded whatever a file claims to hold."""
     problems = []
+    precision = manifest.settings.precision
     for table in manifest.tables.values():
+        expected = table.schema.arrow_schema(precision)
         for info in table.files:
             path = archive / info.path
-            if path.is_file() and not path.is_symlink() and sha256_file(path) != info.sha256:
+            if path.is_symlink() or not path.is_file() or path.stat().st_size != info.bytes:
+                continue  # check_tree says so
+            if sha256_file(path) != info.sha256:
                 problems.append(f"{info.path}: SHA-256 does not match the manifest")
+                continue
+            problem = _content_problem(path, info, expected)
+            if problem:
+                problems.append(f"{info.path}: {problem}")
     return problems
 
 
-def check_footers(archive: Path, manifest: ArchiveManifest, *, read_data: bool) -> list[str]:
-    """Each Parquet file's row count and columns against the manifest (and, with
-    ``read_data``, that every page decodes)."""
-    problems = []
-    for name, table in manifest.tables.items():
-        expected = table.schema.arrow_schema(manifest.settings.precision).remove_metadata()
-        for info in table.files:
-            file = archive / info.path
-            if not file.is_file() or file.is_symlink():
-                continue
-            try:
-                meta = pq.read_metadata(file)
-                schema = pq.read_schema(file).remove_metadata()
-                if read_data:
-                    pq.read_table(file)
-            except Exception as exc:
-                problems.append(f"{info.path}: not readable as Parquet ({exc})")
-                continue
-            if meta.num_rows != info.rows:
-                problems.append(f"{info.path}: {meta.num_rows} rows, the manifest says {info.rows}")
-            if not schema.equals(expected):
-                problems.append(f"{info.path}: columns differ from table {name}'s schema")
-    return problems
+def _content_problem(path: Path, info: ArchiveFile, expected: pa.Schema) -> str | None:
+    try:
+        reader = pq.ParquetFile(path, page_checksum_verification=True)
+        if reader.metadata.num_rows != info.rows:
+            return f"{reader.metadata.num_rows} rows, the manifest says {info.rows}"
+        if not reader.schema_arrow.remove_metadata().equals(expected):
+            return "columns differ from the table's schema"
+        rows, low, high = 0, None, None
+        for batch in reader.iter_batches(batch_size=CHECK_BATCH_ROWS):
+            rows += batch.num_rows
+            if rows > info.rows:
+                return f"decodes to more than the {info.rows} rows it declares"
+            ts = batch.column(TS).cast(pa.int64())
+            if ts.null_count:
+                return "rows without a timestamp"
+            if batch.num_rows:
+                lo, hi = pc.min(ts).as_py(), pc.max(ts).as_py()
+                low = lo if low is None else min(low, lo)
+                high = hi if high is None else max(high, hi)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        return f"not readable as Parquet ({exc})"
+    if rows != info.rows:
+        return f"decodes to {rows} rows, the manifest says {info.rows}"
+    if rows and (low, high) != (info.min_ts, info.max_ts):
+        return (
+            f"timestamps run from {low} to {high}, the manifest says "
+            f"{info.min_ts} to {info.max_ts}"
+        )
+    return None
 
 
 def require_sound(archive: Path, manifest: ArchiveManifest) -> None:
     """Raise :class:`VerificationFailed` unless every file is present, listed and intact."""
-    problems = (
-        check_tree(archive, manifest)
-        or check_checksums(archive, manifest)
-        or check_footers(archive, manifest, read_data=False)
-    )
+    problems = check_tree(archive, manifest) or check_contents(archive, manifest)
     if problems:
         raise VerificationFailed(
             f"archive {archive.name} is damaged: {problems[0]}"

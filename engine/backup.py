@@ -39,8 +39,8 @@ from engine.datadir import existing_database_dir
 from engine.errors import AlreadyExists, InvalidArgument, NotFound, VerificationFailed
 from engine.fileio import IO
 from engine.merge import sort_rows, upsert_merge
+from engine.names import archive_file_path, validate_name
 from engine.schema import TS, TableSchema, conform
-from engine.settings import validate_name
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes expected)
 
@@ -145,13 +145,14 @@ def create_backup(
             else:
                 _incremental(db_dir, view, handles, tables, base_dir, manifest, writer)
             _finish(staging, manifest)
+            # verified from disk before it is visible under its final name
+            archive.require_sound(staging, archive.load(staging))
             IO.crash_point("backup.before_rename")
             os.rename(staging, options.to / name)
             IO.fsync_dir(options.to)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    archive.require_sound(options.to / name, archive.load(options.to / name))
     return BackupReport(
         archive=str(options.to / name),
         kind=kind,
@@ -224,7 +225,7 @@ class _ArchiveWriter:
         min_ts: int,
         max_ts: int,
     ) -> ArchiveFile:
-        rel = f"{table}/{self._next:06d}.parquet"
+        rel = archive_file_path(table, self._next)
         self._next += 1
         target = self.staging / rel
         if not target.parent.exists():
@@ -383,6 +384,10 @@ def chain(archive_dir: Path) -> list[tuple[Path, ArchiveManifest]]:
         if manifest.base is None:
             return list(reversed(links))
         base = current.parent / archive.check_archive_name(manifest.base["name"])
+        if base.is_symlink() or base.resolve().parent != current.resolve().parent:
+            raise VerificationFailed(
+                f"base archive {base.name} of {current.name} resolves outside {current.parent}"
+            )
         if base.name in seen:
             raise VerificationFailed(f"{archive_dir}: the base chain loops at {base.name}")
         seen.add(base.name)
@@ -571,8 +576,7 @@ def verify_archive(archive_dir: Path) -> VerifyArchiveReport:
         return report
     report.chain = [p.name for p, _ in links]
     for path, manifest in links:
-        problems = archive.check_tree(path, manifest) + archive.check_checksums(path, manifest)
-        problems += archive.check_footers(path, manifest, read_data=True)
+        problems = archive.check_tree(path, manifest) + archive.check_contents(path, manifest)
         report.problems += [f"{path.name}: {p}" for p in problems]
     _, own = links[-1]
     report.files = sum(len(t.files) for t in own.tables.values())

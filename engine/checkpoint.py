@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import segment
+from engine import names, segment
 from engine.fileio import IO
 from engine.manifest import Manifest, SegmentInfo, TableEntry
 from engine.memtable import Memtable
@@ -126,7 +126,7 @@ def _write_table(
         file_id = plan.manifest.next_segment
         plan.manifest.next_segment += 1
         info = segment.write(
-            db_dir, segment.segment_path(table, partition, file_id), partition, file_id, part
+            db_dir, names.segment_path(table, partition, file_id), partition, file_id, part
         )
         plan.written.append(info)
         plan.rows += info.rows
@@ -232,7 +232,7 @@ def _compact_table(
             file_id = plan.manifest.next_segment
             plan.manifest.next_segment += 1
             # The merged segment takes the newest input's seq: later segments still win over it.
-            path = segment.segment_path(table, partition, file_id)
+            path = names.segment_path(table, partition, file_id)
             merged = segment.write(db_dir, path, partition, run[-1].seq, rows)
             plan.written.append(merged)
             plan.inputs += run

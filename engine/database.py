@@ -33,7 +33,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine import manifest as manifest_format
-from engine import segment, wal
+from engine import names, segment, wal
 from engine.checkpoint import (
     CheckpointReport,
     CompactionReport,
@@ -54,10 +54,11 @@ from engine.lock import WriterLock
 from engine.manifest import Manifest, SegmentInfo, TableEntry
 from engine.memtable import Memtable
 from engine.merge import upsert_merge
+from engine.names import validate_name
 from engine.recovery import RecoveryReport, ReplayState, WalGap, replay
 from engine.rows import normalize_rows, prefilter
 from engine.schema import TableSchema, split_columns
-from engine.settings import Settings, WalLevel, validate_name
+from engine.settings import Settings, WalLevel
 
 # Checkpoint triggers besides the interval; tests and benchmarks may lower them.
 WAL_MAX_BYTES = 64 * 1024 * 1024
@@ -406,7 +407,7 @@ class Database:
                     for source, info in files:
                         file_id = manifest.next_segment
                         manifest.next_segment += 1
-                        rel = segment.segment_path(table, info.partition, file_id)
+                        rel = names.segment_path(table, info.partition, file_id)
                         IO.copy_file(source, self.dir / rel, "restore.write")
                         copied.append(self.dir / rel)
                         segments.append(replace(info, file=rel, seq=file_id))
@@ -597,7 +598,7 @@ class Database:
     def _remove_orphans(self) -> None:
         """Delete segment files no manifest lists (a crash between a write and its install)."""
         live = self._manifest.segment_files()
-        tables_dir = self.dir / segment.TABLES_DIR
+        tables_dir = self.dir / names.TABLES_DIR
         if not tables_dir.exists():
             return
         orphans = [

@@ -17,7 +17,8 @@ from engine.errors import AlreadyExists, NotFound
 from engine.fileio import IO
 from engine.lock import WriterLock
 from engine.manifest import Manifest
-from engine.settings import Settings, WalLevel, validate_name
+from engine.names import validate_name
+from engine.settings import Settings, WalLevel
 
 DATA_DIR_ENV = "TSADMIN_DATA_DIR"
 DEFAULT_DATA_DIR = "tsdata"

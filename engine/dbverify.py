@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import manifest as manifest_format
-from engine import segment, walcheck
+from engine import names, segment, walcheck
 from engine.errors import Corruption
 from engine.manifest import Manifest, SegmentInfo
 from engine.schema import TS, TableSchema
@@ -135,7 +135,7 @@ def content_problems(
 
 
 def _note_unlisted(db_dir: Path, manifest: Manifest, report: DbVerifyReport) -> None:
-    tables_dir = db_dir / segment.TABLES_DIR
+    tables_dir = db_dir / names.TABLES_DIR
     if not tables_dir.is_dir():
         return
     live = manifest.segment_files()

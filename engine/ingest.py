@@ -29,8 +29,8 @@ from engine import lpfast
 from engine.database import Batch, Database
 from engine.errors import BadInput, InvalidArgument
 from engine.lineprotocol import PRECISION_NS, LineError, Point, UnclosedString, parse
+from engine.names import validate_name
 from engine.schema import FIELD_TYPES, TS
-from engine.settings import validate_name
 
 BLOCK_BYTES = 1 << 20
 Progress = Callable[[int, int], None]  # (bytes read so far, rows committed so far)

@@ -19,8 +19,9 @@ from engine.checkpoint import CheckpointReport, CompactionReport
 from engine.database import Database
 from engine.datadir import existing_database_dir, list_databases
 from engine.errors import NotFound
+from engine.names import validate_name
 from engine.recovery import RecoveryReport
-from engine.settings import SETTABLE_KEYS, canonical_key, validate_name
+from engine.settings import SETTABLE_KEYS, canonical_key
 from engine.timeparse import parse_time
 
 

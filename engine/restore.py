@@ -30,9 +30,9 @@ from engine.datadir import database_dir, swap_in
 from engine.errors import AlreadyExists, InvalidArgument, NotFound
 from engine.fileio import IO
 from engine.manifest import Manifest, SegmentInfo, TableEntry
+from engine.names import segment_path, validate_name
 from engine.schema import TableSchema
-from engine.segment import segment_path
-from engine.settings import validate_name
+from engine.settings import Settings
 
 MODES = ("fail", "replace", "merge")
 
@@ -62,6 +62,7 @@ class RestoreReport:
     bytes: int
     mode: str
     seconds: float
+    notes: list[str]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +98,8 @@ def restore(data_dir: Path, options: RestoreOptions) -> RestoreReport:
                 f"database {target} does not exist to restore tables into",
                 hint="restore the whole archive, or create the database first",
             )
+        current = Database.open(target_dir, target, readonly=True).settings
+        _require_same_layout(own.settings, current, options.archive.name, target)
         with Database.open(target_dir, target, background=False) as db:
             db.restore_tables(
                 {t: (s, [(p, _segment_of(f)) for p, f in fs]) for t, (s, fs) in tables.items()},
@@ -113,7 +116,23 @@ def restore(data_dir: Path, options: RestoreOptions) -> RestoreReport:
         bytes=sum(f.bytes for f in files),
         mode=options.mode,
         seconds=time.perf_counter() - started,
+        notes=list(own.notes),
     )
+
+
+def _require_same_layout(archived: Settings, target: Settings, archive: str, db: str) -> None:
+    """Archive files become segments as they are: their timestamps' precision and their
+    partitions must be the target's, or the target would later fail or misfile them."""
+    for key, ours, theirs in (
+        ("precision", archived.precision, target.precision),
+        ("partition", archived.to_json()["partition"], target.to_json()["partition"]),
+    ):
+        if ours != theirs:
+            raise InvalidArgument(
+                f"archive {archive} has {key} {ours}, database {db} has {theirs}; "
+                "nothing was changed",
+                hint="restore the whole archive into a new database (another --db name)",
+            )
 
 
 def _segment_of(info: ArchiveFile) -> SegmentInfo:

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.errors import InvalidArgument
+from engine.names import validate_name
 from engine.schema import TS, mark_tags, ts_type
-from engine.settings import validate_name
 
 _FIELD_CASTS = {
     "float64": pa.float64(),

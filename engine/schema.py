@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine.errors import InvalidArgument, SchemaConflict
-from engine.settings import validate_name
+from engine.names import validate_name
 
 TS = "ts"
 FIELD_TYPES: dict[str, pa.DataType] = {

@@ -30,14 +30,10 @@ import pyarrow.parquet as pq
 from engine.errors import Corruption
 from engine.fileio import IO
 from engine.manifest import SegmentInfo
+from engine.names import TABLES_DIR
 from engine.schema import TS
 
-TABLES_DIR = "tables"
 COMPRESSION = "zstd"
-
-
-def segment_path(table: str, partition: int, file_id: int) -> str:
-    return f"{TABLES_DIR}/{table}/p{partition}/{file_id:06d}.parquet"
 
 
 def encode(rows: pa.Table) -> bytes:

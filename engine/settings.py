@@ -13,18 +13,6 @@ from typing import Any
 
 from engine.errors import InvalidArgument
 
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-
-
-def validate_name(kind: str, name: str) -> str:
-    """Return ``name`` if it is a legal database/table/column name, else raise."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise InvalidArgument(
-            f"invalid {kind} name {name!r}",
-            hint="names match [A-Za-z_][A-Za-z0-9_]{0,63}",
-        )
-    return name
-
 
 class WalLevel(IntEnum):
     OFF = 0

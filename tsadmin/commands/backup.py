@@ -150,10 +150,9 @@ def restore_command(
     """Restore an archive (following its base chain); verified first, swapped in atomically."""
     st = state(ctx)
     report = restore(st.data_dir, RestoreOptions(archive=archive, db=db, tables=table, mode=mode))
-    if st.format == "table":
-        emit(report.to_json(), "table")
-    else:
-        emit(report.to_json(), st.format)
+    for item in report.notes:
+        note(ctx, f"note: {item}")
+    emit(report.to_json(), st.format)
 
 
 def register(root: typer.Typer) -> None:
