@@ -43,6 +43,9 @@ from engine.names import archive_file_path, validate_name
 from engine.schema import TS, TableSchema, conform
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes expected)
+# An archive file holds at most this many rows (well under what a restore accepts,
+# archive.MAX_FILE_ROWS), so reading one back never needs unbounded memory.
+FILE_ROWS = 4_000_000
 
 
 @dataclass
@@ -243,18 +246,26 @@ class _ArchiveWriter:
             rel, partition, info_rows, len(data), hashlib.sha256(data).hexdigest(), min_ts, max_ts
         )
 
-    def put_rows(self, table: str, partition: int, rows: pa.Table) -> ArchiveFile:
-        self.written += 1
-        ts = rows.column(TS).cast(pa.int64())
-        return self.put(
-            table,
-            partition,
-            segment.encode(rows),
-            rows,
-            rows.num_rows,
-            int(pc.min(ts).as_py()),
-            int(pc.max(ts).as_py()),
-        )
+    def put_rows(self, table: str, partition: int, rows: pa.Table) -> list[ArchiveFile]:
+        """Encode ``rows`` as one file, or several of at most FILE_ROWS rows each (rows are
+        unique by key, so the pieces of one partition never overlap)."""
+        files = []
+        for start in range(0, rows.num_rows, FILE_ROWS):
+            piece = rows.slice(start, FILE_ROWS)
+            self.written += 1
+            ts = piece.column(TS).cast(pa.int64())
+            files.append(
+                self.put(
+                    table,
+                    partition,
+                    segment.encode(piece),
+                    piece,
+                    piece.num_rows,
+                    int(pc.min(ts).as_py()),
+                    int(pc.max(ts).as_py()),
+                )
+            )
+        return files
 
 
 def _full_table(
@@ -308,7 +319,7 @@ def _full_table(
             batches.append(pending[partition])
         merged = upsert_merge(batches, schema, precision)
         if merged.num_rows:
-            result.files.append(writer.put_rows(table, partition, merged))
+            result.files += writer.put_rows(table, partition, merged)
     return result
 
 
@@ -469,7 +480,7 @@ def _incremental(
         for partition, rows in (
             segment.split_by_partition(delta, width).items() if delta.num_rows else []
         ):
-            result.files.append(writer.put_rows(table, partition, rows))
+            result.files += writer.put_rows(table, partition, rows)
         manifest.tables[table] = result
 
 
