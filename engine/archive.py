@@ -73,9 +73,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.errors import EngineError, InvalidArgument, VerificationFailed
+from engine.merge import is_sorted
 from engine.names import check_archive_file_path, is_valid, validate_name
 from engine.schema import TS, TableSchema
-from engine.settings import Settings, WalLevel
+from engine.settings import LIMITS, Settings, WalLevel
 
 MANIFEST = "manifest.json"
 FORMAT = "tsadmin-archive"
@@ -127,6 +128,10 @@ class _Settings(msgspec.Struct, forbid_unknown_fields=True):
     wal_fsync_period: Annotated[int, msgspec.Meta(ge=0, le=180_000)]
     checkpoint_interval: Annotated[str, msgspec.Meta(max_length=32)]
     partition: Annotated[str, msgspec.Meta(max_length=32)]
+    # added in 0.2: archives written before have none and get the defaults
+    max_line_bytes: int = LIMITS["max_line_bytes"][0]
+    max_tags_per_series: int = LIMITS["max_tags_per_series"][0]
+    max_fields_per_table: int = LIMITS["max_fields_per_table"][0]
 
 
 class _Base(msgspec.Struct, forbid_unknown_fields=True):
@@ -332,6 +337,9 @@ def _settings(raw: _Settings, notes: list[str]) -> Settings:
             wal_fsync_period=raw.wal_fsync_period,
             checkpoint_interval=raw.checkpoint_interval,
             partition=raw.partition,
+            max_line_bytes=raw.max_line_bytes,
+            max_tags_per_series=raw.max_tags_per_series,
+            max_fields_per_table=raw.max_fields_per_table,
         )
     except InvalidArgument as exc:
         raise ValueError(f"$.settings: {exc.message}") from exc
@@ -419,24 +427,31 @@ def check_contents(archive: Path, manifest: ArchiveManifest) -> list[str]:
             if sha256_file(path) != info.sha256:
                 problems.append(f"{info.path}: SHA-256 does not match the manifest")
                 continue
-            problem = _content_problem(path, info, expected)
+            problem = _content_problem(path, info, expected, table.schema.tags)
             if problem:
                 problems.append(f"{info.path}: {problem}")
     return problems
 
 
-def _content_problem(path: Path, info: ArchiveFile, expected: pa.Schema) -> str | None:
+def _content_problem(
+    path: Path, info: ArchiveFile, expected: pa.Schema, tags: list[str]
+) -> str | None:
     try:
         reader = pq.ParquetFile(path, page_checksum_verification=True)
         if reader.metadata.num_rows != info.rows:
             return f"{reader.metadata.num_rows} rows, the manifest says {info.rows}"
         if not reader.schema_arrow.remove_metadata().equals(expected):
             return "columns differ from the table's schema"
-        rows, low, high = 0, None, None
+        rows, low, high, last = 0, None, None, None
         for batch in reader.iter_batches(batch_size=CHECK_BATCH_ROWS):
             rows += batch.num_rows
             if rows > info.rows:
                 return f"decodes to more than the {info.rows} rows it declares"
+            keys = pa.Table.from_batches([batch]).select([*tags, TS])
+            joined = keys if last is None else pa.concat_tables([last, keys])
+            if not is_sorted(joined, tags):
+                return "rows are not sorted by series and time"
+            last = keys.slice(keys.num_rows - 1) if keys.num_rows else last
             ts = batch.column(TS).cast(pa.int64())
             if ts.null_count:
                 return "rows without a timestamp"

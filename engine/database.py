@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -708,7 +709,11 @@ def scan_view(
                 start is not None and info.max_ts < start
             ):
                 continue
-            batches.append(prefilter(segment.read(db_dir, info), start, end, where))
+            if limit is None:
+                batches.append(prefilter(segment.read(db_dir, info), start, end, where))
+            else:  # only as many rows of each segment as the merged result can need
+                keep = partial(prefilter, start=start, end=end, where=where)
+                batches.append(segment.read_head(db_dir, info, limit, keep))
     for memtable in view.memtables:
         batches += [prefilter(b, start, end, where) for b in memtable.batches.get(table, [])]
     merged = upsert_merge(batches, schema, view.settings.precision)

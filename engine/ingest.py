@@ -193,6 +193,10 @@ class _LineProtocol:
         except UnicodeDecodeError as exc:
             bad_line = first_line + block.count(b"\n", 0, exc.start)
             raise BadInput(f"line {bad_line}: input is not valid UTF-8", line=bad_line) from exc
+        originals, too_long = lines, self._too_long(lines, first_line)
+        if too_long:
+            limit = self.kinds.db.settings.max_line_bytes
+            lines = pc.if_else(pc.greater(pc.binary_length(lines), limit), "", lines)
         plain = lpfast.plain_mask(lines)
         ends_input = not block.endswith(b"\n")
         now = time.time_ns()
@@ -209,8 +213,9 @@ class _LineProtocol:
                 default_time=now,
                 ends_input=ends_input and end == len(lines),
             )
-            self._refuse(parsed.errors, lines, first_line)
-            self._add(parsed)
+            refused = parsed.errors + [e for i, e in too_long.items() if start <= i < end]
+            self._refuse(sorted(refused, key=lambda e: e.line), originals, first_line)
+            self._add(parsed, originals, first_line)
             if parsed.open_string_at is not None:
                 at = start + parsed.open_string_at
                 rest = "\n".join(lines.slice(at).to_pylist()) + ("" if ends_input else "\n")
@@ -231,26 +236,44 @@ class _LineProtocol:
             self._text(text, self.carry_line, final=True)
         self.flush()
 
+    def _too_long(self, lines: pa.StringArray, first_line: int) -> dict[int, LineError]:
+        """Lines over the database's max_line_bytes, by index, each with its refusal."""
+        limit = self.kinds.db.settings.max_line_bytes
+        lengths = pc.binary_length(lines)
+        if not len(lines) or pc.max(lengths).as_py() <= limit:
+            return {}
+        over = pc.indices_nonzero(pc.greater(lengths, limit)).to_pylist()
+        return {
+            i: LineError(
+                f"line of {lengths[i].as_py():,} bytes, more than max_line_bytes ({limit:,})",
+                first_line + i,
+                0,
+            )
+            for i in over
+        }
+
     def _refuse(self, errors: list[LineError], lines: pa.StringArray, first_line: int) -> None:
         for err in errors:
             self._reject(err, lines[err.line - first_line].as_py())
 
     def _reject(self, err: LineError, line: str) -> None:
+        reason = clip(err.reason, 300)  # a 10 MB value is never echoed whole
         if self.options.on_error == "abort":
             raise BadInput(
-                f"{self.source}:{err.line}:{err.column}: {err.reason}",
+                f"{self.source}:{err.line}:{err.column}: {reason}",
                 hint="fix the line, or re-run with --on-error skip --rejects FILE; "
                 "re-running is safe (writes are upserts)",
                 source=self.source,
                 line=err.line,
                 column=err.column,
             )
-        self.rejects.write(line, f"{self.source}:{err.line}:{err.column}: {err.reason}")
+        self.rejects.write(line, f"{self.source}:{err.line}:{err.column}: {reason}")
         self.report.rejected += 1
 
-    def _add(self, parsed: lpfast.Parsed) -> None:
+    def _add(self, parsed: lpfast.Parsed, lines: pa.StringArray, first_line: int) -> None:
         """The slice's rows to the committer, per table in line order (the last write of a
-        key wins), after checking their field kinds in line order."""
+        key wins), after checking their field kinds and limits in line order; a refused
+        line is rejected (or stops the ingest) on its own."""
         items: list[tuple[int, lpfast.Part | Point]] = [
             (part.rows[lpfast.LINE][0].as_py(), part) for part in parsed.parts
         ]
@@ -259,11 +282,18 @@ class _LineProtocol:
         points = _PointColumns(self.kinds, self.divisor, with_lines=True)
         pieces: dict[str, list[pa.Table]] = {}
         tags: dict[str, dict[str, None]] = {}
-        for line, item in items:
+        for _line, item in items:
             if isinstance(item, Point):
-                points.add(item)
+                try:
+                    points.add(item)
+                except LineError as err:
+                    self._reject(err, lines[err.line - first_line].as_py())
                 continue
-            self.kinds.check(item.table, item.kinds, line)
+            problem = self.kinds.problem(item.table, len(item.tags), item.kinds)
+            if problem is not None:
+                for number in item.rows[lpfast.LINE].to_pylist():
+                    self._reject(LineError(problem, number, 0), lines[number - first_line].as_py())
+                continue
             pieces.setdefault(item.table, []).append(item.rows)
             tags.setdefault(item.table, {}).update(dict.fromkeys(item.tags))
         for batch in points.take():
@@ -307,6 +337,13 @@ class _LineProtocol:
         end = len(text) if end < 0 else end + 1
         self._reject(err, text[start:end].rstrip("\n"))
         return end, err.line + 1
+
+
+def clip(text: str, limit: int = 120) -> str:
+    """``text``, or its start and end around the length when it is longer than ``limit``."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit * 2 // 3]}…({len(text):,} characters)…{text[-(limit // 4) :]}"
 
 
 def _in_line_order(parts: list[pa.Table]) -> pa.Table:
@@ -394,25 +431,40 @@ def _line_start(text: str, offset: int, lines_down: int) -> int:
 
 
 class _FieldKinds:
-    """The kind of every field per table: the stored schema's, then the first seen here."""
+    """The kind of every field per table: the stored schema's, then the first seen here;
+    and the limits on a line's tags and a table's fields."""
 
     def __init__(self, db: Database, source: str) -> None:
         self.db = db
         self.source = source
+        self.max_tags = db.settings.max_tags_per_series
+        self.max_fields = db.settings.max_fields_per_table
         self._tables: dict[str, dict[str, str]] = {}
 
-    def check(self, table: str, kinds: dict[str, str], line: int) -> None:
+    def problem(self, table: str, tags: int, kinds: dict[str, str]) -> str | None:
+        """Why a line of ``table`` with ``tags`` tag keys and fields ``kinds`` is refused
+        (``None``: it is not); the kinds of an accepted line are recorded."""
+        if tags > self.max_tags:
+            return (
+                f"{tags} tag keys, more than max_tags_per_series ({self.max_tags}) of "
+                f"database {self.db.name}"
+            )
         known = self._known(table)
         for key, kind in kinds.items():
-            stored = known.setdefault(key, kind)
+            stored = known.get(key, kind)
             if stored != kind:
-                raise BadInput(
-                    f"{self.source}:{line}: field {key!r} of table {table} "
-                    f"is {stored}, this line writes {kind}",
-                    hint=f"write {key!r} as {stored} (e.g. 1i for int64, 1.0 for float64)",
-                    source=self.source,
-                    line=line,
+                return (
+                    f"field {clip(key)!r} of table {clip(table)} is {stored}, "
+                    f"this line writes {kind}"
                 )
+        new = sum(1 for key in kinds if key not in known)
+        if new and len(known) + new > self.max_fields:
+            return (
+                f"table {clip(table)} would have {len(known) + new} fields, more than "
+                f"max_fields_per_table ({self.max_fields}) of database {self.db.name}"
+            )
+        known.update(kinds)
+        return None
 
     def __getitem__(self, table: str) -> dict[str, str]:
         return self._known(table)
@@ -437,7 +489,10 @@ class _PointColumns:
         self._tables: dict[str, dict[str, Any]] = {}
 
     def add(self, point: Point) -> None:
-        self.kinds.check(point.measurement, point.kinds, point.line)
+        """Gather ``point``; raises :class:`LineError` if its line is refused."""
+        problem = self.kinds.problem(point.measurement, len(point.tags), point.kinds)
+        if problem is not None:
+            raise LineError(problem, point.line, 0)
         table = self._tables.setdefault(
             point.measurement, {"n": 0, TS: [], "lines": [], "tags": {}, "fields": {}}
         )

@@ -44,6 +44,15 @@ def sort_rows(table: pa.Table, schema: TableSchema) -> pa.Table:
     return table.take(pc.sort_indices(keys, sort_keys=_ascending(keys)))
 
 
+def is_sorted(rows: pa.Table, tags: list[str]) -> bool:
+    """Whether ``rows`` are in segment order: by ``tags`` (nulls first) then ``ts``."""
+    if rows.num_rows < 2:
+        return True
+    keys = [(tag, "ascending", "at_start") for tag in tags] + [(TS, "ascending", "at_start")]
+    order = pc.sort_indices(rows, sort_keys=keys)
+    return bool(pc.all(pc.equal(order, pa.array(range(rows.num_rows), pa.uint64()))).as_py())
+
+
 def _sort_keys(table: pa.Table, schema: TableSchema) -> pa.Table:
     """Integer columns that sort like the tags, then ``ts``: each tag value replaced by its
     rank among the column's distinct values (1 up; a null is 0, so it sorts first). Sorting

@@ -24,9 +24,10 @@ def normalize_rows(
     """Check names and cast columns: ``ts`` to a UTC timestamp, tags to strings, fields
     to float64/int64/uint64/bool/string. Columns that are entirely null are dropped."""
     validate_name("table", table)
-    if TS not in rows.column_names:
+    present = set(rows.column_names)  # sets: a line may carry thousands of keys
+    if TS not in present:
         raise InvalidArgument(f"rows for table {table} have no {TS!r} column")
-    missing = [t for t in tags if t not in rows.column_names]
+    missing = [t for t in tags if t not in present]
     if missing:
         raise InvalidArgument(f"rows for table {table} lack tag column(s) {', '.join(missing)}")
     columns, names = [_timestamps(table, rows.column(TS), precision)], [TS]
@@ -36,15 +37,17 @@ def normalize_rows(
             continue
         columns.append(values if values.type == pa.string() else values.cast(pa.string()))
         names.append(tag)
+    tag_set = set(tags)
     for name in rows.column_names:
-        if name == TS or name in tags:
+        if name == TS or name in tag_set:
             continue
         values = rows.column(name)
         if pa.types.is_null(values.type) or values.null_count == len(values):
             continue
         columns.append(_field(table, name, values))
         names.append(name)
-    kept_tags = [t for t in tags if t in names]
+    kept = set(names)
+    kept_tags = [t for t in tags if t in kept]
     return table, mark_tags(pa.Table.from_arrays(columns, names=names), kept_tags), kept_tags
 
 

@@ -73,14 +73,16 @@ class TableSchema:
         a name is used both as a tag and as a field.
         """
         grown = self.copy()
+        known_tags = set(self.tags)  # sets: a line may carry thousands of keys
         for tag in tags:
             if tag in self.fields:
                 raise SchemaConflict(f"table {table}: {tag!r} is a field, not a tag")
-            if tag not in grown.tags:
+            if tag not in known_tags:
                 _check_column_name("tag", tag)
                 grown.tags.append(tag)
+                known_tags.add(tag)
         for name, kind in fields.items():
-            if name in self.tags:
+            if name in known_tags:
                 raise SchemaConflict(f"table {table}: {name!r} is a tag, not a field")
             stored = grown.fields.get(name)
             if stored is None:
@@ -123,10 +125,11 @@ def mark_tags(rows: pa.Table, tags: list[str]) -> pa.Table:
 def conform(rows: pa.Table, schema: TableSchema, precision: str) -> pa.Table:
     """Cast/extend a batch to the table's full schema (missing columns become null)."""
     target = schema.arrow_schema(precision)
+    present = {name: i for i, name in enumerate(rows.column_names)}
     columns = []
     for column in target:
-        if column.name in rows.column_names:
-            values = rows.column(column.name)
+        if column.name in present:
+            values = rows.column(present[column.name])
             if pa.types.is_dictionary(values.type):
                 values = values.cast(pa.string())
             columns.append(values if values.type == column.type else values.cast(column.type))

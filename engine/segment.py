@@ -21,6 +21,7 @@ check. Segments listed by a manifest written before digests existed (no
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -71,6 +72,31 @@ def read(db_dir: Path, info: SegmentInfo) -> pa.Table:
     """The segment's rows, after checking its size, digest and page CRCs."""
     path = db_dir / info.file
     return decode(path.read_bytes(), info, path)
+
+
+def read_head(
+    db_dir: Path, info: SegmentInfo, rows: int, keep: Callable[[pa.Table], pa.Table]
+) -> pa.Table:
+    """At least the first ``rows`` rows that ``keep`` keeps (all of them, if fewer), reading
+    row groups in order and stopping there. A segment is sorted by its key, so the first
+    N keys of any ordered merge of segments are among the first N rows of each."""
+    path = db_dir / info.file
+    data = path.read_bytes()
+    check_bytes(data, info, path)
+    try:
+        reader = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
+        if reader.metadata.num_rows != info.rows:
+            raise damaged(path, f"{reader.metadata.num_rows} rows, the manifest says {info.rows}")
+        pieces, found = [], 0
+        for group in range(reader.num_row_groups):
+            piece = keep(reader.read_row_group(group))
+            pieces.append(piece)
+            found += piece.num_rows
+            if found >= rows:
+                break
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise damaged(path, f"it does not decode ({exc})") from exc
+    return pa.concat_tables(pieces) if pieces else reader.schema_arrow.empty_table()
 
 
 def check_bytes(data: bytes, info: SegmentInfo, path: Path) -> None:

@@ -52,8 +52,25 @@ KEY_ALIASES = {
     "ts.wal.flush_interval": "wal_fsync_period",
     "checkpoint_interval": "checkpoint_interval",
     "ts.wal.checkpoint_interval": "checkpoint_interval",
+    "max_line_bytes": "max_line_bytes",
+    "max_tags_per_series": "max_tags_per_series",
+    "max_fields_per_table": "max_fields_per_table",
 }
-SETTABLE_KEYS = ("wal_level", "wal_fsync_period", "checkpoint_interval")
+SETTABLE_KEYS = (
+    "wal_level",
+    "wal_fsync_period",
+    "checkpoint_interval",
+    "max_line_bytes",
+    "max_tags_per_series",
+    "max_fields_per_table",
+)
+# Limits on one input line and on a table's width: a line over them is refused on its
+# own (a rejected line), so one hostile or runaway line costs bounded time and memory.
+LIMITS = {
+    "max_line_bytes": (1 << 20, 256, 1 << 30),  # default, lowest, highest
+    "max_tags_per_series": (1_024, 1, 1_000_000),
+    "max_fields_per_table": (10_000, 1, 1_000_000),
+}
 
 
 def parse_duration_ns(text: str | int, default_unit: str = "s", what: str = "duration") -> int:
@@ -104,6 +121,9 @@ class Settings:
     wal_fsync_period_ms: int = 1000
     checkpoint_interval_ns: int = 60 * 1_000_000_000
     partition_ns: int = 86400 * 1_000_000_000
+    max_line_bytes: int = LIMITS["max_line_bytes"][0]
+    max_tags_per_series: int = LIMITS["max_tags_per_series"][0]
+    max_fields_per_table: int = LIMITS["max_fields_per_table"][0]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +132,9 @@ class Settings:
             "wal_fsync_period": self.wal_fsync_period_ms,
             "checkpoint_interval": format_duration_ns(self.checkpoint_interval_ns),
             "partition": format_duration_ns(self.partition_ns),
+            "max_line_bytes": self.max_line_bytes,
+            "max_tags_per_series": self.max_tags_per_series,
+            "max_fields_per_table": self.max_fields_per_table,
         }
 
     @classmethod
@@ -122,6 +145,7 @@ class Settings:
             wal_fsync_period=data.get("wal_fsync_period", 1000),
             checkpoint_interval=data.get("checkpoint_interval", "1m"),
             partition=data.get("partition", "1d"),
+            **{key: data.get(key, default) for key, (default, _, _) in LIMITS.items()},
         )
 
     @classmethod
@@ -133,6 +157,9 @@ class Settings:
         wal_fsync_period: str | int = 1000,
         checkpoint_interval: str | int = "1m",
         partition: str | int = "1d",
+        max_line_bytes: str | int = LIMITS["max_line_bytes"][0],
+        max_tags_per_series: str | int = LIMITS["max_tags_per_series"][0],
+        max_fields_per_table: str | int = LIMITS["max_fields_per_table"][0],
     ) -> Settings:
         """Validate user-facing values and build settings."""
         return cls(
@@ -141,6 +168,9 @@ class Settings:
             wal_fsync_period_ms=_parse_fsync_period(wal_fsync_period),
             checkpoint_interval_ns=_parse_checkpoint_interval(checkpoint_interval),
             partition_ns=_parse_partition(partition),
+            max_line_bytes=_parse_limit("max_line_bytes", max_line_bytes),
+            max_tags_per_series=_parse_limit("max_tags_per_series", max_tags_per_series),
+            max_fields_per_table=_parse_limit("max_fields_per_table", max_fields_per_table),
         )
 
     def with_value(self, key: str, value: str) -> Settings:
@@ -150,6 +180,12 @@ class Settings:
             return replace(self, wal_level=parse_wal_level(value))
         if canonical == "wal_fsync_period":
             return replace(self, wal_fsync_period_ms=_parse_fsync_period(value))
+        if canonical == "max_line_bytes":
+            return replace(self, max_line_bytes=_parse_limit(canonical, value))
+        if canonical == "max_tags_per_series":
+            return replace(self, max_tags_per_series=_parse_limit(canonical, value))
+        if canonical == "max_fields_per_table":
+            return replace(self, max_fields_per_table=_parse_limit(canonical, value))
         return replace(self, checkpoint_interval_ns=_parse_checkpoint_interval(value))
 
     def as_dict(self) -> dict[str, Any]:
@@ -166,7 +202,7 @@ def canonical_key(key: str) -> str:
     if canonical is None:
         raise InvalidArgument(
             f"unknown setting {key!r}",
-            hint="settable keys: wal_level, wal_fsync_period, checkpoint_interval "
+            hint=f"settable keys: {', '.join(SETTABLE_KEYS)} "
             "(or ts.wal.wal_level, ts.wal.checkpoint_interval)",
         )
     return canonical
@@ -191,3 +227,11 @@ def _parse_partition(value: str | int) -> int:
     if ns < 60 * 1_000_000_000:
         raise InvalidArgument(f"partition {value!r} is too narrow", hint="use at least 1m")
     return ns
+
+
+def _parse_limit(key: str, value: str | int) -> int:
+    _, low, high = LIMITS[key]
+    text = str(value).strip().replace("_", "")
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise InvalidArgument(f"{key} {value!r} out of range", hint=f"use {low} to {high}")
+    return int(text)

@@ -52,6 +52,9 @@ def test_db_lifecycle(cli) -> None:  # type: ignore[no-untyped-def]
         "wal_fsync_period": 250,
         "checkpoint_interval": "30s",
         "partition": "1w",
+        "max_line_bytes": 1048576,
+        "max_tags_per_series": 1024,
+        "max_fields_per_table": 10000,
     }
     assert cli("db", "create", "m").code == 1
     listed = cli("--format", "json", "db", "list").json()
@@ -66,11 +69,20 @@ def test_db_lifecycle(cli) -> None:  # type: ignore[no-untyped-def]
     assert missing.code == 1 and missing.err.startswith("Error: database m does not exist")
 
 
-@pytest.mark.parametrize("name", ["1abc", "a-b", "x" * 65, "../etc", ""])
+@pytest.mark.parametrize(
+    "name", ["x" * 65, "../etc", "", ".hidden", "a b", "a/b", "abc\n", "..", "Zürich"]
+)
 def test_bad_names_are_refused(cli, name: str) -> None:  # type: ignore[no-untyped-def]
     result = cli("db", "create", name)
     assert result.code == 2, result
     assert "invalid database name" in result.err and "Traceback" not in result.err
+    assert cli("--format", "json", "db", "list").json() == []
+
+
+@pytest.mark.parametrize("name", ["1abc", "a-b", "web.prod", "x" * 64, "_1"])
+def test_path_safe_names_with_dots_and_dashes_are_databases(cli, name: str) -> None:  # type: ignore[no-untyped-def]
+    assert cli("db", "create", name).code == 0
+    assert [d["name"] for d in cli("--format", "json", "db", "list").json()] == [name]
 
 
 def test_select_with_range_filter_limit_and_formats(loaded) -> None:  # type: ignore[no-untyped-def]

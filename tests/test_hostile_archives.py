@@ -336,3 +336,18 @@ def test_the_sound_archive_restores(attack: Attack) -> None:
     assert run_cli(attack.data, "restore", str(attack.archive), "--db", "fresh").code == 0
     rows = run_cli(attack.data, "--format", "json", "select", "fresh", "cpu").json()
     assert len(rows) == len(LINES)
+
+
+def test_rows_out_of_order(attack: Attack) -> None:
+    """Files must be sorted by series and time (reads stop early relying on it)."""
+    item = attack.first_file(attack.manifest)
+    path = attack.archive / item["path"]
+    rows = pq.read_table(path)
+    pq.write_table(rows.take(list(reversed(range(rows.num_rows)))), path, compression="zstd")
+    data = path.read_bytes()
+    attack.edit(
+        lambda b: attack.first_file(b).update(
+            bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
+        )
+    )
+    attack.refused("not sorted")

@@ -38,7 +38,12 @@ def set_(
     ctx: typer.Context,
     db: Db,
     key: Annotated[
-        str, typer.Argument(help="wal_level, wal_fsync_period, checkpoint_interval.", metavar="KEY")
+        str,
+        typer.Argument(
+            help="wal_level, wal_fsync_period, checkpoint_interval, max_line_bytes, "
+            "max_tags_per_series, max_fields_per_table.",
+            metavar="KEY",
+        ),
     ],
     value: Annotated[str, typer.Argument(help="e.g. sync, 2, 500ms, 30s, 5m.", metavar="VALUE")],
 ) -> None:
