@@ -10,6 +10,7 @@ from engine.datadir import (
     existing_database_dir,
     list_databases,
     resolve_data_dir,
+    writable_database_dir,
 )
 from engine.errors import (
     AlreadyExists,
@@ -60,4 +61,5 @@ __all__ = [
     "resolve_data_dir",
     "walcheck",
     "walrepair",
+    "writable_database_dir",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -38,6 +38,7 @@ from engine.database import Database, View, scan_view
 from engine.datadir import existing_database_dir
 from engine.errors import AlreadyExists, InvalidArgument, NotFound, VerificationFailed
 from engine.fileio import IO
+from engine.lock import process_alive
 from engine.merge import sort_rows, upsert_merge
 from engine.names import archive_file_path, validate_name
 from engine.schema import TS, TableSchema, conform
@@ -115,7 +116,13 @@ def create_backup(
 ) -> BackupReport:
     started = time.perf_counter()
     db_dir = existing_database_dir(data_dir, database)
-    options.to.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if options.to.exists() and not options.to.is_dir():
+        raise InvalidArgument(
+            f"backup location {options.to} is a file, not a directory",
+            hint="name a directory (it is created if missing)",
+        )
+    IO.mkdirs(options.to)
+    clear_dead_staging(options.to)
     base_dir = _find_base(options, database) if options.incremental else None
     with _snapshot(db_dir, database) as (view, handles):
         tables = _chosen_tables(view, options.tables)
@@ -130,8 +137,8 @@ def create_backup(
                 f"archive {options.to / name} already exists", hint="choose another --name"
             )
         staging = options.to / f".{name}.tmp-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(mode=0o700)
+        IO.remove_tree(staging)
+        IO.mkdirs(staging)
         try:
             writer = _ArchiveWriter(staging, progress, _expected_bytes(view, tables))
             manifest = ArchiveManifest(
@@ -151,10 +158,9 @@ def create_backup(
             # verified from disk before it is visible under its final name
             archive.require_sound(staging, archive.load(staging))
             IO.crash_point("backup.before_rename")
-            os.rename(staging, options.to / name)
-            IO.fsync_dir(options.to)
+            IO.rename_new(staging, options.to / name)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            IO.remove_tree(staging)
             raise
     return BackupReport(
         archive=str(options.to / name),
@@ -169,6 +175,29 @@ def create_backup(
         base=base_dir.name if base_dir else None,
         seconds=time.perf_counter() - started,
     )
+
+
+_STAGING_RE = re.compile(r"\.(.+)\.tmp-([0-9]+)")
+
+
+def dead_staging(directory: Path) -> list[Path]:
+    """Archives being written by processes that died (``.NAME.tmp-PID``): never archives."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for entry in sorted(directory.iterdir()):
+        match = _STAGING_RE.fullmatch(entry.name)
+        if match and not process_alive(int(match.group(2))):
+            found.append(entry)
+    return found
+
+
+def clear_dead_staging(directory: Path) -> list[str]:
+    removed = []
+    for entry in dead_staging(directory):
+        IO.remove_tree(entry)
+        removed.append(entry.name)
+    return removed
 
 
 def _tool_version() -> str:
@@ -603,6 +632,7 @@ class PruneReport:
     kept: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     kept_as_base: list[str] = field(default_factory=list)
+    leftovers_removed: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -646,10 +676,12 @@ def prune(
     keep |= needed
     report.kept = sorted(keep)
     report.deleted = sorted(a["name"] for a in archives if a["name"] not in keep)
-    if not dry_run:
-        for name in report.deleted:
-            shutil.rmtree(directory / name)
-        IO.fsync_dir(directory)
+    if dry_run:
+        report.leftovers_removed = [p.name for p in dead_staging(directory)]
+        return report
+    report.leftovers_removed = clear_dead_staging(directory)
+    for name in report.deleted:
+        IO.remove_tree(directory / name)
     return report
 
 

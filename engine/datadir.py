@@ -8,14 +8,13 @@ first, so a crash mid-drop never leaves a half database under its real name.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from engine import manifest as manifest_format
 from engine import wal
-from engine.errors import AlreadyExists, NotFound
+from engine.errors import AlreadyExists, NotFound, StorageError
 from engine.fileio import IO
-from engine.lock import WriterLock
+from engine.lock import WriterLock, process_alive
 from engine.manifest import Manifest
 from engine.names import validate_name
 from engine.settings import Settings, WalLevel
@@ -35,14 +34,26 @@ def database_dir(data_dir: Path, name: str) -> Path:
 
 
 def existing_database_dir(data_dir: Path, name: str) -> Path:
+    """The directory of database ``name``, for reading: nothing is changed on disk. While
+    a replace that died between its renames has left the old database aside (the next
+    writer puts it back), readers read it there."""
     path = database_dir(data_dir, name)
-    finish_interrupted_swaps(data_dir, name)
     if not (path / manifest_format.FILENAME).exists():
+        aside = _dead_leftovers(data_dir, name, kinds=("replaced",))
+        if aside and (aside[0][0] / manifest_format.FILENAME).exists():
+            return aside[0][0]
         raise NotFound(
             f"database {name} does not exist in {data_dir}",
             hint="list databases with 'tsadmin db list'",
         )
     return path
+
+
+def writable_database_dir(data_dir: Path, name: str) -> Path:
+    """The directory of database ``name``, for a writer: first undoes what interrupted
+    restores, creations and drops left behind (of any database, their processes dead)."""
+    clear_leftovers(data_dir)
+    return existing_database_dir(data_dir, name)
 
 
 def create_database(data_dir: Path, name: str, settings: Settings) -> Path:
@@ -58,8 +69,9 @@ def create_database(data_dir: Path, name: str, settings: Settings) -> Path:
     if target.exists():
         raise AlreadyExists(f"database {name} already exists in {data_dir}")
     IO.mkdirs(data_dir)
+    clear_leftovers(data_dir)
     staging = data_dir / f"{_HIDDEN_PREFIX}{name}.creating.{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+    IO.remove_tree(staging)
     IO.mkdirs(staging / wal.WAL_DIR)
     manifest_format.install(staging, Manifest(database=name, settings=settings))
     writer = wal.WalWriter(staging / wal.WAL_DIR / wal.CURRENT, name, 1, create=True)
@@ -68,35 +80,36 @@ def create_database(data_dir: Path, name: str, settings: Settings) -> Path:
     writer.fsync()
     writer.close()
     try:
-        os.rename(staging, target)  # fails if the name appeared meanwhile: never merged
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        IO.rename_new(staging, target)  # fails if the name appeared meanwhile: never merged
+    except StorageError as exc:
+        IO.remove_tree(staging)
         raise AlreadyExists(f"database {name} already exists in {data_dir}") from exc
-    IO.fsync_dir(data_dir)
     return target
 
 
 def list_databases(data_dir: Path) -> list[str]:
     if not data_dir.is_dir():
         return []
-    return sorted(
+    names = {
         entry.name
         for entry in data_dir.iterdir()
         if not entry.name.startswith(_HIDDEN_PREFIX) and (entry / manifest_format.FILENAME).exists()
-    )
+    }
+    names |= {database for _, database, _ in _dead_leftovers(data_dir, kinds=("replaced",))}
+    return sorted(names)
 
 
 def drop_database(data_dir: Path, name: str) -> None:
     """Delete a database; refused while a writer holds it."""
-    path = existing_database_dir(data_dir, name)
+    path = writable_database_dir(data_dir, name)
     lock = WriterLock(path, name)
     try:
         doomed = data_dir / f"{_HIDDEN_PREFIX}{name}.dropping.{os.getpid()}"
-        os.rename(path, doomed)
-        IO.fsync_dir(data_dir)
+        IO.rename(path, doomed)
     finally:
         lock.release()
-    shutil.rmtree(doomed)
+    IO.crash_point("drop.after_rename")
+    IO.remove_tree(doomed)  # a kill here leaves it to the next writer's clear_leftovers
 
 
 def swap_in(data_dir: Path, name: str, staging: Path) -> None:
@@ -104,51 +117,50 @@ def swap_in(data_dir: Path, name: str, staging: Path) -> None:
 
     Refused while a writer holds the old database. A crash between moving the
     old one aside and moving the new one in is undone by
-    :func:`finish_interrupted_swaps` at the next command.
+    :func:`clear_leftovers` at the next write command.
     """
     target = database_dir(data_dir, name)
     if not target.exists():
-        os.rename(staging, target)
-        IO.fsync_dir(data_dir)
+        IO.rename(staging, target)
         return
     lock = WriterLock(target, name)
     aside = data_dir / f"{_HIDDEN_PREFIX}{name}.replaced.{os.getpid()}"
     try:
-        os.rename(target, aside)
-        IO.fsync_dir(data_dir)
+        IO.rename(target, aside)
         IO.crash_point("restore.between_renames")
-        os.rename(staging, target)
-        IO.fsync_dir(data_dir)
+        IO.rename(staging, target)
     finally:
         lock.release()
-    shutil.rmtree(aside)
+    IO.remove_tree(aside)
 
 
-def finish_interrupted_swaps(data_dir: Path, name: str) -> None:
-    """Undo a replace that died between its two renames; clear dead restores' leftovers."""
+_LEFTOVER_KINDS = ("replaced", "restoring", "creating", "dropping")
+
+
+def _dead_leftovers(
+    data_dir: Path, name: str = "*", kinds: tuple[str, ...] = _LEFTOVER_KINDS
+) -> list[tuple[Path, str, str]]:
+    """``(path, database, kind)`` of hidden ``.NAME.KIND.PID`` entries whose process died."""
     if not data_dir.is_dir():
-        return
-    target = data_dir / name
+        return []
+    found = []
     for leftover in sorted(data_dir.glob(f"{_HIDDEN_PREFIX}{name}.*.*")):
-        kind, _, pid = leftover.name[len(name) + 2 :].partition(".")
-        if (
-            kind not in ("replaced", "restoring", "creating")
-            or not pid.isdigit()
-            or _alive(int(pid))
-        ):
-            continue
+        stem, _, pid = leftover.name[1:].rpartition(".")
+        database, _, kind = stem.rpartition(".")
+        if kind in kinds and pid.isdigit() and not process_alive(int(pid)) and database:
+            found.append((leftover, database, kind))
+    return found
+
+
+def clear_leftovers(data_dir: Path) -> None:
+    """Undo a replace that died between its two renames (the old database comes back as
+    it was); delete what dead creations, restores and drops left behind."""
+    for leftover, database, kind in _dead_leftovers(data_dir):
+        target = data_dir / database
         if kind == "replaced" and not target.exists():
-            os.rename(leftover, target)  # the old database comes back as it was
-            IO.fsync_dir(data_dir)
+            try:
+                IO.rename(leftover, target)
+            except StorageError:
+                continue  # another writer put it back first
         else:
-            shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+            IO.remove_tree(leftover)

@@ -11,6 +11,10 @@ from __future__ import annotations
 class EngineError(Exception):
     """Base of every deliberate engine error."""
 
+    # Set by a command that writes when it stops on this error: how many rows it had
+    # committed durably before (None: it committed nothing, or it does not write rows).
+    committed_rows: int | None = None
+
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import signal
 import threading
 import time
@@ -265,6 +266,11 @@ class FileLayer:
         self.guard(lambda: os.replace(src, dst), src)
         self.fsync_dir(dst.parent)
 
+    def rename_new(self, src: Path, dst: Path) -> None:
+        """Rename a directory to a name that must not exist (or be an empty directory)."""
+        self.guard(lambda: os.rename(src, dst), src)
+        self.fsync_dir(dst.parent)
+
     def remove(self, path: Path, *, missing_ok: bool = False) -> None:
         try:
             os.remove(path)
@@ -282,6 +288,21 @@ class FileLayer:
         for parent in parents:
             if parent.exists():
                 self.fsync_dir(parent)
+
+    def remove_tree(self, path: Path) -> None:
+        """Delete a directory and everything in it (if it exists); the removal of its
+        entry is durable when this returns."""
+        if not path.exists() and not path.is_symlink():
+            return
+        self.crash_point("remove_tree")
+        try:
+            if path.is_symlink() or not path.is_dir():
+                os.remove(path)
+            else:
+                shutil.rmtree(path)
+        except OSError as exc:
+            raise self.translate(exc, path) from exc
+        self.fsync_dir(path.parent)
 
     def mkdirs(self, directory: Path) -> None:
         """Create ``directory`` (and parents) and make the new entries durable."""

@@ -27,7 +27,8 @@ import pyarrow.csv as pacsv
 
 from engine import lpfast
 from engine.database import Batch, Database
-from engine.errors import BadInput, InvalidArgument
+from engine.errors import BadInput, EngineError, InvalidArgument, NotFound
+from engine.fileio import IO
 from engine.lineprotocol import PRECISION_NS, LineError, Point, UnclosedString, parse
 from engine.names import validate_name
 from engine.schema import FIELD_TYPES, TS
@@ -138,7 +139,7 @@ def ingest_lp(
                 if progress:
                     progress(report.bytes, report.rows)
         reader.finish()
-    except BadInput as exc:
+    except EngineError as exc:
         exc.committed_rows = report.rows
         raise
     finally:
@@ -530,15 +531,27 @@ class _PointColumns:
 
 
 class _Rejects:
+    """The rejects file: created on the first reject, owner-only like every file we make."""
+
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._out: TextIO | None = None
+        if path is not None and not path.parent.is_dir():
+            raise NotFound(
+                f"the directory of the rejects file {path} does not exist",
+                hint="create it, or name a file in an existing directory",
+            )
+        if path is not None and path.is_dir():
+            raise InvalidArgument(f"the rejects file {path} is a directory")
 
     def write(self, line: str, reason: str) -> None:
-        if self.path is None:
+        path = self.path
+        if path is None:
             return
         if self._out is None:
-            self._out = self.path.open("w", encoding="utf-8")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            fd = IO.guard(lambda: os.open(path, flags, 0o600), path)
+            self._out = os.fdopen(fd, "w", encoding="utf-8")
         self._out.write(f"# {reason}\n{line}\n")
 
     def close(self) -> None:
@@ -627,7 +640,7 @@ def ingest_csv(
             committer.commit()
             if progress:
                 progress(report.bytes, report.rows)
-    except BadInput as exc:
+    except EngineError as exc:
         exc.committed_rows = report.rows
         raise
     report.tables = sorted(committer.tables)

@@ -58,6 +58,17 @@ def holder_pid(db_dir: Path) -> int | None:
         os.close(fd)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a leftover of a dead one may be cleared)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _read_pid(fd: int) -> int | None:
     text = os.pread(fd, 32, 0).decode(errors="replace").strip()
     return int(text) if text.isdigit() else None

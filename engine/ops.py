@@ -17,8 +17,8 @@ from engine import checksum as checksum_mod
 from engine import lock, wal
 from engine.checkpoint import CheckpointReport, CompactionReport
 from engine.database import Database
-from engine.datadir import existing_database_dir, list_databases
-from engine.errors import NotFound
+from engine.datadir import existing_database_dir, list_databases, writable_database_dir
+from engine.errors import EngineError, NotFound
 from engine.names import validate_name
 from engine.recovery import RecoveryReport
 from engine.settings import SETTABLE_KEYS, canonical_key
@@ -34,7 +34,7 @@ def reading(data_dir: Path, name: str) -> Iterator[Database]:
 @contextlib.contextmanager
 def writing(data_dir: Path, name: str, *, background: bool = True) -> Iterator[Database]:
     """The database opened for writing; closed cleanly (with a checkpoint) on success."""
-    db = Database.open(existing_database_dir(data_dir, name), name, background=background)
+    db = Database.open(writable_database_dir(data_dir, name), name, background=background)
     try:
         yield db
     except BaseException:
@@ -272,7 +272,21 @@ def ingest(
 
     stream, _size = ingest_mod.open_source(path)
     source = "stdin" if path == "-" else path
-    with writing(data_dir, name) as db:
+    db = Database.open(writable_database_dir(data_dir, name), name)
+    try:
         if kind == "lp":
-            return ingest_mod.ingest_lp(db, stream, source, options, progress)
-        return ingest_mod.ingest_csv(db, stream, source, csv_options, options, progress)
+            report = ingest_mod.ingest_lp(db, stream, source, options, progress)
+        else:
+            report = ingest_mod.ingest_csv(db, stream, source, csv_options, options, progress)
+    except BaseException:
+        db.abandon()
+        raise
+    try:
+        db.close()
+    except EngineError as exc:
+        # every row is committed in the WAL; only the checkpoint at close failed
+        exc.message = f"{exc.message} (in the checkpoint at close)"
+        exc.hint = "free space; the committed rows are safe in the WAL, the next open replays them"
+        exc.committed_rows = report.rows
+        raise
+    return report

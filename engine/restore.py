@@ -6,7 +6,7 @@ lists them in a manifest: later files win in the upsert merge exactly as the
 chain says. A whole database is built beside the target under a hidden name
 and renamed into place (``replace`` moves the old one aside first, and a
 restore killed between those two renames is undone by the next command that
-opens the database: ``engine.datadir.finish_interrupted_swaps``). Tables
+writes to the data dir: ``engine.datadir.clear_leftovers``). Tables
 restored into an existing database are copied in first and committed by one
 atomic manifest install. Either way a failed or killed restore leaves the
 target as it was.
@@ -15,7 +15,6 @@ target as it was.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from engine import manifest as manifest_format
 from engine.archive import ArchiveFile
 from engine.backup import chain, effective_files
 from engine.database import Database
-from engine.datadir import database_dir, swap_in
+from engine.datadir import clear_leftovers, database_dir, swap_in
 from engine.errors import AlreadyExists, InvalidArgument, NotFound
 from engine.fileio import IO
 from engine.manifest import Manifest, SegmentInfo, TableEntry
@@ -149,8 +148,9 @@ def _segment_of(info: ArchiveFile) -> SegmentInfo:
 
 
 def _restore_database(data_dir: Path, name: str, settings: Any, tables: Files) -> None:
+    clear_leftovers(data_dir)
     staging = data_dir / f".{name}.restoring.{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
+    IO.remove_tree(staging)
     IO.mkdirs(staging / wal.WAL_DIR)
     try:
         manifest = Manifest(database=name, settings=settings, checkpoint_lsn=1)
@@ -183,5 +183,5 @@ def _restore_database(data_dir: Path, name: str, settings: Any, tables: Files) -
         IO.crash_point("restore.before_swap")
         swap_in(data_dir, name, staging)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        IO.remove_tree(staging)
         raise

@@ -17,7 +17,6 @@ describe their plan without doing it (``dry_run``).
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 
 from engine import manifest as manifest_format
 from engine import wal
-from engine.errors import Corruption
+from engine.errors import Corruption, StorageError
 from engine.fileio import IO
 from engine.lock import WriterLock
 from engine.schema import TableSchema, split_columns
@@ -176,10 +175,7 @@ def _salvage(
     if dry_run:
         return
     backup = db_dir / SALVAGE_DIR / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    IO.mkdirs(backup)
-    for path in files:
-        shutil.copy2(path, backup / path.name)
-    IO.fsync_dir(backup)
+    _keep_originals(files, backup)
     report.backup_dir = str(backup)
     report.actions.append(f"copied the original WAL files to {backup}")
     content = wal.encode_file_header(database, checkpoint_lsn + 1)
@@ -189,6 +185,20 @@ def _salvage(
     IO.write_file_atomic(wal_dir / wal.CURRENT, content, "wal.salvage")
     IO.remove_many([wal_dir / wal.CHECKPOINT])
     report.actions.append(f"wrote a new current.wal of {len(kept)} record(s)")
+
+
+def _keep_originals(files: list[Path], backup: Path) -> None:
+    """Copy the WAL files to ``backup``, fsynced and checked whole, before anything is
+    replaced; a copy that fails (a full disk) leaves no partial copy behind."""
+    try:
+        IO.mkdirs(backup)
+        for path in files:
+            IO.copy_file(path, backup / path.name, "wal.salvage_copy")
+            if (backup / path.name).stat().st_size != path.stat().st_size:
+                raise StorageError(f"the copy of {path} in {backup} is incomplete")
+    except BaseException:
+        IO.remove_tree(backup)
+        raise
 
 
 def _gaps(lsns: list[int], checkpoint_lsn: int) -> list[list[int]]:

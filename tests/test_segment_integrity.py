@@ -135,3 +135,22 @@ def test_crash_simulate_bitflip_flips_segments_and_wal(data_dir: Path, seed: int
     trials = result.json()["trials"]
     assert all(t["verdict"] != "BROKEN" for t in trials)
     assert any(".parquet" in t["detail"] for t in trials)
+
+
+def test_a_full_disk_at_the_closing_checkpoint_says_every_row_was_committed(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    assert run_cli(data_dir, "db", "create", "m").code == 0
+    lines = "".join(f"cpu,host=h{i % 3} v={i}i {T0 + i}\n" for i in range(500))
+    result = run_cli(
+        data_dir,
+        "ingest",
+        "lp",
+        "m",
+        "-",
+        stdin=lines,
+        env={"TSADMIN_FAULTS": "enospc@segment.write"},
+    )
+    assert result.code == 1, result
+    assert "500 rows committed" in result.err and "no space" in result.err, result.err
+    assert run_cli(data_dir, "--format", "json", "db", "checksum", "m").json()["rows"] == 500

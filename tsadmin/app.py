@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from engine import BadInput, EngineError, __version__, resolve_data_dir
+from engine import EngineError, __version__, resolve_data_dir
 from tsadmin.commands import backup, config, crash, db, ingest, maintenance, query, table, wal
 from tsadmin.commands import demo as demo_cmd
 from tsadmin.errors import Exit, exit_code_for
@@ -97,7 +97,7 @@ def run(argv: list[str] | None = None) -> int:
         if "--debug" in args:
             traceback.print_exc()
         message = exc.message
-        if isinstance(exc, BadInput):
+        if exc.committed_rows is not None:
             message += f" ({exc.committed_rows:,} rows committed before it; re-running is safe)"
         return _fail(message, exc.hint, exit_code_for(exc))
     except KeyboardInterrupt:

@@ -6,7 +6,13 @@ from typing import Annotated
 
 import typer
 
-from engine import VerificationFailed, existing_database_dir, walcheck, walrepair
+from engine import (
+    VerificationFailed,
+    existing_database_dir,
+    walcheck,
+    walrepair,
+    writable_database_dir,
+)
 from engine.rows import to_records
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
@@ -98,7 +104,7 @@ def repair(
 ) -> None:
     """Cut a torn tail; with --salvage, rebuild the WAL around corruption (originals kept)."""
     st = state(ctx)
-    db_dir = existing_database_dir(st.data_dir, db)
+    db_dir = (existing_database_dir if dry_run else writable_database_dir)(st.data_dir, db)
     if salvage and not dry_run and not yes:
         plan = walrepair.repair(db_dir, db, salvage=True, dry_run=True)
         _show(ctx, plan)
