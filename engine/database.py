@@ -428,6 +428,25 @@ class Database:
             IO.crash_point("restore.after_manifest")
             IO.remove_many(self.dir / f for f in obsolete)
 
+    def drop_segments(self, files: set[str]) -> list[SegmentInfo]:
+        """Remove the listed segment files from the database (damaged ones, found by
+        ``db verify``): one atomic manifest install, then the files go. Returns what was
+        dropped; their rows are lost unless another segment holds the same keys."""
+        self._check_writable()
+        with self._ckpt_lock:
+            manifest = _copy_manifest(self._manifest)
+            dropped = []
+            for entry in manifest.tables.values():
+                dropped += [s for s in entry.segments if s.file in files]
+                entry.segments = [s for s in entry.segments if s.file not in files]
+            if not dropped:
+                return []
+            with self._write_lock:
+                manifest_format.install(self.dir, manifest)
+                self._manifest = manifest
+            IO.remove_many(self.dir / s.file for s in dropped)
+        return dropped
+
     def _restored_entry(
         self,
         manifest: Manifest,

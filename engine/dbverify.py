@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from engine import manifest as manifest_format
 from engine import names, segment, walcheck
+from engine.database import Database
 from engine.errors import Corruption
 from engine.manifest import Manifest, SegmentInfo
 from engine.schema import TS, TableSchema
@@ -146,3 +147,40 @@ def _note_unlisted(db_dir: Path, manifest: Manifest, report: DbVerifyReport) -> 
                 {"file": rel, "note": "listed by no manifest: left by a crash, removed by "
                  "the next writer"}
             )
+
+
+@dataclass
+class SalvageReport:
+    database: str
+    dry_run: bool
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    rows_lost: int = 0
+    partitions: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def salvage(db_dir: Path, name: str, *, dry_run: bool) -> SalvageReport:
+    """Drop every segment that ``db verify`` finds damaged, counting the rows they held
+    (an upper bound: a key also kept by another segment survives with its older values).
+    The WAL is not touched (``wal repair`` is for that)."""
+    report = SalvageReport(name, dry_run)
+    found = verify_database(db_dir, name)
+    damaged = {p["file"] for p in found.problems if p["file"].startswith(names.TABLES_DIR + "/")}
+    listed = {
+        s.file: (table, s)
+        for table, e in manifest_format.load(db_dir).tables.items()
+        for s in e.segments
+        if s.file in damaged
+    }
+    for file, (table, info) in sorted(listed.items()):
+        report.segments.append(
+            {"file": file, "table": table, "partition": info.partition, "rows": info.rows}
+        )
+    report.rows_lost = sum(s["rows"] for s in report.segments)
+    report.partitions = len({(s["table"], s["partition"]) for s in report.segments})
+    if not dry_run and listed:
+        with Database.open(db_dir, name, background=False) as db:
+            db.drop_segments(set(listed))
+    return report

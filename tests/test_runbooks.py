@@ -35,6 +35,15 @@ def damage_the_wal(data_dir: Path) -> None:
     assert run_cli(data_dir, "select", DEMO, "w_a").code == 5
 
 
+def damage_a_segment(data_dir: Path) -> None:
+    """Flip one byte of a segment of table cpu."""
+    path = sorted((data_dir / DEMO / "tables" / "cpu").rglob("*.parquet"))[0]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x20
+    path.write_bytes(bytes(data))
+    assert run_cli(data_dir, "select", DEMO, "cpu").code == 5
+
+
 def test_every_runbook_is_covered() -> None:
     names = {r.name for r in RUNBOOKS}
     assert {
@@ -42,6 +51,7 @@ def test_every_runbook_is_covered() -> None:
         "restore-a-table.md",
         "change-wal-level-safely.md",
         "verify-backups-nightly.md",
+        "damaged-segment.md",
     } <= names
 
 
@@ -51,6 +61,8 @@ def test_runbook_runs_as_written(runbook: Path, tmp_path: Path) -> None:
     assert run_cli(tmp_path, "--format", "json", "demo", "--data-dir", str(data_dir)).code == 0
     if runbook.stem == "database-will-not-open":
         damage_the_wal(data_dir)
+    if runbook.stem == "damaged-segment":
+        damage_a_segment(data_dir)
     if runbook.stem == "restore-a-table":
         assert (
             run_cli(data_dir, "backup", "create", DEMO, "--to", str(tmp_path / "backups")).code == 0
@@ -75,3 +87,29 @@ def test_runbook_runs_as_written(runbook: Path, tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     # whatever the runbook did, the demo database opens and reads afterwards
     Database.open(data_dir / DEMO, DEMO, readonly=True).scan("cpu")
+
+
+def test_damaged_segment_runbook_with_an_archive_restores_the_table(tmp_path: Path) -> None:
+    """The other branch of the runbook: an archive taken before the damage."""
+    data_dir = tmp_path / "tsdata"
+    assert run_cli(tmp_path, "--format", "json", "demo", "--data-dir", str(data_dir)).code == 0
+    before = run_cli(data_dir, "--format", "json", "db", "checksum", DEMO).json()["sha256"]
+    assert run_cli(data_dir, "backup", "create", DEMO, "--to", str(tmp_path / "backups")).code == 0
+    damage_a_segment(data_dir)
+    env = {
+        **CLEAN_ENV,
+        "PATH": f"{Path(sys.executable).parent}:{CLEAN_ENV['PATH']}",
+        "TSADMIN_DATA_DIR": str(data_dir),
+    }
+    runbook = ROOT / "examples" / "runbooks" / "damaged-segment.md"
+    done = subprocess.run(
+        ["bash", "-c", shell_of(runbook)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = run_cli(data_dir, "--format", "json", "db", "checksum", DEMO).json()["sha256"]
+    assert after == before

@@ -1,4 +1,4 @@
-"""tsadmin db: create, list, show, stats, drop, checksum, verify."""
+"""tsadmin db: create, list, show, stats, drop, checksum, verify, salvage."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from engine import (
     drop_database,
     existing_database_dir,
     ops,
+    writable_database_dir,
 )
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
@@ -149,3 +150,43 @@ def verify(ctx: typer.Context, name: Name) -> None:
             "(examples/runbooks/damaged-segment.md); a damaged WAL: "
             f"'tsadmin wal repair {name} --dry-run'",
         )
+
+
+@app.command("salvage")
+def salvage(
+    ctx: typer.Context,
+    name: Name,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be dropped; change nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm (it loses those rows).")] = False,
+) -> None:
+    """Drop the segments 'db verify' finds damaged, counting the rows lost (prefer restoring
+    the table from an archive). Needs --yes unless --dry-run."""
+    st = state(ctx)
+    if not dry_run and not yes:
+        plan = dbverify.salvage(existing_database_dir(st.data_dir, name), name, dry_run=True)
+        _show_salvage(ctx, plan)
+        if not plan.segments:
+            return
+        raise typer.BadParameter(
+            "dropping damaged segments loses their rows: check the plan above, then add --yes",
+            param_hint="--yes",
+        )
+    db_dir = (existing_database_dir if dry_run else writable_database_dir)(st.data_dir, name)
+    _show_salvage(ctx, dbverify.salvage(db_dir, name, dry_run=dry_run))
+
+
+def _show_salvage(ctx: typer.Context, report: dbverify.SalvageReport) -> None:
+    st = state(ctx)
+    if st.format != "table":
+        emit(report.to_json() if st.format == "json" else report.segments, st.format)
+        return
+    if report.segments:
+        emit(report.segments, "table", columns=["file", "table", "partition", "rows"])
+    verb = "would drop" if report.dry_run else "dropped"
+    note(
+        ctx,
+        f"{report.database}: {verb} {len(report.segments)} damaged segment(s) in "
+        f"{report.partitions} partition(s), up to {report.rows_lost:,} rows",
+    )
