@@ -74,11 +74,15 @@ def read(db_dir: Path, info: SegmentInfo) -> pa.Table:
     return decode(path.read_bytes(), info, path)
 
 
+# Rows decoded at a time when only the first rows of a segment are wanted.
+HEAD_BATCH_ROWS = 8_192
+
+
 def read_head(
     db_dir: Path, info: SegmentInfo, rows: int, keep: Callable[[pa.Table], pa.Table]
 ) -> pa.Table:
-    """At least the first ``rows`` rows that ``keep`` keeps (all of them, if fewer), reading
-    row groups in order and stopping there. A segment is sorted by its key, so the first
+    """The first ``rows`` rows that ``keep`` keeps (all of them, if fewer), decoding batch
+    by batch and stopping there. A segment is sorted by its key, so the first
     N keys of any ordered merge of segments are among the first N rows of each."""
     path = db_dir / info.file
     data = path.read_bytes()
@@ -88,9 +92,9 @@ def read_head(
         if reader.metadata.num_rows != info.rows:
             raise damaged(path, f"{reader.metadata.num_rows} rows, the manifest says {info.rows}")
         pieces, found = [], 0
-        for group in range(reader.num_row_groups):
-            piece = keep(reader.read_row_group(group))
-            pieces.append(piece)
+        for batch in reader.iter_batches(batch_size=max(rows, HEAD_BATCH_ROWS)):
+            piece = keep(pa.Table.from_batches([batch]))
+            pieces.append(piece.slice(0, rows - found))
             found += piece.num_rows
             if found >= rows:
                 break
