@@ -174,3 +174,29 @@ def test_simulate_refuses_unknown_mode(cli) -> None:  # type: ignore[no-untyped-
     cli("db", "create", "x")
     result = cli("crash", "simulate", "x", "--mode", "meteor")
     assert result.code == 2 and "unknown mode" in result.err
+
+
+def test_a_salvage_on_a_full_disk_keeps_no_partial_copy_and_changes_nothing(
+    data_dir: Path, cli
+) -> None:  # type: ignore[no-untyped-def]
+    db_dir = abandoned_db(data_dir, "s", 5, 4)
+    path = db_dir / "wal" / "current.wal"
+    scan = wal.scan_file(path)
+    victim = next(r for r in scan.records if r.type is wal.RecordType.DATA and r.txn == 2)
+    data = bytearray(path.read_bytes())
+    data[victim.offset + 50] ^= 0x01
+    path.write_bytes(bytes(data))
+    original = path.read_bytes()
+    full = cli(
+        "wal",
+        "repair",
+        "s",
+        "--salvage",
+        "--yes",
+        env={"TSADMIN_FAULTS": "enospc@wal.salvage_copy"},
+    )
+    assert full.code == 1 and "no space" in full.err, full
+    assert path.read_bytes() == original
+    salvaged = db_dir / "salvaged"
+    assert not salvaged.exists() or not any(salvaged.rglob("*.wal"))
+    assert cli("wal", "repair", "s", "--salvage", "--yes").code == 0
