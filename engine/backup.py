@@ -261,7 +261,7 @@ class _ArchiveWriter:
         self._next += 1
         target = self.staging / rel
         if not target.parent.exists():
-            target.parent.mkdir(mode=0o700)
+            IO.mkdirs(target.parent)
         out = IO.open_append(target, "archive.write", create=True)
         try:
             out.write(data)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from engine import dbverify, walcheck, workload
 from engine.database import Database
 from engine.datadir import create_database, existing_database_dir
 from engine.errors import Corruption, EngineError, InvalidArgument
-from engine.fileio import FAULTS_ENV, simulate_power_loss
+from engine.fileio import FAULTS_ENV, IO, simulate_power_loss
 from engine.settings import Settings, WalLevel
 
 MODES = ("kill", "power-loss", "torn-write", "bitflip", "checkpoint")
@@ -123,11 +122,11 @@ def simulate(data_dir: Path, name: str, options: SimOptions, progress: Any = Non
     try:
         for n in range(options.trials):
             report.trials.append(_trial(scratch_root / f"t{n}", n, settings, options, rng))
-            shutil.rmtree(scratch_root / f"t{n}", ignore_errors=True)
+            IO.remove_tree(scratch_root / f"t{n}")
             if progress:
                 progress(n + 1, options.trials)
     finally:
-        shutil.rmtree(scratch_root, ignore_errors=True)
+        IO.remove_tree(scratch_root)
     return report
 
 
@@ -135,7 +134,7 @@ def _trial(
     root: Path, n: int, settings: Settings, options: SimOptions, rng: random.Random
 ) -> Trial:
     started = time.perf_counter()
-    root.mkdir(parents=True)
+    IO.mkdirs(root)
     db_dir = create_database(root, SCRATCH_NAME, settings)
     journal = root / "journal"
     faults = _faults_for(options.mode, settings, rng, journal)
@@ -274,7 +273,7 @@ def _flip_and_check(db_dir: Path, rng: random.Random, target: str) -> str | None
     flips = rng.randint(1, 3)
     for _ in range(flips):
         data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
-    path.write_bytes(bytes(data))
+    IO.write_file_atomic(path, bytes(data), "crashsim.flip")
     found = f"{flips} bit(s) flipped in {path.name}"
     wal_report = walcheck.verify(db_dir, SCRATCH_NAME)
     if not wal_report.ok:

@@ -175,6 +175,7 @@ class Database:
                 self._wal.close()
             if self._lock is not None:
                 self._lock.release()
+        self._raise_background_failure()
         return report
 
     def __enter__(self) -> Database:
@@ -233,6 +234,7 @@ class Database:
     def write(self, batches: Iterable[Batch]) -> CommitResult:
         """Commit ``batches`` as one transaction; returns once the wal_level's promise holds."""
         self._check_writable()
+        self._raise_background_failure()
         prepared = [
             normalize_rows(b.table, b.rows, b.tags, self._settings.precision) for b in batches
         ]
@@ -320,13 +322,33 @@ class Database:
         current.fsync()
 
     def _log_ddl(self, change: dict[str, Any]) -> int:
+        """Log a catalog or settings change, durably, or not at all: the write lock is held
+        until it is fsynced, so if the fsync fails the record (the last one) is cut off
+        again and a reopen cannot apply a change that was reported as failed."""
         with self._write_lock:
             self._check_writable()
-            lsn = self._last_lsn + 1
+            assert self._wal is not None
+            lsn, start = self._last_lsn + 1, self._wal.size
             self._append(wal.encode_record(lsn, 0, wal.RecordType.DDL, wal.encode_ddl(change)))
             self._last_lsn = lsn
-        self._wait_durable(lsn)
+            try:
+                self._wait_durable(lsn)
+            except EngineError:
+                self._wal.cut_back(start)
+                self._last_lsn = lsn - 1
+                raise
         return lsn
+
+    def _raise_background_failure(self) -> None:
+        """A background checkpoint, compaction or WAL flush that failed is reported by the
+        next write (and by close): sticky until the database is reopened."""
+        failure = self.background_error
+        if failure is not None:
+            raise type(failure)(
+                f"database {self.name}: a background checkpoint or flush failed: "
+                f"{failure.message}",
+                hint=failure.hint or "close and reopen it; recovery replays what was acknowledged",
+            )
 
     def _check_writable(self) -> None:
         if not self.writable:
@@ -629,7 +651,7 @@ class Database:
         IO.remove_many(orphans)
         for directory in sorted(tables_dir.rglob("*"), key=lambda p: -len(p.parts)):
             if directory.is_dir() and not any(directory.iterdir()):
-                directory.rmdir()
+                IO.remove_tree(directory)
 
     # -- reads -----------------------------------------------------------------------------
     def view(self) -> View:

@@ -29,6 +29,16 @@ def resolve_data_dir(path: str | os.PathLike[str] | None = None) -> Path:
     return Path(path or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
+def require_data_dir(data_dir: Path) -> Path:
+    """``data_dir`` if it is a directory: a mistyped path must not look like an empty one."""
+    if not data_dir.is_dir():
+        raise NotFound(
+            f"data directory {data_dir} does not exist",
+            hint="check the path; creating a database creates its data directory",
+        )
+    return data_dir
+
+
 def database_dir(data_dir: Path, name: str) -> Path:
     return data_dir / validate_name("database", name)
 
@@ -37,7 +47,7 @@ def existing_database_dir(data_dir: Path, name: str) -> Path:
     """The directory of database ``name``, for reading: nothing is changed on disk. While
     a replace that died between its renames has left the old database aside (the next
     writer puts it back), readers read it there."""
-    path = database_dir(data_dir, name)
+    path = database_dir(require_data_dir(data_dir), name)
     if not (path / manifest_format.FILENAME).exists():
         aside = _dead_leftovers(data_dir, name, kinds=("replaced",))
         if aside and (aside[0][0] / manifest_format.FILENAME).exists():
@@ -88,8 +98,7 @@ def create_database(data_dir: Path, name: str, settings: Settings) -> Path:
 
 
 def list_databases(data_dir: Path) -> list[str]:
-    if not data_dir.is_dir():
-        return []
+    require_data_dir(data_dir)
     names = {
         entry.name
         for entry in data_dir.iterdir()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from typing import Any
 from engine import ops, workload
 from engine.database import Database
 from engine.datadir import create_database, database_dir
+from engine.fileio import IO
 from engine.ingest import IngestOptions, ingest_lp
 from engine.settings import Settings, WalLevel
 
@@ -67,8 +67,7 @@ def sample_line_protocol(hosts: int = HOSTS, points: int = POINTS_PER_HOST) -> b
 def run_demo(data_dir: Path, *, kill_after_acks: int = 40) -> DemoReport:
     report = DemoReport(data_dir=str(data_dir), database=DEMO_DB)
     target = database_dir(data_dir, DEMO_DB)
-    if target.exists():
-        shutil.rmtree(target)
+    IO.remove_tree(target)
     create_database(data_dir, DEMO_DB, Settings.build(precision="ns", wal_level="sync"))
     report.add("create", f"database {DEMO_DB} (wal_level sync, precision ns)")
 

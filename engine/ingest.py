@@ -27,7 +27,7 @@ import pyarrow.csv as pacsv
 
 from engine import lpfast
 from engine.database import Batch, Database
-from engine.errors import BadInput, EngineError, InvalidArgument, NotFound
+from engine.errors import BadInput, InvalidArgument, NotFound
 from engine.fileio import IO
 from engine.lineprotocol import PRECISION_NS, LineError, Point, UnclosedString, parse
 from engine.names import validate_name
@@ -139,8 +139,8 @@ def ingest_lp(
                 if progress:
                     progress(report.bytes, report.rows)
         reader.finish()
-    except EngineError as exc:
-        exc.committed_rows = report.rows
+    except BaseException as exc:
+        _note_committed(exc, report.rows, db.last_lsn)
         raise
     finally:
         rejects.close()
@@ -338,6 +338,13 @@ class _LineProtocol:
         end = len(text) if end < 0 else end + 1
         self._reject(err, text[start:end].rstrip("\n"))
         return end, err.line + 1
+
+
+def _note_committed(exc: BaseException, rows: int, lsn: int) -> None:
+    """Tell whoever reports ``exc`` (an error, Ctrl-C, SIGTERM) what was durably committed
+    before it: the rows, and the LSN they reach."""
+    exc.committed_rows = rows  # type: ignore[attr-defined]
+    exc.committed_lsn = lsn  # type: ignore[attr-defined]
 
 
 def clip(text: str, limit: int = 120) -> str:
@@ -640,8 +647,8 @@ def ingest_csv(
             committer.commit()
             if progress:
                 progress(report.bytes, report.rows)
-    except EngineError as exc:
-        exc.committed_rows = report.rows
+    except BaseException as exc:
+        _note_committed(exc, report.rows, db.last_lsn)
         raise
     report.tables = sorted(committer.tables)
     report.seconds = time.perf_counter() - started

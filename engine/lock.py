@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
-from engine.errors import Locked
+from engine.errors import Locked, StorageError
 
 FILENAME = "LOCK"
 
@@ -19,10 +20,15 @@ FILENAME = "LOCK"
 class WriterLock:
     def __init__(self, db_dir: Path, database: str) -> None:
         self.path = db_dir / FILENAME
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot take the writer lock of database {database}: "
+                f"{exc.strerror or exc} ({self.path})",
+                hint="writes need a writable data directory; read-only commands work",
+            ) from None
+        if not _lock_exclusive(self._fd):
             holder = _read_pid(self._fd)
             os.close(self._fd)
             who = f"PID {holder}" if holder else "another process"
@@ -39,6 +45,23 @@ class WriterLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = -1
+
+
+# A reader probing the lock holds it shared for an instant; a writer retries this long
+# before it decides another writer holds it.
+PROBE_GRACE_SECONDS = 0.25
+
+
+def _lock_exclusive(fd: int) -> bool:
+    deadline = time.monotonic() + PROBE_GRACE_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
 
 
 def holder_pid(db_dir: Path) -> int | None:

@@ -60,9 +60,13 @@ def database_summary(data_dir: Path, name: str) -> dict[str, Any]:
 
 
 def list_summaries(data_dir: Path) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for name in list_databases(data_dir):
-        info = database_summary(data_dir, name)
+        try:
+            info = database_summary(data_dir, name)
+        except EngineError as exc:  # one damaged database must not hide the others
+            out.append({"name": name, "error": exc.message})
+            continue
         out.append(
             {
                 "name": name,
@@ -197,10 +201,20 @@ def config_get(data_dir: Path, name: str, key: str | None = None) -> dict[str, A
 
 def config_set(data_dir: Path, name: str, key: str, value: str) -> dict[str, Any]:
     canonical = canonical_key(key)
-    with writing(data_dir, name, background=False) as db:
+    db = Database.open(writable_database_dir(data_dir, name), name, background=False)
+    try:
         before = db.settings.to_json()[canonical]
         after = db.set_setting(canonical, value).to_json()[canonical]
-    return {"database": name, "key": canonical, "old": before, "new": after}
+    except BaseException:
+        db.abandon()
+        raise
+    result = {"database": name, "key": canonical, "old": before, "new": after, "warning": None}
+    try:
+        db.close()
+    except EngineError as exc:  # the change is committed (fsynced in the WAL) all the same
+        result["warning"] = f"the checkpoint at close failed ({exc.message}); the change is "
+        result["warning"] += "committed in the WAL and applies from the next open on"
+    return result
 
 
 def checkpoint(data_dir: Path, names: list[str]) -> list[CheckpointReport]:
@@ -209,6 +223,21 @@ def checkpoint(data_dir: Path, names: list[str]) -> list[CheckpointReport]:
         with writing(data_dir, name, background=False) as db:
             reports.append(db.checkpoint("command"))
     return reports
+
+
+def checkpoint_each(
+    data_dir: Path, names: list[str]
+) -> list[tuple[str, CheckpointReport | EngineError]]:
+    """Checkpoint every database named; one that is locked or fails is reported and
+    skipped, never stops the others."""
+    results: list[tuple[str, CheckpointReport | EngineError]] = []
+    for name in names:
+        try:
+            with writing(data_dir, name, background=False) as db:
+                results.append((name, db.checkpoint("command")))
+        except EngineError as exc:
+            results.append((name, exc))
+    return results
 
 
 def compact(data_dir: Path, name: str) -> CompactionReport:
@@ -283,10 +312,11 @@ def ingest(
         raise
     try:
         db.close()
-    except EngineError as exc:
+    except BaseException as exc:
         # every row is committed in the WAL; only the checkpoint at close failed
-        exc.message = f"{exc.message} (in the checkpoint at close)"
-        exc.hint = "free space; the committed rows are safe in the WAL, the next open replays them"
-        exc.committed_rows = report.rows
+        if isinstance(exc, EngineError):
+            exc.message = f"{exc.message} (in the checkpoint at close)"
+            exc.hint = "the committed rows are safe in the WAL; the next open replays them"
+        exc.committed_rows = report.rows  # type: ignore[attr-defined]
         raise
     return report

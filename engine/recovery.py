@@ -20,6 +20,7 @@ import pyarrow as pa
 from engine import manifest as manifest_format
 from engine import wal
 from engine.errors import Corruption
+from engine.fileio import IO
 from engine.manifest import Manifest
 from engine.memtable import Memtable
 from engine.schema import TableSchema
@@ -120,7 +121,7 @@ def _scan_files(db_dir: Path, database: str, *, repair: bool) -> tuple[list[wal.
             if path.name == wal.CURRENT and _header_is_torn(data, database):
                 torn_header = len(data)
                 if repair:
-                    path.unlink()
+                    IO.remove(path)
                 continue
             raise Corruption(
                 str(exc), hint=REPAIR_HINT.format(db=database), path=str(path), offset=exc.offset

@@ -25,7 +25,7 @@ from engine import manifest as manifest_format
 from engine.archive import ArchiveFile
 from engine.backup import chain, effective_files
 from engine.database import Database
-from engine.datadir import clear_leftovers, database_dir, swap_in
+from engine.datadir import clear_leftovers, database_dir, require_data_dir, swap_in
 from engine.errors import AlreadyExists, InvalidArgument, NotFound
 from engine.fileio import IO
 from engine.manifest import Manifest, SegmentInfo, TableEntry
@@ -83,7 +83,7 @@ def restore(data_dir: Path, options: RestoreOptions) -> RestoreReport:
         if missing:
             raise NotFound(f"archive {options.archive.name} has no table {', '.join(missing)}")
         tables = {t: tables[t] for t in sorted(set(options.tables))}
-    target_dir = database_dir(data_dir, target)
+    target_dir = database_dir(require_data_dir(data_dir), target)
     exists = (target_dir / manifest_format.FILENAME).exists()
     if options.tables is None and exists and options.mode == "fail":
         raise AlreadyExists(

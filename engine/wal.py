@@ -81,7 +81,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import zstandard
 
-from engine.errors import Corruption
+from engine.errors import Corruption, EngineError
 from engine.fileio import IO, AppendFile
 
 MAGIC = b"TSADWAL\n"
@@ -381,6 +381,14 @@ class WalWriter:
 
     def fsync(self) -> None:
         self._file.fsync()
+
+    def cut_back(self, size: int) -> None:
+        """Best effort: drop what was appended past ``size`` (a record whose fsync failed)."""
+        try:
+            self._file.truncate(size)
+            self._file.fsync()
+        except EngineError:
+            pass  # the database is broken already; recovery sees an unacknowledged tail
 
     def close(self) -> None:
         self._file.close()

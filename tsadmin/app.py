@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from engine import EngineError, __version__, resolve_data_dir
+from tsadmin import signals
 from tsadmin.commands import backup, config, crash, db, ingest, maintenance, query, table, wal
 from tsadmin.commands import demo as demo_cmd
 from tsadmin.errors import Exit, exit_code_for
@@ -52,7 +54,10 @@ def main_options(
         ),
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="Output format: table, json or csv.")
+        str,
+        typer.Option(
+            "--format", envvar="TSADMIN_FORMAT", help="Output format: table, json or csv."
+        ),
     ] = "table",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No messages on stderr.")] = False,
     no_progress: Annotated[
@@ -82,38 +87,91 @@ def _fail(message: str, hint: str | None, code: int) -> int:
     return code
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code; every error leaves through here.
+# Global options are accepted anywhere on the line, as restic, kubectl and the influx CLI
+# accept them: those after the subcommand are moved in front of it.
+_GLOBAL_FLAGS = {"--quiet", "-q", "--no-progress", "--debug"}
+_GLOBAL_VALUED = {"--data-dir", "--format"}
 
-    Typer (standalone) reports usage errors itself, with exit code 2; engine
-    errors and anything unexpected are turned into one line on stderr here.
-    """
-    args = sys.argv[1:] if argv is None else argv
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name = arg.split("=", 1)[0]
+        if arg == "--":
+            rest += args[i:]
+            break
+        if name in _GLOBAL_VALUED and "=" not in arg and i + 1 < len(args):
+            front += args[i : i + 2]
+            i += 2
+            continue
+        (front if name in _GLOBAL_VALUED or arg in _GLOBAL_FLAGS else rest).append(arg)
+        i += 1
+    return front + rest
+
+
+def _committed(exc: BaseException) -> str:
+    rows = getattr(exc, "committed_rows", None)
+    if rows is None:
+        return ""
+    lsn = getattr(exc, "committed_lsn", None)
+    at = f", up to LSN {lsn}" if lsn else ""
+    return f" ({rows:,} rows committed before it{at}; re-running is safe)"
+
+
+def _usage_error(exc: UsageError) -> int:
+    if isinstance(exc, NoArgsIsHelpError) and exc.ctx is not None:
+        typer.echo(exc.ctx.get_help(), err=True)
+        return Exit.USAGE
+    where = exc.ctx.command_path if exc.ctx is not None else "tsadmin"
+    return _fail(exc.format_message(), f"{where} --help", Exit.USAGE)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; every error leaves through here."""
+    args = hoist_global_options(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    signals.install()
     try:
-        app(args=args, prog_name="tsadmin")
+        code = app(args=args, prog_name="tsadmin", standalone_mode=False)
+        return code if isinstance(code, int) else Exit.OK
+    except UsageError as exc:
+        return _usage_error(exc)
+    except ClickException as exc:
+        return _fail(exc.format_message(), None, exc.exit_code)
+    except EngineError as exc:
+        if debug:
+            traceback.print_exc()
+        return _fail(exc.message + _committed(exc), exc.hint, exit_code_for(exc))
+    except signals.Interrupted as exc:
+        return _fail(
+            exc.word + (_committed(exc) or "; nothing was left half-written"),
+            "re-run the command when ready",
+            exc.exit_code,
+        )
+    except signals.PipeClosed:
+        _silence_stdout()
+        return Exit.OK  # the reader had enough (| head): not an error
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-    except EngineError as exc:
-        if "--debug" in args:
-            traceback.print_exc()
-        message = exc.message
-        if exc.committed_rows is not None:
-            message += f" ({exc.committed_rows:,} rows committed before it; re-running is safe)"
-        return _fail(message, exc.hint, exit_code_for(exc))
-    except KeyboardInterrupt:
-        return _fail("interrupted", "re-run the command; writes are upserts", 130)
-    except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (| head): not an error
-        return Exit.OK
     except Exception as exc:  # a bug: say so in one line, the traceback only with --debug
-        if "--debug" in args:
+        if debug:
             traceback.print_exc()
         return _fail(
             f"internal error: {type(exc).__name__}: {exc}",
             "re-run with --debug and report the traceback",
             Exit.FAILURE,
         )
-    return Exit.OK
+
+
+def _silence_stdout() -> None:
+    """After the reader left, nothing more may be flushed to the closed pipe at exit."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def main() -> None:

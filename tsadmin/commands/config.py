@@ -50,7 +50,9 @@ def set_(
     """Change a setting; logged and fsynced. Switching to or from off checkpoints first."""
     st = state(ctx)
     change = ops.config_set(st.data_dir, db, key, value)
-    if st.format == "json":
-        emit(change, "json")
-    else:
+    if change["warning"]:
+        note(ctx, f"warning: {change['warning']}")
+    if st.format == "table":
         note(ctx, f"{db}: {change['key']} {change['old']} -> {change['new']}")
+    else:
+        emit(change, st.format)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from engine import list_databases, ops
+from engine import CheckpointReport, list_databases, ops
 from tsadmin.render import emit
 from tsadmin.state import note, state
 
@@ -26,13 +26,22 @@ def checkpoint(
     st = state(ctx)
     if (db is None) == (not all_):
         raise typer.BadParameter("name one database, or give --all")
-    names = list_databases(st.data_dir) if all_ else [db or ""]
-    reports = [r.to_json() for r in ops.checkpoint(st.data_dir, names)]
+    if not all_:
+        reports = [r.to_json() for r in ops.checkpoint(st.data_dir, [db or ""])]
+    else:
+        results = ops.checkpoint_each(st.data_dir, list_databases(st.data_dir))
+        reports = [
+            {**r.to_json(), "status": "ok"}
+            if isinstance(r, CheckpointReport)
+            else {"database": name, "status": "failed", "error": r.message}
+            for name, r in results
+        ]
     if st.format == "table":
         emit(
             reports,
             "table",
             columns=[
+                *(["status"] if all_ else []),
                 "database",
                 "skipped",
                 "lsn",
@@ -41,10 +50,20 @@ def checkpoint(
                 "bytes_written",
                 "wal_bytes_removed",
                 "seconds",
+                *(["error"] if all_ else []),
             ],
         )
     else:
         emit(reports, st.format)
+    if all_:
+        failed = [(n, r) for n, r in results if not isinstance(r, CheckpointReport)]
+        if failed:
+            _, first = failed[0]
+            raise type(first)(
+                f"{len(failed)} of {len(results)} database(s) were not checkpointed: "
+                + "; ".join(f"{n}: {r.message}" for n, r in failed),
+                hint=first.hint,
+            )
 
 
 def compact(ctx: typer.Context, db: Db) -> None:
