@@ -72,7 +72,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine.errors import EngineError, InvalidArgument, VerificationFailed
+from engine.errors import EngineError, InvalidArgument, NotFound, VerificationFailed
 from engine.merge import is_sorted
 from engine.names import check_archive_file_path, is_valid, validate_name
 from engine.schema import TS, TableSchema
@@ -249,6 +249,8 @@ def sha256_file(path: Path) -> str:
 def read_manifest_bytes(archive: Path) -> bytes:
     """The manifest's bytes, refused unless it is a plain file of a sane size."""
     path = archive / MANIFEST
+    if not archive.exists():
+        raise NotFound(f"archive {archive} does not exist", hint="list the archives of the store")
     if path.is_symlink() or not path.is_file():
         raise VerificationFailed(f"{archive}: no {MANIFEST}; not a tsadmin archive")
     with path.open("rb") as handle:

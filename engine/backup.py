@@ -36,7 +36,13 @@ from engine import archive, segment
 from engine.archive import ArchiveFile, ArchiveManifest, ArchiveTable
 from engine.database import Database, View, scan_view
 from engine.datadir import existing_database_dir
-from engine.errors import AlreadyExists, InvalidArgument, NotFound, VerificationFailed
+from engine.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    StorageError,
+    VerificationFailed,
+)
 from engine.fileio import IO
 from engine.lock import process_alive
 from engine.merge import sort_rows, upsert_merge
@@ -158,7 +164,7 @@ def create_backup(
             # verified from disk before it is visible under its final name
             archive.require_sound(staging, archive.load(staging))
             IO.crash_point("backup.before_rename")
-            IO.rename_new(staging, options.to / name)
+            name = _publish(staging, options, database, kind, name)
         except BaseException:
             IO.remove_tree(staging)
             raise
@@ -198,6 +204,24 @@ def clear_dead_staging(directory: Path) -> list[str]:
         IO.remove_tree(entry)
         removed.append(entry.name)
     return removed
+
+
+def _publish(staging: Path, options: BackupOptions, database: str, kind: str, name: str) -> str:
+    """Rename the verified archive to its final name. Another backup may have taken a
+    default name in the same second: then the next free one is used."""
+    for _ in range(100):
+        try:
+            IO.rename_new(staging, options.to / name)
+            return name
+        except StorageError:
+            if not (options.to / name).exists():
+                raise
+            if options.name:
+                raise AlreadyExists(
+                    f"archive {options.to / name} already exists", hint="choose another name"
+                ) from None
+            name = _default_name(options.to, database, kind, options.incremental)
+    raise AlreadyExists(f"no free archive name in {options.to}")
 
 
 def _tool_version() -> str:

@@ -19,11 +19,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import zstandard
 
 from engine import lpfast
 from engine.database import Batch, Database
@@ -96,7 +97,10 @@ class _Committer:
 
     def commit(self) -> None:
         if self.pending:
-            self.db.write(self.pending)
+            try:
+                self.db.write(self.pending)
+            except InvalidArgument as exc:  # a name or a value the data carries
+                raise BadInput(exc.message, exc.hint) from exc
             self.report.rows += self.pending_rows
             self.report.batches += 1
         self.pending, self.pending_rows = [], 0
@@ -629,12 +633,7 @@ def ingest_csv(
         )
     except pa.ArrowInvalid as exc:
         raise BadInput(f"{source}: {exc}", source=source) from None
-    if csv.ts_column not in reader.schema.names:
-        raise BadInput(
-            f"{source}: no timestamp column {csv.ts_column!r} in the header",
-            hint=f"columns: {', '.join(reader.schema.names)}; choose one with --ts-column",
-            source=source,
-        )
+    _check_header(reader.schema.names, csv, source)
     try:
         for record_batch in _csv_batches(reader, source, lambda: report.rows):
             rows = pa.Table.from_batches([record_batch])
@@ -653,6 +652,32 @@ def ingest_csv(
     report.tables = sorted(committer.tables)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _check_header(names: list[str], csv: CsvOptions, source: str) -> None:
+    """The header must name each column once and hold every column the options name."""
+    seen: set[str] = set()
+    for position, name in enumerate(names, start=1):
+        if name in seen:
+            raise BadInput(
+                f"{source}:1: column {name!r} appears twice in the header "
+                f"(again as column {position})",
+                hint="rename one of them in the header",
+                source=source,
+                line=1,
+            )
+        seen.add(name)
+    wanted = [("timestamp", csv.ts_column), *(("tag", t) for t in csv.tags)]
+    if csv.table_column:
+        wanted.append(("table", csv.table_column))
+    for role, name in wanted:
+        if name not in seen:
+            raise BadInput(
+                f"{source}:1: no {role} column {name!r} in the header",
+                hint=f"the columns are: {', '.join(names)}",
+                source=source,
+                line=1,
+            )
 
 
 def _by_table(rows: pa.Table, csv: CsvOptions, source: str) -> list[tuple[str, pa.Table]]:
@@ -761,12 +786,51 @@ def open_source(path: str) -> tuple[BinaryIO, int | None]:
     if path == "-":
         return sys.stdin.buffer, None
     file = Path(path)
+    if not file.exists():
+        raise NotFound(f"no such input file: {path}")
     if not file.is_file():
-        raise InvalidArgument(f"no such input file: {path}")
+        raise InvalidArgument(f"input {path} is not a file")
     size = file.stat().st_size
-    raw = file.open("rb")
+    raw = IO.guard(lambda: file.open("rb"), file)
     if file.suffix == ".gz":
-        return gzip.GzipFile(fileobj=raw), size  # type: ignore[return-value]
+        return cast(BinaryIO, _Decompressing(gzip.GzipFile(fileobj=raw), path, "gzip")), size
     if file.suffix in (".zst", ".zstd"):
-        return zstandard.ZstdDecompressor().stream_reader(raw), size
+        zst = zstandard.ZstdDecompressor().stream_reader(raw)
+        return cast(BinaryIO, _Decompressing(zst, path, "zstd")), size
     return raw, size
+
+
+class _Decompressing(io.RawIOBase):
+    """A decompressing reader whose damage (not compressed at all, cut short, corrupt)
+    is bad input naming the file, not a library's exception."""
+
+    def __init__(self, stream: Any, path: str, kind: str) -> None:
+        self._stream = stream
+        self._path = path
+        self._kind = kind
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return bytes(self._stream.read(size))
+        except (OSError, EOFError, ValueError, zstandard.ZstdError) as exc:
+            raise BadInput(
+                f"{self._path}: not a valid {self._kind} file, or cut short ({exc})",
+                hint=f"check the file (e.g. '{'gzip -t' if self._kind == 'gzip' else 'zstd -t'} "
+                f"{self._path}'), or rename it if it is not compressed",
+                source=self._path,
+            ) from None
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()

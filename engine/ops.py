@@ -21,6 +21,7 @@ from engine.datadir import existing_database_dir, list_databases, writable_datab
 from engine.errors import EngineError, NotFound
 from engine.names import validate_name
 from engine.recovery import RecoveryReport
+from engine.rows import iso_time
 from engine.settings import SETTABLE_KEYS, canonical_key
 from engine.timeparse import parse_time
 
@@ -162,6 +163,8 @@ def table_details(data_dir: Path, name: str, table: str) -> dict[str, Any]:
     columns += [{"column": t, "kind": "tag", "type": "string"} for t in schema.tags]
     columns += [{"column": f, "kind": "field", "type": k} for f, k in schema.fields.items()]
     ts = rows.column("ts").cast(pa.int64())
+    times = rows.column("ts")
+    first, last = pa.compute.min(times), pa.compute.max(times)
     return {
         "database": name,
         "table": table,
@@ -170,6 +173,8 @@ def table_details(data_dir: Path, name: str, table: str) -> dict[str, Any]:
         "series": _series_count(rows, schema.tags),
         "min_ts": pa.compute.min(ts).as_py(),
         "max_ts": pa.compute.max(ts).as_py(),
+        "first": iso_time(first),
+        "last": iso_time(last),
         **{k: stats[k] for k in ("segments", "partitions", "segment_bytes")},
     }
 

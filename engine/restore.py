@@ -42,6 +42,7 @@ class RestoreOptions:
     db: str | None = None
     tables: list[str] | None = None
     mode: str = "fail"
+    dry_run: bool = False  # verify and say what would be restored; change nothing
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -62,6 +63,7 @@ class RestoreReport:
     mode: str
     seconds: float
     notes: list[str]
+    dry_run: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,11 +89,11 @@ def restore(data_dir: Path, options: RestoreOptions) -> RestoreReport:
     exists = (target_dir / manifest_format.FILENAME).exists()
     if options.tables is None and exists and options.mode == "fail":
         raise AlreadyExists(
-            f"database {target} exists", hint="use --mode replace or --mode merge, or --db NEW"
+            f"database {target} exists",
+            hint="restore in mode replace or merge, or under a new name",
         )
-    if options.tables is None and (not exists or options.mode == "replace"):
-        _restore_database(data_dir, target, own.settings, tables)
-    else:
+    whole = options.tables is None and (not exists or options.mode == "replace")
+    if not whole:
         if not exists:
             raise NotFound(
                 f"database {target} does not exist to restore tables into",
@@ -99,6 +101,11 @@ def restore(data_dir: Path, options: RestoreOptions) -> RestoreReport:
             )
         current = Database.open(target_dir, target, readonly=True).settings
         _require_same_layout(own.settings, current, options.archive.name, target)
+    if options.dry_run:
+        pass  # verified and checked: the report says what would be restored
+    elif whole:
+        _restore_database(data_dir, target, own.settings, tables)
+    else:
         with Database.open(target_dir, target, background=False) as db:
             db.restore_tables(
                 {t: (s, [(p, _segment_of(f)) for p, f in fs]) for t, (s, fs) in tables.items()},
@@ -116,6 +123,7 @@ def restore(data_dir: Path, options: RestoreOptions) -> RestoreReport:
         mode=options.mode,
         seconds=time.perf_counter() - started,
         notes=list(own.notes),
+        dry_run=options.dry_run,
     )
 
 

@@ -109,11 +109,21 @@ def prefilter(
     return rows if mask is None else rows.filter(mask)
 
 
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # with the precision's fraction of a second
+
+
+def iso_time(value: pa.Scalar) -> str | None:
+    """One timestamp as every command prints it (``select``'s format)."""
+    if not value.is_valid:
+        return None
+    return str(pc.strftime(pa.array([value.as_py()], value.type), format=ISO_FORMAT)[0])
+
+
 def to_records(rows: pa.Table, *, iso_time: bool = True) -> list[dict[str, object]]:
     """Rows as dicts; ``ts`` as ISO 8601 text (full precision) or the epoch integer."""
     if TS in rows.column_names:
         ts = rows.column(TS)
-        shown = pc.strftime(ts, format="%Y-%m-%dT%H:%M:%SZ") if iso_time else ts.cast(pa.int64())
+        shown = pc.strftime(ts, format=ISO_FORMAT) if iso_time else ts.cast(pa.int64())
         rows = rows.set_column(rows.column_names.index(TS), TS, shown)
     records: list[dict[str, object]] = rows.to_pylist()
     return records

@@ -111,7 +111,7 @@ def test_database_round_trip_and_duckdb_reads_the_archive(
     assert restored.code == 0, restored.err
     assert checksum(cli, "copy") == before
     assert cli("restore", str(archive), "--db", "copy").code == 1  # exists: mode fail
-    assert cli("restore", str(archive), "--db", "copy", "--mode", "replace").code == 0
+    assert cli("restore", str(archive), "--db", "copy", "--mode", "replace", "--yes").code == 0
     assert checksum(cli, "copy") == before
 
 
@@ -135,7 +135,12 @@ def test_table_round_trip_into_another_database(source, tmp_path: Path) -> None:
     cli("db", "create", "other")
     cli("ingest", "lp", "other", "-", stdin="mem,host=zz free=1i 1\n")
     assert cli("restore", archive, "--db", "other", "--table", "mem").code == 1  # exists, mode fail
-    assert cli("restore", archive, "--db", "other", "--table", "mem", "--mode", "replace").code == 0
+    assert (
+        cli(
+            "restore", archive, "--db", "other", "--table", "mem", "--mode", "replace", "--yes"
+        ).code
+        == 0
+    )
     assert checksum(cli, "other", "mem") == checksum(cli, "src", "mem")
     cli("ingest", "lp", "other", "-", stdin="mem,host=zz free=1i 1\n")
     assert cli("restore", archive, "--db", "other", "--table", "mem", "--mode", "merge").code == 0
@@ -235,7 +240,10 @@ def test_damaged_archives_are_refused_and_the_target_untouched(source, tmp_path:
     for what, damaged in damaged_copies(archive, tmp_path).items():
         checked = cli("backup", "verify", str(damaged))
         assert checked.code == 3, (what, checked.out, checked.err)
-        for args in (["--db", "target", "--table", "cpu", "--mode", "replace"], ["--db", "fresh"]):
+        for args in (
+            ["--db", "target", "--table", "cpu", "--mode", "replace", "--yes"],
+            ["--db", "fresh"],
+        ):
             refused = cli("restore", str(damaged), *args)
             assert refused.code == 3, (what, args, refused.err)
             assert "Traceback" not in refused.err
@@ -253,11 +261,11 @@ def fresh_target(cli) -> str:  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("fault", "args"),
     [
-        ("crash@restore.before_swap", ["--mode", "replace"]),
-        ("crash@restore.between_renames", ["--mode", "replace"]),
-        ("torn@restore.write:2", ["--mode", "replace"]),
-        ("torn@restore.write:2", ["--table", "cpu", "--mode", "replace"]),
-        ("crash@restore.after_copy", ["--table", "cpu", "--mode", "replace"]),
+        ("crash@restore.before_swap", ["--mode", "replace", "--yes"]),
+        ("crash@restore.between_renames", ["--mode", "replace", "--yes"]),
+        ("torn@restore.write:2", ["--mode", "replace", "--yes"]),
+        ("torn@restore.write:2", ["--table", "cpu", "--mode", "replace", "--yes"]),
+        ("crash@restore.after_copy", ["--table", "cpu", "--mode", "replace", "--yes"]),
         ("crash@restore.after_copy", ["--table", "mem", "--mode", "merge"]),
     ],
 )
@@ -304,6 +312,7 @@ def test_restore_killed_at_random_moments(source, tmp_path: Path, data_dir: Path
                 "target",
                 "--mode",
                 "replace",
+                "--yes",
             ],
             env=CLEAN_ENV,
             stdout=subprocess.PIPE,
@@ -447,3 +456,26 @@ def test_segments_disjoint_in_time_are_copied_and_overlapping_ones_merged(
     assert cli("restore", copied["archive"], "--db", "back").code == 0
     assert cli("ingest", "lp", "back", "-", stdin=f"cpu,host=h0,dc=d0 usage=-1.0 {t0}\n").code == 0
     assert checksum(cli, "back") == before
+
+
+def test_replace_asks_for_yes_and_dry_run_changes_nothing(source, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli = source
+    archive = cli("--format", "json", "backup", "create", "src", "--to", str(tmp_path)).json()[
+        "archive"
+    ]
+    before = checksum(cli, "src")
+    assert cli("ingest", "lp", "src", "-", stdin="cpu,host=new,dc=x usage=1 5\n").code == 0
+    changed = checksum(cli, "src")
+    refused = cli("restore", archive, "--db", "src", "--mode", "replace")
+    assert refused.code == 2 and "--yes" in refused.err and len(refused.err.splitlines()) == 2
+    dry = cli(
+        "--format", "json", "restore", archive, "--db", "src", "--mode", "replace", "--dry-run"
+    )
+    assert dry.code == 0 and dry.json()["dry_run"] is True and dry.json()["rows"] > 0
+    assert checksum(cli, "src") == changed
+    assert cli("restore", archive, "--db", "src", "--mode", "replace", "--yes").code == 0
+    assert checksum(cli, "src") == before
+    for args in (["db", "drop", "src", "--dry-run"], ["table", "drop", "src", "cpu", "--dry-run"]):
+        shown = cli("--format", "json", *args)
+        assert shown.code == 0 and shown.json()["dry_run"] is True, shown
+    assert checksum(cli, "src") == before

@@ -1,9 +1,15 @@
-"""Rendering results: tables for people, JSON and CSV for scripts. Data goes to stdout."""
+"""Rendering results: tables for people, JSON and CSV for scripts. Data goes to stdout.
+
+JSON is strict (RFC 8259): a float that is not finite is written as the string
+``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, never as a bare token. Floats are
+printed in full (Python's shortest round-trip form), never rounded.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +22,7 @@ FORMATS = ("table", "json", "csv")
 def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None) -> None:
     """Print ``data`` (a list of records or one record) in ``fmt``."""
     if fmt == "json":
-        json.dump(data, sys.stdout, indent=2, default=_jsonable)
+        sys.stdout.write(json.dumps(strict(data), indent=2, default=_jsonable, allow_nan=False))
         sys.stdout.write("\n")
         return
     records = data if isinstance(data, list) else [_flatten(data)]
@@ -28,8 +34,30 @@ def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None) -> None:
         _emit_pairs(_flatten(data))
 
 
+def emit_sections(sections: Sequence[Any], fmt: str) -> None:
+    """Several results one after the other, a blank line between them: what a command
+    shows as tables it also gives as CSV, section for section."""
+    for i, section in enumerate(sections):
+        if i:
+            print()
+        emit(section, fmt)
+
+
 def _jsonable(value: Any) -> Any:
     return str(value)
+
+
+def strict(value: Any) -> Any:
+    """``value`` with every non-finite float spelled as a string."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict(v) for v in value]
+    return value
 
 
 def _flatten(record: dict[str, Any]) -> dict[str, Any]:
@@ -69,19 +97,19 @@ def _emit_table(records: list[dict[str, Any]], columns: Sequence[str] | None) ->
     if not records:
         print("(none)")
         return
-    rows = [[_cell(record.get(k)) for k in keys] for record in records]
+    rows = [[cell_text(record.get(k)) for k in keys] for record in records]
     print(tabulate(rows, headers=keys, tablefmt="simple", disable_numparse=True))
 
 
 def _emit_pairs(record: dict[str, Any]) -> None:
-    print(tabulate([[k, _cell(v)] for k, v in record.items()], tablefmt="plain"))
+    print(tabulate([[k, cell_text(v)] for k, v in record.items()], tablefmt="plain"))
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.6g}" if abs(value) < 1e15 else str(value)
+        return repr(value)  # the shortest form that reads back as the same float
     return str(value)
 
 

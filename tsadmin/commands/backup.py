@@ -146,10 +146,22 @@ def restore_command(
     mode: Annotated[
         str, typer.Option(help="fail if the target exists, replace it, or merge (upsert).")
     ] = "fail",
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm --mode replace.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Verify and say what would be restored; change nothing."),
+    ] = False,
 ) -> None:
-    """Restore an archive (following its base chain); verified first, swapped in atomically."""
+    """Restore an archive (following its base chain); verified first, swapped in atomically.
+    --mode replace deletes the target's current data and needs --yes."""
     st = state(ctx)
-    report = restore(st.data_dir, RestoreOptions(archive=archive, db=db, tables=table, mode=mode))
+    if mode == "replace" and not yes and not dry_run:
+        raise typer.BadParameter(
+            "--mode replace deletes the target's current data: add --yes (or --dry-run first)",
+            param_hint="--yes",
+        )
+    options = RestoreOptions(archive=archive, db=db, tables=table, mode=mode, dry_run=dry_run)
+    report = restore(st.data_dir, options)
     for item in report.notes:
         note(ctx, f"note: {item}")
     emit(report.to_json(), st.format)

@@ -95,9 +95,22 @@ def drop(
     ctx: typer.Context,
     name: Name,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm the deletion.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be deleted; change nothing.")
+    ] = False,
 ) -> None:
     """Delete a database and all its data (needs --yes)."""
     st = state(ctx)
+    if dry_run:
+        stats = ops.database_stats(st.data_dir, name)
+        would = {
+            "database": name,
+            "tables": len(stats["tables"]),
+            "rows": stats["segment_rows"] + stats["wal_rows"],
+            "bytes": stats["segment_bytes"] + stats["wal_bytes"],
+        }
+        emit({"dry_run": True, "would_drop": would}, st.format)
+        return
     if not yes:
         raise typer.BadParameter(
             f"dropping {name} deletes all its data; add --yes", param_hint="--yes"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated
 
@@ -11,8 +12,8 @@ import pyarrow.csv as pacsv
 import typer
 
 from engine import InvalidArgument, ops
-from engine.rows import to_records
-from tsadmin.render import emit
+from engine.rows import ISO_FORMAT, to_records
+from tsadmin.render import cell_text, strict
 from tsadmin.state import state
 
 
@@ -47,15 +48,56 @@ def select(
     rows = ops.select(
         st.data_dir, db, table, start=start, end=end, where=_where(where or []), limit=limit
     )
-    if st.format == "csv":
-        pacsv.write_csv(_with_text_time(rows, epoch), sys.stdout.buffer)
-        return
-    emit(to_records(rows, iso_time=not epoch), st.format, columns=rows.column_names)
+    stream_rows(rows, st.format, epoch=epoch)
+
+
+# Rows are rendered this many at a time, so memory does not grow with the result.
+CHUNK_ROWS = 5_000
+
+
+def stream_rows(rows: pa.Table, fmt: str, *, epoch: bool) -> None:
+    """Print ``rows`` chunk by chunk: CSV with a header, a JSON array, or a table whose
+    column widths come from the first chunk (wider values later push their line out)."""
+    widths: list[int] = []
+    if fmt == "json":
+        sys.stdout.write("[")
+    for offset in range(0, max(rows.num_rows, 1), CHUNK_ROWS):
+        chunk = rows.slice(offset, CHUNK_ROWS)
+        first = offset == 0
+        if fmt == "csv":
+            sink = pa.BufferOutputStream()
+            options = pacsv.WriteOptions(include_header=first)
+            pacsv.write_csv(_with_text_time(chunk, epoch), sink, write_options=options)
+            sys.stdout.write(sink.getvalue().to_pybytes().decode())
+        elif fmt == "json":
+            records = strict(to_records(chunk, iso_time=not epoch))
+            for i, record in enumerate(records):
+                sep = "\n  " if first and i == 0 else ",\n  "
+                sys.stdout.write(sep + json.dumps(record, allow_nan=False, default=str))
+        else:
+            widths = _table_chunk(chunk, epoch, widths)
+    if fmt == "json":
+        sys.stdout.write("\n]\n" if rows.num_rows else "]\n")
+
+
+def _table_chunk(chunk: pa.Table, epoch: bool, widths: list[int]) -> list[int]:
+    names = chunk.column_names
+    cells = [[cell_text(v) for v in r.values()] for r in to_records(chunk, iso_time=not epoch)]
+    if not widths:
+        if not cells:
+            print("(none)")
+            return [0]
+        widths = [max([len(n), *(len(row[i]) for row in cells)]) for i, n in enumerate(names)]
+        print("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)).rstrip())
+        print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return widths
 
 
 def _with_text_time(rows: pa.Table, epoch: bool) -> pa.Table:
     ts = rows.column("ts")
-    shown = ts.cast(pa.int64()) if epoch else pc.strftime(ts, format="%Y-%m-%dT%H:%M:%SZ")
+    shown = ts.cast(pa.int64()) if epoch else pc.strftime(ts, format=ISO_FORMAT)
     return rows.set_column(0, "ts", shown)
 
 

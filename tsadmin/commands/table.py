@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from engine import ops
-from tsadmin.render import emit
+from tsadmin.render import emit, emit_sections
 from tsadmin.state import command_group, note, state
 
 app = command_group("Inspect and drop tables.")
@@ -32,12 +32,11 @@ def show(ctx: typer.Context, db: Db, table: Table) -> None:
     """Columns, rows, series, time range and storage of a table."""
     st = state(ctx)
     details = ops.table_details(st.data_dir, db, table)
-    if st.format == "table":
-        emit(details["columns"], "table")
-        summary = {k: v for k, v in details.items() if k != "columns"}
-        emit(summary, "table")
-    else:
-        emit(details if st.format == "json" else details["columns"], st.format)
+    if st.format == "json":
+        emit(details, "json")
+        return
+    summary = {k: v for k, v in details.items() if k != "columns"}
+    emit_sections([details["columns"], summary], st.format)
 
 
 @app.command("drop")
@@ -46,9 +45,17 @@ def drop(
     db: Db,
     table: Table,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm the deletion.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be deleted; change nothing.")
+    ] = False,
 ) -> None:
     """Delete a table and its data (needs --yes)."""
     st = state(ctx)
+    if dry_run:
+        details = ops.table_details(st.data_dir, db, table)
+        would = {k: details[k] for k in ("database", "table", "rows", "segments", "segment_bytes")}
+        emit({"dry_run": True, "would_drop": would}, st.format)
+        return
     if not yes:
         raise typer.BadParameter(
             f"dropping {table} deletes its data; add --yes", param_hint="--yes"

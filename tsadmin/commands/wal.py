@@ -14,7 +14,7 @@ from engine import (
     writable_database_dir,
 )
 from engine.rows import to_records
-from tsadmin.render import emit
+from tsadmin.render import emit, emit_sections
 from tsadmin.state import command_group, note, state
 
 app = command_group("See inside the WAL, check it, and repair it.")
@@ -39,12 +39,8 @@ def inspect(
     result = walcheck.inspect(existing_database_dir(st.data_dir, db), chosen)
     if st.format == "json":
         emit(result, "json")
-    elif st.format == "csv":
-        emit(result["records"], "csv")
     else:
-        emit(result["files"], "table")
-        typer.echo("")
-        emit(result["records"], "table")
+        emit_sections([result["files"], result["records"]], st.format)
 
 
 @app.command("verify")
@@ -52,16 +48,13 @@ def verify(ctx: typer.Context, db: Db) -> None:
     """Check headers, CRCs, LSNs, payloads and transactions; exit 3 if anything is wrong."""
     st = state(ctx)
     report = walcheck.verify(existing_database_dir(st.data_dir, db), db)
-    if st.format == "table":
+    if st.format == "json":
+        emit(report.to_json(), "json")
+    else:
         summary = {k: v for k, v in report.to_json().items() if k not in ("problems", "notes")}
-        emit(summary, "table")
         for item in report.notes:
             note(ctx, f"note: {item['file']} offset {item['offset']}: {item['note']}")
-        if report.problems:
-            typer.echo("")
-            emit(report.problems, "table", columns=["file", "offset", "lsn", "problem"])
-    else:
-        emit(report.to_json() if st.format == "json" else report.problems, st.format)
+        emit_sections([summary, *([report.problems] if report.problems else [])], st.format)
     if not report.ok:
         raise VerificationFailed(
             f"the WAL of {db} has {len(report.problems)} problem(s)",
