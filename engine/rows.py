@@ -116,7 +116,9 @@ def iso_time(value: pa.Scalar) -> str | None:
     """One timestamp as every command prints it (``select``'s format)."""
     if not value.is_valid:
         return None
-    return str(pc.strftime(pa.array([value.as_py()], value.type), format=ISO_FORMAT)[0])
+    as_int = pa.scalar(value.value, pa.int64()) if hasattr(value, "value") else value
+    one = pa.array([as_int.as_py()], pa.int64()).cast(value.type)
+    return str(pc.strftime(one, format=ISO_FORMAT)[0])
 
 
 def to_records(rows: pa.Table, *, iso_time: bool = True) -> list[dict[str, object]]:

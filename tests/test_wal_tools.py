@@ -95,7 +95,9 @@ def test_inspect_filters_and_dump(data_dir: Path, cli) -> None:  # type: ignore[
         len(cli("--format", "json", "wal", "inspect", "i", "--limit", "2").json()["records"]) == 2
     )
     csv_out = cli("--format", "csv", "wal", "inspect", "i").out.splitlines()
-    assert csv_out[0].startswith("file,offset,lsn,txn,type")
+    files_header = next(i for i, line in enumerate(csv_out) if not line)
+    assert csv_out[0].startswith("file,role,bytes")
+    assert csv_out[files_header + 1].startswith("file,offset,lsn,txn,type")
     data_lsn = next(r["lsn"] for r in everything["records"] if r["type"] == "DATA")
     rows = cli("--format", "json", "wal", "dump", "i", "--lsn", str(data_lsn)).json()
     assert len(rows) == 5 and {r["batch"] for r in rows} == {0}
