@@ -9,7 +9,17 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from engine import Batch, Database, DiskFull, Locked, workload
+from engine import (
+    Batch,
+    Corruption,
+    Database,
+    DiskFull,
+    EngineError,
+    Locked,
+    NotFound,
+    StorageError,
+    workload,
+)
 from engine.fileio import IO, simulate_power_loss
 from engine.settings import WalLevel
 from engine.workload import Acks, verify
@@ -73,10 +83,13 @@ def test_planted_missing_fsync_is_caught(data_dir: Path, tmp_path: Path) -> None
         faults=f"journal={journal};nofsync",
     )
     out = "".join(wait_ready(child)) + kill_after(child, 0.5)
+    acks = Acks.parse(out)
+    assert acks.acked, "nothing was acknowledged before the kill: the test proves nothing"
     simulate_power_loss(journal, db_dir)
     try:
-        verdict = verify(db_dir, "bug", Acks.parse(out), ROWS, WalLevel.SYNC)
-    except Exception:  # the WAL may not even open any more: also a broken promise
+        verdict = verify(db_dir, "bug", acks, ROWS, WalLevel.SYNC)
+    except EngineError as exc:  # the database may not even open any more: also a loss
+        assert isinstance(exc, Corruption | NotFound | StorageError), exc
         return
     assert not verdict.ok and verdict.lost
 

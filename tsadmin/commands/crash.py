@@ -50,17 +50,23 @@ def simulate(
     if st.format == "table":
         emit([t.to_json() for t in report.trials], "table")
         seconds = sum(t.seconds for t in report.trials) / len(report.trials)
+        verdict = f"{report.broken} BROKEN" if report.broken else "all promises kept"
         typer.echo(
-            f"{mode} x {trials} on wal_level {report.wal_level}: "
-            f"{'all promises kept' if report.ok else f'{report.broken} BROKEN'} "
-            f"({seconds:.2f} s per trial, seed {seed})"
+            f"{mode} x {trials} on wal_level {report.wal_level}: {verdict}; "
+            f"{report.tested} trial(s) tested something, "
+            f"{trials - report.tested} inconclusive ({seconds:.2f} s per trial, seed {seed})"
         )
     else:
         emit(
             report.to_json() if st.format == "json" else [t.to_json() for t in report.trials],
             st.format,
         )
-    if not report.ok:
+    if report.broken:
         raise VerificationFailed(
             f"{report.broken} of {trials} trial(s) broke the {report.wal_level} promise"
+        )
+    if not report.tested:
+        raise VerificationFailed(
+            f"none of the {trials} trial(s) had anything to check: nothing is proven",
+            hint="run more trials, or larger ones (more rows)",
         )
