@@ -795,9 +795,39 @@ def open_source(path: str) -> tuple[BinaryIO, int | None]:
     if file.suffix == ".gz":
         return cast(BinaryIO, _Decompressing(gzip.GzipFile(fileobj=raw), path, "gzip")), size
     if file.suffix in (".zst", ".zstd"):
-        zst = zstandard.ZstdDecompressor().stream_reader(raw)
-        return cast(BinaryIO, _Decompressing(zst, path, "zstd")), size
+        return cast(BinaryIO, _Decompressing(_ZstdFrames(raw), path, "zstd")), size
     return raw, size
+
+
+class _ZstdFrames:
+    """zstd frames one after the other, decoded as they come; input that ends inside a
+    frame is an error (zstandard's stream reader would end quietly, losing the rest)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._frame = zstandard.ZstdDecompressor().decompressobj()
+        self._started = False
+
+    def read(self, size: int = -1) -> bytes:
+        while True:
+            chunk = self._raw.read(BLOCK_BYTES)
+            if not chunk:
+                if self._started and not self._frame.eof:
+                    raise EOFError("the input ends inside a zstd frame (cut short)")
+                return b""
+            out = []
+            while chunk:
+                if self._frame.eof:
+                    self._frame = zstandard.ZstdDecompressor().decompressobj()
+                self._started = True
+                out.append(self._frame.decompress(chunk))
+                chunk = self._frame.unused_data if self._frame.eof else b""
+            data = b"".join(out)
+            if data:
+                return data
+
+    def close(self) -> None:
+        self._raw.close()
 
 
 class _Decompressing(io.RawIOBase):
