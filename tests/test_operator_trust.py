@@ -63,14 +63,14 @@ def test_a_terminated_backup_leaves_no_staging(data_dir: Path, tmp_path: Path) -
     source = big_lp(tmp_path / "big.lp", 600_000)
     assert run_cli(data_dir, "ingest", "lp", "m", str(source)).code == 0
     store = tmp_path / "store"
-    child = subprocess.Popen(
+    child = subprocess.Popen(  # a slow disk (injected), so the signal lands mid-backup
         tsadmin(data_dir, "backup", "create", "m", "--to", str(store)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=CLEAN_ENV,
+        env={**CLEAN_ENV, "TSADMIN_FAULTS": "slowfsync=2000"},
     )
-    time.sleep(0.8)
+    time.sleep(1.2)
     child.send_signal(signal.SIGTERM)
     _, err = child.communicate(timeout=60)
     if child.returncode == 0:
