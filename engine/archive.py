@@ -467,8 +467,7 @@ def _content_problem(
         return f"decodes to {rows} rows, the manifest says {info.rows}"
     if rows and (low, high) != (info.min_ts, info.max_ts):
         return (
-            f"timestamps run from {low} to {high}, the manifest says "
-            f"{info.min_ts} to {info.max_ts}"
+            f"timestamps run from {low} to {high}, the manifest says {info.min_ts} to {info.max_ts}"
         )
     return None
 

@@ -140,7 +140,7 @@ def create_backup(
         )
         if (options.to / name).exists():
             raise AlreadyExists(
-                f"archive {options.to / name} already exists", hint="choose another --name"
+                f"archive {options.to / name} already exists", hint="choose another archive name"
             )
         staging = options.to / f".{name}.tmp-{os.getpid()}"
         IO.remove_tree(staging)
@@ -422,7 +422,8 @@ def _find_base(options: BackupOptions, database: str) -> Path:
             raise NotFound(f"base archive {base} does not exist")
         if base.resolve().parent != options.to.resolve():
             raise InvalidArgument(
-                "the base archive must be in the --to directory", hint=f"move it to {options.to}"
+                "the base archive must be in the store the backup goes to",
+                hint=f"move it to {options.to}",
             )
         return base
     candidates = [
@@ -431,7 +432,7 @@ def _find_base(options: BackupOptions, database: str) -> Path:
     if not candidates:
         raise NotFound(
             f"no archive of {database} in {options.to} to be the base",
-            hint="make a full backup first (without --incremental)",
+            hint="make a full (not incremental) backup first",
         )
     newest = max(candidates, key=lambda a: (a["created"], a["snapshot_lsn"]))
     return options.to / str(newest["name"])
@@ -674,7 +675,9 @@ def prune(
     and every base a kept incremental needs; delete the rest."""
     if keep_last < 1:
         raise InvalidArgument(
-            "--keep-last must be at least 1", hint="pruning never deletes every archive"
+            "keep-last must be at least 1",
+            hint="pruning never deletes every archive",
+            param="keep_last",
         )
     report = PruneReport(str(directory), dry_run)
     archives = [a for a in list_archives(directory) if "error" not in a]

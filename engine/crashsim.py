@@ -68,7 +68,7 @@ class SimOptions:
             )
         if self.trials < 1 or self.batch_rows < 1 or self.rows < self.batch_rows:
             raise InvalidArgument(
-                "trials, --rows and --batch-rows must be positive, rows >= batch-rows"
+                "trials, rows and batch rows must be positive, rows at least batch rows"
             )
 
 

@@ -345,8 +345,7 @@ class Database:
         failure = self.background_error
         if failure is not None:
             raise type(failure)(
-                f"database {self.name}: a background checkpoint or flush failed: "
-                f"{failure.message}",
+                f"database {self.name}: a background checkpoint or flush failed: {failure.message}",
                 hint=failure.hint or "close and reopen it; recovery replays what was acknowledged",
             )
 
@@ -415,7 +414,7 @@ class Database:
             if existing is not None and mode == "fail":
                 raise AlreadyExists(
                     f"table {table} exists in database {self.name}",
-                    hint="use --mode replace or merge",
+                    hint="restore it in mode replace or merge",
                 )
             if existing is not None and mode == "merge":
                 existing.grown_by(table, schema.tags, schema.fields)  # a type conflict stops here

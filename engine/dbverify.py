@@ -144,8 +144,10 @@ def _note_unlisted(db_dir: Path, manifest: Manifest, report: DbVerifyReport) -> 
         rel = path.relative_to(db_dir).as_posix()
         if path.is_file() and rel not in live:
             report.notes.append(
-                {"file": rel, "note": "listed by no manifest: left by a crash, removed by "
-                 "the next writer"}
+                {
+                    "file": rel,
+                    "note": "listed by no manifest: left by a crash, removed by the next writer",
+                }
             )
 
 

@@ -25,7 +25,14 @@ class EngineError(Exception):
 
 
 class InvalidArgument(EngineError):
-    """A caller passed a value the engine refuses (bad name, unknown setting...)."""
+    """A caller passed a value the engine refuses (bad name, unknown setting...).
+
+    ``param`` names the parameter of the engine call (``on_error``, ``mode``...), so a
+    front end can say which of its own options it was; the message never does."""
+
+    def __init__(self, message: str, hint: str | None = None, *, param: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.param = param
 
 
 class NotFound(EngineError):

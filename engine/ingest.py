@@ -48,7 +48,11 @@ class IngestOptions:
 
     def __post_init__(self) -> None:
         if self.on_error not in ("abort", "skip"):
-            raise InvalidArgument(f"invalid --on-error {self.on_error!r}", hint="use abort or skip")
+            raise InvalidArgument(
+                f"invalid on-error policy {self.on_error!r}",
+                hint="use abort or skip",
+                param="on_error",
+            )
         if self.batch_rows < 1:
             raise InvalidArgument("batch size must be at least 1 row")
 
@@ -266,7 +270,7 @@ class _LineProtocol:
         if self.options.on_error == "abort":
             raise BadInput(
                 f"{self.source}:{err.line}:{err.column}: {reason}",
-                hint="fix the line, or re-run with --on-error skip --rejects FILE; "
+                hint="fix the line, or skip bad lines into a rejects file; "
                 "re-running is safe (writes are upserts)",
                 source=self.source,
                 line=err.line,
@@ -592,7 +596,7 @@ def parse_schema(text: str) -> dict[str, str]:
         name, sep, kind = item.partition(":")
         if not sep or kind not in FIELD_TYPES:
             raise InvalidArgument(
-                f"invalid --schema entry {item!r}",
+                f"invalid schema entry {item!r}",
                 hint=f"use column:type with type one of {', '.join(FIELD_TYPES)}",
             )
         schema[name] = kind
@@ -685,9 +689,7 @@ def _by_table(rows: pa.Table, csv: CsvOptions, source: str) -> list[tuple[str, p
     if not csv.table_column:
         return [(csv.table, rows)]
     if csv.table_column not in rows.column_names:
-        raise BadInput(
-            f"{source}: no column {csv.table_column!r} for --table-column", source=source
-        )
+        raise BadInput(f"{source}: no table column {csv.table_column!r}", source=source)
     names = rows.column(csv.table_column)
     if names.null_count:
         raise BadInput(
@@ -748,7 +750,8 @@ def _csv_timestamps(
         return values if kind.tz else values.cast(pa.timestamp(kind.unit, tz="UTC"))
     raise BadInput(
         f"{source}: timestamp column has {kind} values",
-        hint="give --ts-format (s, ms, us, ns, or a strptime format such as %Y-%m-%d %H:%M:%S)",
+        hint="give the timestamp format (s, ms, us, ns, or a strptime format such as "
+        "%Y-%m-%d %H:%M:%S)",
         source=source,
     )
 
@@ -781,7 +784,6 @@ def open_source(path: str) -> tuple[BinaryIO, int | None]:
     import gzip
     import sys
 
-    import zstandard
 
     if path == "-":
         return sys.stdin.buffer, None

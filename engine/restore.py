@@ -47,7 +47,9 @@ class RestoreOptions:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise InvalidArgument(
-                f"invalid --mode {self.mode!r}", hint="use fail, replace or merge"
+                f"invalid restore mode {self.mode!r}",
+                hint="use fail, replace or merge",
+                param="mode",
             )
 
 
@@ -138,7 +140,7 @@ def _require_same_layout(archived: Settings, target: Settings, archive: str, db:
             raise InvalidArgument(
                 f"archive {archive} has {key} {ours}, database {db} has {theirs}; "
                 "nothing was changed",
-                hint="restore the whole archive into a new database (another --db name)",
+                hint="restore the whole archive into a new database (another name)",
             )
 
 

@@ -63,7 +63,7 @@ def _timestamps(table: str, values: pa.ChunkedArray, precision: str) -> pa.Chunk
         except pa.ArrowInvalid as exc:
             raise InvalidArgument(
                 f"table {table}: timestamps finer than the database precision {precision}",
-                hint="create the database with a finer --precision",
+                hint="create the database with a finer precision",
             ) from exc
     raise InvalidArgument(f"table {table}: column {TS!r} has type {values.type}, not a time")
 

@@ -16,7 +16,7 @@ from engine import EngineError, __version__, resolve_data_dir
 from tsadmin import signals
 from tsadmin.commands import backup, config, crash, db, ingest, maintenance, query, table, wal
 from tsadmin.commands import demo as demo_cmd
-from tsadmin.errors import Exit, exit_code_for
+from tsadmin.errors import Exit, exit_code_for, worded
 from tsadmin.render import FORMATS
 from tsadmin.state import State, command_group
 
@@ -144,7 +144,7 @@ def run(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         if debug:
             traceback.print_exc()
-        return _fail(exc.message + _committed(exc), exc.hint, exit_code_for(exc))
+        return _fail(worded(exc) + _committed(exc), exc.hint, exit_code_for(exc))
     except signals.Interrupted as exc:
         return _fail(
             exc.word + (_committed(exc) or "; nothing was left half-written"),

@@ -48,6 +48,22 @@ _BY_CLASS: list[tuple[type[EngineError], Exit]] = [
 ]
 
 
+# Engine parameters as this CLI spells them: engine messages never name our options, so
+# the one exit point adds the option a refused value came from.
+OPTION_OF = {
+    "on_error": "--on-error",
+    "mode": "--mode",
+    "keep_last": "--keep-last",
+}
+
+
+def worded(error: EngineError) -> str:
+    """The error's message, with the CLI option it concerns when there is one."""
+    param = getattr(error, "param", None)
+    option = OPTION_OF.get(param) if param else None
+    return f"{error.message} (option {option})" if option else error.message
+
+
 def exit_code_for(error: EngineError) -> Exit:
     for cls, code in _BY_CLASS:
         if isinstance(error, cls):
