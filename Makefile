@@ -10,10 +10,12 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	mkdir -p $(VENV)/share/man/man1 && cp man/*.1 $(VENV)/share/man/man1/
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/tsadmin demo
+	@echo "man pages: PATH=\"$$PWD/$(BIN):\$$PATH\" man tsadmin (or man -l man/tsadmin.1)"
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -32,6 +34,7 @@ bench: $(STAMP)
 
 man: $(STAMP)
 	$(BIN)/python -m tsadmin.manpage man
+	cp man/*.1 $(VENV)/share/man/man1/
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

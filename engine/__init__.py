@@ -1,6 +1,8 @@
 """tsadmin's embedded time-series engine: a Python API, no printing, no CLI code."""
 
-from engine import crashsim, dbverify, walcheck, walrepair
+# The crash-test harness (engine.crashsim, engine.workload) is not imported here: it is
+# not part of the API, and the workload child runs as `python -m engine.workload`.
+from engine import dbverify, walcheck, walrepair
 from engine.checkpoint import CheckpointReport, CompactionReport
 from engine.database import Batch, CommitResult, Database
 from engine.datadir import (
@@ -51,7 +53,6 @@ __all__ = [
     "VerificationFailed",
     "WalLevel",
     "__version__",
-    "crashsim",
     "create_database",
     "database_dir",
     "dbverify",

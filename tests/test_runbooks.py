@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -73,6 +74,7 @@ def test_runbook_runs_as_written(runbook: Path, tmp_path: Path) -> None:
         "TSADMIN_DATA_DIR": str(data_dir),
         "TMPDIR": str(tmp_path),
     }
+    settings_before = run_cli(data_dir, "--format", "json", "config", "get", DEMO).out
     done = subprocess.run(
         ["bash", "-c", shell_of(runbook)],
         cwd=tmp_path,
@@ -85,6 +87,9 @@ def test_runbook_runs_as_written(runbook: Path, tmp_path: Path) -> None:
         f"{runbook.name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     )
     assert "Traceback" not in done.stderr
+    if runbook.stem == "change-wal-level-safely":
+        after = run_cli(data_dir, "--format", "json", "config", "get", DEMO).out
+        assert json.loads(after) == json.loads(settings_before), "the runbook did not leave the settings as it found them"
     # whatever the runbook did, the demo database opens and reads afterwards
     Database.open(data_dir / DEMO, DEMO, readonly=True).scan("cpu")
 
@@ -111,5 +116,29 @@ def test_damaged_segment_runbook_with_an_archive_restores_the_table(tmp_path: Pa
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+    after = run_cli(data_dir, "--format", "json", "db", "checksum", DEMO).json()["sha256"]
+    assert after == before
+
+
+def test_restore_a_table_runbook_before_any_backup_exists(tmp_path: Path) -> None:
+    data_dir = tmp_path / "tsdata"
+    assert run_cli(tmp_path, "--format", "json", "demo", "--data-dir", str(data_dir)).code == 0
+    before = run_cli(data_dir, "--format", "json", "db", "checksum", DEMO).json()["sha256"]
+    env = {
+        **CLEAN_ENV,
+        "PATH": f"{Path(sys.executable).parent}:{CLEAN_ENV['PATH']}",
+        "TSADMIN_DATA_DIR": str(data_dir),
+    }
+    runbook = ROOT / "examples" / "runbooks" / "restore-a-table.md"
+    done = subprocess.run(
+        ["bash", "-c", shell_of(runbook)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and "nothing to restore from" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
     after = run_cli(data_dir, "--format", "json", "db", "checksum", DEMO).json()["sha256"]
     assert after == before

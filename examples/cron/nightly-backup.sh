@@ -14,6 +14,9 @@ keep_last=${3:-7}
 keep_daily=${4:-14}
 keep_weekly=${5:-8}
 tsadmin=${TSADMIN:-tsadmin}
+if ! command -v "$tsadmin" >/dev/null; then  # cron's short PATH: try the checkout's environment
+  tsadmin="$(cd "$(dirname "$0")/../.." && pwd)/.venv/bin/tsadmin"
+fi
 
 log() { printf '%s nightly-backup %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$db" "$*" >&2; }
 trap 'log "FAILED (exit $?) at line $LINENO"' ERR
