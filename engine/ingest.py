@@ -144,8 +144,8 @@ def ingest_lp(
                 reader.feed(block, first_line)
             if block is None or reader.due():
                 reader.flush()
-                if progress:
-                    progress(report.bytes, report.rows)
+            if progress:
+                progress(report.bytes, report.rows)
         reader.finish()
     except BaseException as exc:
         _note_committed(exc, report.rows, db.last_lsn)
@@ -776,17 +776,18 @@ class _CountingReader:
         self.closed = True
 
 
-def open_source(path: str) -> tuple[BinaryIO, int | None]:
+def open_source(path: str) -> tuple[BinaryIO, int | None, Callable[[], int] | None]:
     """Open ``path`` (``-`` is standard input) for ingest, decompressing .gz and .zst.
 
-    Returns the stream and its size on disk when known (for progress).
+    Returns the stream, its size on disk when known, and how far into the file on disk
+    reading has got (for progress: decompressed bytes would overrun the file's size).
     """
     import gzip
     import sys
 
 
     if path == "-":
-        return sys.stdin.buffer, None
+        return sys.stdin.buffer, None, None
     file = Path(path)
     if not file.exists():
         raise NotFound(f"no such input file: {path}")
@@ -795,10 +796,11 @@ def open_source(path: str) -> tuple[BinaryIO, int | None]:
     size = file.stat().st_size
     raw = IO.guard(lambda: file.open("rb"), file)
     if file.suffix == ".gz":
-        return cast(BinaryIO, _Decompressing(gzip.GzipFile(fileobj=raw), path, "gzip")), size
+        gz = _Decompressing(gzip.GzipFile(fileobj=raw), path, "gzip")
+        return cast(BinaryIO, gz), size, raw.tell
     if file.suffix in (".zst", ".zstd"):
-        return cast(BinaryIO, _Decompressing(_ZstdFrames(raw), path, "zstd")), size
-    return raw, size
+        return cast(BinaryIO, _Decompressing(_ZstdFrames(raw), path, "zstd")), size, raw.tell
+    return raw, size, raw.tell
 
 
 class _ZstdFrames:

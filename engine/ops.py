@@ -304,8 +304,11 @@ def ingest(
     """Ingest ``path`` (``-`` for stdin) as ``lp`` or ``csv`` into database ``name``."""
     from engine import ingest as ingest_mod
 
-    stream, _size = ingest_mod.open_source(path)
+    stream, _size, position = ingest_mod.open_source(path)
     source = "stdin" if path == "-" else path
+    if progress is not None and position is not None:
+        shown = progress
+        progress = lambda _read, rows: shown(position(), rows)  # noqa: E731 - bytes on disk
     db = Database.open(writable_database_dir(data_dir, name), name)
     try:
         if kind == "lp":

@@ -277,3 +277,40 @@ def test_every_write_command_on_a_read_only_file_system_says_so(tmp_path: Path) 
             assert run_cli(tmp_path, "--data-dir", str(data), *args).code == 0, args
     finally:
         subprocess.run(["umount", str(mount)])
+
+
+def test_the_progress_bar_of_a_file_ingest_moves(data_dir: Path, tmp_path: Path) -> None:
+    """On a terminal (a pty for stderr), the bar counts bytes read from the file on disk,
+    compressed or not, and moves during the run."""
+    import pty
+    import re
+
+    assert run_cli(data_dir, "db", "create", "m").code == 0
+    plain = big_lp(tmp_path / "big.lp", 1_500_000)
+    packed = tmp_path / "big.lp.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=1))
+    for source in (plain, packed):
+        leader, follower = pty.openpty()
+        child = subprocess.Popen(
+            tsadmin(data_dir, "ingest", "lp", "m", str(source)),
+            stdout=subprocess.DEVNULL,
+            stderr=follower,
+            env={**CLEAN_ENV, "TERM": "xterm"},
+        )
+        os.close(follower)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        assert child.wait(timeout=120) == 0
+        os.close(leader)
+        text = seen.decode(errors="replace")
+        readings = re.findall(r"([0-9.]+)/([0-9.]+) MB", text)
+        done = sorted({float(a) for a, _ in readings})
+        assert len(done) >= 3, text[-2000:]  # it moved through several readings
+        assert all(float(a) <= float(b) + 0.05 for a, b in readings), readings

@@ -89,7 +89,9 @@ def test_runbook_runs_as_written(runbook: Path, tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     if runbook.stem == "change-wal-level-safely":
         after = run_cli(data_dir, "--format", "json", "config", "get", DEMO).out
-        assert json.loads(after) == json.loads(settings_before), "the runbook did not leave the settings as it found them"
+        assert json.loads(after) == json.loads(settings_before), (
+            "the runbook did not leave the settings as it found them"
+        )
     # whatever the runbook did, the demo database opens and reads afterwards
     Database.open(data_dir / DEMO, DEMO, readonly=True).scan("cpu")
 
