@@ -81,7 +81,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import zstandard
 
-from engine.errors import Corruption, EngineError
+from engine.errors import Corruption, EngineError, InvalidArgument
 from engine.fileio import IO, AppendFile
 
 MAGIC = b"TSADWAL\n"
@@ -172,6 +172,11 @@ def encode_file_header(database: str, start_lsn: int) -> bytes:
 
 
 def encode_record(lsn: int, txn: int, rtype: RecordType, payload: bytes = b"") -> bytes:
+    if len(payload) > MAX_PAYLOAD:  # the reader would take such a record for damage
+        raise InvalidArgument(
+            f"a WAL record of {len(payload):,} bytes is over the {MAX_PAYLOAD:,}-byte limit",
+            hint="write the rows in smaller batches",
+        )
     head = RECORD_HEADER.pack(0, len(payload), lsn, txn, int(rtype), 0, 0)
     crc = crc32c.crc32c(payload, crc32c.crc32c(head[4:]))
     return struct.pack("<I", crc) + head[4:] + payload

@@ -314,3 +314,80 @@ def test_the_progress_bar_of_a_file_ingest_moves(data_dir: Path, tmp_path: Path)
         done = sorted({float(a) for a, _ in readings})
         assert len(done) >= 3, text[-2000:]  # it moved through several readings
         assert all(float(a) <= float(b) + 0.05 for a, b in readings), readings
+
+
+def test_config_set_on_a_full_disk(data_dir: Path) -> None:
+    assert run_cli(data_dir, "db", "create", "m").code == 0
+    refused = run_cli(
+        data_dir,
+        "config",
+        "set",
+        "m",
+        "wal_fsync_period",
+        "250",
+        env={"TSADMIN_FAULTS": "enospc@wal.append"},
+    )
+    assert refused.code == 1 and "no space" in refused.err, refused
+    assert run_cli(data_dir, "config", "get", "m", "wal_fsync_period").out.strip() == "1000"
+    # the change logged, only the checkpoint at close out of space: done, with a warning
+    late = run_cli(
+        data_dir,
+        "--format",
+        "json",
+        "config",
+        "set",
+        "m",
+        "wal_fsync_period",
+        "250",
+        env={"TSADMIN_FAULTS": "enospc@manifest.write"},
+    )
+    assert late.code == 0 and "warning" in late.err and late.json()["new"] == 250, late
+    assert run_cli(data_dir, "config", "get", "m", "wal_fsync_period").out.strip() == "250"
+
+
+def test_a_reader_probing_the_lock_never_fails_a_starting_writer(data_dir: Path) -> None:
+    import threading
+
+    from engine import Database, lock
+    from tests.conftest import new_db
+
+    db_dir = new_db(data_dir, "m")
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.is_set():
+            lock.holder_pid(db_dir)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        for _ in range(200):
+            Database.open(db_dir, "m", background=False).close()
+    finally:
+        stop.set()
+        prober.join()
+
+
+def test_a_failed_background_checkpoint_is_reported_by_the_next_write(data_dir: Path) -> None:
+    import pyarrow as pa
+
+    from engine import Batch, Database, DiskFull
+    from engine.fileio import IO
+    from tests.conftest import new_db
+
+    db_dir = new_db(data_dir, "m", checkpoint_interval="1s")
+    db = Database.open(db_dir, "m")
+    rows = pa.table({"ts": pa.array([T0], pa.int64()), "v": [1.0]})
+    try:
+        db.write([Batch("cpu", rows, [])])
+        IO.faults.add("enospc@segment.write")
+        deadline = time.monotonic() + 20
+        while db.background_error is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert db.background_error is not None, "the interval checkpoint never ran"
+        with pytest.raises(DiskFull, match="background"):
+            db.write([Batch("cpu", rows, [])])
+    finally:
+        IO.faults.clear()
+        with pytest.raises(DiskFull, match="background"):
+            db.close()

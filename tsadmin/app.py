@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import os
 import signal
 import sys
 import traceback
@@ -168,8 +170,6 @@ def run(argv: list[str] | None = None) -> int:
 
 def _silence_stdout() -> None:
     """After the reader left, nothing more may be flushed to the closed pipe at exit."""
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
 
@@ -177,4 +177,11 @@ def _silence_stdout() -> None:
 def main() -> None:
     # `kill -USR1 PID` prints every thread's stack of a tsadmin that seems stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    sys.exit(run())
+    code = run()
+    # Leave without the interpreter's teardown: Arrow's native thread pools can abort the
+    # process there (std::terminate, exit -6) after the command has finished and reported
+    # (apache/arrow#34314). Everything the command wrote is closed and fsynced by now.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, signals.PipeClosed):
+            stream.flush()
+    os._exit(code)
