@@ -144,6 +144,8 @@ def test_simulate_every_mode_keeps_the_promise(cli, level: str) -> None:  # type
         assert result.code == 0, (mode, result.out, result.err)
         report = result.json()
         assert report["ok"] and len(report["trials"]) == 2
+        if mode == "power-loss" and level == "flush":  # trials outlast the fsync period
+            assert all(t["acked"] > 0 for t in report["trials"]), report["trials"]
         if mode == "bitflip" and level != "off":
             assert all(t["verdict"] in ("detected", "ok") for t in report["trials"])
             assert any(t["verdict"] == "detected" for t in report["trials"])

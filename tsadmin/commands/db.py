@@ -60,11 +60,11 @@ def create(
 def list_(ctx: typer.Context) -> None:
     """List the databases of the data directory."""
     st = state(ctx)
-    emit(
-        ops.list_summaries(st.data_dir),
-        st.format,
-        columns=["name", "tables", "wal_level", "precision", "last_lsn", "writer_pid"],
-    )
+    summaries = ops.list_summaries(st.data_dir)
+    columns = ["name", "tables", "wal_level", "precision", "last_lsn", "writer_pid"]
+    if any("error" in s for s in summaries):
+        columns.append("error")  # a damaged database is flagged, the others still listed
+    emit(summaries, st.format, columns=columns)
 
 
 @app.command("show")
