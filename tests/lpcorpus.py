@@ -1,8 +1,10 @@
-"""Loading InfluxData's line-protocol conformance corpus (shared/lp-corpus)."""
+"""Loading InfluxData's line-protocol conformance corpus: vendored in tests/data/lp-corpus
+(MIT, see ORIGIN.md there) so a fresh clone tests itself; shared/lp-corpus as a fallback."""
 
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import math
 import os
@@ -20,8 +22,8 @@ def corpus_path() -> Path | None:
     here = Path(__file__).resolve().parent.parent
     for candidate in (
         os.environ.get("TSADMIN_LP_CORPUS"),
+        here / "tests" / "data" / "lp-corpus" / "corpus.json.gz",
         here.parent / "shared" / "lp-corpus" / "corpus.json",
-        here / "tests" / "data" / "lp-corpus.json",
     ):
         if candidate and Path(candidate).exists():
             return Path(candidate)
@@ -35,7 +37,9 @@ def text_of(value: Any) -> bytes:
 def decode_cases() -> list[dict[str, Any]]:
     path = corpus_path()
     assert path is not None, "line-protocol corpus not found"
-    return list(json.loads(path.read_text())["decode"].values())
+    raw = path.read_bytes()
+    text = gzip.decompress(raw) if path.suffix == ".gz" else raw
+    return list(json.loads(text)["decode"].values())
 
 
 def expected_points(case: dict[str, Any]) -> list[dict[str, Any]]:
