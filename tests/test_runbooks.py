@@ -45,6 +45,30 @@ def damage_a_segment(data_dir: Path) -> None:
     assert run_cli(data_dir, "select", DEMO, "cpu").code == 5
 
 
+def demo_data(tmp_path: Path) -> Path:
+    data_dir = tmp_path / "tsdata"
+    assert run_cli(tmp_path, "--format", "json", "demo", "--data-dir", str(data_dir)).code == 0
+    return data_dir
+
+
+def run_runbook(runbook: Path, data_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The runbook's shell blocks, in order, with tsadmin on PATH and the demo data dir."""
+    env = {
+        **CLEAN_ENV,
+        "PATH": f"{Path(sys.executable).parent}:{CLEAN_ENV['PATH']}",
+        "TSADMIN_DATA_DIR": str(data_dir),
+        "TMPDIR": str(cwd),
+    }
+    return subprocess.run(
+        ["bash", "-c", shell_of(runbook)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_every_runbook_is_covered() -> None:
     names = {r.name for r in RUNBOOKS}
     assert {
@@ -58,8 +82,7 @@ def test_every_runbook_is_covered() -> None:
 
 @pytest.mark.parametrize("runbook", RUNBOOKS, ids=lambda p: p.stem)
 def test_runbook_runs_as_written(runbook: Path, tmp_path: Path) -> None:
-    data_dir = tmp_path / "tsdata"
-    assert run_cli(tmp_path, "--format", "json", "demo", "--data-dir", str(data_dir)).code == 0
+    data_dir = demo_data(tmp_path)
     if runbook.stem == "database-will-not-open":
         damage_the_wal(data_dir)
     if runbook.stem == "damaged-segment":
@@ -68,21 +91,8 @@ def test_runbook_runs_as_written(runbook: Path, tmp_path: Path) -> None:
         assert (
             run_cli(data_dir, "backup", "create", DEMO, "--to", str(tmp_path / "backups")).code == 0
         )
-    env = {
-        **CLEAN_ENV,
-        "PATH": f"{Path(sys.executable).parent}:{CLEAN_ENV['PATH']}",
-        "TSADMIN_DATA_DIR": str(data_dir),
-        "TMPDIR": str(tmp_path),
-    }
     settings_before = run_cli(data_dir, "--format", "json", "config", "get", DEMO).out
-    done = subprocess.run(
-        ["bash", "-c", shell_of(runbook)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_runbook(runbook, data_dir, tmp_path)
     assert done.returncode == 0, (
         f"{runbook.name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     )
@@ -98,48 +108,22 @@ def test_runbook_runs_as_written(runbook: Path, tmp_path: Path) -> None:
 
 def test_damaged_segment_runbook_with_an_archive_restores_the_table(tmp_path: Path) -> None:
     """The other branch of the runbook: an archive taken before the damage."""
-    data_dir = tmp_path / "tsdata"
-    assert run_cli(tmp_path, "--format", "json", "demo", "--data-dir", str(data_dir)).code == 0
+    data_dir = demo_data(tmp_path)
     before = run_cli(data_dir, "--format", "json", "db", "checksum", DEMO).json()["sha256"]
     assert run_cli(data_dir, "backup", "create", DEMO, "--to", str(tmp_path / "backups")).code == 0
     damage_a_segment(data_dir)
-    env = {
-        **CLEAN_ENV,
-        "PATH": f"{Path(sys.executable).parent}:{CLEAN_ENV['PATH']}",
-        "TSADMIN_DATA_DIR": str(data_dir),
-    }
     runbook = ROOT / "examples" / "runbooks" / "damaged-segment.md"
-    done = subprocess.run(
-        ["bash", "-c", shell_of(runbook)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_runbook(runbook, data_dir, tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     after = run_cli(data_dir, "--format", "json", "db", "checksum", DEMO).json()["sha256"]
     assert after == before
 
 
 def test_restore_a_table_runbook_before_any_backup_exists(tmp_path: Path) -> None:
-    data_dir = tmp_path / "tsdata"
-    assert run_cli(tmp_path, "--format", "json", "demo", "--data-dir", str(data_dir)).code == 0
+    data_dir = demo_data(tmp_path)
     before = run_cli(data_dir, "--format", "json", "db", "checksum", DEMO).json()["sha256"]
-    env = {
-        **CLEAN_ENV,
-        "PATH": f"{Path(sys.executable).parent}:{CLEAN_ENV['PATH']}",
-        "TSADMIN_DATA_DIR": str(data_dir),
-    }
     runbook = ROOT / "examples" / "runbooks" / "restore-a-table.md"
-    done = subprocess.run(
-        ["bash", "-c", shell_of(runbook)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_runbook(runbook, data_dir, tmp_path)
     assert done.returncode == 0 and "nothing to restore from" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     after = run_cli(data_dir, "--format", "json", "db", "checksum", DEMO).json()["sha256"]
