@@ -31,7 +31,7 @@ from engine.database import Batch, Database
 from engine.errors import BadInput, InvalidArgument, NotFound
 from engine.fileio import IO
 from engine.lineprotocol import PRECISION_NS, LineError, Point, UnclosedString, parse
-from engine.names import validate_name
+from engine.names import NAME_RULE, is_valid, validate_name
 from engine.schema import FIELD_TYPES, TS
 
 BLOCK_BYTES = 1 << 20
@@ -298,7 +298,7 @@ class _LineProtocol:
                 except LineError as err:
                     self._reject(err, lines[err.line - first_line].as_py())
                 continue
-            problem = self.kinds.problem(item.table, len(item.tags), item.kinds)
+            problem = self.kinds.problem(item.table, item.tags, item.kinds)
             if problem is not None:
                 for number in item.rows[lpfast.LINE].to_pylist():
                     self._reject(LineError(problem, number, 0), lines[number - first_line].as_py())
@@ -346,6 +346,26 @@ class _LineProtocol:
         end = len(text) if end < 0 else end + 1
         self._reject(err, text[start:end].rstrip("\n"))
         return end, err.line + 1
+
+
+def _naming_problem(table: str, tags: list[str], kinds: dict[str, str]) -> str | None:
+    """Keys a line may not use: ``time`` (InfluxDB 1.x refuses it the same way), ``ts``
+    (our timestamp column), one key as both tag and field (one of the two values would
+    be lost), and names this version cannot store yet."""
+    for what, keys in (("tag", tags), ("field", list(kinds))):
+        for key in keys:
+            if key == "time":
+                return f"{what} key 'time' on measurement {clip(table)!r} is invalid"
+            if key == TS:
+                return f"{what} key {TS!r} is reserved for the timestamp"
+            if not is_valid(what, key):
+                return f"invalid {what} name {clip(key)!r}: {NAME_RULE}"
+    both = sorted(set(tags) & set(kinds))
+    if both:
+        return f"key {clip(both[0])!r} is both a tag and a field in this line"
+    if not is_valid("table", table):
+        return f"invalid table name {clip(table)!r}: {NAME_RULE}"
+    return None
 
 
 def _note_committed(exc: BaseException, rows: int, lsn: int) -> None:
@@ -457,14 +477,17 @@ class _FieldKinds:
         self.max_fields = db.settings.max_fields_per_table
         self._tables: dict[str, dict[str, str]] = {}
 
-    def problem(self, table: str, tags: int, kinds: dict[str, str]) -> str | None:
-        """Why a line of ``table`` with ``tags`` tag keys and fields ``kinds`` is refused
+    def problem(self, table: str, tags: list[str], kinds: dict[str, str]) -> str | None:
+        """Why a line of ``table`` with tag keys ``tags`` and fields ``kinds`` is refused
         (``None``: it is not); the kinds of an accepted line are recorded."""
-        if tags > self.max_tags:
+        if len(tags) > self.max_tags:
             return (
-                f"{tags} tag keys, more than max_tags_per_series ({self.max_tags}) of "
+                f"{len(tags)} tag keys, more than max_tags_per_series ({self.max_tags}) of "
                 f"database {self.db.name}"
             )
+        naming = _naming_problem(table, tags, kinds)
+        if naming is not None:
+            return naming
         known = self._known(table)
         for key, kind in kinds.items():
             stored = known.get(key, kind)
@@ -506,7 +529,7 @@ class _PointColumns:
 
     def add(self, point: Point) -> None:
         """Gather ``point``; raises :class:`LineError` if its line is refused."""
-        problem = self.kinds.problem(point.measurement, len(point.tags), point.kinds)
+        problem = self.kinds.problem(point.measurement, list(point.tags), point.kinds)
         if problem is not None:
             raise LineError(problem, point.line, 0)
         table = self._tables.setdefault(

@@ -30,7 +30,8 @@ _RULES = {
     "database": (DATABASE_RE, "names match [A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"),
     "archive": (ARCHIVE_RE, "use letters, digits, '_', '.', '-' (up to 128)"),
 }
-_DEFAULT_RULE = (NAME_RE, "names match [A-Za-z_][A-Za-z0-9_]{0,63}")
+NAME_RULE = "names match [A-Za-z_][A-Za-z0-9_]{0,63}"
+_DEFAULT_RULE = (NAME_RE, NAME_RULE)
 
 
 def is_valid(kind: str, name: object) -> bool:

@@ -10,18 +10,24 @@ from engine.errors import InvalidArgument
 from engine.settings import UNITS_PER_SECOND, parse_duration_ns
 
 _RELATIVE = re.compile(r"^now(?:\s*([+-])\s*(.+))?$")
+_EPOCH_WITH_UNIT = re.compile(r"(-?[0-9]+)(s|ms|us|µs|ns)")
 
 
 def parse_time(text: str, precision: str) -> int:
     """A time as an integer in ``precision`` units since the epoch (UTC).
 
-    Accepts an integer (already in ``precision``), ISO 8601 (a naive time is
-    UTC), and ``now``, ``now-1h``, ``now+30m``.
+    Accepts an integer (already in ``precision``), an integer with a unit as
+    InfluxQL writes it (``1732400020s``, ``…ms``, ``…us``, ``…ns``), ISO 8601 (a
+    naive time is UTC), and ``now``, ``now-1h``, ``now+30m``.
     """
     per_second = UNITS_PER_SECOND[precision]
     value = text.strip()
-    if re.fullmatch(r"-?\d+", value):
+    if re.fullmatch(r"-?[0-9]+", value):
         return int(value)
+    epoch = _EPOCH_WITH_UNIT.fullmatch(value)
+    if epoch:
+        number, unit = int(epoch.group(1)), epoch.group(2).replace("µ", "u")
+        return number * per_second // UNITS_PER_SECOND[unit]
     relative = _RELATIVE.match(value)
     if relative:
         now_ns = time.time_ns()
@@ -34,7 +40,8 @@ def parse_time(text: str, precision: str) -> int:
     except ValueError:
         raise InvalidArgument(
             f"invalid time {text!r}",
-            hint="use ISO 8601 (2024-01-31T12:00:00Z), an epoch number, or now-1h",
+            hint="use ISO 8601 (2024-01-31T12:00:00Z), an epoch number (with a unit: "
+            "1732400020s), or now-1h",
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

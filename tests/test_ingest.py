@@ -226,3 +226,51 @@ def test_rejects_from_both_paths_in_line_order(cli, tmp_path: Path) -> None:  # 
     assert ":2:" in lines[0] and ":4:" in lines[2]
     aborted = cli("ingest", "lp", "r", str(lp))
     assert aborted.code == 6 and f"{lp}:2:" in aborted.err
+
+
+def test_lines_with_keys_we_cannot_store_are_rejected_one_by_one(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A tag and a field with one key, a key `time` (InfluxDB 1.x refuses it), a key `ts`
+    and a name outside this version's rule: each refused on its own line, never stored
+    half (one of the two values of a tag and field pair silently lost) and never stopping
+    the good lines under --on-error skip."""
+    cli("db", "create", "k")
+    source = tmp_path / "keys.lp"
+    source.write_text(
+        'cpu,host=a host="x" 1\n'
+        "cpu,time=1 v=1 2\n"
+        "cpu v=1,time=3 3\n"
+        "cpu,host=b v=2 4\n"
+        "bad-name v=1 5\n"
+        "cpu,ts=a v=1 6\n"
+        "cpu,host=c v=3 7\n"
+    )
+    rejects = tmp_path / "rejects.lp"
+    done = cli(
+        "--format",
+        "json",
+        "ingest",
+        "lp",
+        "k",
+        str(source),
+        "--on-error",
+        "skip",
+        "--rejects",
+        str(rejects),
+    )
+    assert done.code == 0, done.err
+    assert done.json()["rows"] == 2 and done.json()["rejected"] == 5
+    reasons = [x for x in rejects.read_text().splitlines() if x.startswith("# ")]
+    assert [r.split(":")[1] for r in reasons] == ["1", "2", "3", "5", "6"]
+    rows = cli("--format", "json", "select", "k", "cpu").json()
+    assert sorted(r["host"] for r in rows) == ["b", "c"]
+    stopped = cli("ingest", "lp", "k", str(source))
+    assert stopped.code == 6 and ":1:" in stopped.err and "both a tag and a field" in stopped.err
+
+
+def test_select_takes_epoch_times_with_a_unit(cli) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "create", "e")
+    lines = "".join(f"cpu v={i}i {1_732_400_000 + i}000000000\n" for i in range(10))
+    assert cli("ingest", "lp", "e", "-", stdin=lines).code == 0
+    for start, end in (("1732400003s", "1732400006s"), ("1732400003000ms", "1732400006000ms")):
+        rows = cli("--format", "json", "select", "e", "cpu", "--start", start, "--end", end).json()
+        assert [r["v"] for r in rows] == [3, 4, 5]
