@@ -610,6 +610,18 @@ class CsvOptions:
     schema: dict[str, str] = field(
         default_factory=dict
     )  # field -> float64|int64|uint64|bool|string
+    delimiter: str = ","
+    tz: str = "UTC"  # the zone of timestamps written without one
+
+    def __post_init__(self) -> None:
+        if self.delimiter in ("\\t", "tab"):
+            self.delimiter = "\t"
+        if len(self.delimiter) != 1 or self.delimiter in ('"', "\n", "\r"):
+            raise InvalidArgument(
+                f"invalid delimiter {self.delimiter!r}",
+                hint="one character: , ; | or tab",
+                param="delimiter",
+            )
 
 
 def parse_schema(text: str) -> dict[str, str]:
@@ -655,7 +667,7 @@ def ingest_csv(
             counted,
             read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
             # quoted values may hold newlines (RFC 4180)
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, delimiter=csv.delimiter),
             convert_options=pacsv.ConvertOptions(column_types=convert, strings_can_be_null=True),
         )
     except pa.ArrowInvalid as exc:
@@ -665,12 +677,13 @@ def ingest_csv(
         for record_batch in _csv_batches(reader, source, lambda: report.rows):
             rows = pa.Table.from_batches([record_batch])
             timestamps = _csv_timestamps(
-                rows.column(csv.ts_column), csv.ts_format, db.settings.precision, source
+                rows.column(csv.ts_column), csv, db.settings.precision, source
             )
             rows = rows.set_column(rows.column_names.index(csv.ts_column), TS, timestamps)
-            for table, part in _by_table(rows, csv, source):
-                committer.add(Batch(table, part, list(csv.tags)))
-            committer.commit()
+            for start in range(0, rows.num_rows, options.batch_rows):  # a transaction each
+                for table, part in _by_table(rows.slice(start, options.batch_rows), csv, source):
+                    committer.add(Batch(table, part, list(csv.tags)))
+                committer.commit()
             if progress:
                 progress(report.bytes, report.rows)
     except BaseException as exc:
@@ -750,12 +763,15 @@ def _csv_batches(
 
 
 def _csv_timestamps(
-    values: pa.ChunkedArray, ts_format: str, precision: str, source: str
+    values: pa.ChunkedArray, csv: CsvOptions, precision: str, source: str
 ) -> pa.ChunkedArray:
     unit_ns = {"ns": 1, "us": 1_000, "ms": 1_000_000}[precision]
+    ts_format = csv.ts_format
     kind = values.type
     if values.null_count:
         raise BadInput(f"{source}: rows without a timestamp", source=source)
+    if ts_format == "auto" and pa.types.is_integer(kind):
+        ts_format = _epoch_unit(values, source)
     if ts_format in _EPOCH_UNITS:
         scaled = pa.compute.multiply(values.cast(pa.int64()), _EPOCH_UNITS[ts_format])
         return pa.compute.divide(scaled, unit_ns)
@@ -766,17 +782,35 @@ def _csv_timestamps(
             raise BadInput(
                 f"{source}: timestamp does not match {ts_format!r}: {exc}", source=source
             ) from None
-        return parsed.cast(pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
-    if pa.types.is_integer(kind):
-        return values
+        return _in_zone(parsed, csv.tz, source)
     if pa.types.is_timestamp(kind):
-        return values if kind.tz else values.cast(pa.timestamp(kind.unit, tz="UTC"))
+        return values if kind.tz else _in_zone(values, csv.tz, source)
     raise BadInput(
         f"{source}: timestamp column has {kind} values",
         hint="give the timestamp format (s, ms, us, ns, or a strptime format such as "
         "%Y-%m-%d %H:%M:%S)",
         source=source,
     )
+
+
+def _epoch_unit(values: pa.ChunkedArray, source: str) -> str:
+    """The unit of epoch integers, from their magnitude (today is about 1.7e9 s, 1.7e12 ms,
+    1.7e15 us, 1.7e18 ns): seconds are never taken for nanoseconds in 1970."""
+    largest = pa.compute.max(pa.compute.abs(values.cast(pa.int64()))).as_py() or 0
+    for unit, below in (("s", 10**11), ("ms", 10**14), ("us", 10**17)):
+        if largest < below:
+            return unit
+    return "ns"
+
+
+def _in_zone(values: Any, tz: str, source: str) -> Any:
+    """Naive timestamps read as times in ``tz``, as UTC."""
+    naive = values.cast(pa.timestamp(values.type.unit))
+    try:
+        zoned = pa.compute.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="earliest")
+    except (pa.ArrowInvalid, pa.ArrowKeyError, pa.ArrowNotImplementedError) as exc:
+        raise InvalidArgument(f"unknown time zone {tz!r} ({exc})", param="tz") from None
+    return zoned.cast(pa.timestamp(values.type.unit, tz="UTC"))
 
 
 class _CountingReader:
@@ -807,7 +841,6 @@ def open_source(path: str) -> tuple[BinaryIO, int | None, Callable[[], int] | No
     """
     import gzip
     import sys
-
 
     if path == "-":
         return sys.stdin.buffer, None, None

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import zstandard
 
 from engine import Database
@@ -141,7 +142,11 @@ def test_csv_table_column_and_schema(cli, tmp_path: Path) -> None:  # type: igno
     assert done.code == 0, done.err
     assert done.json()["tables"] == ["cpu", "mem"] and done.json()["rows"] == 3
     cpu = cli("--format", "json", "select", "m", "cpu", "--epoch").json()
-    assert [(r["ts"], r["host"], r["value"]) for r in cpu] == [(1, "a", 1.0), (3, "b", 3.0)]
+    # small epoch integers are seconds (auto reads the unit from the magnitude)
+    assert [(r["ts"], r["host"], r["value"]) for r in cpu] == [
+        (1_000_000_000, "a", 1.0),
+        (3_000_000_000, "b", 3.0),
+    ]
     shown = cli("--format", "json", "table", "show", "m", "mem").json()
     assert {c["column"]: c["type"] for c in shown["columns"]}[
         "value"
@@ -274,3 +279,72 @@ def test_select_takes_epoch_times_with_a_unit(cli) -> None:  # type: ignore[no-u
     for start, end in (("1732400003s", "1732400006s"), ("1732400003000ms", "1732400006000ms")):
         rows = cli("--format", "json", "select", "e", "cpu", "--start", start, "--end", end).json()
         assert [r["v"] for r in rows] == [3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("values", "unit"),
+    [
+        ([1_732_400_000, 1_732_400_001], 1_000_000_000),
+        ([1_732_400_000_000, 1_732_400_001_000], 1_000_000),
+        ([1_732_400_000_000_000, 1_732_400_001_000_000], 1_000),
+        ([1_732_400_000_000_000_000, 1_732_400_001_000_000_000], 1),
+    ],
+)
+def test_csv_epoch_unit_from_magnitude(cli, tmp_path: Path, values: list[int], unit: int) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "create", "u")
+    source = tmp_path / "e.csv"
+    source.write_text("ts,v\n" + "".join(f"{v},{i}\n" for i, v in enumerate(values)))
+    assert cli("ingest", "csv", "u", str(source), "--table", "t").code == 0
+    rows = cli("--format", "json", "select", "u", "t", "--epoch").json()
+    assert [r["ts"] for r in rows] == [v * unit for v in values]
+
+
+def test_csv_delimiter_time_zone_and_batch_rows(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cli("db", "create", "g")
+    source = tmp_path / "grafana.csv"
+    source.write_text(
+        "time;host;value\n"
+        "2024-07-01 12:00:00;a;1.5\n"
+        "2024-07-01 12:00:10;a;2.5\n"
+        "2024-07-01 12:00:20;b;3.5\n"
+    )
+    done = cli(
+        "--format",
+        "json",
+        "ingest",
+        "csv",
+        "g",
+        str(source),
+        "--table",
+        "t",
+        "--ts-column",
+        "time",
+        "--tags",
+        "host",
+        "--delimiter",
+        ";",
+        "--tz",
+        "Europe/Zurich",
+        "--batch-rows",
+        "1",
+    )
+    assert done.code == 0, done.err
+    assert done.json()["batches"] == 3  # one transaction per row, as asked
+    rows = cli("--format", "json", "select", "g", "t").json()
+    # 12:00 in Zurich (summer time, UTC+2) is 10:00 UTC
+    assert rows[0]["ts"].startswith("2024-07-01T10:00:00") and rows[0]["value"] == 1.5
+    bad = cli(
+        "ingest",
+        "csv",
+        "g",
+        str(source),
+        "--table",
+        "t",
+        "--ts-column",
+        "time",
+        "--delimiter",
+        ";",
+        "--tz",
+        "Mars/Olympus",
+    )
+    assert bad.code == 2 and "time zone" in bad.err and "--tz" in bad.err

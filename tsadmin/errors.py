@@ -54,6 +54,8 @@ OPTION_OF = {
     "on_error": "--on-error",
     "mode": "--mode",
     "keep_last": "--keep-last",
+    "delimiter": "--delimiter",
+    "tz": "--tz",
 }
 
 

@@ -98,12 +98,19 @@ def csv(
     schema: Annotated[
         str, typer.Option("--schema", help="Field types instead of inferred: a:float64,b:int64,...")
     ] = "",
+    delimiter: Annotated[
+        str, typer.Option("--delimiter", help="Column separator: , ; | or tab.")
+    ] = ",",
+    tz: Annotated[
+        str, typer.Option("--tz", help="Time zone of timestamps written without one.")
+    ] = "UTC",
     on_error: OnError = "abort",
     rejects: Rejects = None,
     batch_rows: BatchRows = 5000,
     flush_interval: FlushInterval = 1.0,
 ) -> None:
-    """Ingest CSV with a header row."""
+    """Ingest CSV with a header row. With --ts-format auto, epoch integers are read in the
+    unit their magnitude shows (s, ms, us or ns)."""
     name = table or (Path(source).name.split(".")[0] if source != "-" else "")
     if not name and not table_column:
         raise typer.BadParameter(
@@ -116,6 +123,8 @@ def csv(
         tags=[t for t in tags.split(",") if t],
         table_column=table_column,
         schema=parse_schema(schema),
+        delimiter=delimiter,
+        tz=tz,
     )
     options = IngestOptions(
         batch_rows=batch_rows, on_error=on_error, rejects=rejects, flush_interval=flush_interval
