@@ -162,7 +162,7 @@ def create_backup(
                 _incremental(db_dir, view, handles, tables, base_dir, manifest, writer)
             _finish(staging, manifest)
             # verified from disk before it is visible under its final name
-            archive.require_sound(staging, archive.load(staging))
+            archive.require_sound(staging, archive.load(staging), decode=False)
             IO.crash_point("backup.before_rename")
             name = _publish(staging, options, database, kind, name)
         except BaseException:

@@ -45,12 +45,27 @@ def sort_rows(table: pa.Table, schema: TableSchema) -> pa.Table:
 
 
 def is_sorted(rows: pa.Table, tags: list[str]) -> bool:
-    """Whether ``rows`` are in segment order: by ``tags`` (nulls first) then ``ts``."""
-    if rows.num_rows < 2:
+    """Whether ``rows`` are in segment order: by ``tags`` (nulls first) then ``ts``.
+
+    Each row is compared with the next, column by column from the last key to the
+    first (``row <= next`` iff the first differing key is smaller): linear, no sort."""
+    n = rows.num_rows
+    if n < 2:
         return True
-    keys = [(tag, "ascending", "at_start") for tag in tags] + [(TS, "ascending", "at_start")]
-    order = pc.sort_indices(rows, sort_keys=keys)
-    return bool(pc.all(pc.equal(order, pa.array(range(rows.num_rows), pa.uint64()))).as_py())
+    ordered = None  # "the keys from this column on are <= the next row's"
+    for name in [TS, *reversed(tags)]:
+        column = rows.column(name).combine_chunks()
+        if name == TS:
+            column = column.cast(pa.int64())
+        here, after = column.slice(0, n - 1), column.slice(1)
+        # a null tag sorts first: treat it as smaller than any value, equal to a null
+        less = pc.fill_null(pc.less(here, after), False)
+        less = pc.or_(less, pc.and_(pc.is_null(here), pc.is_valid(after)))
+        same = pc.fill_null(pc.equal(here, after), False)
+        same = pc.or_(same, pc.and_(pc.is_null(here), pc.is_null(after)))
+        step = pc.or_(less, same) if ordered is None else pc.or_(less, pc.and_(same, ordered))
+        ordered = step
+    return bool(pc.all(ordered).as_py())
 
 
 def _sort_keys(table: pa.Table, schema: TableSchema) -> pa.Table:
