@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -418,6 +419,20 @@ def check_contents(archive: Path, manifest: ArchiveManifest) -> list[str]:
     """Every listed file against the manifest: its SHA-256, then its decoded contents
     (page CRCs, columns, row count, timestamps inside the declared range and partition),
     batch by batch so memory stays bounded whatever a file claims to hold."""
+    return _check_files(archive, manifest, _content_problem)
+
+
+def check_digests(archive: Path, manifest: ArchiveManifest) -> list[str]:
+    """Every listed file's SHA-256, and its footer's row count and columns."""
+    return _check_files(archive, manifest, _footer_problem)
+
+
+FileCheck = Callable[[Path, ArchiveFile, pa.Schema, list[str]], "str | None"]
+
+
+def _check_files(archive: Path, manifest: ArchiveManifest, check: FileCheck) -> list[str]:
+    """The digest of every listed file that is present with its declared size (check_tree
+    reports the others), then ``check`` on those whose digest matches."""
     problems = []
     precision = manifest.settings.precision
     for table in manifest.tables.values():
@@ -425,38 +440,27 @@ def check_contents(archive: Path, manifest: ArchiveManifest) -> list[str]:
         for info in table.files:
             path = archive / info.path
             if path.is_symlink() or not path.is_file() or path.stat().st_size != info.bytes:
-                continue  # check_tree says so
+                continue
             if sha256_file(path) != info.sha256:
                 problems.append(f"{info.path}: SHA-256 does not match the manifest")
                 continue
-            problem = _content_problem(path, info, expected, table.schema.tags)
+            problem = check(path, info, expected, table.schema.tags)
             if problem:
                 problems.append(f"{info.path}: {problem}")
     return problems
 
 
-def check_digests(archive: Path, manifest: ArchiveManifest) -> list[str]:
-    """Every listed file's SHA-256, and its footer's row count and columns."""
-    problems = []
-    precision = manifest.settings.precision
-    for table in manifest.tables.values():
-        expected = table.schema.arrow_schema(precision)
-        for info in table.files:
-            path = archive / info.path
-            if path.is_symlink() or not path.is_file():
-                continue  # check_tree says so
-            if sha256_file(path) != info.sha256:
-                problems.append(f"{info.path}: SHA-256 does not match the manifest")
-                continue
-            try:
-                footer = pq.ParquetFile(path)
-                rows, schema = footer.metadata.num_rows, footer.schema_arrow.remove_metadata()
-            except (pa.ArrowException, OSError, ValueError) as exc:
-                problems.append(f"{info.path}: not readable as Parquet ({exc})")
-                continue
-            if rows != info.rows or not schema.equals(expected):
-                problems.append(f"{info.path}: its footer does not match the manifest")
-    return problems
+def _footer_problem(
+    path: Path, info: ArchiveFile, expected: pa.Schema, _tags: list[str]
+) -> str | None:
+    try:
+        footer = pq.ParquetFile(path)
+        rows, schema = footer.metadata.num_rows, footer.schema_arrow.remove_metadata()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        return f"not readable as Parquet ({exc})"
+    if rows != info.rows or not schema.equals(expected):
+        return "its footer does not match the manifest"
+    return None
 
 
 def _content_problem(
