@@ -46,14 +46,20 @@ def test_verify_catches_every_single_byte_flip_and_repair_reopens(
         Database.open(work, "f", background=False).abandon()  # repaired: it opens for writing
 
 
-def test_salvage_reports_exactly_what_was_lost(data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
-    db_dir = abandoned_db(data_dir, "s", 5, 4)
+def flip_in_data_record(db_dir: Path, txn: int) -> tuple[Path, wal.Record]:
+    """Flip a payload bit of the first DATA record of ``txn`` in current.wal."""
     path = db_dir / "wal" / "current.wal"
     scan = wal.scan_file(path)
-    victim = next(r for r in scan.records if r.type is wal.RecordType.DATA and r.txn == 4)
+    victim = next(r for r in scan.records if r.type is wal.RecordType.DATA and r.txn == txn)
     data = bytearray(path.read_bytes())
     data[victim.offset + 50] ^= 0x01
     path.write_bytes(bytes(data))
+    return path, victim
+
+
+def test_salvage_reports_exactly_what_was_lost(data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    db_dir = abandoned_db(data_dir, "s", 5, 4)
+    path, victim = flip_in_data_record(db_dir, txn=4)
     original = path.read_bytes()
     assert cli("wal", "verify", "s").code == 3
     assert cli("select", "s", "w_a").code == 5
@@ -184,12 +190,7 @@ def test_a_salvage_on_a_full_disk_keeps_no_partial_copy_and_changes_nothing(
     data_dir: Path, cli
 ) -> None:  # type: ignore[no-untyped-def]
     db_dir = abandoned_db(data_dir, "s", 5, 4)
-    path = db_dir / "wal" / "current.wal"
-    scan = wal.scan_file(path)
-    victim = next(r for r in scan.records if r.type is wal.RecordType.DATA and r.txn == 2)
-    data = bytearray(path.read_bytes())
-    data[victim.offset + 50] ^= 0x01
-    path.write_bytes(bytes(data))
+    path, _ = flip_in_data_record(db_dir, txn=2)
     original = path.read_bytes()
     full = cli(
         "wal",
