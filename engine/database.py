@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine import manifest as manifest_format
 from engine import names, segment, wal
@@ -53,12 +54,12 @@ from engine.fileio import IO
 from engine.groupcommit import GroupCommit
 from engine.lock import WriterLock
 from engine.manifest import Manifest, SegmentInfo, TableEntry
-from engine.memtable import Memtable
-from engine.merge import upsert_merge
+from engine.memtable import Memtable, time_span
+from engine.merge import duplicate_keys, upsert_merge
 from engine.names import validate_name
 from engine.recovery import RecoveryReport, ReplayState, WalGap, replay
 from engine.rows import normalize_rows, prefilter
-from engine.schema import TableSchema, split_columns
+from engine.schema import TS, TableSchema, split_columns
 from engine.settings import Settings, WalLevel
 
 # Checkpoint triggers besides the interval; tests and benchmarks may lower them.
@@ -83,6 +84,7 @@ class CommitResult:
     lsn: int
     rows: int
     durable: bool
+    overwritten: int = 0  # rows whose key (table, tags, ts) was already there, or earlier
 
 
 @dataclass(frozen=True)
@@ -253,13 +255,42 @@ class Database:
             self._last_lsn = lsn
             for change in changes:
                 self._catalog[change["table"]] = TableSchema.from_json(change)
+            overwritten = 0
             for table, rows, _tags in prepared:
+                overwritten += self._overwrites(table, rows)
                 self._memtable.add(table, rows)
         durable = bool(changes) or self._sync_each_commit()
         if durable:
             self._wait_durable(lsn)
         self._after_write()
-        return CommitResult(txn=txn, lsn=lsn, rows=rows, durable=durable)
+        return CommitResult(txn=txn, lsn=lsn, rows=rows, durable=durable, overwritten=overwritten)
+
+    def _overwrites(self, table: str, rows: pa.Table) -> int:
+        """How many of ``rows`` overwrite a point: one stored, one committed and not yet
+        checkpointed, or one earlier in ``rows``. Only what shares their time span is
+        looked at, so appending new data costs a sort of the batch's keys and no read."""
+        tags = self._catalog[table].tags
+        among_themselves = duplicate_keys(rows, tags)
+        low, high = time_span(rows)
+        older = [*self._memtable.overlapping(table, low, high)]
+        for frozen in self._immutables:
+            older += frozen.overlapping(table, low, high)
+        entry = self._manifest.tables.get(table)
+        for info in entry.segments if entry is not None and table not in self._hidden else []:
+            if info.min_ts <= high and low <= info.max_ts:
+                older.append(segment.read(self.dir, info))
+        if not older:
+            return among_themselves
+        before = pa.concat_tables(
+            [_keys_within(o, tags, low, high) for o in older], promote_options="default"
+        )
+        if not before.num_rows:
+            return among_themselves
+        first, last = time_span(before)
+        mine = _keys_within(rows, tags, first, last)  # the only rows that can meet older ones
+        both = pa.concat_tables([before, mine], promote_options="default")
+        met = duplicate_keys(both, tags) - duplicate_keys(before, tags)
+        return among_themselves + met - duplicate_keys(mine, tags)
 
     def _sync_each_commit(self) -> bool:
         level = self._settings.wal_level
@@ -772,3 +803,10 @@ def _replay_consistently(db_dir: Path, name: str, attempts: int = 50) -> ReplayS
         except (WalGap, FileNotFoundError):
             time.sleep(0.02)
     return replay(db_dir, name, repair=False)
+
+
+def _keys_within(rows: pa.Table, tags: list[str], low: int, high: int) -> pa.Table:
+    """The key columns of the rows of ``rows`` whose timestamp is in ``[low, high]``."""
+    ts = rows.column(TS).cast(pa.int64())
+    keys = rows.select([c for c in [TS, *tags] if c in rows.column_names])
+    return keys.filter(pc.and_(pc.greater_equal(ts, low), pc.less_equal(ts, high)))

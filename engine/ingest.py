@@ -23,7 +23,6 @@ from typing import Any, BinaryIO, TextIO, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import zstandard
 
 from engine import lpfast
@@ -31,7 +30,7 @@ from engine.database import Batch, Database
 from engine.errors import BadInput, InvalidArgument, NotFound
 from engine.fileio import IO
 from engine.lineprotocol import PRECISION_NS, LineError, Point, UnclosedString, parse
-from engine.names import NAME_RULE, is_valid, validate_name
+from engine.names import NAME_RULE, TIME_KEY, column_for_key, is_valid
 from engine.schema import FIELD_TYPES, TS
 
 BLOCK_BYTES = 1 << 20
@@ -61,7 +60,8 @@ class IngestOptions:
 class IngestReport:
     database: str
     source: str
-    rows: int = 0
+    rows: int = 0  # written: new ones and ones that overwrote a point
+    overwritten: int = 0  # of those, the ones whose key (table, tags, time) was there
     tables: list[str] = field(default_factory=list)
     batches: int = 0
     rejected: int = 0
@@ -72,11 +72,25 @@ class IngestReport:
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
 
+    @property
+    def new(self) -> int:
+        return self.rows - self.overwritten
+
+    @property
+    def read(self) -> int:
+        """Rows (points, CSV rows) read: written or rejected."""
+        return self.rows + self.rejected
+
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "rows_per_second": round(self.rows_per_second, 1)}
+        return {
+            **asdict(self),
+            "read": self.read,
+            "new": self.new,
+            "rows_per_second": round(self.rows_per_second, 1),
+        }
 
 
-class _Committer:
+class Committer:
     """Gathers rows per table and commits them as one transaction per batch."""
 
     def __init__(self, db: Database, report: IngestReport, options: IngestOptions) -> None:
@@ -102,13 +116,31 @@ class _Committer:
     def commit(self) -> None:
         if self.pending:
             try:
-                self.db.write(self.pending)
+                result = self.db.write(_one_per_table(self.pending))
             except InvalidArgument as exc:  # a name or a value the data carries
                 raise BadInput(exc.message, exc.hint) from exc
             self.report.rows += self.pending_rows
+            self.report.overwritten += result.overwritten
             self.report.batches += 1
         self.pending, self.pending_rows = [], 0
         self.last_commit = time.monotonic()
+
+
+def _one_per_table(batches: list[Batch]) -> list[Batch]:
+    """The pieces of each table as one batch (in order: a later row still wins), so a
+    transaction logs one record and checks its keys once per table."""
+    by_table: dict[str, list[Batch]] = {}
+    for batch in batches:
+        by_table.setdefault(batch.table, []).append(batch)
+    merged = []
+    for table, pieces in by_table.items():
+        if len(pieces) == 1:
+            merged.append(pieces[0])
+            continue
+        rows = pa.concat_tables([p.rows for p in pieces], promote_options="default")
+        tags = list(dict.fromkeys(tag for p in pieces for tag in p.tags))
+        merged.append(Batch(table, rows, tags))
+    return merged
 
 
 # -- line protocol ----------------------------------------------------------------------
@@ -128,8 +160,8 @@ def ingest_lp(
         )
     report = IngestReport(database=db.name, source=source)
     started = time.perf_counter()
-    committer = _Committer(db, report, options)
-    rejects = _Rejects(options.rejects)
+    committer = Committer(db, report, options)
+    rejects = Rejects(options.rejects)
     reader = _LineProtocol(db, source, options, report, committer, rejects)
 
     def flush_due_in() -> float | None:
@@ -148,7 +180,7 @@ def ingest_lp(
                 progress(report.bytes, report.rows)
         reader.finish()
     except BaseException as exc:
-        _note_committed(exc, report.rows, db.last_lsn)
+        note_committed(exc, report.rows, db.last_lsn)
         raise
     finally:
         rejects.close()
@@ -171,15 +203,15 @@ class _LineProtocol:
         source: str,
         options: IngestOptions,
         report: IngestReport,
-        committer: _Committer,
-        rejects: _Rejects,
+        committer: Committer,
+        rejects: Rejects,
     ) -> None:
         self.source = source
         self.options = options
         self.report = report
         self.committer = committer
         self.rejects = rejects
-        self.kinds = _FieldKinds(db, source)
+        self.kinds = FieldKinds(db, source)
         self.divisor = PRECISION_NS[db.settings.precision]
         self.builder = _PointColumns(self.kinds, self.divisor)
         self.carry = b""  # the start of a point whose string is still open
@@ -304,7 +336,7 @@ class _LineProtocol:
                     self._reject(LineError(problem, number, 0), lines[number - first_line].as_py())
                 continue
             pieces.setdefault(item.table, []).append(item.rows)
-            tags.setdefault(item.table, {}).update(dict.fromkeys(item.tags))
+            tags.setdefault(item.table, {}).update(dict.fromkeys(map(column_for_key, item.tags)))
         for batch in points.take():
             pieces.setdefault(batch.table, []).append(batch.rows)
             tags.setdefault(batch.table, {}).update(dict.fromkeys(batch.tags))
@@ -349,26 +381,24 @@ class _LineProtocol:
 
 
 def _naming_problem(table: str, tags: list[str], kinds: dict[str, str]) -> str | None:
-    """Keys a line may not use: ``time`` (InfluxDB 1.x refuses it the same way), ``ts``
-    (our timestamp column), one key as both tag and field (one of the two values would
-    be lost), and names this version cannot store yet."""
+    """Keys a line may not use: ``time`` (InfluxDB 1.x refuses it the same way), one key
+    as both tag and field (one column could not hold both values), names beyond the name
+    rule (longer than 64 KiB)."""
     for what, keys in (("tag", tags), ("field", list(kinds))):
         for key in keys:
-            if key == "time":
+            if key == TIME_KEY:
                 return f"{what} key 'time' on measurement {clip(table)!r} is invalid"
-            if key == TS:
-                return f"{what} key {TS!r} is reserved for the timestamp"
             if not is_valid(what, key):
                 return f"invalid {what} name {clip(key)!r}: {NAME_RULE}"
-    both = sorted(set(tags) & set(kinds))
+    both = set(tags) & set(kinds)
     if both:
-        return f"key {clip(both[0])!r} is both a tag and a field in this line"
+        return f"key {clip(min(both))!r} is both a tag and a field in this line"
     if not is_valid("table", table):
         return f"invalid table name {clip(table)!r}: {NAME_RULE}"
     return None
 
 
-def _note_committed(exc: BaseException, rows: int, lsn: int) -> None:
+def note_committed(exc: BaseException, rows: int, lsn: int) -> None:
     """Tell whoever reports ``exc`` (an error, Ctrl-C, SIGTERM) what was durably committed
     before it: the rows, and the LSN they reach."""
     exc.committed_rows = rows  # type: ignore[attr-defined]
@@ -466,20 +496,21 @@ def _line_start(text: str, offset: int, lines_down: int) -> int:
     return pos
 
 
-class _FieldKinds:
-    """The kind of every field per table: the stored schema's, then the first seen here;
-    and the limits on a line's tags and a table's fields."""
+class FieldKinds:
+    """What each table's lines may carry: the kind of every field column and the set of
+    tag columns, from the stored schema and then from the lines accepted here; and the
+    limits on a line's tags and a table's fields."""
 
     def __init__(self, db: Database, source: str) -> None:
         self.db = db
         self.source = source
         self.max_tags = db.settings.max_tags_per_series
         self.max_fields = db.settings.max_fields_per_table
-        self._tables: dict[str, dict[str, str]] = {}
+        self._tables: dict[str, tuple[dict[str, str], set[str]]] = {}
 
     def problem(self, table: str, tags: list[str], kinds: dict[str, str]) -> str | None:
-        """Why a line of ``table`` with tag keys ``tags`` and fields ``kinds`` is refused
-        (``None``: it is not); the kinds of an accepted line are recorded."""
+        """Why a line of ``table`` with tag keys ``tags`` and fields ``kinds`` (by key) is
+        refused (``None``: it is not); the columns of an accepted line are recorded."""
         if len(tags) > self.max_tags:
             return (
                 f"{len(tags)} tag keys, more than max_tags_per_series ({self.max_tags}) of "
@@ -488,39 +519,48 @@ class _FieldKinds:
         naming = _naming_problem(table, tags, kinds)
         if naming is not None:
             return naming
-        known = self._known(table)
-        for key, kind in kinds.items():
-            stored = known.get(key, kind)
+        known, known_tags = self._known(table)
+        columns = {column_for_key(key): kind for key, kind in kinds.items()}
+        for column, kind in columns.items():
+            stored = known.get(column, kind)
             if stored != kind:
                 return (
-                    f"field {clip(key)!r} of table {clip(table)} is {stored}, "
+                    f"field {clip(column)!r} of table {clip(table)} is {stored}, "
                     f"this line writes {kind}"
                 )
-        new = sum(1 for key in kinds if key not in known)
+            if column in known_tags:
+                return f"key {clip(column)!r} of table {clip(table)} is a tag, not a field"
+        tag_columns = [column_for_key(key) for key in tags]
+        for column in tag_columns:
+            if column in known:
+                return f"key {clip(column)!r} of table {clip(table)} is a field, not a tag"
+        new = sum(1 for column in columns if column not in known)
         if new and len(known) + new > self.max_fields:
             return (
                 f"table {clip(table)} would have {len(known) + new} fields, more than "
                 f"max_fields_per_table ({self.max_fields}) of database {self.db.name}"
             )
-        known.update(kinds)
+        known.update(columns)
+        known_tags.update(tag_columns)
         return None
 
     def __getitem__(self, table: str) -> dict[str, str]:
-        return self._known(table)
+        return self._known(table)[0]
 
-    def _known(self, table: str) -> dict[str, str]:
+    def _known(self, table: str) -> tuple[dict[str, str], set[str]]:
         if table not in self._tables:
             try:
-                self._tables[table] = dict(self.db.schema(table).fields)
+                schema = self.db.schema(table)
+                self._tables[table] = (dict(schema.fields), set(schema.tags))
             except Exception:
-                self._tables[table] = {}
+                self._tables[table] = ({}, set())
         return self._tables[table]
 
 
 class _PointColumns:
     """Points gathered into columns per table, their field kinds checked."""
 
-    def __init__(self, kinds: _FieldKinds, divisor: int, *, with_lines: bool = False) -> None:
+    def __init__(self, kinds: FieldKinds, divisor: int, *, with_lines: bool = False) -> None:
         self.kinds = kinds
         self.divisor = divisor
         self.with_lines = with_lines
@@ -557,263 +597,50 @@ class _PointColumns:
             kinds = self.kinds[name]
             columns: dict[str, pa.Array] = {TS: pa.array(table[TS], pa.int64())}
             for key, values in table["tags"].items():
-                columns[key] = pa.array(values, pa.string())
+                columns[column_for_key(key)] = pa.array(values, pa.string())
             for key, values in table["fields"].items():
-                columns[key] = pa.array(values, FIELD_TYPES[kinds[key]])
+                column = column_for_key(key)
+                columns[column] = pa.array(values, FIELD_TYPES[kinds[column]])
             if self.with_lines:
                 columns[lpfast.LINE] = pa.array(table["lines"], pa.int64())
-            batches.append(Batch(name, pa.table(columns), list(table["tags"])))
+            tags = [column_for_key(key) for key in table["tags"]]
+            batches.append(Batch(name, pa.table(columns), tags))
         self._tables = {}
         self.rows = 0
         return batches
 
 
-class _Rejects:
-    """The rejects file: created on the first reject, owner-only like every file we make."""
+class Rejects:
+    """The rejects file: opened (owner-only, like every file we make) before any input is
+    read, so a path that cannot be written stops the run before it starts; each reject is
+    a ``# <where>: <reason>`` line and then the rejected line as it came."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._out: TextIO | None = None
-        if path is not None and not path.parent.is_dir():
+        if path is None:
+            return
+        if not path.parent.is_dir():
             raise NotFound(
                 f"the directory of the rejects file {path} does not exist",
                 hint="create it, or name a file in an existing directory",
             )
-        if path is not None and path.is_dir():
+        if path.is_dir():
             raise InvalidArgument(f"the rejects file {path} is a directory")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        fd = IO.guard(lambda: os.open(path, flags, 0o600), path)
+        self._out = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape")
 
     def write(self, line: str, reason: str) -> None:
-        path = self.path
-        if path is None:
-            return
-        if self._out is None:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-            fd = IO.guard(lambda: os.open(path, flags, 0o600), path)
-            self._out = os.fdopen(fd, "w", encoding="utf-8")
-        self._out.write(f"# {reason}\n{line}\n")
+        if self._out is not None:
+            self._out.write(f"# {reason}\n{line}\n")
 
     def close(self) -> None:
         if self._out is not None:
             self._out.close()
 
 
-# -- CSV ------------------------------------------------------------------------------
-
-
-@dataclass
-class CsvOptions:
-    table: str = ""
-    ts_column: str = "ts"
-    ts_format: str = "auto"  # auto | s | ms | us | ns | strptime format
-    tags: list[str] = field(default_factory=list)
-    table_column: str | None = None  # the table of each row comes from this column
-    schema: dict[str, str] = field(
-        default_factory=dict
-    )  # field -> float64|int64|uint64|bool|string
-    delimiter: str = ","
-    tz: str = "UTC"  # the zone of timestamps written without one
-
-    def __post_init__(self) -> None:
-        if self.delimiter in ("\\t", "tab"):
-            self.delimiter = "\t"
-        if len(self.delimiter) != 1 or self.delimiter in ('"', "\n", "\r"):
-            raise InvalidArgument(
-                f"invalid delimiter {self.delimiter!r}",
-                hint="one character: , ; | or tab",
-                param="delimiter",
-            )
-
-
-def parse_schema(text: str) -> dict[str, str]:
-    """``a:float64,b:int64`` -> {"a": "float64", "b": "int64"}."""
-    schema: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, kind = item.partition(":")
-        if not sep or kind not in FIELD_TYPES:
-            raise InvalidArgument(
-                f"invalid schema entry {item!r}",
-                hint=f"use column:type with type one of {', '.join(FIELD_TYPES)}",
-            )
-        schema[name] = kind
-    return schema
-
-
-_EPOCH_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
-
-
-def ingest_csv(
-    db: Database,
-    stream: BinaryIO,
-    source: str,
-    csv: CsvOptions,
-    options: IngestOptions,
-    progress: Progress | None = None,
-) -> IngestReport:
-    """Ingest a CSV file with a header row; one transaction per block of rows."""
-    report = IngestReport(database=db.name, source=source)
-    started = time.perf_counter()
-    committer = _Committer(db, report, options)
-    convert: dict[str, pa.DataType] = {name: FIELD_TYPES[kind] for name, kind in csv.schema.items()}
-    convert |= {tag: pa.string() for tag in csv.tags}
-    if csv.table_column:
-        convert[csv.table_column] = pa.string()
-    if csv.ts_format in _EPOCH_UNITS:
-        convert[csv.ts_column] = pa.int64()
-    elif csv.ts_format != "auto":
-        convert[csv.ts_column] = pa.string()
-    counted = _CountingReader(stream, report)
-    try:
-        reader = pacsv.open_csv(
-            counted,
-            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
-            # quoted values may hold newlines (RFC 4180)
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, delimiter=csv.delimiter),
-            convert_options=pacsv.ConvertOptions(column_types=convert, strings_can_be_null=True),
-        )
-    except pa.ArrowInvalid as exc:
-        raise BadInput(f"{source}: {exc}", source=source) from None
-    _check_header(reader.schema.names, csv, source)
-    try:
-        for record_batch in _csv_batches(reader, source, lambda: report.rows):
-            rows = pa.Table.from_batches([record_batch])
-            timestamps = _csv_timestamps(
-                rows.column(csv.ts_column), csv, db.settings.precision, source
-            )
-            rows = rows.set_column(rows.column_names.index(csv.ts_column), TS, timestamps)
-            for start in range(0, rows.num_rows, options.batch_rows):  # a transaction each
-                for table, part in _by_table(rows.slice(start, options.batch_rows), csv, source):
-                    committer.add(Batch(table, part, list(csv.tags)))
-                committer.commit()
-            if progress:
-                progress(report.bytes, report.rows)
-    except BaseException as exc:
-        _note_committed(exc, report.rows, db.last_lsn)
-        raise
-    report.tables = sorted(committer.tables)
-    report.seconds = time.perf_counter() - started
-    return report
-
-
-def _check_header(names: list[str], csv: CsvOptions, source: str) -> None:
-    """The header must name each column once and hold every column the options name."""
-    seen: set[str] = set()
-    for position, name in enumerate(names, start=1):
-        if name in seen:
-            raise BadInput(
-                f"{source}:1: column {name!r} appears twice in the header "
-                f"(again as column {position})",
-                hint="rename one of them in the header",
-                source=source,
-                line=1,
-            )
-        seen.add(name)
-    wanted = [("timestamp", csv.ts_column), *(("tag", t) for t in csv.tags)]
-    if csv.table_column:
-        wanted.append(("table", csv.table_column))
-    for role, name in wanted:
-        if name not in seen:
-            raise BadInput(
-                f"{source}:1: no {role} column {name!r} in the header",
-                hint=f"the columns are: {', '.join(names)}",
-                source=source,
-                line=1,
-            )
-
-
-def _by_table(rows: pa.Table, csv: CsvOptions, source: str) -> list[tuple[str, pa.Table]]:
-    """The block's rows per target table (one table, or one per value of --table-column)."""
-    if not csv.table_column:
-        return [(csv.table, rows)]
-    if csv.table_column not in rows.column_names:
-        raise BadInput(f"{source}: no table column {csv.table_column!r}", source=source)
-    names = rows.column(csv.table_column)
-    if names.null_count:
-        raise BadInput(
-            f"{source}: rows without a table name in {csv.table_column!r}", source=source
-        )
-    rest = rows.drop_columns([csv.table_column])
-    parts = []
-    for name in pc.unique(names).to_pylist():
-        try:
-            validate_name("table", name)
-        except InvalidArgument as exc:
-            raise BadInput(
-                f"{source}: {exc.message} in column {csv.table_column!r}",
-                hint=exc.hint,
-                source=source,
-            ) from None
-        parts.append((name, rest.filter(pc.equal(names, name))))
-    return parts
-
-
-def _csv_batches(
-    reader: Any, source: str, rows_before: Callable[[], int]
-) -> Iterator[pa.RecordBatch]:
-    while True:
-        try:
-            yield reader.read_next_batch()
-        except StopIteration:
-            return
-        except pa.ArrowInvalid as exc:
-            raise BadInput(
-                f"{source}: after row {rows_before()}: {exc}",
-                hint="fix the row, or give column types explicitly",
-                source=source,
-            ) from None
-
-
-def _csv_timestamps(
-    values: pa.ChunkedArray, csv: CsvOptions, precision: str, source: str
-) -> pa.ChunkedArray:
-    unit_ns = {"ns": 1, "us": 1_000, "ms": 1_000_000}[precision]
-    ts_format = csv.ts_format
-    kind = values.type
-    if values.null_count:
-        raise BadInput(f"{source}: rows without a timestamp", source=source)
-    if ts_format == "auto" and pa.types.is_integer(kind):
-        ts_format = _epoch_unit(values, source)
-    if ts_format in _EPOCH_UNITS:
-        scaled = pa.compute.multiply(values.cast(pa.int64()), _EPOCH_UNITS[ts_format])
-        return pa.compute.divide(scaled, unit_ns)
-    if ts_format != "auto":
-        try:
-            parsed = pa.compute.strptime(values, format=ts_format, unit="ns", error_is_null=False)
-        except pa.ArrowInvalid as exc:
-            raise BadInput(
-                f"{source}: timestamp does not match {ts_format!r}: {exc}", source=source
-            ) from None
-        return _in_zone(parsed, csv.tz, source)
-    if pa.types.is_timestamp(kind):
-        return values if kind.tz else _in_zone(values, csv.tz, source)
-    raise BadInput(
-        f"{source}: timestamp column has {kind} values",
-        hint="give the timestamp format (s, ms, us, ns, or a strptime format such as "
-        "%Y-%m-%d %H:%M:%S)",
-        source=source,
-    )
-
-
-def _epoch_unit(values: pa.ChunkedArray, source: str) -> str:
-    """The unit of epoch integers, from their magnitude (today is about 1.7e9 s, 1.7e12 ms,
-    1.7e15 us, 1.7e18 ns): seconds are never taken for nanoseconds in 1970."""
-    largest = pa.compute.max(pa.compute.abs(values.cast(pa.int64()))).as_py() or 0
-    for unit, below in (("s", 10**11), ("ms", 10**14), ("us", 10**17)):
-        if largest < below:
-            return unit
-    return "ns"
-
-
-def _in_zone(values: Any, tz: str, source: str) -> Any:
-    """Naive timestamps read as times in ``tz``, as UTC."""
-    naive = values.cast(pa.timestamp(values.type.unit))
-    try:
-        zoned = pa.compute.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="earliest")
-    except (pa.ArrowInvalid, pa.ArrowKeyError, pa.ArrowNotImplementedError) as exc:
-        raise InvalidArgument(f"unknown time zone {tz!r} ({exc})", param="tz") from None
-    return zoned.cast(pa.timestamp(values.type.unit, tz="UTC"))
-
-
-class _CountingReader:
+class CountingReader:
     """A file wrapper that counts bytes read, for progress."""
 
     def __init__(self, stream: BinaryIO, report: IngestReport) -> None:
@@ -826,8 +653,20 @@ class _CountingReader:
         self._report.bytes += len(data)
         return data
 
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
     def readable(self) -> bool:
         return True
+
+    def writable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        pass
 
     def close(self) -> None:
         self.closed = True

@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.lineprotocol import BOOLS, PRECISION_NS, LineError, Point, UnclosedString, parse
+from engine.names import TIME_KEY, column_for_key
 from engine.schema import FIELD_TYPES, TS
 
 _NAME = r'[^\x00-\x20,=\\"\x7f]+'
@@ -54,12 +55,16 @@ PLAIN_LINE = (
 )
 _TRUE = pa.array(["t", "T", "true", "True", "TRUE"])
 _FALSE = pa.array(["f", "F", "false", "False", "FALSE"])
-LINE = "__line"  # the absolute line number of each row, so parts can be put back in order
+# The absolute line number of each row, so parts can be put back in order; a line feed
+# in its name keeps it apart from every key line protocol can carry.
+LINE = "\nline"
 
 
 @dataclass
 class Part:
-    """Rows of one table and one shape: ``ts``, tags, fields, and :data:`LINE`."""
+    """Rows of one table and one shape: ``ts``, tags, fields (in their columns, see
+    :func:`engine.names.column_for_key`), and :data:`LINE`; ``tags`` and ``kinds`` are
+    by key."""
 
     table: str
     rows: pa.Table
@@ -260,13 +265,13 @@ class _Shapes:
             return None
         columns: dict[str, Any] = {TS: stamps}
         for key, pieces in zip(shape.tags, tag_columns, strict=True):
-            columns[key] = _values(pieces, key)
+            columns[column_for_key(key)] = _values(pieces, key)
         kinds: dict[str, str] = {}
         for key, pieces in zip(shape.fields, field_columns, strict=True):
             typed = _typed(_values(pieces, key))
             if typed is None:
                 return None
-            kinds[key], columns[key] = typed
+            kinds[key], columns[column_for_key(key)] = typed
         columns[LINE] = pc.add(lines, self.first_line)
         return Part(shape.measurement, pa.table(columns), list(shape.tags), kinds)
 
@@ -302,9 +307,9 @@ class _Shape:
     @property
     def usable(self) -> bool:
         """Keys the fast path can take as they are (the exact parser refuses duplicate tags,
-        keeps the last of duplicate fields, and has its own view of reserved names)."""
+        keeps the last of duplicate fields, and a key ``time`` refuses its line)."""
         keys = [*self.tags, *self.fields]
-        return len(set(keys)) == len(keys) and not {TS, LINE} & set(keys)
+        return len(set(keys)) == len(keys) and TIME_KEY not in keys
 
     def matches(self, tags: list[pa.StringArray], fields: list[pa.StringArray]) -> pa.Array:
         """Which rows have this shape (``tags[0]`` holds the measurements)."""

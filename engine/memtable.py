@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.schema import TS
 
 
 @dataclass
@@ -12,13 +15,27 @@ class Memtable:
     batches: dict[str, list[pa.Table]] = field(default_factory=dict)
     rows: int = 0
     nbytes: int = 0
+    # per table and batch, its first and last timestamp: a write asks which batches it
+    # may overwrite without looking into all of them
+    spans: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
     def add(self, table: str, rows: pa.Table) -> None:
         self.batches.setdefault(table, []).append(rows)
+        self.spans.setdefault(table, []).append(time_span(rows))
         self.rows += rows.num_rows
         self.nbytes += rows.nbytes
 
+    def overlapping(self, table: str, low: int, high: int) -> list[pa.Table]:
+        """The batches of ``table`` holding a timestamp in ``[low, high]`` (maybe others)."""
+        spans = self.spans.get(table, [])
+        return [
+            rows
+            for rows, (first, last) in zip(self.batches.get(table, []), spans, strict=True)
+            if first <= high and low <= last
+        ]
+
     def drop(self, table: str) -> None:
+        self.spans.pop(table, None)
         for rows in self.batches.pop(table, []):
             self.rows -= rows.num_rows
             self.nbytes -= rows.nbytes
@@ -28,3 +45,9 @@ class Memtable:
 
     def tables(self) -> list[str]:
         return list(self.batches)
+
+
+def time_span(rows: pa.Table) -> tuple[int, int]:
+    """The first and last timestamp of non-empty ``rows``, as integers."""
+    span = pc.min_max(rows.column(TS).cast(pa.int64()))
+    return span["min"].as_py(), span["max"].as_py()

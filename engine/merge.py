@@ -95,3 +95,30 @@ def _has_adjacent_duplicates(ordered_keys: pa.Table) -> bool:
         equal = pc.equal(column.slice(0, rows - 1), column.slice(1))
         same = equal if same is None else pc.and_(same, equal)
     return bool(pc.any(same).as_py())
+
+
+def duplicate_keys(rows: pa.Table, tags: list[str]) -> int:
+    """How many rows of ``rows`` repeat the key (tags, ts) of an earlier row: what an
+    upsert of them overwrites among themselves. A missing tag column is a null tag.
+
+    The keys are sorted (``ts`` first) and neighbours compared a column at a time,
+    stopping as soon as no two neighbours can be equal: usually after two columns."""
+    n = rows.num_rows
+    if n < 2:
+        return 0
+    present = set(rows.column_names)
+    names = [TS, *(t for t in tags if t in present and rows.column(t).null_count < n)]
+    keys = rows.select(names)
+    order = pc.sort_indices(keys, sort_keys=[(k, "ascending", "at_start") for k in names])
+    same = None
+    for name in names:
+        column = keys.column(name).take(order)
+        here, after = column.slice(0, n - 1), column.slice(1)
+        equal = pc.equal(here, after)
+        if column.null_count:
+            both_null = pc.and_(pc.is_null(here), pc.is_null(after))
+            equal = pc.or_(pc.fill_null(equal, False), both_null)
+        same = equal if same is None else pc.and_(same, equal)
+        if not pc.any(same).as_py():
+            return 0
+    return int(pc.sum(same).as_py() or 0)

@@ -302,6 +302,7 @@ def ingest(
     progress: Any = None,
 ) -> Any:
     """Ingest ``path`` (``-`` for stdin) as ``lp`` or ``csv`` into database ``name``."""
+    from engine import csvingest
     from engine import ingest as ingest_mod
 
     stream, _size, position = ingest_mod.open_source(path)
@@ -314,7 +315,7 @@ def ingest(
         if kind == "lp":
             report = ingest_mod.ingest_lp(db, stream, source, options, progress)
         else:
-            report = ingest_mod.ingest_csv(db, stream, source, csv_options, options, progress)
+            report = csvingest.ingest_csv(db, stream, source, csv_options, options, progress)
     except BaseException:
         db.abandon()
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,9 +106,13 @@ def _check_column_name(kind: str, name: str) -> None:
 
 
 def split_columns(rows: pa.Table) -> tuple[list[str], dict[str, str]]:
-    """Tags (string columns marked as tags) and fields of a batch, from its metadata."""
+    """Tags (string columns marked as tags) and fields of a batch, from its metadata:
+    ``tags`` is a JSON list of the tag columns (before 0.3, when names could hold no
+    comma, a comma-separated list; a JSON list starts with ``[``, which no old name did)."""
     meta = rows.schema.metadata or {}
-    tag_names = set(meta.get(b"tags", b"").decode().split(",")) - {""}
+    marked = meta.get(b"tags", b"").decode()
+    legacy = not marked.startswith("[")
+    tag_names = set(marked.split(",")) - {""} if legacy else set(json.loads(marked))
     tags = [name for name in rows.column_names if name in tag_names]
     fields = {
         col.name: field_type_name(col.type)
@@ -119,7 +124,7 @@ def split_columns(rows: pa.Table) -> tuple[list[str], dict[str, str]]:
 
 def mark_tags(rows: pa.Table, tags: list[str]) -> pa.Table:
     """Record which columns are tags in the batch's schema metadata."""
-    return rows.replace_schema_metadata({"tags": ",".join(tags)})
+    return rows.replace_schema_metadata({"tags": json.dumps(tags)})
 
 
 def conform(rows: pa.Table, schema: TableSchema, precision: str) -> pa.Table:

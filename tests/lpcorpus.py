@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.lineprotocol import LineError, Point, parse
 from engine.lpfast import LINE, parse_lines, plain_mask, split_lines
+from engine.names import column_for_key
 from engine.schema import TS
 
 CORPUS_PRECISION = {"1ns": "ns", "1µs": "us", "1ms": "ms", "1s": "s"}
@@ -127,11 +128,11 @@ def fast_points(text: str, precision: str, default_time: int) -> list[Point]:
     points = list(parsed.points)
     for part in parsed.parts:
         for row in part.rows.to_pylist():
-            fields = {key: row[key] for key in part.kinds}
+            fields = {key: row[column_for_key(key)] for key in part.kinds}
             points.append(
                 Point(
                     part.table,
-                    {tag: row[tag] for tag in part.tags},
+                    {tag: row[column_for_key(tag)] for tag in part.tags},
                     fields,
                     dict(part.kinds),
                     row[TS],

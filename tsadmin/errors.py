@@ -10,6 +10,7 @@ code   meaning
 4      the database is locked by another writer
 5      the database (or a file of it) is corrupt
 6      bad input data: ingest stopped at a bad line, or a field type conflict
+7      partial load: ingest finished, but skipped rejected lines or rows
 =====  ==================================================================
 """
 
@@ -36,6 +37,7 @@ class Exit(IntEnum):
     LOCKED = 4
     CORRUPT = 5
     BAD_INPUT = 6
+    PARTIAL = 7
 
 
 _BY_CLASS: list[tuple[type[EngineError], Exit]] = [

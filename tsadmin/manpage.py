@@ -26,6 +26,7 @@ _EXIT_MEANINGS = {
     Exit.LOCKED: "the database is locked by another writer",
     Exit.CORRUPT: "the database, or one of its files, is corrupt",
     Exit.BAD_INPUT: "bad input data: ingest stopped at a bad line, or a field type conflict",
+    Exit.PARTIAL: "partial load: ingest finished but rejected some lines (--on-error skip)",
 }
 
 

@@ -9,7 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from engine import ops
-from engine.ingest import CsvOptions, IngestOptions, parse_schema
+from engine.csvingest import CsvOptions, parse_schema
+from engine.ingest import IngestOptions
+from tsadmin.errors import Exit
 from tsadmin.progress import byte_progress
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
@@ -45,14 +47,28 @@ def _run(
     with byte_progress(st.show_progress, size, f"ingest {kind}") as progress:
         report: Any = ops.ingest(st.data_dir, db, kind, source, options, csv_options, progress)
     if st.format == "table":
-        note(
-            ctx,
-            f"ingested {report.rows:,} rows into {', '.join(report.tables) or 'no table'} "
-            f"of {db} in {report.seconds:.2f}s ({report.rows_per_second:,.0f} rows/s)"
-            + (f"; {report.rejected} line(s) rejected" if report.rejected else ""),
-        )
+        note(ctx, _summary(report, db))
     else:
         emit(report.to_json(), st.format)
+    if report.rejected:
+        raise typer.Exit(Exit.PARTIAL)  # cron can tell a partial load from a clean one
+
+
+def _summary(report: Any, db: str) -> str:
+    """``ingested 10,000 rows (5,000 new, 5,000 overwrote existing points) into ...``."""
+    tables = ", ".join(report.tables) or "no table"
+    if len(tables) > 200:
+        tables = f"{len(report.tables):,} tables"
+    split = (
+        f" ({report.new:,} new, {report.overwritten:,} overwrote existing points)"
+        if report.overwritten
+        else ""
+    )
+    rejected = f"; {report.rejected:,} rejected (exit code 7)" if report.rejected else ""
+    return (
+        f"ingested {report.rows:,} rows{split} into {tables} of {db} in "
+        f"{report.seconds:.2f}s ({report.rows_per_second:,.0f} rows/s){rejected}"
+    )
 
 
 @app.command("lp")
@@ -87,7 +103,13 @@ def csv(
     table: Annotated[
         str | None, typer.Option("--table", help="Target table [default: file name].")
     ] = None,
-    ts_column: Annotated[str, typer.Option("--ts-column", help="Timestamp column.")] = "ts",
+    ts_column: Annotated[
+        str,
+        typer.Option(
+            "--ts-column",
+            help="Timestamp column [default: the first of ts, time, _time, timestamp].",
+        ),
+    ] = "",
     ts_format: Annotated[
         str, typer.Option("--ts-format", help="auto, s, ms, us, ns, or a strptime format.")
     ] = "auto",

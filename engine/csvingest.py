@@ -1,0 +1,656 @@
+"""CSV ingest: a header row, then rows; every problem of a row is that row's own.
+
+The header names the columns once each (an empty name, such as the index column
+pandas writes, and a name given twice are refused before anything is read). The
+timestamp column is ``--ts-column``, else the first of ``ts``, ``time``,
+``_time``, ``timestamp``; tag columns are given; the table is given or comes from
+a column; every other column is a field, typed by the schema given, else by the
+table's stored schema, else from its first values (int64, float64, bool,
+string).
+
+Columns are read as text by pyarrow's streaming reader and converted here, so a
+value that does not convert fails its row, not the file: a row with the wrong
+number of columns, a value that is not of its column's type, a missing or
+unreadable timestamp, a timestamp finer than the database's precision, a
+missing table name, no field value. With ``skip`` such a row goes to the
+rejects file with its row number and reason and the rest is loaded; with
+``abort`` the first one stops the ingest, naming the file and row. A row number
+counts the header as row 1; it is the line number unless a quoted value spans
+lines.
+
+InfluxDB 2's annotated CSV (``#datatype`` / ``#group`` / ``#default`` rows) is
+recognised from its first line and read by :mod:`engine.annotatedcsv`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv as stdcsv
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from engine.database import Batch, Database
+from engine.errors import BadInput, InvalidArgument
+from engine.ingest import (
+    BLOCK_BYTES,
+    Committer,
+    CountingReader,
+    FieldKinds,
+    IngestOptions,
+    IngestReport,
+    Progress,
+    Rejects,
+    clip,
+    note_committed,
+)
+from engine.names import TIME_KEY, column_for_key, is_valid
+from engine.schema import FIELD_TYPES, TS
+
+TS_CANDIDATES = ("ts", "time", "_time", "timestamp")
+_EPOCH_UNITS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_PRECISION_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000}
+_TRUE = pa.array(["true", "t"])
+_FALSE = pa.array(["false", "f"])
+
+
+@dataclass
+class CsvOptions:
+    table: str = ""
+    ts_column: str = ""  # "": the first of TS_CANDIDATES the header has
+    ts_format: str = "auto"  # auto | s | ms | us | ns | strptime format
+    tags: list[str] = field(default_factory=list)
+    table_column: str | None = None  # the table of each row comes from this column
+    schema: dict[str, str] = field(
+        default_factory=dict
+    )  # field -> float64|int64|uint64|bool|string
+    delimiter: str = ","
+    tz: str = "UTC"  # the zone of timestamps written without one
+
+    def __post_init__(self) -> None:
+        if self.delimiter in ("\\t", "tab"):
+            self.delimiter = "\t"
+        if len(self.delimiter) != 1 or self.delimiter in ('"', "\n", "\r"):
+            raise InvalidArgument(
+                f"invalid delimiter {self.delimiter!r}",
+                hint="one character: , ; | or tab",
+                param="delimiter",
+            )
+
+
+def parse_schema(text: str) -> dict[str, str]:
+    """``a:float64,b:int64`` -> {"a": "float64", "b": "int64"}."""
+    schema: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, kind = item.partition(":")
+        if not sep or kind not in FIELD_TYPES:
+            raise InvalidArgument(
+                f"invalid schema entry {item!r}",
+                hint=f"use column:type with type one of {', '.join(FIELD_TYPES)}",
+            )
+        schema[name] = kind
+    return schema
+
+
+def ingest_csv(
+    db: Database,
+    stream: BinaryIO,
+    source: str,
+    csv: CsvOptions,
+    options: IngestOptions,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest CSV (or InfluxDB 2 annotated CSV) from ``stream``; see the module docstring."""
+    from engine import annotatedcsv
+
+    report = IngestReport(database=db.name, source=source)
+    started = time.perf_counter()
+    committer = Committer(db, report, options)
+    rejects = Rejects(options.rejects)
+    head = _peek(stream)
+    counted = CountingReader(cast(BinaryIO, _Chained(head, stream)), report)
+    try:
+        if annotatedcsv.is_annotated(head):
+            annotatedcsv.ingest(db, counted, source, csv, options, committer, rejects, progress)
+        else:
+            _Csv(db, head, source, csv, options, committer, rejects).run(counted, progress)
+    except BaseException as exc:
+        note_committed(exc, report.rows, db.last_lsn)
+        raise
+    finally:
+        rejects.close()
+    report.tables = sorted(committer.tables)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class _Csv:
+    """One plain CSV input: its header checked, then block after block converted, checked
+    row by row and committed."""
+
+    def __init__(
+        self,
+        db: Database,
+        head: bytes,
+        source: str,
+        csv: CsvOptions,
+        options: IngestOptions,
+        committer: Committer,
+        rejects: Rejects,
+    ) -> None:
+        self.db = db
+        self.source = source
+        self.csv = csv
+        self.options = options
+        self.committer = committer
+        self.rejects = rejects
+        self.kinds = FieldKinds(db, source)
+        self.header = header_names(head, csv.delimiter, source)
+        self.ts_column = check_header(self.header, csv, source)
+        self.fields = [
+            name
+            for name in self.header
+            if name not in (self.ts_column, csv.table_column) and name not in csv.tags
+        ]
+        self.types: dict[str, str] = dict(csv.schema)
+        if csv.table and not csv.table_column:
+            stored = self.kinds[csv.table]
+            for name in self.fields:
+                self.types.setdefault(name, stored.get(column_for_key(name), ""))
+            self.types = {name: kind for name, kind in self.types.items() if kind}
+        self.times = TimeReader(csv, db.settings.precision)
+        self.numbers = RowNumbers()
+
+    def run(self, stream: CountingReader, progress: Progress | None) -> None:
+        try:
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
+                # quoted values may hold newlines (RFC 4180)
+                parse_options=pacsv.ParseOptions(
+                    newlines_in_values=True,
+                    delimiter=self.csv.delimiter,
+                    invalid_row_handler=self.numbers.skip,
+                ),
+                # bytes, so that a row that is not UTF-8 fails alone (see _block)
+                convert_options=pacsv.ConvertOptions(
+                    column_types={name: pa.binary() for name in self.header},
+                    strings_can_be_null=True,
+                ),
+            )
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                self._block(pa.Table.from_batches([batch]))
+                if progress:
+                    progress(self.committer.report.bytes, self.committer.report.rows)
+        except pa.ArrowInvalid as exc:  # the text itself: an unclosed quote, bad UTF-8
+            raise BadInput(
+                f"{self.source}: after row {self.numbers.next - 1}: {exc}",
+                hint="fix the file from that row on",
+                source=self.source,
+                line=self.numbers.next - 1,
+            ) from None
+        self._refuse_skipped(None)
+
+    def _block(self, raw: pa.Table) -> None:
+        numbers = self.numbers.take(raw.num_rows)
+        self._refuse_skipped(numbers.last)
+        bad: dict[int, str] = {}
+        rows = _as_text(raw, bad)
+        ts = self.times.read(rows.column(self.ts_column), bad)
+        tables = self._table_names(rows, bad)
+        columns: dict[str, Any] = {TS: ts}
+        for tag in self.csv.tags:
+            columns[column_for_key(tag)] = rows.column(tag)
+        for name in self.fields:
+            kind = self.types.get(name) or self._infer(name, rows.column(name))
+            if kind:
+                columns[column_for_key(name)] = _convert(name, rows.column(name), kind, bad)
+        if self.fields:
+            _need_a_field(rows, self.fields, bad)
+        columns[_INDEX] = pa.array(range(rows.num_rows), pa.int64())
+        out = pa.table(columns)
+        if bad:
+            out, tables = self._drop_bad(rows, out, tables, numbers, bad)
+        for start in range(0, out.num_rows, self.options.batch_rows):  # a transaction each
+            stop = start + self.options.batch_rows
+            self._commit(out.slice(start, stop - start), tables[start:stop], numbers)
+
+    def _commit(self, rows: pa.Table, tables: pa.ChunkedArray, numbers: Numbering) -> None:
+        tag_columns = [column_for_key(t) for t in self.csv.tags]
+        parts = [(self.csv.table, rows)]
+        if self.csv.table_column:
+            parts = [(n, rows.filter(pc.equal(tables, n))) for n in pc.unique(tables).to_pylist()]
+        for table, part in parts:
+            tags = [t for t, c in zip(self.csv.tags, tag_columns, strict=True) if _has(part, c)]
+            kinds = {
+                name: self.types[name]
+                for name in self.fields
+                if name in self.types and _has(part, column_for_key(name))
+            }
+            problem = self.kinds.problem(table, tags, kinds)
+            if problem is not None:
+                for index in part.column(_INDEX).to_pylist():
+                    self._reject(numbers.of(index), problem, "")
+                continue
+            rows_only = part.drop_columns([_INDEX])
+            self.committer.add(Batch(table, rows_only, [column_for_key(t) for t in tags]))
+        self.committer.commit()
+
+    def _table_names(self, rows: pa.Table, bad: dict[int, str]) -> pa.ChunkedArray:
+        if not self.csv.table_column:
+            return pa.chunked_array([pa.nulls(rows.num_rows, pa.string())])
+        names = rows.column(self.csv.table_column)
+        valid = pc.and_(pc.is_valid(names), pc.greater(pc.utf8_length(names), 0))
+        for index in pc.indices_nonzero(pc.invert(valid.fill_null(False))).to_pylist():
+            bad.setdefault(index, f"no table name in column {self.csv.table_column!r}")
+        for name in pc.unique(names.filter(valid)).to_pylist():
+            if not is_valid("table", name):
+                at = pc.indices_nonzero(pc.equal(names, name).fill_null(False))
+                for index in at.to_pylist():
+                    bad.setdefault(index, f"invalid table name {clip(name)!r}")
+        return names
+
+    def _infer(self, name: str, values: pa.ChunkedArray) -> str:
+        """The type of a new field column, from its first values ("" while it has none)."""
+        present = values.drop_null()
+        if not len(present):
+            return ""
+        kind = "string"
+        for candidate in ("int64", "float64"):
+            try:
+                present.cast(FIELD_TYPES[candidate])
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+            kind = candidate
+            break
+        else:
+            lowered = pc.utf8_lower(present)
+            if pc.all(pc.or_(pc.is_in(lowered, _TRUE), pc.is_in(lowered, _FALSE))).as_py():
+                kind = "bool"
+        self.types[name] = kind
+        return kind
+
+    def _drop_bad(
+        self,
+        rows: pa.Table,
+        out: pa.Table,
+        tables: pa.ChunkedArray,
+        numbers: Numbering,
+        bad: dict[int, str],
+    ) -> tuple[pa.Table, pa.ChunkedArray]:
+        for index in sorted(bad):
+            self._reject(numbers.of(index), bad[index], _row_text(rows, index, self.csv.delimiter))
+        keep = pa.array([i not in bad for i in range(out.num_rows)])
+        return out.filter(keep), tables.filter(keep)
+
+    def _refuse_skipped(self, up_to: int | None) -> None:
+        """Reject (or stop at) the rows of the wrong width pyarrow left out, up to ``up_to``."""
+        for number, text, reason in self.numbers.passed(up_to):
+            self._reject(number, reason, text)
+
+    def _reject(self, number: int, reason: str, text: str) -> None:
+        where = f"{self.source}:{number}"
+        if self.options.on_error == "abort":
+            raise BadInput(
+                f"{where}: {clip(reason, 300)}",
+                hint="fix the row, or skip bad rows into a rejects file; "
+                "re-running is safe (writes are upserts)",
+                source=self.source,
+                line=number,
+            )
+        self.rejects.write(text, f"{where}: {clip(reason, 300)}")
+        self.committer.report.rejected += 1
+
+
+_INDEX = "\nrow"  # a row's index in its block, kept while a block is split by table
+
+
+def _as_text(raw: pa.Table, bad: dict[int, str]) -> pa.Table:
+    """The block's columns (read as bytes) as text; a row that is not UTF-8 fails."""
+    columns = []
+    for column in raw.columns:
+        values, failed = convert_each(column.combine_chunks(), _utf8, pa.string())
+        for index in failed:
+            bad.setdefault(index, "the row is not valid UTF-8")
+        columns.append(values)
+    return pa.Table.from_arrays(columns, names=raw.column_names)
+
+
+def _utf8(values: pa.Array) -> pa.Array:
+    return values.cast(pa.string())
+
+
+def _has(rows: pa.Table, column: str) -> bool:
+    return column in rows.column_names and rows.column(column).null_count < rows.num_rows
+
+
+def _need_a_field(rows: pa.Table, fields: list[str], bad: dict[int, str]) -> None:
+    """A row whose fields are all empty carries no value: it is refused, as InfluxDB
+    refuses a point without fields."""
+    some = None
+    for name in fields:
+        present = pc.is_valid(rows.column(name))
+        some = present if some is None else pc.or_(some, present)
+    assert some is not None
+    for index in pc.indices_nonzero(pc.invert(some)).to_pylist():
+        bad.setdefault(index, "no field value in this row")
+
+
+def _convert(name: str, values: pa.ChunkedArray, kind: str, bad: dict[int, str]) -> pa.Array:
+    """``values`` (text) as ``kind``; a value that does not convert fails its row."""
+    target = FIELD_TYPES[kind]
+    text = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if kind == "string":
+        return text
+    if kind == "bool":
+        lowered = pc.utf8_lower(text)
+        true, false = pc.is_in(lowered, _TRUE), pc.is_in(lowered, _FALSE)
+        wrong = pc.and_(pc.is_valid(text), pc.invert(pc.or_(true, false)))
+        for index in pc.indices_nonzero(wrong).to_pylist():
+            bad.setdefault(
+                index, f"column {clip(name)!r}: {clip(text[index].as_py())!r} is not bool"
+            )
+        return pc.if_else(wrong, pa.scalar(None, pa.bool_()), true)
+    converted, failed = convert_each(text, lambda chunk: chunk.cast(target), target)
+    for index in failed:
+        bad.setdefault(index, _not_a(name, text[index].as_py(), kind))
+    return converted
+
+
+def _not_a(column: str, value: str, kind: str) -> str:
+    return f"column {clip(column)!r}: {clip(value)!r} is not {kind}"
+
+
+def convert_each(
+    values: pa.Array, convert: Callable[[pa.Array], pa.Array], target: pa.DataType
+) -> tuple[pa.Array, list[int]]:
+    """``convert(values)``, where the values it refuses become null and are listed: the
+    array is halved until each refusal is alone, so a clean block costs one conversion
+    and each bad value a few more."""
+    try:
+        return convert(values), []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
+        pass
+    if len(values) == 1:
+        return pa.nulls(1, target), [0]
+    half = len(values) // 2
+    low, low_bad = convert_each(values.slice(0, half), convert, target)
+    high, high_bad = convert_each(values.slice(half), convert, target)
+    return pa.concat_arrays([low, high]), low_bad + [half + i for i in high_bad]
+
+
+class TimeReader:
+    """Timestamps as text to integers in the database's precision; a missing or
+    unreadable one, or one finer than the precision, fails its row. With ``auto`` the
+    first values decide: integers are epoch times in the unit their magnitude shows
+    (today is about 1.7e9 s, 1.7e12 ms, 1.7e15 us, 1.7e18 ns), anything else is ISO 8601
+    (with ``T`` or a space, any fraction to nanoseconds, ``Z`` or an offset, or no zone:
+    then the zone given)."""
+
+    def __init__(self, csv: CsvOptions, precision: str) -> None:
+        self.format = csv.ts_format
+        self.tz = csv.tz
+        self.unit_ns = _PRECISION_NS[precision]
+        self.precision = precision
+        _check_zone(csv.tz)
+
+    def read(self, values: pa.ChunkedArray, bad: dict[int, str]) -> pa.Array:
+        text = values.combine_chunks()
+        for index in pc.indices_nonzero(pc.is_null(text)).to_pylist():
+            bad.setdefault(index, "no timestamp")
+        if self.format == "auto" and len(text.drop_null()):
+            self.format = _auto_format(text.drop_null())
+        if self.format in _EPOCH_UNITS:
+            scale = _EPOCH_UNITS[self.format]
+            nanos, failed = convert_each(
+                text, lambda chunk: pc.multiply_checked(chunk.cast(pa.int64()), scale), pa.int64()
+            )
+        elif self.format == "iso" or self.format == "auto":
+            nanos, failed = convert_each(text, self._iso, pa.int64())
+        else:
+            nanos, failed = self._strptime(text)
+        for index in failed:
+            if text[index].is_valid:
+                bad.setdefault(index, f"unreadable timestamp {clip(text[index].as_py())!r}")
+        return self._to_precision(nanos, bad)
+
+    def _iso(self, chunk: pa.Array) -> pa.Array:
+        try:
+            return chunk.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64())
+        except pa.ArrowInvalid:
+            naive = chunk.cast(pa.timestamp("ns"))  # still refused: no ISO time at all
+            return _in_zone(naive, self.tz).cast(pa.int64())
+
+    def _strptime(self, text: pa.Array) -> tuple[pa.Array, list[int]]:
+        parsed = pc.strptime(text, format=self.format, unit="ns", error_is_null=True)
+        if not parsed.type.tz:
+            parsed = _in_zone(parsed, self.tz)
+        failed = pc.and_(pc.is_valid(text), pc.is_null(parsed))
+        return parsed.cast(pa.int64()), pc.indices_nonzero(failed).to_pylist()
+
+    def _to_precision(self, nanos: pa.Array, bad: dict[int, str]) -> pa.Array:
+        if self.unit_ns == 1:
+            return nanos
+        finer = pc.not_equal(
+            pc.subtract(nanos, pc.multiply(pc.divide(nanos, self.unit_ns), self.unit_ns)), 0
+        )
+        for index in pc.indices_nonzero(finer.fill_null(False)).to_pylist():
+            bad.setdefault(
+                index, f"timestamp finer than the database's precision ({self.precision})"
+            )
+        return pc.divide(nanos, self.unit_ns)
+
+
+def _auto_format(present: pa.Array) -> str:
+    try:
+        numbers = present.cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return "iso"
+    largest = pc.max(pc.abs(numbers)).as_py() or 0
+    for unit, below in (("s", 10**11), ("ms", 10**14), ("us", 10**17)):
+        if largest < below:
+            return unit
+    return "ns"
+
+
+def _in_zone(values: Any, tz: str) -> Any:
+    """Naive timestamps read as times in ``tz``, as UTC."""
+    naive = values.cast(pa.timestamp(values.type.unit))
+    zoned = pc.assume_timezone(naive, tz, ambiguous="earliest", nonexistent="earliest")
+    return zoned.cast(pa.timestamp(values.type.unit, tz="UTC"))
+
+
+def _check_zone(tz: str) -> None:
+    try:
+        _in_zone(pa.array([0], pa.timestamp("ns")), tz)
+    except (pa.ArrowInvalid, pa.ArrowKeyError, pa.ArrowNotImplementedError) as exc:
+        raise InvalidArgument(f"unknown time zone {tz!r} ({exc})", param="tz") from None
+
+
+@dataclass
+class Numbering:
+    """The row numbers of one block: runs of consecutive numbers (rows pyarrow left out
+    for their width fall between runs)."""
+
+    starts: list[int]  # index in the block where each run starts
+    numbers: list[int]  # the row number at that index
+    last: int
+
+    def of(self, index: int) -> int:
+        run = bisect.bisect_right(self.starts, index) - 1
+        return self.numbers[run] + index - self.starts[run]
+
+
+class RowNumbers:
+    """Row numbers of what pyarrow's reader hands over, counting the rows it left out for
+    their width (it reports those to :meth:`skip` while parsing, before their block)."""
+
+    def __init__(self) -> None:
+        self.next = 2  # the header is row 1
+        self.skipped: list[tuple[int, str, str]] = []
+
+    def skip(self, row: Any) -> str:
+        number = row.number if row.number is not None and row.number > 0 else self.next
+        reason = f"{row.actual_columns} columns, the header has {row.expected_columns}"
+        self.skipped.append((number, row.text, reason))
+        return "skip"
+
+    def take(self, count: int) -> Numbering:
+        left_out = sorted(n for n, _, _ in self.skipped if n >= self.next)
+        starts, numbers, index = [0], [self.next], 0
+        for number in left_out:
+            run = number - self.next
+            if run >= count - index:
+                break
+            index += run
+            self.next = number + 1
+            starts.append(index)
+            numbers.append(self.next)
+        self.next += count - index
+        return Numbering(starts, numbers, self.next - 1)
+
+    def passed(self, up_to: int | None) -> list[tuple[int, str, str]]:
+        """The left-out rows numbered up to ``up_to`` (all when None), once each."""
+        done = [s for s in self.skipped if up_to is None or s[0] <= up_to]
+        self.skipped = [s for s in self.skipped if not (up_to is None or s[0] <= up_to)]
+        return sorted(done)
+
+
+def header_names(head: bytes, delimiter: str, source: str) -> list[str]:
+    """The column names of the header row (the first record of ``head``)."""
+    lines = head.split(b"\n")
+    end = 1
+    while end < len(lines) and b"\n".join(lines[:end]).count(b'"') % 2:
+        end += 1  # a quoted name holds a line feed
+    head = b"\n".join(lines[:end])
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadInput(
+            f"{source}:1: the header is not valid UTF-8 ({exc.reason} at byte {exc.start})",
+            hint="convert the file to UTF-8 (iconv -f LATIN1 -t UTF-8)",
+            source=source,
+            line=1,
+        ) from None
+    try:
+        names = next(stdcsv.reader(io.StringIO(text), delimiter=delimiter), None)
+    except stdcsv.Error as exc:
+        raise BadInput(f"{source}:1: unreadable header ({exc})", source=source, line=1) from None
+    if not names:
+        raise BadInput(
+            f"{source}: no header row",
+            hint="the first line must name the columns",
+            source=source,
+            line=1,
+        )
+    return names
+
+
+def check_header(names: list[str], csv: CsvOptions, source: str) -> str:
+    """Refuse a header that names a column twice, has a column without a name, or lacks a
+    column the options name; returns the timestamp column."""
+    seen: set[str] = set()
+    for position, name in enumerate(names, start=1):
+        if not name:
+            raise _header_error(
+                source,
+                f"column {position} has no name in the header"
+                + (" (an index column, as pandas writes by default?)" if position == 1 else ""),
+                "name it in the header, or write the file without it (pandas: index=False)",
+            )
+        if name in seen:
+            raise _header_error(
+                source,
+                f"column {name!r} appears twice in the header (again as column {position})",
+                "rename one of them in the header",
+            )
+        seen.add(name)
+    ts_column = csv.ts_column or next((n for n in TS_CANDIDATES if n in seen), "")
+    if not ts_column:
+        raise _header_error(
+            source,
+            f"no timestamp column ({', '.join(TS_CANDIDATES)}) in the header",
+            f"name the timestamp column; the columns are: {clip(', '.join(names), 300)}",
+        )
+    wanted = [("timestamp", ts_column), *(("tag", t) for t in csv.tags)]
+    if csv.table_column:
+        wanted.append(("table", csv.table_column))
+    for role, name in wanted:
+        if name not in seen:
+            raise _header_error(
+                source,
+                f"no {role} column {name!r} in the header",
+                f"the columns are: {clip(', '.join(names), 300)}",
+            )
+    for name in names:
+        if name != ts_column and name == TIME_KEY:
+            raise _header_error(
+                source,
+                "a column 'time' that is not the timestamp column (InfluxDB refuses the "
+                "key 'time' too)",
+                "make it the timestamp column, or rename it",
+            )
+        if not is_valid("field", name):
+            raise _header_error(source, f"invalid column name {clip(name)!r}", "rename it")
+    return ts_column
+
+
+def _header_error(source: str, what: str, hint: str) -> BadInput:
+    return BadInput(f"{source}:1: {what}", hint=hint, source=source, line=1)
+
+
+def _row_text(rows: pa.Table, index: int, delimiter: str) -> str:
+    """A row as CSV text again, for the rejects file."""
+    out = io.StringIO()
+    values = [rows.column(i)[index].as_py() for i in range(rows.num_columns)]
+    stdcsv.writer(out, delimiter=delimiter, lineterminator="").writerow(
+        ["" if v is None else v for v in values]
+    )
+    return out.getvalue()
+
+
+def _peek(stream: BinaryIO) -> bytes:
+    """The start of the input, up to and including its first line feed (or all of it)."""
+    parts: list[bytes] = []
+    reader = getattr(stream, "read1", stream.read)
+    while True:
+        chunk = reader(BLOCK_BYTES)
+        if not chunk:
+            break
+        parts.append(chunk)
+        if b"\n" in chunk:
+            break
+    return b"".join(parts)
+
+
+class _Chained(io.RawIOBase):
+    """``head`` and then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            data = self._head if size < 0 else self._head[:size]
+            self._head = self._head[len(data) :]
+            return data
+        return bytes(self._stream.read(size))
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
