@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench man lint typecheck clean
+.PHONY: demo test bench influxdb man lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,19 +17,21 @@ demo: $(STAMP)
 	$(BIN)/tsadmin demo
 	@echo "man pages: PATH=\"$$PWD/$(BIN):\$$PATH\" man tsadmin (or man -l man/tsadmin.1)"
 
-test: $(STAMP)
+test: $(STAMP) influxdb
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-# InfluxDB 1.6 is a peer in the ingest benchmark: installed from Debian when we can (root),
-# otherwise its rows say "skipped".
-bench: $(STAMP)
+# InfluxDB 1.6 is the peer of the differential ingest test and of the ingest benchmark:
+# installed from Debian when we can (root); otherwise that test and those rows say skipped.
+influxdb:
 	@command -v influxd >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q influxdb >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null 2>&1 && \
 	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q influxdb >/dev/null 2>&1; }; }; } || \
-	  echo "influxdb could not be installed: its rows will say skipped"
+	  echo "influxdb could not be installed: the InfluxDB test and benchmark rows are skipped"
+
+bench: $(STAMP) influxdb
 	$(BIN)/python benchmarks/run_all.py
 
 man: $(STAMP)

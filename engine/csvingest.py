@@ -12,7 +12,7 @@ Columns are read as text by pyarrow's streaming reader and converted here, so a
 value that does not convert fails its row, not the file: a row with the wrong
 number of columns, a value that is not of its column's type, a missing or
 unreadable timestamp, a timestamp finer than the database's precision, a
-missing table name, no field value. With ``skip`` such a row goes to the
+missing table name. With ``skip`` such a row goes to the
 rejects file with its row number and reason and the rest is loaded; with
 ``abort`` the first one stops the ingest, naming the file and row. A row number
 counts the header as row 1; it is the line number unless a quoted value spans
@@ -215,8 +215,6 @@ class _Csv:
             kind = self.types.get(name) or self._infer(name, rows.column(name))
             if kind:
                 columns[column_for_key(name)] = _convert(name, rows.column(name), kind, bad)
-        if self.fields:
-            _need_a_field(rows, self.fields, bad)
         columns[_INDEX] = pa.array(range(rows.num_rows), pa.int64())
         out = pa.table(columns)
         if bad:
@@ -332,18 +330,6 @@ def _utf8(values: pa.Array) -> pa.Array:
 
 def _has(rows: pa.Table, column: str) -> bool:
     return column in rows.column_names and rows.column(column).null_count < rows.num_rows
-
-
-def _need_a_field(rows: pa.Table, fields: list[str], bad: dict[int, str]) -> None:
-    """A row whose fields are all empty carries no value: it is refused, as InfluxDB
-    refuses a point without fields."""
-    some = None
-    for name in fields:
-        present = pc.is_valid(rows.column(name))
-        some = present if some is None else pc.or_(some, present)
-    assert some is not None
-    for index in pc.indices_nonzero(pc.invert(some)).to_pylist():
-        bad.setdefault(index, "no field value in this row")
 
 
 def _convert(name: str, values: pa.ChunkedArray, kind: str, bad: dict[int, str]) -> pa.Array:

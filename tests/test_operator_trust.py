@@ -153,7 +153,7 @@ def test_exit_codes_for_missing_things_and_bad_data(data_dir: Path, tmp_path: Pa
     no_ts = run_cli(data_dir, "ingest", "csv", "m", str(csv), "--table", "t", "--ts-column", "x")
     no_tag = run_cli(data_dir, "ingest", "csv", "m", str(csv), "--table", "t", "--tags", "x")
     assert no_ts.code == no_tag.code == 6
-    bad = run_cli(data_dir, "ingest", "lp", "m", "-", stdin=f"bad-name v=1 {T0}\n")
+    bad = run_cli(data_dir, "ingest", "lp", "m", "-", stdin=f"cpu,time=x v=1 {T0}\n")
     assert bad.code == 6, bad
 
 
