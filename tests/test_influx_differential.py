@@ -211,8 +211,7 @@ def influx_points(url: str, db: str, lines: list[str]) -> dict[int, Point]:
     shown = _query(url, db, "SHOW MEASUREMENTS")["results"][0].get("series", [])
     names = [row[0] for row in shown[0]["values"]] if shown else []
     found = [
-        _query(url, db, f'SELECT *::field FROM "{_identifier(name)}" GROUP BY *')
-        for name in names
+        _query(url, db, f'SELECT *::field FROM "{_identifier(name)}" GROUP BY *') for name in names
     ]
     points: dict[int, Point] = {}
     for series in (s for f in found for s in f["results"][0].get("series", [])):
