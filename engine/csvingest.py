@@ -203,7 +203,7 @@ class _Csv:
 
     def _block(self, raw: pa.Table) -> None:
         numbers = self.numbers.take(raw.num_rows)
-        self._refuse_skipped(numbers.last)
+        left_out = self.numbers.passed(numbers.last)  # rejected in row order with the rest
         bad: dict[int, str] = {}
         rows = _as_text(raw, bad)
         ts = self.times.read(rows.column(self.ts_column), bad)
@@ -217,8 +217,14 @@ class _Csv:
                 columns[column_for_key(name)] = _convert(name, rows.column(name), kind, bad)
         columns[_INDEX] = pa.array(range(rows.num_rows), pa.int64())
         out = pa.table(columns)
+        failed = [
+            (numbers.of(i), why, _row_text(raw, i, self.csv.delimiter)) for i, why in bad.items()
+        ]
+        for number, why, text in sorted(left_out + failed):
+            self._reject(number, why, text)
         if bad:
-            out, tables = self._drop_bad(rows, out, tables, numbers, bad)
+            keep = pa.array([i not in bad for i in range(out.num_rows)])
+            out, tables = out.filter(keep), tables.filter(keep)
         for start in range(0, out.num_rows, self.options.batch_rows):  # a transaction each
             stop = start + self.options.batch_rows
             self._commit(out.slice(start, stop - start), tables[start:stop], numbers)
@@ -277,19 +283,6 @@ class _Csv:
                 kind = "bool"
         self.types[name] = kind
         return kind
-
-    def _drop_bad(
-        self,
-        rows: pa.Table,
-        out: pa.Table,
-        tables: pa.ChunkedArray,
-        numbers: Numbering,
-        bad: dict[int, str],
-    ) -> tuple[pa.Table, pa.ChunkedArray]:
-        for index in sorted(bad):
-            self._reject(numbers.of(index), bad[index], _row_text(rows, index, self.csv.delimiter))
-        keep = pa.array([i not in bad for i in range(out.num_rows)])
-        return out.filter(keep), tables.filter(keep)
 
     def _refuse_skipped(self, up_to: int | None) -> None:
         """Reject (or stop at) the rows of the wrong width pyarrow left out, up to ``up_to``."""
@@ -595,10 +588,14 @@ def _header_error(source: str, what: str, hint: str) -> BadInput:
     return BadInput(f"{source}:1: {what}", hint=hint, source=source, line=1)
 
 
-def _row_text(rows: pa.Table, index: int, delimiter: str) -> str:
-    """A row as CSV text again, for the rejects file."""
+def _row_text(raw: pa.Table, index: int, delimiter: str) -> str:
+    """A row (read as bytes) as CSV text again, for the rejects file; bytes that are not
+    UTF-8 go back out as they came."""
     out = io.StringIO()
-    values = [rows.column(i)[index].as_py() for i in range(rows.num_columns)]
+    values = [
+        None if v is None else v.decode("utf-8", "surrogateescape")
+        for v in (raw.column(i)[index].as_py() for i in range(raw.num_columns))
+    ]
     stdcsv.writer(out, delimiter=delimiter, lineterminator="").writerow(
         ["" if v is None else v for v in values]
     )

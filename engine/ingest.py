@@ -231,9 +231,9 @@ class _LineProtocol:
             block, first_line, self.carry = self.carry + block, self.carry_line, b""
         try:
             lines = lpfast.split_lines(block)
-        except UnicodeDecodeError as exc:
-            bad_line = first_line + block.count(b"\n", 0, exc.start)
-            raise BadInput(f"line {bad_line}: input is not valid UTF-8", line=bad_line) from exc
+        except UnicodeDecodeError:
+            block = self._without_bad_utf8(block, first_line)
+            lines = lpfast.split_lines(block)
         originals, too_long = lines, self._too_long(lines, first_line)
         if too_long:
             limit = self.kinds.db.settings.max_line_bytes
@@ -255,8 +255,7 @@ class _LineProtocol:
                 ends_input=ends_input and end == len(lines),
             )
             refused = parsed.errors + [e for i, e in too_long.items() if start <= i < end]
-            self._refuse(sorted(refused, key=lambda e: e.line), originals, first_line)
-            self._add(parsed, originals, first_line)
+            self._add(parsed, refused, originals, first_line)
             if parsed.open_string_at is not None:
                 at = start + parsed.open_string_at
                 rest = "\n".join(lines.slice(at).to_pylist()) + ("" if ends_input else "\n")
@@ -265,6 +264,22 @@ class _LineProtocol:
             start = end
             if self.due():
                 self.flush()
+
+    def _without_bad_utf8(self, block: bytes, first_line: int) -> bytes:
+        """``block`` with each line that is not UTF-8 rejected and left empty (so the
+        numbers of the lines after it stay right)."""
+        kept = []
+        for number, line in enumerate(block.split(b"\n"), start=first_line):
+            try:
+                line.decode()
+            except UnicodeDecodeError as exc:
+                shown = line.decode(errors="surrogateescape")
+                self._reject(
+                    LineError(f"not valid UTF-8 at byte {exc.start + 1}", number, 0), shown
+                )
+                line = b""
+            kept.append(line)
+        return b"\n".join(kept)
 
     def flush(self) -> None:
         for batch in self.builder.take():
@@ -293,28 +308,32 @@ class _LineProtocol:
             for i in over
         }
 
-    def _refuse(self, errors: list[LineError], lines: pa.StringArray, first_line: int) -> None:
-        for err in errors:
-            self._reject(err, lines[err.line - first_line].as_py())
-
     def _reject(self, err: LineError, line: str) -> None:
         reason = clip(err.reason, 300)  # a 10 MB value is never echoed whole
+        where = f"{self.source}:{err.line}" + (f":{err.column}" if err.column else "")
         if self.options.on_error == "abort":
             raise BadInput(
-                f"{self.source}:{err.line}:{err.column}: {reason}",
+                f"{where}: {reason}",
                 hint="fix the line, or skip bad lines into a rejects file; "
                 "re-running is safe (writes are upserts)",
                 source=self.source,
                 line=err.line,
                 column=err.column,
             )
-        self.rejects.write(line, f"{self.source}:{err.line}:{err.column}: {reason}")
+        self.rejects.write(line, f"{where}: {reason}")
         self.report.rejected += 1
 
-    def _add(self, parsed: lpfast.Parsed, lines: pa.StringArray, first_line: int) -> None:
+    def _add(
+        self,
+        parsed: lpfast.Parsed,
+        refused: list[LineError],
+        lines: pa.StringArray,
+        first_line: int,
+    ) -> None:
         """The slice's rows to the committer, per table in line order (the last write of a
         key wins), after checking their field kinds and limits in line order; a refused
-        line is rejected (or stops the ingest) on its own."""
+        line (``refused`` holds those the parser refused) is rejected, or stops the
+        ingest, on its own and in line order."""
         items: list[tuple[int, lpfast.Part | Point]] = [
             (part.rows[lpfast.LINE][0].as_py(), part) for part in parsed.parts
         ]
@@ -328,15 +347,17 @@ class _LineProtocol:
                 try:
                     points.add(item)
                 except LineError as err:
-                    self._reject(err, lines[err.line - first_line].as_py())
+                    refused.append(err)
                 continue
             problem = self.kinds.problem(item.table, item.tags, item.kinds)
             if problem is not None:
-                for number in item.rows[lpfast.LINE].to_pylist():
-                    self._reject(LineError(problem, number, 0), lines[number - first_line].as_py())
+                numbers = item.rows[lpfast.LINE].to_pylist()
+                refused += [LineError(problem, number, 0) for number in numbers]
                 continue
             pieces.setdefault(item.table, []).append(item.rows)
             tags.setdefault(item.table, {}).update(dict.fromkeys(map(column_for_key, item.tags)))
+        for refusal in sorted(refused, key=lambda e: e.line):  # before anything is committed
+            self._reject(refusal, lines[refusal.line - first_line].as_py())
         for batch in points.take():
             pieces.setdefault(batch.table, []).append(batch.rows)
             tags.setdefault(batch.table, {}).update(dict.fromkeys(batch.tags))

@@ -103,6 +103,11 @@ def column_for_key(key: str) -> str:
     return TIME_KEY if key == TS_KEY else key
 
 
+def key_of_column(column: str) -> str:
+    """The tag or field key a column holds (the inverse of :func:`column_for_key`)."""
+    return TS_KEY if column == TIME_KEY else column
+
+
 def table_dir_name(table: str) -> str:
     """The directory name of ``table``: see the module docstring."""
     raw = validate_name("table", table).encode("utf-8")

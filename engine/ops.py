@@ -19,7 +19,7 @@ from engine.checkpoint import CheckpointReport, CompactionReport
 from engine.database import Database
 from engine.datadir import existing_database_dir, list_databases, writable_database_dir
 from engine.errors import EngineError, NotFound
-from engine.names import validate_name
+from engine.names import key_of_column, validate_name
 from engine.recovery import RecoveryReport
 from engine.rows import iso_time
 from engine.settings import SETTABLE_KEYS, canonical_key
@@ -160,8 +160,13 @@ def table_details(data_dir: Path, name: str, table: str) -> dict[str, Any]:
     columns = [
         {"column": "ts", "kind": "timestamp", "type": f"timestamp[{_precision(data_dir, name)}]"}
     ]
-    columns += [{"column": t, "kind": "tag", "type": "string"} for t in schema.tags]
-    columns += [{"column": f, "kind": "field", "type": k} for f, k in schema.fields.items()]
+    columns += [
+        {"column": t, "kind": "tag", "type": "string", "key": key_of_column(t)} for t in schema.tags
+    ]
+    columns += [
+        {"column": f, "kind": "field", "type": k, "key": key_of_column(f)}
+        for f, k in schema.fields.items()
+    ]
     ts = rows.column("ts").cast(pa.int64())
     times = rows.column("ts")
     first, last = pa.compute.min(times), pa.compute.max(times)
