@@ -44,6 +44,7 @@ class IngestOptions:
     rejects: Path | None = None
     precision: str = "ns"  # of the input's timestamps (line protocol)
     flush_interval: float = 1.0
+    default_time: int | None = None  # ns, for points without one (None: the clock's now)
 
     def __post_init__(self) -> None:
         if self.on_error not in ("abort", "skip"):
@@ -240,7 +241,7 @@ class _LineProtocol:
             lines = pc.if_else(pc.greater(pc.binary_length(lines), limit), "", lines)
         plain = lpfast.plain_mask(lines)
         ends_input = not block.endswith(b"\n")
-        now = time.time_ns()
+        now = time.time_ns() if self.options.default_time is None else self.options.default_time
         start = 0
         while start < len(lines):
             room = max(1, self.options.batch_rows - self.committer.pending_rows)
@@ -367,7 +368,7 @@ class _LineProtocol:
     def _text(self, text: str, first_line: int, *, final: bool) -> None:
         """Parse ``text`` with the exact parser; with more input to come, a point still open
         at its end is carried over."""
-        now = time.time_ns()
+        now = time.time_ns() if self.options.default_time is None else self.options.default_time
         offset, line = 0, first_line
         while offset < len(text):
             try:
