@@ -3,7 +3,8 @@
 Layout::
 
     <archive>/manifest.json
-    <archive>/<table>/<NNNNNN>.parquet      one file per table and time partition
+    <archive>/<table dir>/<NNNNNN>.parquet  one file per table and time partition; <table dir>
+                                            is the table's escaped name (engine/names.py)
 
 Every Parquet file is a valid tsadmin segment: ``ts`` (UTC timestamp in the
 database precision), tag columns (string), field columns; rows unique by
@@ -43,7 +44,8 @@ Reading is strict, because an archive may come from anywhere: the manifest
 must be a plain file of at most 64 MiB; it is decoded against a typed schema
 (every field's type and range; unknown keys, at any level, are refused, as a
 format change bumps ``version``); names follow ``engine/names.py``; each
-``path`` is exactly ``<table>/<6 to 12 digits>.parquet`` and listed once;
+``path`` is exactly ``<table dir>/<6 to 12 digits>.parquet`` (the escaped name; an
+archive from before 0.3 may use the name itself when it is of the old rule) and listed once;
 ``partition`` is an integer partition start of the archive's width and holds
 ``min_ts <= max_ts``; a table's ``rows`` is the sum of its files'. Before a
 restore uses a file, its SHA-256 is checked and its contents decoded (page

@@ -146,7 +146,7 @@ def table_dir(table: str) -> str:
 
 
 def segment_path(table: str, partition: int, file_id: int) -> str:
-    """``tables/<table>/p<partition start>/<file id>.parquet``, relative to the database."""
+    """``tables/<table dir>/p<partition start>/<file id>.parquet``, relative to the database."""
     partition = _check_int("partition", partition)
     file_id = _check_int("segment id", file_id)
     if file_id < 0:

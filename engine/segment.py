@@ -1,6 +1,6 @@
 """Segment files: immutable zstd Parquet files, one table and one time partition each.
 
-Path: ``tables/<table>/p<partition start>/<file id, 6+ digits>.parquet`` under
+Path: ``tables/<table dir>/p<partition start>/<file id, 6+ digits>.parquet`` under
 the database directory. A segment holds the table's columns at the time it
 was written (``ts`` as a UTC timestamp in the database precision, tags as
 strings, fields as typed), rows unique by (tags, ts) and sorted by them.
