@@ -99,6 +99,7 @@ Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Hex64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
 ShortText = Annotated[str, msgspec.Meta(max_length=256)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=65535)]  # names.py says the rest
 FieldType = Literal["float64", "int64", "uint64", "bool", "string"]
 
 
@@ -118,8 +119,8 @@ class _File(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _Table(msgspec.Struct, forbid_unknown_fields=True):
-    tags: list[ShortText]
-    fields: dict[ShortText, FieldType]
+    tags: list[Name]
+    fields: dict[Name, FieldType]
     mode: Literal["full", "delta"]
     rows: Count
     files: list[_File]
@@ -153,9 +154,9 @@ class _Manifest(msgspec.Struct, forbid_unknown_fields=True):
     snapshot_lsn: Count
     created: ShortText
     base: _Base | None
-    dropped_tables: list[ShortText]
+    dropped_tables: list[Name]
     checksum: Hex64
-    tables: dict[ShortText, _Table]
+    tables: dict[Name, _Table]
 
 
 @dataclass

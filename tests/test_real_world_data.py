@@ -27,6 +27,7 @@ TELEGRAF = [
     f"net\\,if,if\\=name=eth0 rx\\ bytes=10i {T0}",
     f"2xx_responses,status\\ code=200 count=4i {T0}",
     f"мера,ключ=значение поле=1 {T0}",
+    f"{'Ü' * 300},k=v f=1 {T0}",  # a directory name too long to escape: it ends in a digest
 ]
 TABLES = {
     "api.request.latency": {"k8s.pod.name": "web-1", "container-name": "nginx"},
@@ -39,6 +40,7 @@ TABLES = {
     "net,if": {"if=name": "eth0"},
     "2xx_responses": {"status code": "200"},
     "мера": {"ключ": "значение"},
+    "Ü" * 300: {"k": "v"},
 }
 
 
