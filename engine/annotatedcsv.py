@@ -30,17 +30,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import pyarrow as pa
 
-from engine.database import Batch, Database
+from engine.database import Batch
 from engine.errors import BadInput
-from engine.ingest import (
-    Committer,
-    CountingReader,
-    FieldKinds,
-    IngestOptions,
-    Progress,
-    Rejects,
-    clip,
-)
+from engine.ingest import CountingReader, FieldKinds, Progress, Run, clip
 from engine.names import TIME_KEY, column_for_key, is_valid
 from engine.schema import FIELD_TYPES, TS
 
@@ -64,42 +56,25 @@ def is_annotated(head: bytes) -> bool:
     return any(first.startswith(a.encode() + b",") for a in ANNOTATIONS)
 
 
-def ingest(
-    db: Database,
-    stream: CountingReader,
-    source: str,
-    csv: CsvOptions,
-    options: IngestOptions,
-    committer: Committer,
-    rejects: Rejects,
-    progress: Progress | None,
-) -> None:
-    _Annotated(db, source, csv, options, committer, rejects).run(stream, progress)
+def ingest(run: Run, stream: CountingReader, csv: CsvOptions, progress: Progress | None) -> None:
+    _Annotated(run, csv).read(stream, progress)
 
 
 class _Annotated:
-    def __init__(
-        self,
-        db: Database,
-        source: str,
-        csv: CsvOptions,
-        options: IngestOptions,
-        committer: Committer,
-        rejects: Rejects,
-    ) -> None:
+    def __init__(self, run: Run, csv: CsvOptions) -> None:
         from engine.csvingest import CsvOptions, TimeReader
 
-        self.db = db
-        self.source = source
+        self.run = run
+        self.source = run.source
         self.table = csv.table
-        self.options = options
-        self.committer = committer
-        self.rejects = rejects
-        self.kinds = FieldKinds(db, source)
-        self.times = TimeReader(CsvOptions(ts_format="iso", tz=csv.tz), db.settings.precision)
+        self.options = run.options
+        self.committer = run.committer
+        self.kinds = FieldKinds(run.db, run.source)
+        precision = run.db.settings.precision
+        self.times = TimeReader(CsvOptions(ts_format="iso", tz=csv.tz), precision)
         self.pending: list[tuple[int, dict[str, Any]]] = []  # (row number, point)
 
-    def run(self, stream: CountingReader, progress: Progress | None) -> None:
+    def read(self, stream: CountingReader, progress: Progress | None) -> None:
         binary = cast(BinaryIO, stream)
         text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
         rows = stdcsv.reader(text)
@@ -248,19 +223,9 @@ class _Annotated:
         self.committer.add(Batch(table, pa.table(columns), [column_for_key(t) for t in tags]))
 
     def _reject(self, number: int, reason: str, row: list[str]) -> None:
-        where = f"{self.source}:{number}"
-        if self.options.on_error == "abort":
-            raise BadInput(
-                f"{where}: {reason}",
-                hint="fix the row, or skip bad rows into a rejects file; "
-                "re-running is safe (writes are upserts)",
-                source=self.source,
-                line=number,
-            )
         out = io.StringIO()
         stdcsv.writer(out, lineterminator="").writerow(row)
-        self.rejects.write(out.getvalue(), f"{where}: {reason}")
-        self.committer.report.rejected += 1
+        self.run.refuse(number, reason, out.getvalue())
 
 
 def _value(text: str, kind: str) -> Any:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import bisect
 import csv as stdcsv
 import io
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
@@ -40,15 +39,14 @@ from engine.database import Batch, Database
 from engine.errors import BadInput, InvalidArgument
 from engine.ingest import (
     BLOCK_BYTES,
-    Committer,
     CountingReader,
     FieldKinds,
     IngestOptions,
     IngestReport,
     Progress,
-    Rejects,
+    Run,
     clip,
-    note_committed,
+    running,
 )
 from engine.names import TIME_KEY, column_for_key, is_valid
 from engine.schema import FIELD_TYPES, TS
@@ -109,47 +107,27 @@ def ingest_csv(
     """Ingest CSV (or InfluxDB 2 annotated CSV) from ``stream``; see the module docstring."""
     from engine import annotatedcsv
 
-    report = IngestReport(database=db.name, source=source)
-    started = time.perf_counter()
-    committer = Committer(db, report, options)
-    rejects = Rejects(options.rejects)
-    head = _peek(stream)
-    counted = CountingReader(cast(BinaryIO, _Chained(head, stream)), report)
-    try:
+    with running(db, source, options) as run:
+        head = _peek(stream)
+        counted = CountingReader(cast(BinaryIO, _Chained(head, stream)), run.report)
         if annotatedcsv.is_annotated(head):
-            annotatedcsv.ingest(db, counted, source, csv, options, committer, rejects, progress)
+            annotatedcsv.ingest(run, counted, csv, progress)
         else:
-            _Csv(db, head, source, csv, options, committer, rejects).run(counted, progress)
-    except BaseException as exc:
-        note_committed(exc, report.rows, db.last_lsn)
-        raise
-    finally:
-        rejects.close()
-    report.tables = sorted(committer.tables)
-    report.seconds = time.perf_counter() - started
-    return report
+            _Csv(run, head, csv).run(counted, progress)
+    return run.report
 
 
 class _Csv:
     """One plain CSV input: its header checked, then block after block converted, checked
     row by row and committed."""
 
-    def __init__(
-        self,
-        db: Database,
-        head: bytes,
-        source: str,
-        csv: CsvOptions,
-        options: IngestOptions,
-        committer: Committer,
-        rejects: Rejects,
-    ) -> None:
-        self.db = db
-        self.source = source
+    def __init__(self, ingest: Run, head: bytes, csv: CsvOptions) -> None:
+        db = ingest.db
+        self.ingest = ingest
+        self.source = source = ingest.source
         self.csv = csv
-        self.options = options
-        self.committer = committer
-        self.rejects = rejects
+        self.options = ingest.options
+        self.committer = ingest.committer
         self.kinds = FieldKinds(db, source)
         self.header = header_names(head, csv.delimiter, source)
         self.ts_column = check_header(self.header, csv, source)
@@ -290,17 +268,7 @@ class _Csv:
             self._reject(number, reason, text)
 
     def _reject(self, number: int, reason: str, text: str) -> None:
-        where = f"{self.source}:{number}"
-        if self.options.on_error == "abort":
-            raise BadInput(
-                f"{where}: {clip(reason, 300)}",
-                hint="fix the row, or skip bad rows into a rejects file; "
-                "re-running is safe (writes are upserts)",
-                source=self.source,
-                line=number,
-            )
-        self.rejects.write(text, f"{where}: {clip(reason, 300)}")
-        self.committer.report.rejected += 1
+        self.ingest.refuse(number, reason, text)
 
 
 _INDEX = "\nrow"  # a row's index in its block, kept while a block is split by table

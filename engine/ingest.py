@@ -17,6 +17,7 @@ import select
 import stat
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO, cast
@@ -144,6 +145,54 @@ def _one_per_table(batches: list[Batch]) -> list[Batch]:
     return merged
 
 
+@dataclass
+class Run:
+    """One ingest: the database and source, where rows go, where refused lines go, and
+    the report; shared by line protocol, CSV and annotated CSV."""
+
+    db: Database
+    source: str
+    options: IngestOptions
+    report: IngestReport
+    committer: Committer
+    rejects: Rejects
+
+    def refuse(self, line: int, reason: str, text: str, *, column: int = 0) -> None:
+        """Line (or CSV row) ``line`` is refused: stop the ingest (``abort``), or write it
+        with its reason to the rejects file and count it (``skip``)."""
+        reason = clip(reason, 300)  # a 10 MB value is never echoed whole
+        where = f"{self.source}:{line}" + (f":{column}" if column else "")
+        if self.options.on_error == "abort":
+            raise BadInput(
+                f"{where}: {reason}",
+                hint="fix it, or skip bad lines into a rejects file; "
+                "re-running is safe (writes are upserts)",
+                source=self.source,
+                line=line,
+                column=column,
+            )
+        self.rejects.write(text, f"{where}: {reason}")
+        self.report.rejected += 1
+
+
+@contextmanager
+def running(db: Database, source: str, options: IngestOptions) -> Iterator[Run]:
+    """An ingest from start to report: the rejects file is opened before anything is
+    read, and whatever stops the run learns what was committed before it."""
+    report = IngestReport(database=db.name, source=source)
+    run = Run(db, source, options, report, Committer(db, report, options), Rejects(options.rejects))
+    started = time.perf_counter()
+    try:
+        yield run
+    except BaseException as exc:
+        note_committed(exc, report.rows, db.last_lsn)
+        raise
+    finally:
+        run.rejects.close()
+    report.tables = sorted(run.committer.tables)
+    report.seconds = time.perf_counter() - started
+
+
 # -- line protocol ----------------------------------------------------------------------
 
 
@@ -159,35 +208,25 @@ def ingest_lp(
         raise InvalidArgument(
             f"invalid precision {options.precision!r}", hint="use ns, us, ms or s"
         )
-    report = IngestReport(database=db.name, source=source)
-    started = time.perf_counter()
-    committer = Committer(db, report, options)
-    rejects = Rejects(options.rejects)
-    reader = _LineProtocol(db, source, options, report, committer, rejects)
+    with running(db, source, options) as run:
+        reader = _LineProtocol(run)
+        committer = run.committer
 
-    def flush_due_in() -> float | None:
-        """Seconds until the rows gathered so far must be committed (None: nothing gathered)."""
-        if not reader.gathered():
-            return None
-        return max(0.0, options.flush_interval - (time.monotonic() - committer.last_commit))
+        def flush_due_in() -> float | None:
+            """Seconds until the rows gathered so far must be committed (None: nothing)."""
+            if not reader.gathered():
+                return None
+            return max(0.0, options.flush_interval - (time.monotonic() - committer.last_commit))
 
-    try:
-        for block, first_line in _line_blocks(stream, report, flush_due_in):
+        for block, first_line in _line_blocks(stream, run.report, flush_due_in):
             if block is not None:
                 reader.feed(block, first_line)
             if block is None or reader.due():
                 reader.flush()
             if progress:
-                progress(report.bytes, report.rows)
+                progress(run.report.bytes, run.report.rows)
         reader.finish()
-    except BaseException as exc:
-        note_committed(exc, report.rows, db.last_lsn)
-        raise
-    finally:
-        rejects.close()
-    report.tables = sorted(committer.tables)
-    report.seconds = time.perf_counter() - started
-    return report
+    return run.report
 
 
 class _LineProtocol:
@@ -198,22 +237,12 @@ class _LineProtocol:
     parser, and a point still open at the block's end is carried into the next block.
     """
 
-    def __init__(
-        self,
-        db: Database,
-        source: str,
-        options: IngestOptions,
-        report: IngestReport,
-        committer: Committer,
-        rejects: Rejects,
-    ) -> None:
-        self.source = source
-        self.options = options
-        self.report = report
-        self.committer = committer
-        self.rejects = rejects
-        self.kinds = FieldKinds(db, source)
-        self.divisor = PRECISION_NS[db.settings.precision]
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.options = run.options
+        self.committer = run.committer
+        self.kinds = FieldKinds(run.db, run.source)
+        self.divisor = PRECISION_NS[run.db.settings.precision]
         self.builder = _PointColumns(self.kinds, self.divisor)
         self.carry = b""  # the start of a point whose string is still open
         self.carry_line = 0
@@ -310,19 +339,7 @@ class _LineProtocol:
         }
 
     def _reject(self, err: LineError, line: str) -> None:
-        reason = clip(err.reason, 300)  # a 10 MB value is never echoed whole
-        where = f"{self.source}:{err.line}" + (f":{err.column}" if err.column else "")
-        if self.options.on_error == "abort":
-            raise BadInput(
-                f"{where}: {reason}",
-                hint="fix the line, or skip bad lines into a rejects file; "
-                "re-running is safe (writes are upserts)",
-                source=self.source,
-                line=err.line,
-                column=err.column,
-            )
-        self.rejects.write(line, f"{where}: {reason}")
-        self.report.rejected += 1
+        self.run.refuse(err.line, err.reason, line, column=err.column)
 
     def _add(
         self,
