@@ -27,6 +27,7 @@ from __future__ import annotations
 import bisect
 import csv as stdcsv
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, cast
@@ -146,9 +147,10 @@ class _Csv:
         self.numbers = RowNumbers()
 
     def run(self, stream: CountingReader, progress: Progress | None) -> None:
+        self.guard = Utf8Guard(cast(BinaryIO, stream))
         try:
             reader = pacsv.open_csv(
-                stream,
+                self.guard,
                 read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, use_threads=False),
                 # quoted values may hold newlines (RFC 4180)
                 parse_options=pacsv.ParseOptions(
@@ -178,12 +180,13 @@ class _Csv:
                 line=self.numbers.next - 1,
             ) from None
         self._refuse_skipped(None)
+        self.committer.commit()
 
     def _block(self, raw: pa.Table) -> None:
         numbers = self.numbers.take(raw.num_rows)
         left_out = self.numbers.passed(numbers.last)  # rejected in row order with the rest
         bad: dict[int, str] = {}
-        rows = _as_text(raw, bad)
+        rows = _as_text(raw, bad, self.guard.replaced)
         ts = self.times.read(rows.column(self.ts_column), bad)
         tables = self._table_names(rows, bad)
         columns: dict[str, Any] = {TS: ts}
@@ -203,11 +206,15 @@ class _Csv:
         if bad:
             keep = pa.array([i not in bad for i in range(out.num_rows)])
             out, tables = out.filter(keep), tables.filter(keep)
-        for start in range(0, out.num_rows, self.options.batch_rows):  # a transaction each
-            stop = start + self.options.batch_rows
-            self._commit(out.slice(start, stop - start), tables[start:stop], numbers)
+        start = 0
+        while start < out.num_rows:  # a transaction each batch_rows rows, across blocks
+            room = max(1, self.options.batch_rows - self.committer.pending_rows)
+            self._add(out.slice(start, room), tables[start : start + room], numbers)
+            start += room
+            if self.committer.due():
+                self.committer.commit()
 
-    def _commit(self, rows: pa.Table, tables: pa.ChunkedArray, numbers: Numbering) -> None:
+    def _add(self, rows: pa.Table, tables: pa.ChunkedArray, numbers: Numbering) -> None:
         tag_columns = [column_for_key(t) for t in self.csv.tags]
         parts = [(self.csv.table, rows)]
         if self.csv.table_column:
@@ -226,7 +233,6 @@ class _Csv:
                 continue
             rows_only = part.drop_columns([_INDEX])
             self.committer.add(Batch(table, rows_only, [column_for_key(t) for t in tags]))
-        self.committer.commit()
 
     def _table_names(self, rows: pa.Table, bad: dict[int, str]) -> pa.ChunkedArray:
         if not self.csv.table_column:
@@ -264,7 +270,7 @@ class _Csv:
 
     def _refuse_skipped(self, up_to: int | None) -> None:
         """Reject (or stop at) the rows of the wrong width pyarrow left out, up to ``up_to``."""
-        for number, text, reason in self.numbers.passed(up_to):
+        for number, reason, text in self.numbers.passed(up_to):
             self._reject(number, reason, text)
 
     def _reject(self, number: int, reason: str, text: str) -> None:
@@ -274,19 +280,85 @@ class _Csv:
 _INDEX = "\nrow"  # a row's index in its block, kept while a block is split by table
 
 
-def _as_text(raw: pa.Table, bad: dict[int, str]) -> pa.Table:
-    """The block's columns (read as bytes) as text; a row that is not UTF-8 fails."""
+def _as_text(raw: pa.Table, bad: dict[int, str], stand_ins: bool) -> pa.Table:
+    """The block's columns (read as bytes) as text; a row that was not UTF-8 (it holds
+    stand-ins, see :class:`Utf8Guard`) fails."""
     columns = []
     for column in raw.columns:
-        values, failed = convert_each(column.combine_chunks(), _utf8, pa.string())
-        for index in failed:
-            bad.setdefault(index, "the row is not valid UTF-8")
+        values = column.combine_chunks().view(pa.string())  # the guard made it UTF-8
+        if stand_ins:
+            marked = pc.match_substring_regex(values, Utf8Guard.STAND_IN_PATTERN)
+            for index in pc.indices_nonzero(marked.fill_null(False)).to_pylist():
+                bad.setdefault(index, "the row is not valid UTF-8")
         columns.append(values)
     return pa.Table.from_arrays(columns, names=raw.column_names)
 
 
-def _utf8(values: pa.Array) -> pa.Array:
-    return values.cast(pa.string())
+class Utf8Guard(io.RawIOBase):
+    """The input with each byte that is not part of valid UTF-8 replaced by a stand-in,
+    U+10FF80 + (byte - 0x80): a private-use character, valid UTF-8, so pyarrow's reader
+    (which cannot report a row of the wrong width that is not UTF-8) parses on, and the
+    row holding it is refused and written to the rejects file with the byte restored.
+    Valid input passes through unchanged; a sequence cut at a read's end waits for
+    the next read."""
+
+    STAND_IN_PATTERN = "[\U0010ff80-\U0010ffff]"
+    _STAND_IN = re.compile(STAND_IN_PATTERN)
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._held = b""  # an incomplete sequence at the end of the last read
+        self._out = b""  # checked bytes not yet handed out (a stand-in is 4 bytes for 1)
+        self.replaced = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._out:
+            self._out = self._checked(bytes(self._stream.read(size)))
+        if size < 0:
+            size = len(self._out)
+        data, self._out = self._out[:size], self._out[size:]
+        return data
+
+    def _checked(self, chunk: bytes) -> bytes:
+        data = self._held + chunk
+        cut = _complete_prefix(data) if chunk else len(data)  # at the end: all of it
+        data, self._held = data[:cut], data[cut:]
+        try:
+            data.decode("utf-8")
+            return data
+        except UnicodeDecodeError:
+            self.replaced = True
+            return data.decode("utf-8", "surrogateescape").translate(_STAND_INS).encode()
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    @classmethod
+    def restore(cls, text: str) -> str:
+        """``text`` with each stand-in back as the byte it stood for (as a surrogate escape,
+        which the rejects file writes out as that byte)."""
+        return str(cls._STAND_IN.sub(lambda m: chr(0xDC80 + ord(m.group()) - 0x10FF80), text))
+
+
+_STAND_INS = {0xDC80 + i: 0x10FF80 + i for i in range(128)}  # surrogate escape -> stand-in
+
+
+def _complete_prefix(data: bytes) -> int:
+    """Where ``data`` ends but for an incomplete UTF-8 sequence at its end (at most 3 bytes
+    held back; anything else is left for the decoder to judge)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return len(data)
+        if byte >= 0xC0:  # a lead byte: is its sequence complete?
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) if back >= need else len(data) - back
+    return len(data)
 
 
 def _has(rows: pa.Table, column: str) -> bool:
@@ -449,7 +521,7 @@ class RowNumbers:
     def skip(self, row: Any) -> str:
         number = row.number if row.number is not None and row.number > 0 else self.next
         reason = f"{row.actual_columns} columns, the header has {row.expected_columns}"
-        self.skipped.append((number, row.text, reason))
+        self.skipped.append((number, reason, Utf8Guard.restore(row.text)))
         return "skip"
 
     def take(self, count: int) -> Numbering:
@@ -561,7 +633,7 @@ def _row_text(raw: pa.Table, index: int, delimiter: str) -> str:
     UTF-8 go back out as they came."""
     out = io.StringIO()
     values = [
-        None if v is None else v.decode("utf-8", "surrogateescape")
+        None if v is None else Utf8Guard.restore(v.decode("utf-8"))
         for v in (raw.column(i)[index].as_py() for i in range(raw.num_columns))
     ]
     stdcsv.writer(out, delimiter=delimiter, lineterminator="").writerow(

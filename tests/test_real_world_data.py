@@ -137,6 +137,7 @@ def test_csv_bad_rows_are_rejected_one_by_one(data_dir: Path, tmp_path: Path) ->
         b"2024-11-24T00:00:05Z,g,2.5,maybe\n"  # 9 not a bool
         b"2024-11-24T00:00:06Z,h,3.5,false,extra\n"  # 10 one column too many
         b"2024-11-24 00:00:07,i,4.5,FALSE\n"  # 11 good, naive: in --tz
+        b"2024-11-24T00:00:08Z,\xff\n"  # 12 too short and not UTF-8
     )
     rejects = tmp_path / "rejects.txt"
     done = run_cli(
@@ -145,10 +146,12 @@ def test_csv_bad_rows_are_rejected_one_by_one(data_dir: Path, tmp_path: Path) ->
         "--on-error", "skip", "--rejects", str(rejects), "--batch-rows", "2",
     )  # fmt: skip
     assert done.code == 7, done.err
-    assert (done.json()["rows"], done.json()["rejected"]) == (2, 8)
-    kept = rejects.read_bytes().decode(errors="replace")
-    reasons = [line for line in kept.splitlines() if line.startswith("# ")]
-    assert [r.split(":")[1] for r in reasons] == [str(n) for n in range(3, 11)]
+    assert (done.json()["rows"], done.json()["rejected"]) == (2, 9)
+    kept = rejects.read_bytes()
+    assert b"\n2024-11-24T00:00:08Z,\xff\n" in kept  # as it came, byte for byte
+    reasons = [line for line in kept.decode(errors="replace").splitlines() if line.startswith("# ")]
+    assert [r.split(":")[1] for r in reasons] == [*(str(n) for n in range(3, 11)), "12"]
+    assert "3 columns, the header has 4" in reasons[0] and "5 columns" in reasons[7]
     assert "not float64" in reasons[1] and "no timestamp" in reasons[2]
     assert "finer than" in reasons[4] and "UTF-8" in reasons[5] and "not bool" in reasons[6]
     rows = run_cli(data_dir, "--format", "json", "select", "c", "water").json()
