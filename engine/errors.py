@@ -100,3 +100,9 @@ class StorageError(EngineError):
 
 class VerificationFailed(EngineError):
     """A verification found problems (the report lists them)."""
+
+
+class StoreUnavailable(EngineError):
+    """An archive store (an object store, a remote file system) could not be reached or
+    refused the request: the endpoint, credentials or permissions are wrong, or it is
+    down. Nothing was changed by the refused request."""

@@ -271,6 +271,19 @@ class FileLayer:
         self.guard(lambda: os.rename(src, dst), src)
         self.fsync_dir(dst.parent)
 
+    def link_new(self, src: Path, dst: Path) -> bool:
+        """Give the file ``src`` the further name ``dst`` only if no file has that name (a
+        hard link: atomic, and refused for an existing name); durable when this returns.
+        Returns False, changing nothing, when ``dst`` exists."""
+        try:
+            os.link(src, dst)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise self.translate(exc, dst) from exc
+        self.fsync_dir(dst.parent)
+        return True
+
     def remove(self, path: Path, *, missing_ok: bool = False) -> None:
         try:
             os.remove(path)

@@ -1,0 +1,61 @@
+"""The store interface: what backup, verify, list, prune, restore and replication may
+ask of wherever archives live. Keys are ``/``-separated and relative to the store's
+root (its directory, or its bucket and prefix)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+class Store(ABC):
+    """One archive store. Writes are atomic: a reader sees a whole object or none."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """The store as an operator names it (a path, or ``s3://bucket/prefix``)."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order."""
+
+    @abstractmethod
+    def read(self, key: str) -> bytes:
+        """The whole object (for small ones: manifests). Raises NotFound."""
+
+    @abstractmethod
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes of the object from ``start`` (fewer at its end)."""
+
+    @abstractmethod
+    def download(self, key: str, target: Path) -> None:
+        """Copy the object to the new local file ``target``, streaming, in bounded memory."""
+
+    @abstractmethod
+    def write(self, key: str, data: bytes) -> None:
+        """Create or replace the object, atomically."""
+
+    @abstractmethod
+    def upload(self, key: str, source: Path) -> None:
+        """Create or replace the object from a local file, streaming (multipart when
+        large), atomically: a killed upload leaves no object behind."""
+
+    @abstractmethod
+    def write_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object only if no object has the key (the commit of a manifest, a
+        promotion); False, changing nothing, when one has."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; no error if it is already gone."""
+
+    def exists(self, key: str) -> bool:
+        return any(info.key == key for info in self.list(key))

@@ -1,0 +1,97 @@
+"""The local file-system store: a directory; keys are relative paths under it.
+
+Every change goes through the fault-injecting I/O layer (:mod:`engine.fileio`): an
+object is written under a temporary name beside its final one (``.<name>.tmp-<pid>``),
+fsynced, then renamed over it (or, for :meth:`LocalStore.write_if_absent`, hard-linked
+to a name that must not exist) and the directory fsynced. Listing skips those
+temporary names and anything that is not a regular file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+from engine.errors import InvalidArgument, NotFound
+from engine.fileio import IO
+from engine.stores.base import ObjectInfo, Store
+
+CHUNK = 8 << 20
+
+
+class LocalStore(Store):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def _path(self, key: str) -> Path:
+        pure = PurePosixPath(key)
+        if not key or pure.is_absolute() or ".." in pure.parts or pure.as_posix() != key:
+            raise InvalidArgument(f"store key {key!r} is not a plain relative path")
+        return self.root.joinpath(*pure.parts)
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        if not self.root.is_dir():
+            return
+        found = []
+        for directory, subdirs, files in os.walk(self.root):
+            subdirs.sort()
+            for name in files:
+                if name.startswith(".") and ".tmp-" in name:
+                    continue  # an object being written (or left by a killed writer)
+                path = Path(directory) / name
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix) and path.is_file() and not path.is_symlink():
+                    found.append(ObjectInfo(key, path.stat().st_size))
+        yield from sorted(found, key=lambda info: info.key)
+
+    def read(self, key: str) -> bytes:
+        path = self._path(key)
+        if not path.is_file():
+            raise NotFound(f"no {key} in {self.root}")
+        return IO.guard(path.read_bytes, path)
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        path = self._path(key)
+        with IO.guard(lambda: path.open("rb"), path) as handle:
+            handle.seek(start)
+            return handle.read(length)
+
+    def download(self, key: str, target: Path) -> None:
+        IO.copy_file(self._path(key), target, "store.download")
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        IO.mkdirs(path.parent)
+        IO.write_file_atomic(path, data, "store.write")
+
+    def upload(self, key: str, source: Path) -> None:
+        path = self._path(key)
+        temporary = self._temporary(path)
+        IO.copy_file(source, temporary, "store.upload")
+        try:
+            IO.rename(temporary, path)
+        except BaseException:
+            IO.remove(temporary, missing_ok=True)
+            raise
+
+    def write_if_absent(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        IO.mkdirs(path.parent)
+        temporary = self._temporary(path)
+        IO.write_file_atomic(temporary, data, "store.write")
+        try:
+            return IO.link_new(temporary, path)
+        finally:
+            IO.remove(temporary, missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        IO.remove(path, missing_ok=True)
+
+    @staticmethod
+    def _temporary(path: Path) -> Path:
+        return path.with_name(f".{path.name}.tmp-{os.getpid()}")

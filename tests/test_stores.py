@@ -1,0 +1,101 @@
+"""The store interface, the same contract for the local file system and for S3 (a real
+moto server over HTTP): atomic writes, write-if-absent, listing, ranged reads, large
+multipart uploads and streaming downloads, and a store that cannot be reached."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.errors import InvalidArgument, NotFound, StoreUnavailable
+from engine.stores import open_store
+from engine.stores.base import Store
+from tests.s3server import make_bucket, s3_server
+
+
+@pytest.fixture(scope="module")
+def s3_env() -> Iterator[dict[str, str]]:
+    with s3_server() as env:
+        make_bucket(env, "backups")
+        yield env
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    if request.param == "local":
+        return open_store(str(tmp_path / "store"))
+    env = request.getfixturevalue("s3_env")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)  # the client reads the standard AWS environment
+    return open_store(f"s3://backups/{tmp_path.name}/nightly")
+
+
+def test_write_read_list_delete(store: Store) -> None:
+    store.write("a/manifest.json", b"{}")
+    store.write("a/t/000001.parquet", b"x" * 100)
+    store.write("b/manifest.json", b"{1}")
+    store.write("a/manifest.json", b"{2}")  # replaced whole
+    assert store.read("a/manifest.json") == b"{2}"
+    assert [(o.key, o.size) for o in store.list("a/")] == [
+        ("a/manifest.json", 3),
+        ("a/t/000001.parquet", 100),
+    ]
+    assert store.read_range("a/t/000001.parquet", 90, 50) == b"x" * 10
+    store.delete("a/manifest.json")
+    store.delete("a/manifest.json")  # gone already: fine
+    with pytest.raises(NotFound):
+        store.read("a/manifest.json")
+    assert [o.key for o in store.list()] == ["a/t/000001.parquet", "b/manifest.json"]
+
+
+def test_write_if_absent_commits_once(store: Store) -> None:
+    assert store.write_if_absent("x/manifest.json", b"first")
+    assert not store.write_if_absent("x/manifest.json", b"second")
+    assert store.read("x/manifest.json") == b"first"
+
+
+def test_large_objects_stream_both_ways(store: Store, tmp_path: Path) -> None:
+    source = tmp_path / "big.parquet"
+    block = os.urandom(1 << 20)
+    source.write_bytes(block * 40)  # 40 MiB: three parts on S3
+    store.upload("big/000001.parquet", source)
+    target = tmp_path / "back" / "big.parquet"
+    store.download("big/000001.parquet", target)
+    assert target.read_bytes() == source.read_bytes()
+    assert [o.size for o in store.list("big/")] == [40 << 20]
+    assert store.read_range("big/000001.parquet", (1 << 20) - 2, 4) == block[-2:] + block[:2]
+
+
+def test_local_store_hides_objects_being_written(tmp_path: Path) -> None:
+    store = open_store(f"file://{tmp_path}/store")
+    store.write("a/manifest.json", b"{}")
+    (tmp_path / "store" / "a" / ".000001.parquet.tmp-4242").write_bytes(b"partial")
+    assert [o.key for o in store.list()] == ["a/manifest.json"]
+    with pytest.raises(InvalidArgument):
+        store.read("../escape")
+
+
+def test_unreachable_store_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    store = open_store("s3://backups/x")
+    with pytest.raises(StoreUnavailable, match="s3://backups/x"):
+        store.write("a", b"1")
+    with pytest.raises(StoreUnavailable):
+        list(store.list())
+
+
+def test_urls() -> None:
+    with pytest.raises(InvalidArgument, match="unknown store"):
+        open_store("gs://bucket/x")
+    with pytest.raises(InvalidArgument, match="no bucket"):
+        open_store("s3:///x")
+    assert open_store("s3://b/p/q/").describe() == "s3://b/p/q"
