@@ -61,9 +61,13 @@ def main() -> None:
                 f"cp -r {data / 'tsbs'} {root / 'cp2'} && sync", shell=True, check=True
             )
         )
-        backup_s, report = timed(lambda: create_backup(data, "tsbs", BackupOptions(to=root / "bk")))
+        backup_s, report = timed(
+            lambda: create_backup(data, "tsbs", BackupOptions(to=str(root / "bk")))
+        )
         archive = Path(report.archive)
-        restore_s, _ = timed(lambda: restore(data, RestoreOptions(archive=archive, db="restored")))
+        restore_s, _ = timed(
+            lambda: restore(data, RestoreOptions(archive=str(archive), db="restored"))
+        )
         files = sorted(str(p) for p in (data / "tsbs").rglob("*.parquet"))
         con = duckdb.connect(str(root / "duck.db"))
         con.execute(f"CREATE TABLE cpu AS SELECT * FROM read_parquet({files})")

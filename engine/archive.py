@@ -271,8 +271,16 @@ def load(archive: Path) -> ArchiveManifest:
     """Read and validate an archive's manifest: every field by type and range, then
     names, paths, partitions, counts and the checksum. A manifest that fails any check
     raises :class:`VerificationFailed` naming the field."""
-    path = archive / MANIFEST
-    data = read_manifest_bytes(archive)
+    return decode(read_manifest_bytes(archive), archive / MANIFEST)
+
+
+def decode(data: bytes, path: Path | str) -> ArchiveManifest:
+    """An archive manifest's bytes, validated as :func:`load` says; ``path`` names it in
+    errors (a file, or an object of a store)."""
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise VerificationFailed(
+            f"{path}: the manifest is larger than {MAX_MANIFEST_BYTES >> 20} MiB; refused"
+        )
     try:
         header = msgspec.json.decode(data, type=_Header)
     except (msgspec.DecodeError, RecursionError) as exc:

@@ -7,9 +7,11 @@ The segment files are opened right after the snapshot is taken (retrying if
 a compaction removed one first), so they stay readable whatever the writer
 does next. A partition with no WAL rows whose segments cover disjoint time
 ranges (so no key is in two of them) has its segments copied byte for byte;
-any other partition is merged once (upserts applied). The archive is
-built under a hidden temporary name, fsynced, renamed into place, then its
-checksums are verified from disk before success is reported.
+any other partition is merged once (upserts applied). The archive is built
+in a staging directory (beside its final place in a local store, else a
+temporary directory), verified from disk (digests and footers), and only then
+published to its store (``engine/archivestore.py``: files, then the manifest as
+the commit), so no archive is ever visible before it is verified.
 """
 
 from __future__ import annotations
@@ -32,15 +34,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine import archive, segment
+from engine import archive, archivestore, segment
 from engine.archive import ArchiveFile, ArchiveManifest, ArchiveTable
-from engine.database import Database, View, scan_view
+from engine.database import Database, View
 from engine.datadir import existing_database_dir
 from engine.errors import (
     AlreadyExists,
     InvalidArgument,
     NotFound,
-    StorageError,
     VerificationFailed,
 )
 from engine.fileio import IO
@@ -48,6 +49,8 @@ from engine.lock import process_alive
 from engine.merge import sort_rows, upsert_merge
 from engine.names import archive_file_path, validate_name
 from engine.schema import TS, TableSchema, conform
+from engine.stores import Store, open_store
+from engine.stores.local import LocalStore
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes expected)
 # An archive file holds at most this many rows (well under what a restore accepts,
@@ -57,11 +60,11 @@ FILE_ROWS = 4_000_000
 
 @dataclass
 class BackupOptions:
-    to: Path
+    to: str  # a store: a path, file:///path or s3://bucket/prefix
     tables: list[str] | None = None
     name: str | None = None
     incremental: bool = False
-    base: Path | None = None
+    base: str | None = None  # an archive of the same store (its name, path or URL)
 
 
 @dataclass
@@ -122,28 +125,31 @@ def create_backup(
 ) -> BackupReport:
     started = time.perf_counter()
     db_dir = existing_database_dir(data_dir, database)
-    if options.to.exists() and not options.to.is_dir():
-        raise InvalidArgument(
-            f"backup location {options.to} is a file, not a directory",
-            hint="name a directory (it is created if missing)",
-        )
-    IO.mkdirs(options.to)
-    clear_dead_staging(options.to)
-    base_dir = _find_base(options, database) if options.incremental else None
+    store = open_store(options.to)
+    if isinstance(store, LocalStore):
+        if store.root.exists() and not store.root.is_dir():
+            raise InvalidArgument(
+                f"backup location {store.root} is a file, not a directory",
+                hint="name a directory (it is created if missing)",
+            )
+        IO.mkdirs(store.root)
+        clear_dead_staging(store.root)
+    base_name = _find_base(store, options, database) if options.incremental else None
     with _snapshot(db_dir, database) as (view, handles):
         tables = _chosen_tables(view, options.tables)
         kind = "database" if options.tables is None else "table"
         name = (
             archive.check_archive_name(options.name)
             if options.name
-            else _default_name(options.to, database, kind, options.incremental)
+            else _default_name(store, database, kind, options.incremental)
         )
-        if (options.to / name).exists():
+        if store.exists(archivestore.manifest_key(name)):
             raise AlreadyExists(
-                f"archive {options.to / name} already exists", hint="choose another archive name"
+                f"archive {archivestore.describe(store, name)} already exists",
+                hint="choose another archive name",
             )
-        staging = options.to / f".{name}.tmp-{os.getpid()}"
-        IO.remove_tree(staging)
+        staging = archivestore.staging_directory(store, name, os.getpid())
+        archivestore.remove_staging(staging)
         IO.mkdirs(staging)
         try:
             writer = _ArchiveWriter(staging, progress, _expected_bytes(view, tables))
@@ -155,21 +161,28 @@ def create_backup(
                 created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 tool_version=_tool_version(),
             )
-            if base_dir is None:
+            if base_name is None:
                 for table in tables:
                     manifest.tables[table] = _full_table(db_dir, view, handles, table, writer)
             else:
-                _incremental(db_dir, view, handles, tables, base_dir, manifest, writer)
+                with archivestore.fetched(store, base_name) as base_dir:
+                    _incremental(db_dir, view, handles, tables, base_dir, manifest, writer)
             _finish(staging, manifest)
             # verified from disk before it is visible under its final name
             archive.require_sound(staging, archive.load(staging), decode=False)
             IO.crash_point("backup.before_rename")
-            name = _publish(staging, options, database, kind, name)
-        except BaseException:
-            IO.remove_tree(staging)
-            raise
+            name = archivestore.publish(
+                store,
+                staging,
+                name,
+                next_name=None
+                if options.name
+                else lambda: _default_name(store, database, kind, options.incremental),
+            )
+        finally:
+            archivestore.remove_staging(staging)
     return BackupReport(
-        archive=str(options.to / name),
+        archive=archivestore.describe(store, name),
         kind=kind,
         database=database,
         snapshot_lsn=manifest.snapshot_lsn,
@@ -178,7 +191,7 @@ def create_backup(
         bytes=manifest.size,
         files_copied=writer.copied,
         files_written=writer.written,
-        base=base_dir.name if base_dir else None,
+        base=base_name,
         seconds=time.perf_counter() - started,
     )
 
@@ -206,24 +219,6 @@ def clear_dead_staging(directory: Path) -> list[str]:
     return removed
 
 
-def _publish(staging: Path, options: BackupOptions, database: str, kind: str, name: str) -> str:
-    """Rename the verified archive to its final name. Another backup may have taken a
-    default name in the same second: then the next free one is used."""
-    for _ in range(100):
-        try:
-            IO.rename_new(staging, options.to / name)
-            return name
-        except StorageError:
-            if not (options.to / name).exists():
-                raise
-            if options.name:
-                raise AlreadyExists(
-                    f"archive {options.to / name} already exists", hint="choose another name"
-                ) from None
-            name = _default_name(options.to, database, kind, options.incremental)
-    raise AlreadyExists(f"no free archive name in {options.to}")
-
-
 def _tool_version() -> str:
     from engine import __version__
 
@@ -240,11 +235,12 @@ def _chosen_tables(view: View, tables: list[str] | None) -> list[str]:
     return sorted(set(tables))
 
 
-def _default_name(to: Path, database: str, kind: str, incremental: bool) -> str:
+def _default_name(store: Store, database: str, kind: str, incremental: bool) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     stem = f"{database}-{kind}-{stamp}" + ("-incr" if incremental else "")
+    taken = {info.key.partition("/")[0] for info in store.list(stem)}
     name, n = stem, 1
-    while (to / name).exists():
+    while name in taken:
         n += 1
         name = f"{stem}.{n}"
     return name
@@ -376,6 +372,23 @@ def _full_table(
     return result
 
 
+def _table_rows(
+    db_dir: Path, view: View, handles: dict[str, TypingIO[bytes]], table: str
+) -> pa.Table:
+    """The table's rows in the snapshot, after upserts, read from the handles opened with
+    it (a compaction meanwhile may have deleted the files by then)."""
+    schema = view.catalog[table]
+    precision = view.settings.precision
+    entry = view.manifest.tables.get(table)
+    infos = [] if entry is None or table in view.hidden_tables else entry.segments
+    batches = [
+        segment.decode(_segment_bytes(db_dir, handles, info), info, db_dir / info.file)
+        for info in sorted(infos, key=lambda info: info.seq)
+    ]
+    batches += [b for m in view.memtables for b in m.batches.get(table, []) if b.num_rows]
+    return upsert_merge(batches, schema, precision)
+
+
 def _disjoint_in_time(infos: list[Any]) -> bool:
     """No two segments can hold the same key (its ts would lie in both ranges), so the
     merge of them is their union: each can be copied as it is."""
@@ -415,27 +428,29 @@ def _finish(staging: Path, manifest: ArchiveManifest) -> None:
 # -- incremental --------------------------------------------------------------------------
 
 
-def _find_base(options: BackupOptions, database: str) -> Path:
+def _find_base(store: Store, options: BackupOptions, database: str) -> str:
+    """The base archive's name: the one given (it must be in the same store), else the
+    newest archive of ``database`` in the store."""
     if options.base is not None:
-        base = options.base
-        if not (base / archive.MANIFEST).exists():
-            raise NotFound(f"base archive {base} does not exist")
-        if base.resolve().parent != options.to.resolve():
-            raise InvalidArgument(
-                "the base archive must be in the store the backup goes to",
-                hint=f"move it to {options.to}",
-            )
-        return base
-    candidates = [
-        a for a in list_archives(options.to) if a.get("database") == database and "error" not in a
-    ]
+        name = options.base
+        if "/" in options.base:
+            base_store, name = archivestore.split_location(options.base)
+            if base_store.describe() != store.describe():
+                raise InvalidArgument(
+                    "the base archive must be in the store the backup goes to",
+                    hint=f"move it to {store.describe()}",
+                )
+        if not store.exists(archivestore.manifest_key(archive.check_archive_name(name))):
+            raise NotFound(f"base archive {archivestore.describe(store, name)} does not exist")
+        return name
+    candidates = [a for a in _archives(store) if a.get("database") == database and "error" not in a]
     if not candidates:
         raise NotFound(
-            f"no archive of {database} in {options.to} to be the base",
+            f"no archive of {database} in {store.describe()} to be the base",
             hint="make a full (not incremental) backup first",
         )
     newest = max(candidates, key=lambda a: (a["created"], a["snapshot_lsn"]))
-    return options.to / str(newest["name"])
+    return str(newest["name"])
 
 
 def chain(archive_dir: Path) -> list[tuple[Path, ArchiveManifest]]:
@@ -524,7 +539,7 @@ def _incremental(
         if table not in base_tables:
             manifest.tables[table] = _full_table(db_dir, view, handles, table, writer)
             continue
-        current = scan_view(db_dir, view, table)
+        current = _table_rows(db_dir, view, handles, table)
         before = _base_rows(base_tables[table][1], base_tables[table][0], precision)
         if _lost_keys(before, current, base_tables[table][0], schema):
             manifest.tables[table] = _full_table(db_dir, view, handles, table, writer)
@@ -538,18 +553,19 @@ def _incremental(
         manifest.tables[table] = result
 
 
-def _fingerprints(rows: pa.Table, columns: list[str]) -> pa.ChunkedArray | pa.Array:
-    """One string per row from ``columns`` (nulls spelled apart from any value)."""
-    if not columns:
-        return pa.array([""] * rows.num_rows, pa.string())
-    parts = [
-        pc.fill_null(
-            rows.column(c).cast(pa.int64() if c == TS else pa.string()).cast(pa.string()),
-            "\x00null",
-        )
-        for c in columns
-    ]
-    return pc.binary_join_element_wise(*parts, "\x1f")
+def _fingerprints(rows: pa.Table, columns: list[str]) -> pa.Table:
+    """``columns`` as join keys: each value as text (so NaN equals NaN) with a null
+    marker beside it, so that no value, whatever characters it holds, can stand for
+    another or for a null (one joined string per row could: a separator inside a
+    tag value)."""
+    keys: dict[str, pa.ChunkedArray] = {}
+    for i, c in enumerate(columns):
+        values = rows.column(c).cast(pa.int64() if c == TS else pa.string()).cast(pa.string())
+        keys[f"v{i}"] = pc.fill_null(values, "")
+        keys[f"n{i}"] = pc.is_null(values)
+    if not keys:
+        keys["v"] = pa.chunked_array([pa.array([""] * rows.num_rows, pa.string())])
+    return pa.table(keys)
 
 
 def _lost_keys(before: pa.Table, current: pa.Table, old: TableSchema, new: TableSchema) -> bool:
@@ -559,20 +575,22 @@ def _lost_keys(before: pa.Table, current: pa.Table, old: TableSchema, new: Table
     if not set(old.tags) <= set(new.tags):
         return True
     keys = [*sorted(old.tags), TS]
-    left = pa.table({"k": _fingerprints(conform(before, new, _precision_of(before)), keys)})
-    right = pa.table({"k": _fingerprints(current, keys)})
-    return bool(left.join(right, "k", join_type="left anti").num_rows > 0)
+    left = _fingerprints(conform(before, new, _precision_of(before)), keys)
+    right = _fingerprints(current, keys)
+    return bool(left.join(right, left.column_names, join_type="left anti").num_rows > 0)
 
 
 def _changed_rows(current: pa.Table, before: pa.Table, schema: TableSchema) -> pa.Table:
     columns = [*sorted(schema.tags), TS, *sorted(schema.fields)]
     precision = _precision_of(current)
     aligned = conform(before, schema, precision)
-    now = current.append_column("__fp", _fingerprints(current, columns))
-    then = pa.table({"__fp": _fingerprints(aligned, columns)})
-    changed = now.join(then, "__fp", join_type="left anti")
+    now = _fingerprints(current, columns)
+    keys = now.column_names
+    now = now.append_column("\nrow", pa.array(range(current.num_rows), pa.int64()))
+    changed = now.join(_fingerprints(aligned, columns), keys, join_type="left anti")
+    rows = current.take(changed.column("\nrow"))
     return sort_rows(
-        changed.select(schema.column_names()).cast(schema.arrow_schema(precision)), schema
+        rows.select(schema.column_names()).cast(schema.arrow_schema(precision)), schema
     )
 
 
@@ -583,25 +601,24 @@ def _precision_of(rows: pa.Table) -> str:
 # -- list, verify, prune --------------------------------------------------------------------
 
 
-def list_archives(directory: Path) -> list[dict[str, Any]]:
-    if not directory.is_dir():
-        raise NotFound(f"backup directory {directory} does not exist")
+def list_archives(location: str) -> list[dict[str, Any]]:
+    """The archives of the store ``location``, oldest name first."""
+    store = open_store(location)
+    archivestore.require_store(store)
+    return _archives(store)
+
+
+def _archives(store: Store) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for entry in sorted(directory.iterdir()):
-        if (
-            entry.name.startswith(".")
-            or not entry.is_dir()
-            or not (entry / archive.MANIFEST).exists()
-        ):
-            continue
+    for name in archivestore.archive_names(store):
         try:
-            m = archive.load(entry)
-        except VerificationFailed as exc:
-            out.append({"name": entry.name, "error": str(exc)})
+            m, _ = archivestore.read_manifest(store, name)
+        except (VerificationFailed, NotFound) as exc:
+            out.append({"name": name, "error": str(exc)})
             continue
         out.append(
             {
-                "name": entry.name,
+                "name": name,
                 "kind": m.kind,
                 "database": m.database,
                 "incremental": m.base is not None,
@@ -630,8 +647,17 @@ class VerifyArchiveReport:
         return asdict(self)
 
 
-def verify_archive(archive_dir: Path) -> VerifyArchiveReport:
-    """Manifest, files, sizes, SHA-256, Parquet schema and row counts, and the base chain."""
+def verify_archive(location: str) -> VerifyArchiveReport:
+    """Manifest, files, sizes, SHA-256, Parquet schema and row counts, and the base chain
+    (an archive of a remote store is downloaded first, then checked the same way)."""
+    store, name = archivestore.split_location(location)
+    with archivestore.fetched(store, name) as archive_dir:
+        report = _verify(archive_dir)
+    report.archive = archivestore.describe(store, name)
+    return report
+
+
+def _verify(archive_dir: Path) -> VerifyArchiveReport:
     report = VerifyArchiveReport(archive=str(archive_dir))
     try:
         links = chain(archive_dir)
@@ -657,6 +683,8 @@ class PruneReport:
     kept: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     kept_as_base: list[str] = field(default_factory=list)
+    # what killed backups left: staging directories of dead processes (local stores),
+    # and uploads no manifest commits, older than the grace period
     leftovers_removed: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -664,23 +692,27 @@ class PruneReport:
 
 
 def prune(
-    directory: Path,
+    location: str,
     *,
     keep_last: int,
     keep_daily: int = 0,
     keep_weekly: int = 0,
     dry_run: bool = False,
+    grace_seconds: float = archivestore.GRACE_SECONDS,
 ) -> PruneReport:
     """Keep the last N, the newest of each of the last D days and W ISO weeks, per database,
-    and every base a kept incremental needs; delete the rest."""
+    and every base a kept incremental needs; delete the rest, and what killed backups
+    left behind (uploads no manifest commits, once older than ``grace_seconds``)."""
     if keep_last < 1:
         raise InvalidArgument(
             "keep-last must be at least 1",
             hint="pruning never deletes every archive",
             param="keep_last",
         )
-    report = PruneReport(str(directory), dry_run)
-    archives = [a for a in list_archives(directory) if "error" not in a]
+    store = open_store(location)
+    archivestore.require_store(store)
+    report = PruneReport(store.describe(), dry_run)
+    archives = [a for a in _archives(store) if "error" not in a]
     by_db: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for item in archives:
         by_db[item["database"]].append(item)
@@ -703,12 +735,18 @@ def prune(
     keep |= needed
     report.kept = sorted(keep)
     report.deleted = sorted(a["name"] for a in archives if a["name"] not in keep)
+    unreferenced = archivestore.unreferenced(store, grace_seconds)
+    local = store.root if isinstance(store, LocalStore) else None
     if dry_run:
-        report.leftovers_removed = [p.name for p in dead_staging(directory)]
+        staged = [p.name for p in dead_staging(local)] if local else []
+        report.leftovers_removed = staged + unreferenced
         return report
-    report.leftovers_removed = clear_dead_staging(directory)
+    report.leftovers_removed = clear_dead_staging(local) if local else []
+    for name in unreferenced:
+        archivestore.delete_unreferenced(store, name)
+    report.leftovers_removed += unreferenced
     for name in report.deleted:
-        IO.remove_tree(directory / name)
+        archivestore.delete_archive(store, name)
     return report
 
 

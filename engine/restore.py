@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from engine import archive, wal
+from engine import archive, archivestore, wal
 from engine import manifest as manifest_format
 from engine.archive import ArchiveFile
 from engine.backup import chain, effective_files
@@ -38,7 +38,7 @@ MODES = ("fail", "replace", "merge")
 
 @dataclass
 class RestoreOptions:
-    archive: Path
+    archive: str  # a path, file:///path/NAME or s3://bucket/prefix/NAME
     db: str | None = None
     tables: list[str] | None = None
     mode: str = "fail"
@@ -75,8 +75,18 @@ Files = dict[str, tuple[TableSchema, list[tuple[Path, ArchiveFile]]]]
 
 
 def restore(data_dir: Path, options: RestoreOptions) -> RestoreReport:
+    """Restore an archive of any store: a remote one is downloaded first (with its base
+    chain), then everything is verified before the target is touched."""
+    store, name = archivestore.split_location(options.archive)
+    with archivestore.fetched(store, name) as archive_dir:
+        report = _restore(data_dir, archive_dir, options)
+    report.archive = archivestore.describe(store, name)
+    return report
+
+
+def _restore(data_dir: Path, archive_dir: Path, options: RestoreOptions) -> RestoreReport:
     started = time.perf_counter()
-    links = chain(options.archive)
+    links = chain(archive_dir)
     for path, link in links:
         archive.require_sound(path, link)
     own = links[-1][1]
@@ -85,7 +95,7 @@ def restore(data_dir: Path, options: RestoreOptions) -> RestoreReport:
     if options.tables is not None:
         missing = [t for t in options.tables if t not in tables]
         if missing:
-            raise NotFound(f"archive {options.archive.name} has no table {', '.join(missing)}")
+            raise NotFound(f"archive {archive_dir.name} has no table {', '.join(missing)}")
         tables = {t: tables[t] for t in sorted(set(options.tables))}
     target_dir = database_dir(require_data_dir(data_dir), target)
     exists = (target_dir / manifest_format.FILENAME).exists()
@@ -102,7 +112,7 @@ def restore(data_dir: Path, options: RestoreOptions) -> RestoreReport:
                 hint="restore the whole archive, or create the database first",
             )
         current = Database.open(target_dir, target, readonly=True).settings
-        _require_same_layout(own.settings, current, options.archive.name, target)
+        _require_same_layout(own.settings, current, archive_dir.name, target)
     if options.dry_run:
         pass  # verified and checked: the report says what would be restored
     elif whole:
@@ -116,7 +126,7 @@ def restore(data_dir: Path, options: RestoreOptions) -> RestoreReport:
     files = [f for _, fs in tables.values() for _, f in fs]
     return RestoreReport(
         database=target,
-        archive=str(options.archive),
+        archive=str(archive_dir),
         chain=[p.name for p, _ in links],
         tables=sorted(tables),
         rows=sum(f.rows for f in files),

@@ -14,6 +14,7 @@ from pathlib import Path
 class ObjectInfo:
     key: str
     size: int
+    modified: float = 0.0  # when it was last written (seconds since the epoch)
 
 
 class Store(ABC):
@@ -44,9 +45,10 @@ class Store(ABC):
         """Create or replace the object, atomically."""
 
     @abstractmethod
-    def upload(self, key: str, source: Path) -> None:
+    def upload(self, key: str, source: Path, *, consume: bool = False) -> None:
         """Create or replace the object from a local file, streaming (multipart when
-        large), atomically: a killed upload leaves no object behind."""
+        large), atomically: a killed upload leaves no object behind. ``consume``: the
+        file is not needed afterwards (a local store may move it instead of copying)."""
 
     @abstractmethod
     def write_if_absent(self, key: str, data: bytes) -> bool:

@@ -45,7 +45,8 @@ class LocalStore(Store):
                 path = Path(directory) / name
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix) and path.is_file() and not path.is_symlink():
-                    found.append(ObjectInfo(key, path.stat().st_size))
+                    stat = path.stat()
+                    found.append(ObjectInfo(key, stat.st_size, stat.st_mtime))
         yield from sorted(found, key=lambda info: info.key)
 
     def read(self, key: str) -> bytes:
@@ -68,8 +69,12 @@ class LocalStore(Store):
         IO.mkdirs(path.parent)
         IO.write_file_atomic(path, data, "store.write")
 
-    def upload(self, key: str, source: Path) -> None:
+    def upload(self, key: str, source: Path, *, consume: bool = False) -> None:
         path = self._path(key)
+        if consume and source.stat().st_dev == _device_of(path.parent):
+            IO.mkdirs(path.parent)
+            IO.rename(source, path)  # durable: the directory is fsynced
+            return
         temporary = self._temporary(path)
         IO.copy_file(source, temporary, "store.upload")
         try:
@@ -95,3 +100,10 @@ class LocalStore(Store):
     @staticmethod
     def _temporary(path: Path) -> Path:
         return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _device_of(directory: Path) -> int:
+    """The device of ``directory``, or of its nearest existing parent."""
+    while not directory.exists():
+        directory = directory.parent
+    return directory.stat().st_dev

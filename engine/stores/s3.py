@@ -75,7 +75,8 @@ class S3Store(Store):
         cut = len(self.prefix) + 1 if self.prefix else 0
         for page in self._call("list", list, pages):
             for item in page.get("Contents", []):
-                yield ObjectInfo(item["Key"][cut:], int(item["Size"]))
+                modified = item["LastModified"].timestamp()
+                yield ObjectInfo(item["Key"][cut:], int(item["Size"]), modified)
 
     def read(self, key: str) -> bytes:
         reply = self._call(key, self._client.get_object, Bucket=self.bucket, Key=self._key(key))
@@ -107,7 +108,7 @@ class S3Store(Store):
     def write(self, key: str, data: bytes) -> None:
         self._call(key, self._client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
 
-    def upload(self, key: str, source: Path) -> None:
+    def upload(self, key: str, source: Path, *, consume: bool = False) -> None:
         self._call(
             key,
             self._client.upload_file,

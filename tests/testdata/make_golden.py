@@ -47,7 +47,7 @@ def main() -> None:
     db.write([Batch("cpu", rows(30, 20, 2.0), ["host"])])  # upserts over segment rows
     db.write([Batch("mem", rows(0, 5, 1.0).drop_columns(["usage"]), ["host"])])
     db.abandon()  # these stay in the WAL only
-    create_backup(data, "golden", BackupOptions(to=out / "store", name="full"))
+    create_backup(data, "golden", BackupOptions(to=str(out / "store"), name="full"))
     expected = ops.database_checksum(data, "golden")
     (out / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
     (db_dir / "LOCK").unlink(missing_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +9,7 @@ import typer
 from engine import VerificationFailed
 from engine.backup import BackupOptions, create_backup, list_archives, prune, verify_archive
 from engine.restore import RestoreOptions, restore
+from engine.settings import parse_duration_ns
 from tsadmin.progress import byte_progress
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
@@ -18,10 +18,20 @@ app = command_group("Back up databases or tables to Parquet archives; list, veri
 
 Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 Dir = Annotated[
-    Path, typer.Argument(help="Directory holding archives.", show_default=False, metavar="DIR")
+    str,
+    typer.Argument(
+        help="Store holding archives: a directory, file:///dir or s3://bucket/prefix.",
+        show_default=False,
+        metavar="STORE",
+    ),
 ]
 Archive = Annotated[
-    Path, typer.Argument(help="An archive directory.", show_default=False, metavar="ARCHIVE")
+    str,
+    typer.Argument(
+        help="An archive: STORE/NAME (a directory, or s3://bucket/prefix/NAME).",
+        show_default=False,
+        metavar="ARCHIVE",
+    ),
 ]
 
 
@@ -30,7 +40,12 @@ def create(
     ctx: typer.Context,
     db: Db,
     to: Annotated[
-        Path, typer.Option("--to", help="Directory to write the archive into.", show_default=False)
+        str,
+        typer.Option(
+            "--to",
+            help="Store to write the archive into: a directory, file:///dir or s3://bucket/prefix.",
+            show_default=False,
+        ),
     ],
     table: Annotated[
         list[str] | None, typer.Option("--table", help="Only this table (repeatable).")
@@ -42,7 +57,7 @@ def create(
         bool, typer.Option(help="Store only what changed since the base.")
     ] = False,
     base: Annotated[
-        Path | None, typer.Option(help="Base archive [default: the newest of DB in --to].")
+        str | None, typer.Option(help="Base archive [default: the newest of DB in --to].")
     ] = None,
 ) -> None:
     """Write one consistent snapshot (committed data included) as an archive; no lock taken."""
@@ -112,8 +127,17 @@ def prune_(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would go; delete nothing.")
     ] = False,
+    grace: Annotated[
+        str,
+        typer.Option(
+            "--grace",
+            help="Remove what killed backups left (uploads no manifest commits) once older "
+            "than this.",
+        ),
+    ] = "1d",
 ) -> None:
-    """Delete archives outside the retention policy; never a base a kept archive needs."""
+    """Delete archives outside the retention policy (never a base a kept archive needs) and
+    what killed backups left behind."""
     st = state(ctx)
     report = prune(
         directory,
@@ -121,6 +145,7 @@ def prune_(
         keep_daily=keep_daily,
         keep_weekly=keep_weekly,
         dry_run=dry_run,
+        grace_seconds=parse_duration_ns(grace, what="grace period") / 1e9,
     )
     if st.format == "table":
         for name in report.deleted:
