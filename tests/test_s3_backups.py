@@ -204,3 +204,21 @@ def test_an_unreachable_store_is_one_clear_line(data_dir: Path, tmp_path: Path) 
         assert done.err.startswith("Error: s3://backups/x") and "Traceback" not in done.err
         assert len(done.err.strip().splitlines()) <= 2
     assert os.listdir(data_dir) == ["m"]  # nothing half-written beside the database
+
+
+def test_a_local_backup_killed_while_publishing_is_cleared_too(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    _load(data_dir, "m", LINES, {})
+    store = tmp_path / "store"
+    killed = run_cli(
+        data_dir, "backup", "create", "m", "--to", str(store), "--name", "doomed",
+        env={"TSADMIN_FAULTS": "crash@archive.uploaded:1"},
+    )  # fmt: skip
+    assert killed.code == -9 and (store / "doomed").is_dir()
+    assert run_cli(data_dir, "--format", "json", "backup", "list", str(store)).json() == []
+    pruned = run_cli(data_dir, "--format", "json", "backup", "prune", str(store), "--keep-last",
+                     "1", "--grace", "0s")  # fmt: skip
+    staged, published = pruned.json()["leftovers_removed"]  # its staging and its part-upload
+    assert staged.startswith(".doomed.tmp-") and published == "doomed"
+    assert sorted(os.listdir(store)) == []
