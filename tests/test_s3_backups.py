@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import CLEAN_ENV, ROOT, run_cli
 from tests.s3server import make_bucket, s3_server
 
 T0 = 1_732_400_000_000_000_000
@@ -222,3 +224,27 @@ def test_a_local_backup_killed_while_publishing_is_cleared_too(
     staged, published = pruned.json()["leftovers_removed"]  # its staging and its part-upload
     assert staged.startswith(".doomed.tmp-") and published == "doomed"
     assert sorted(os.listdir(store)) == []
+
+
+def test_the_nightly_cron_script_backs_up_to_s3(
+    s3: dict[str, str], data_dir: Path, tmp_path: Path
+) -> None:
+    script = ROOT / "examples" / "cron" / "nightly-backup.sh"
+    _load(data_dir, "metrics", SOME_LINES, s3)
+    store = f"s3://backups/{tmp_path.name}/cron"
+    env = {
+        **CLEAN_ENV,
+        **s3,
+        "TSADMIN": str(Path(sys.executable).parent / "tsadmin"),
+        "TSADMIN_DATA_DIR": str(data_dir),
+    }
+    for _ in range(2):
+        done = subprocess.run(
+            ["bash", str(script), "metrics", store, "2", "0", "0"],
+            capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "verified" in done.stderr and "pruned" in done.stderr
+    listed = run_cli(data_dir, "--format", "json", "backup", "list", store, env=s3).json()
+    assert [a["incremental"] for a in listed] == [False, True]
+    assert not (tmp_path / "s3:").exists()  # no local directory named after the URL

@@ -4,6 +4,8 @@
 #
 #   nightly-backup.sh DB BACKUP_DIR [KEEP_LAST] [KEEP_DAILY] [KEEP_WEEKLY]
 #
+# BACKUP_DIR is any store: a directory, file:///dir or s3://bucket/prefix (credentials
+# and endpoint from the AWS environment: see README, "Backups to object storage").
 # Environment: TSADMIN (the tsadmin command, default: tsadmin on PATH),
 #              TSADMIN_DATA_DIR (the data directory, default ./tsdata).
 set -euo pipefail
@@ -21,7 +23,10 @@ fi
 log() { printf '%s nightly-backup %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$db" "$*" >&2; }
 trap 'log "FAILED (exit $?) at line $LINENO"' ERR
 
-mkdir -p "$dir"
+case "$dir" in
+  *://*) ;;  # a store URL (s3://bucket/prefix): nothing to create here
+  *) mkdir -p "$dir" ;;
+esac
 # Incremental when a full backup of this database exists already; a full one every Sunday.
 kind=(--incremental)
 if [ "$(date -u +%u)" = 7 ] || ! "$tsadmin" --format json backup list "$dir" | grep -q "\"database\": \"$db\""; then
