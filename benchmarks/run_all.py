@@ -1,7 +1,8 @@
 """Every benchmark in one run: the figures, the peers, the ratios and the targets.
 
-Runs ``engine_core.py``, ``backup_restore.py`` and ``ingest_peers.py`` (each
-prints its own table and writes its JSON under ``results/``), then gathers them
+Runs ``engine_core.py``, ``backup_restore.py``, ``ingest_peers.py``,
+``bounded_cost.py`` and ``backup_stores.py`` (each prints its own table and writes
+its JSON under ``results/``), then gathers them
 into ``results/latest.json`` and ``results/latest.md``: one table of our figure,
 the peer's figure and the ratio, and the targets of the issues, each met or not.
 
@@ -24,10 +25,13 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SCRIPTS = ("engine_core", "backup_restore", "ingest_peers", "bounded_cost")
+SCRIPTS = ("engine_core", "backup_restore", "ingest_peers", "bounded_cost", "backup_stores")
+# backup_stores needs a large database (fixed costs must not dominate): 10x, at least 10M rows
+ROWS_OF = {"backup_stores": lambda rows: max(10 * rows, 10_000_000)}
 
 
 def run_script(name: str, rows: int) -> dict[str, Any]:
+    rows = ROWS_OF.get(name, lambda n: n)(rows)
     out = RESULTS / f"{name}.json"
     started = time.perf_counter()
     subprocess.run(
@@ -132,6 +136,29 @@ def rows_of_table(r: dict[str, Any]) -> list[list[str]]:
                 f"{bk['duckdb_copy_zstd']['seconds'] / v['seconds']:.1f}x DuckDB",
             ]
         )
+    st = r["backup_stores"]
+    disk_mb = st["disk_write_mb_per_s"]
+    out.append(
+        [
+            f"cp -r && sync, {st['rows']:,} rows ({st['database_bytes'] / 1e6:,.0f} MB)",
+            f"{st['cp_r_sync']['seconds']:.2f} s",
+            f"{disk_mb:,.0f} MB/s (disk, sequential write + fsync)",
+            f"{st['cp_r_sync']['mb_per_s'] / disk_mb:.2f}x disk",
+        ]
+    )
+    for store in ("local", "s3"):
+        for what in ("backup", "restore"):
+            v = st[store][what]
+            out.append(
+                [
+                    f"{what}, {st['rows']:,} rows, {store} store"
+                    + (" (moto on loopback)" if store == "s3" else ""),
+                    f"{v['seconds']:.2f} s, {v['mb_per_s']:,.0f} MB/s",
+                    f"cp -r && sync {st['cp_r_sync']['seconds']:.2f} s; disk {disk_mb:,.0f} MB/s",
+                    f"{st['cp_r_sync']['seconds'] / v['seconds']:.2f}x cp+sync, "
+                    f"{v['mb_per_s'] / disk_mb:.2f}x disk",
+                ]
+            )
     bc = r["bounded_cost"]
     for keys, v in bc["wide_lines"].items():
         out.append(

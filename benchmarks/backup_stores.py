@@ -1,0 +1,183 @@
+"""Backup and restore of a large TSBS database to each archive store: a local directory
+and an S3-protocol server on the loopback (moto), against ``cp -r && sync`` and the
+disk's sequential write rate, all measured in the same run.
+
+Run: ``make bench`` (10x its row count, at least 10,000,000 rows, so fixed costs do
+not dominate) or ``.venv/bin/python benchmarks/backup_stores.py --rows N``. Prints a
+table and writes ``benchmarks/results/backup_stores.json``.
+
+The loopback S3 server is moto (pure Python, in memory): it measures our protocol's
+cost (claims, multipart uploads, conditional puts, downloads, verification), not a
+real object store's bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+from tsbs import TAGS, cpu_rows
+
+from engine import Batch, Database, Settings, create_database
+from engine.backup import BackupOptions, create_backup
+from engine.restore import RestoreOptions, restore
+
+MB = 1024 * 1024
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def timed(action: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = action()
+    return time.perf_counter() - started, result
+
+
+def disk_write_mb_per_s(directory: Path, size: int) -> float:
+    """Sequential write of ``size`` bytes in 8 MiB blocks, then fsync: the disk's limit."""
+    block = os.urandom(8 * MB)
+    path = directory / "disk-probe"
+    started = time.perf_counter()
+    with path.open("wb") as out:
+        written = 0
+        while written < size:
+            out.write(block)
+            written += len(block)
+        out.flush()
+        os.fsync(out.fileno())
+    seconds = time.perf_counter() - started
+    path.unlink()
+    return written / MB / seconds
+
+
+def build_database(data: Path, rows: int) -> None:
+    create_database(data, "tsbs", Settings.build(wal_level="off"))
+    with Database.open(data / "tsbs", "tsbs", background=False) as db:
+        for start in range(0, rows, 100_000):
+            db.write([Batch("cpu", cpu_rows(start, min(100_000, rows - start)), TAGS)])
+            if start % 2_000_000 == 0:
+                db.checkpoint("bench")
+
+
+def moto_server() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.05)
+    env = {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": url,
+    }
+    os.environ.update(env)
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="bench")
+    return server, env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "backup_stores.json"
+    )
+    args = parser.parse_args()
+    results: dict[str, Any] = {"rows": args.rows}
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+        root = Path(tmp)
+        data = root / "data"
+        build_seconds, _ = timed(lambda: build_database(data, args.rows))
+        size = tree_bytes(data / "tsbs")
+        results |= {"database_bytes": size, "build_seconds": build_seconds}
+        results["disk_write_mb_per_s"] = disk_write_mb_per_s(root, size)
+        cp_sync_s, _ = timed(
+            lambda: subprocess.run(
+                f"cp -r {data / 'tsbs'} {root / 'cp'} && sync", shell=True, check=True
+            )
+        )
+        shutil.rmtree(root / "cp")
+        results["cp_r_sync"] = {"seconds": cp_sync_s, "mb_per_s": size / MB / cp_sync_s}
+        server, _env = moto_server()
+        try:
+            for store, location in (("local", str(root / "store")), ("s3", "s3://bench/tsdb")):
+                backup_s, report = timed(
+                    lambda loc=location: create_backup(data, "tsbs", BackupOptions(to=loc))
+                )
+                restore_s, _ = timed(
+                    lambda rep=report, name=store: restore(
+                        data, RestoreOptions(archive=rep.archive, db=f"restored_{name}")
+                    )
+                )
+                shutil.rmtree(data / f"restored_{store}")
+                results[store] = {
+                    "archive_bytes": report.bytes,
+                    "backup": {"seconds": backup_s, "mb_per_s": report.bytes / MB / backup_s},
+                    "restore": {"seconds": restore_s, "mb_per_s": report.bytes / MB / restore_s},
+                }
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    print(render(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+
+
+def render(r: dict[str, Any]) -> str:
+    disk, cp = r["disk_write_mb_per_s"], r["cp_r_sync"]
+    rows = [
+        ["disk: sequential write + fsync", "", f"{disk:,.0f} MB/s", "physical limit"],
+        [
+            "cp -r && sync of the database",
+            f"{cp['seconds']:.2f} s",
+            f"{cp['mb_per_s']:,.0f} MB/s",
+            f"{cp['mb_per_s'] / disk:.2f}x disk",
+        ],
+    ]
+    for store in ("local", "s3"):
+        for what in ("backup", "restore"):
+            v = r[store][what]
+            rows.append(
+                [
+                    f"{what} {'to' if what == 'backup' else 'from'} the {store} store",
+                    f"{v['seconds']:.2f} s",
+                    f"{v['mb_per_s']:,.0f} MB/s",
+                    f"{cp['seconds'] / v['seconds']:.2f}x cp+sync, "
+                    f"{v['mb_per_s'] / disk:.2f}x disk",
+                ]
+            )
+    head = (
+        f"{r['rows']:,} TSBS cpu rows; database {r['database_bytes'] / MB:.0f} MB, "
+        f"archive {r['local']['archive_bytes'] / MB:.0f} MB\n"
+    )
+    return head + tabulate(rows, headers=["operation", "time", "throughput", "ratio"])
+
+
+if __name__ == "__main__":
+    main()
