@@ -178,6 +178,7 @@ def create_backup(
                 next_name=None
                 if options.name
                 else lambda: _default_name(store, database, kind, options.incremental),
+                progress=_after(progress, writer.done),
             )
         finally:
             archivestore.remove_staging(staging)
@@ -217,6 +218,14 @@ def clear_dead_staging(directory: Path) -> list[str]:
         IO.remove_tree(entry)
         removed.append(entry.name)
     return removed
+
+
+def _after(progress: Progress | None, offset: int) -> Progress | None:
+    """``progress`` for a second phase: its bytes count on from ``offset``."""
+    if progress is None:
+        return None
+    shown = progress
+    return lambda done, total: shown(offset + done, offset + total)
 
 
 def _tool_version() -> str:

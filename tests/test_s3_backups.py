@@ -248,3 +248,18 @@ def test_the_nightly_cron_script_backs_up_to_s3(
     listed = run_cli(data_dir, "--format", "json", "backup", "list", store, env=s3).json()
     assert [a["incremental"] for a in listed] == [False, True]
     assert not (tmp_path / "s3:").exists()  # no local directory named after the URL
+
+
+def test_incremental_backups_tell_apart_rows_a_joined_key_would_confuse(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # joined with the old separator, ("x\x1fy", "z") and ("x", "y\x1fz") were one row
+    _load(data_dir, "m", f"cpu,a=x\x1fy,b=z v=1 {T0}\n", {})
+    store = str(tmp_path / "store")
+    assert run_cli(data_dir, "backup", "create", "m", "--to", store, "--name", "full").code == 0
+    _load(data_dir, "m", f"cpu,a=x,b=y\x1fz v=1 {T0}\n", {})
+    made = run_cli(data_dir, "backup", "create", "m", "--to", store, "--incremental",
+                   "--name", "incr")  # fmt: skip
+    assert made.code == 0, made.err
+    assert run_cli(data_dir, "restore", f"{store}/incr", "--db", "copy").code == 0
+    assert _checksum(data_dir, "copy", {}) == _checksum(data_dir, "m", {})
