@@ -56,6 +56,7 @@ Progress = Callable[[int, int], None]  # (bytes done, bytes expected)
 # An archive file holds at most this many rows (well under what a restore accepts,
 # archive.MAX_FILE_ROWS), so reading one back never needs unbounded memory.
 FILE_ROWS = 4_000_000
+COPY_BLOCK = 8 << 20
 
 
 @dataclass
@@ -304,6 +305,37 @@ class _ArchiveWriter:
             rel, partition, info_rows, len(data), hashlib.sha256(data).hexdigest(), min_ts, max_ts
         )
 
+    def copy(
+        self, table: str, partition: int, handle: TypingIO[bytes], info: Any, db_dir: Path
+    ) -> ArchiveFile:
+        """A segment copied as it is, streamed a block at a time (never whole in memory),
+        its size and SHA-256 checked against the manifest on the way."""
+        rel = archive_file_path(table, self._next)
+        self._next += 1
+        target = self.staging / rel
+        if not target.parent.exists():
+            IO.mkdirs(target.parent)
+        digest, size = hashlib.sha256(), 0
+        handle.seek(0)
+        out = IO.open_append(target, "archive.write", create=True)
+        try:
+            while block := handle.read(COPY_BLOCK):
+                digest.update(block)
+                size += len(block)
+                out.write(block)
+            out.fsync()
+        finally:
+            out.close()
+        if size != info.bytes or (info.sha256 and digest.hexdigest() != info.sha256):
+            raise segment.damaged(db_dir / info.file, "it does not match the manifest")
+        self.copied += 1
+        self.done += size
+        if self.progress:
+            self.progress(self.done, max(self.expected, self.done))
+        return ArchiveFile(
+            rel, partition, info.rows, size, digest.hexdigest(), info.min_ts, info.max_ts
+        )
+
     def put_rows(self, table: str, partition: int, rows: pa.Table) -> list[ArchiveFile]:
         """Encode ``rows`` as one file, or several of at most FILE_ROWS rows each (rows are
         unique by key, so the pieces of one partition never overlap)."""
@@ -356,19 +388,16 @@ def _full_table(
     result = ArchiveTable(schema.copy())
     for partition in sorted(set(by_partition) | set(pending)):
         infos = by_partition.get(partition, [])
-        contents = [_segment_bytes(db_dir, handles, info) for info in infos]
         if (
             infos
             and partition not in pending
             and _disjoint_in_time(infos)
-            and all(_same_schema(data, schema, precision) for data in contents)
+            and all(_same_schema(handles[info.file], schema, precision) for info in infos)
         ):
-            for info, data in zip(infos, contents, strict=True):
-                writer.copied += 1
-                result.files.append(
-                    writer.put(table, partition, data, None, info.rows, info.min_ts, info.max_ts)
-                )
+            for info in infos:
+                result.files.append(writer.copy(table, partition, handles[info.file], info, db_dir))
             continue
+        contents = [_segment_bytes(db_dir, handles, info) for info in infos]
         batches = [
             segment.decode(data, info, db_dir / info.file)
             for info, data in zip(infos, contents, strict=True)
@@ -415,12 +444,15 @@ def _segment_bytes(db_dir: Path, handles: dict[str, TypingIO[bytes]], info: Any)
     return data
 
 
-def _same_schema(data: bytes, schema: TableSchema, precision: str) -> bool:
-    """A segment is copied as is only if it already has the table's full, current columns."""
-    return bool(
-        pq.read_schema(pa.BufferReader(data)).remove_metadata()
-        == schema.arrow_schema(precision).remove_metadata()
-    )
+def _same_schema(handle: TypingIO[bytes], schema: TableSchema, precision: str) -> bool:
+    """A segment is copied as is only if it already has the table's full, current columns
+    (read from its footer; the copy then checks every byte against the manifest)."""
+    handle.seek(0)
+    try:
+        found = pq.read_schema(handle)
+    except (pa.ArrowInvalid, OSError):
+        return False  # a damaged footer: the decoding path says what is wrong
+    return bool(found.remove_metadata() == schema.arrow_schema(precision).remove_metadata())
 
 
 def _finish(staging: Path, manifest: ArchiveManifest) -> None:
