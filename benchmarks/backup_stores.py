@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from backup_restore import timed, tree_bytes
+from ingest_peers import _free_port
 from tabulate import tabulate
 from tsbs import TAGS, cpu_rows
 
@@ -34,16 +35,6 @@ from engine.backup import BackupOptions, create_backup
 from engine.restore import RestoreOptions, restore
 
 MB = 1024 * 1024
-
-
-def tree_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def timed(action: Any) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = action()
-    return time.perf_counter() - started, result
 
 
 def disk_write_mb_per_s(directory: Path, size: int) -> float:
@@ -73,9 +64,7 @@ def build_database(data: Path, rows: int) -> None:
 
 
 def moto_server() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = _free_port()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -24,9 +24,7 @@ import contextlib
 import json
 import random
 import shutil
-import socket
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -36,6 +34,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import run_cli
+from tests.servers import free_port, wait_for_http
 
 BASE_NS = 1_732_400_000_000_000_000
 LINES = 2000
@@ -146,18 +145,12 @@ def generate(seed: int, count: int) -> list[tuple[str, str]]:
 Point = tuple[str, frozenset[tuple[str, str]], frozenset[tuple[str, Any]]]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if shutil.which("influxd") is None:
         pytest.skip("influxd is not installed (Debian: apt-get install influxdb)")
     home = tmp_path_factory.mktemp("influxdb")
-    port, rpc = _free_port(), _free_port()
+    port, rpc = free_port(), free_port()
     config = home / "influxdb.conf"
     config.write_text(
         f'reporting-disabled = true\nbind-address = "127.0.0.1:{rpc}"\n'
@@ -171,13 +164,7 @@ def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{url}/ping", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
+        if not wait_for_http(f"{url}/ping"):
             pytest.fail("influxd did not start")
         yield url
     finally:

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import CLEAN_ENV, ROOT, run_cli
-from tests.s3server import make_bucket, s3_server
+from tests.servers import make_bucket, s3_server
 
 T0 = 1_732_400_000_000_000_000
 

@@ -13,7 +13,7 @@ import pytest
 from engine.errors import InvalidArgument, NotFound, StoreUnavailable
 from engine.stores import open_store
 from engine.stores.base import Store
-from tests.s3server import make_bucket, s3_server
+from tests.servers import make_bucket, s3_server
 
 
 @pytest.fixture(scope="module")

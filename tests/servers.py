@@ -1,5 +1,6 @@
-"""A real S3-protocol server on 127.0.0.1 for the tests: moto's server mode, in its own
-process, spoken to over HTTP by the real client (no mocked client, no patched store)."""
+"""Real servers on 127.0.0.1 for the tests: a free port, waiting for a server to answer,
+and an S3-protocol server (moto's server mode, in its own process, spoken to over HTTP
+by the real client: no mocked client, no patched store)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,36 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
+def wait_for_http(url: str, tries: int = 200) -> bool:
+    """Whether ``url`` answered (any HTTP reply) within ``tries`` tenths of a second."""
+    for _ in range(tries):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            time.sleep(0.1)
+    return False
+
+
 @contextmanager
 def s3_server() -> Iterator[dict[str, str]]:
     """Start moto's S3 server; yields the AWS environment that points clients at it."""
-    port = _free_port()
+    port = free_port()
     command = shutil.which("moto_server", path=str(Path(sys.executable).parent))
     argv = [command] if command else [sys.executable, "-m", "moto.server"]
     server = subprocess.Popen(
@@ -34,12 +49,7 @@ def s3_server() -> Iterator[dict[str, str]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_http(f"{url}/moto-api/")
         yield {
             "AWS_ACCESS_KEY_ID": "test",
             "AWS_SECRET_ACCESS_KEY": "test",
