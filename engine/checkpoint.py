@@ -97,6 +97,8 @@ def plan_checkpoint(
         checkpoint_lsn=lsn,
         next_txn=next_txn,
         next_segment=old.next_segment,
+        uuid=old.uuid,
+        epoch=old.epoch,
     )
     plan = CheckpointPlan(manifest)
     try:
@@ -197,6 +199,8 @@ def plan_compaction(db_dir: Path, old: Manifest, min_segments: int) -> Compactio
         checkpoint_lsn=old.checkpoint_lsn,
         next_txn=old.next_txn,
         next_segment=old.next_segment,
+        uuid=old.uuid,
+        epoch=old.epoch,
     )
     plan = CompactionPlan(manifest)
     try:

@@ -146,13 +146,24 @@ class Database:
         return db
 
     def _start_writing(self, background: bool) -> None:
+        if not self._manifest.uuid:  # made before identities: it gets one now, once
+            manifest = _copy_manifest(self._manifest)
+            manifest.uuid, manifest.epoch = manifest_format.new_identity()
+            manifest_format.install(self.dir, manifest)
+            self._manifest = manifest
         current = self.dir / wal.WAL_DIR / wal.CURRENT
         start = self._last_lsn + 1
-        self._wal = wal.WalWriter(current, self.name, start, create=not current.exists())
+        self._wal = self._wal_writer(current, start, create=not current.exists())
         self._remove_orphans()
         if background:
             self._spawn(self._maintenance_loop, "tsadmin-maintenance")
             self._spawn(self._flush_loop, "tsadmin-wal-flusher")
+
+    def _wal_writer(self, path: Path, start_lsn: int, *, create: bool) -> wal.WalWriter:
+        identity = self._manifest
+        return wal.WalWriter(
+            path, self.name, start_lsn, create=create, uuid=identity.uuid, epoch=identity.epoch
+        )
 
     def _spawn(self, target: Any, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -597,11 +608,11 @@ class Database:
         IO.rename(current, previous)
         IO.crash_point("checkpoint.after_rename")
         try:
-            self._wal = wal.WalWriter(current, self.name, self._last_lsn + 1, create=True)
+            self._wal = self._wal_writer(current, self._last_lsn + 1, create=True)
         except BaseException:
             IO.remove(current, missing_ok=True)
             IO.rename(previous, current)
-            self._wal = wal.WalWriter(current, self.name, 0, create=False)
+            self._wal = self._wal_writer(current, 0, create=False)
             raise
 
     def _remove_checkpoint_wal(self) -> int:
@@ -750,6 +761,8 @@ def _copy_manifest(manifest: Manifest) -> Manifest:
         tables={
             n: TableEntry(e.schema.copy(), list(e.segments)) for n, e in manifest.tables.items()
         },
+        uuid=manifest.uuid,
+        epoch=manifest.epoch,
     )
 
 

@@ -83,8 +83,12 @@ def create_database(data_dir: Path, name: str, settings: Settings) -> Path:
     staging = data_dir / f"{_HIDDEN_PREFIX}{name}.creating.{os.getpid()}"
     IO.remove_tree(staging)
     IO.mkdirs(staging / wal.WAL_DIR)
-    manifest_format.install(staging, Manifest(database=name, settings=settings))
-    writer = wal.WalWriter(staging / wal.WAL_DIR / wal.CURRENT, name, 1, create=True)
+    uuid, epoch = manifest_format.new_identity()
+    manifest = Manifest(database=name, settings=settings, uuid=uuid, epoch=epoch)
+    manifest_format.install(staging, manifest)
+    writer = wal.WalWriter(
+        staging / wal.WAL_DIR / wal.CURRENT, name, 1, create=True, uuid=uuid, epoch=epoch
+    )
     change = {"op": "settings", "settings": settings.to_json()}
     writer.append(wal.encode_record(1, 0, wal.RecordType.DDL, wal.encode_ddl(change)))
     writer.fsync()

@@ -13,6 +13,8 @@ new manifest whole. Its contents::
       "checkpoint_lsn": 120,       # every WAL record with LSN <= this is in segments
       "next_txn": 57,              # first transaction id not yet used
       "next_segment": 9,           # first segment sequence number not yet used
+      "uuid": "6f1c…",             # the database's identity, made at db create (0.3)
+      "epoch": 1,                  # its history's epoch: a promoted standby takes N+1
       "tables": {
         "cpu": {
           "tags": ["host"], "fields": {"usage": "float64"},
@@ -26,6 +28,10 @@ new manifest whole. Its contents::
       },
       "checksum": "5e0f9a1c"       # CRC32C (hex) of this object without "checksum",
     }                              # serialised with sorted keys and no spaces
+
+``uuid`` and ``epoch`` (added in 0.3; a manifest without them is still read,
+and the next writer gives the database a new identity) name the database
+across copies: the WAL header, replicas and archives carry them.
 
 ``sha256`` (added in 0.2; a manifest without it is still read, and its
 segments are then checked by their Parquet page CRCs only) is the digest of
@@ -99,6 +105,8 @@ class Manifest:
     next_txn: int = 1
     next_segment: int = 1
     tables: dict[str, TableEntry] = field(default_factory=dict)
+    uuid: str = ""  # "" only in manifests written before identities existed
+    epoch: int = 0
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -111,6 +119,8 @@ class Manifest:
             "next_segment": self.next_segment,
             "tables": {name: entry.to_json() for name, entry in self.tables.items()},
         }
+        if self.uuid:
+            body |= {"uuid": self.uuid, "epoch": self.epoch}
         body["checksum"] = _checksum(body)
         return body
 
@@ -148,9 +158,18 @@ def decode(data: bytes, path: Path) -> Manifest:
             next_txn=int(body["next_txn"]),
             next_segment=int(body["next_segment"]),
             tables={n: TableEntry.from_json(t) for n, t in body["tables"].items()},
+            uuid=str(body.get("uuid", "")),
+            epoch=int(body.get("epoch", 0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise Corruption(f"{path}: manifest is missing a field ({exc})", path=str(path)) from exc
+
+
+def new_identity() -> tuple[str, int]:
+    """A new database's UUID and first epoch."""
+    import uuid
+
+    return str(uuid.uuid4()), 1
 
 
 def load(db_dir: Path) -> Manifest:

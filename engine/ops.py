@@ -50,6 +50,8 @@ def database_summary(data_dir: Path, name: str) -> dict[str, Any]:
         return {
             "name": name,
             "path": str(db.dir),
+            "uuid": view.manifest.uuid or None,  # None: made before identities, no writer yet
+            "epoch": view.manifest.epoch,
             "settings": view.settings.to_json(),
             "tables": sorted(view.catalog),
             "checkpoint_lsn": view.manifest.checkpoint_lsn,

@@ -83,6 +83,7 @@ def replay(db_dir: Path, database: str, *, repair: bool) -> ReplayState:
     started = time.perf_counter()
     manifest = manifest_format.load(db_dir)
     scans, torn_header = _scan_files(db_dir, database, repair=repair)
+    _check_identity(scans, manifest)
     report = RecoveryReport(database=database, checkpoint_lsn=manifest.checkpoint_lsn)
     report.files = [str(s.path.relative_to(db_dir)) for s in scans]
     _check_problems(scans, database, report, repair=repair)
@@ -137,9 +138,24 @@ def _scan_files(db_dir: Path, database: str, *, repair: bool) -> tuple[list[wal.
     return scans, torn_header
 
 
+def _check_identity(scans: list[wal.FileScan], manifest: manifest_format.Manifest) -> None:
+    """A WAL file of another database (or of another history of this one) is never
+    replayed: its header's identity must be the manifest's, where both have one."""
+    for scan in scans:
+        header = scan.header
+        if header is None or not header.uuid or not manifest.uuid:
+            continue
+        if header.uuid != manifest.uuid:
+            raise Corruption(
+                f"{scan.path}: WAL of database {header.uuid}, the manifest is of {manifest.uuid}",
+                path=str(scan.path),
+                offset=0,
+            )
+
+
 def _header_is_torn(data: bytes, database: str) -> bool:
     """Shorter than a whole header: the crash came while the file was being created."""
-    return len(data) < wal.FILE_HEADER_FIXED.size + len(database.encode()) + 4
+    return len(data) < wal.header_size(database)
 
 
 def _check_problems(

@@ -173,7 +173,10 @@ def _restore_database(data_dir: Path, name: str, settings: Any, tables: Files) -
     IO.remove_tree(staging)
     IO.mkdirs(staging / wal.WAL_DIR)
     try:
-        manifest = Manifest(database=name, settings=settings, checkpoint_lsn=1)
+        uuid, epoch = manifest_format.new_identity()  # a restored copy is a database of its own
+        manifest = Manifest(
+            database=name, settings=settings, checkpoint_lsn=1, uuid=uuid, epoch=epoch
+        )
         for table, (schema, files) in tables.items():
             entry = TableEntry(schema.copy())
             for source, info in files:
@@ -194,7 +197,9 @@ def _restore_database(data_dir: Path, name: str, settings: Any, tables: Files) -
                     )
                 )
             manifest.tables[table] = entry
-        writer = wal.WalWriter(staging / wal.WAL_DIR / wal.CURRENT, name, 1, create=True)
+        writer = wal.WalWriter(
+            staging / wal.WAL_DIR / wal.CURRENT, name, 1, create=True, uuid=uuid, epoch=epoch
+        )
         change = {"op": "settings", "settings": settings.to_json()}
         writer.append(wal.encode_record(1, 0, wal.RecordType.DDL, wal.encode_ddl(change)))
         writer.fsync()

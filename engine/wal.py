@@ -6,16 +6,22 @@ Per database, ``wal/current.wal`` receives every record. A checkpoint renames
 it to ``wal/checkpoint.wal`` and starts a new ``current.wal``; once the
 checkpoint's manifest is durable, ``checkpoint.wal`` is deleted.
 
-File header (all integers little-endian)::
+File header (all integers little-endian), version 2::
 
     offset size  field
     0      8     magic       b"TSADWAL\\n"
-    8      2     version     u16, currently 1
+    8      2     version     u16, 2
     10     2     flags       u16, 0
     12     8     start_lsn   u64, the LSN the first record of this file may carry
-    20     2     name_len    u16
-    22     n     name        database name, UTF-8
-    22+n   4     header_crc  u32, CRC32C (Castagnoli) of bytes [0, 22+n)
+    20     16    uuid        the database's identity (16 zero bytes: not known, a
+                             database made before 0.3 whose manifest has none yet)
+    36     8     epoch       u64, the epoch of its history (a promotion starts N+1)
+    44     2     name_len    u16
+    46     n     name        database name, UTF-8
+    46+n   4     header_crc  u32, CRC32C (Castagnoli) of bytes [0, 46+n)
+
+Version 1 files (before 0.3: no ``uuid`` and ``epoch``, ``name_len`` at offset
+20) are still read; every file this version starts is version 2.
 
 Records follow the header back to back, with no padding::
 
@@ -85,8 +91,11 @@ from engine.errors import Corruption, EngineError, InvalidArgument
 from engine.fileio import IO, AppendFile
 
 MAGIC = b"TSADWAL\n"
-VERSION = 1
-FILE_HEADER_FIXED = struct.Struct("<8sHHQH")  # magic, version, flags, start_lsn, name_len
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+FILE_HEADER_FIXED = struct.Struct("<8sHHQ")  # magic, version, flags, start_lsn
+IDENTITY = struct.Struct("<16sQ")  # uuid, epoch (version 2)
+NAME_LEN = struct.Struct("<H")
 RECORD_HEADER = struct.Struct("<IIQQBBH")  # crc, length, lsn, txn, type, flags, reserved
 RECORD_HEADER_SIZE = RECORD_HEADER.size  # 28
 MAX_PAYLOAD = 1 << 30
@@ -109,6 +118,8 @@ class WalHeader:
     start_lsn: int
     database: str
     size: int
+    uuid: str = ""  # "" when not known (version 1, or a database without an identity yet)
+    epoch: int = 0
 
 
 @dataclass
@@ -165,10 +176,23 @@ class FileScan:
 # -- encoding ------------------------------------------------------------------
 
 
-def encode_file_header(database: str, start_lsn: int) -> bytes:
+def encode_file_header(database: str, start_lsn: int, uuid: str = "", epoch: int = 0) -> bytes:
+    import uuid as uuids
+
     name = database.encode()
-    body = FILE_HEADER_FIXED.pack(MAGIC, VERSION, 0, start_lsn, len(name)) + name
+    raw_uuid = uuids.UUID(uuid).bytes if uuid else bytes(16)
+    body = (
+        FILE_HEADER_FIXED.pack(MAGIC, VERSION, 0, start_lsn)
+        + IDENTITY.pack(raw_uuid, epoch)
+        + NAME_LEN.pack(len(name))
+        + name
+    )
     return body + struct.pack("<I", crc32c.crc32c(body))
+
+
+def header_size(database: str) -> int:
+    """The size of the header this version writes for ``database``."""
+    return FILE_HEADER_FIXED.size + IDENTITY.size + NAME_LEN.size + len(database.encode()) + 4
 
 
 def encode_record(lsn: int, txn: int, rtype: RecordType, payload: bytes = b"") -> bytes:
@@ -244,25 +268,37 @@ def decode_ddl(payload: bytes) -> dict[str, Any]:
 
 
 def parse_file_header(data: bytes, path: Path) -> WalHeader:
-    if len(data) < FILE_HEADER_FIXED.size + 4:
-        raise Corruption(f"{path}: WAL header is truncated", path=str(path), offset=0)
-    magic, version, _flags, start_lsn, name_len = FILE_HEADER_FIXED.unpack_from(data)
-    end = FILE_HEADER_FIXED.size + name_len
+    import uuid as uuids
+
+    truncated = Corruption(f"{path}: WAL header is truncated", path=str(path), offset=0)
+    if len(data) < FILE_HEADER_FIXED.size + NAME_LEN.size + 4:
+        raise truncated
+    magic, version, _flags, start_lsn = FILE_HEADER_FIXED.unpack_from(data)
     if magic != MAGIC:
         raise Corruption(f"{path}: not a tsadmin WAL file (bad magic)", path=str(path), offset=0)
-    if len(data) < end + 4:
-        raise Corruption(f"{path}: WAL header is truncated", path=str(path), offset=0)
-    (stored,) = struct.unpack_from("<I", data, end)
-    if stored != crc32c.crc32c(data[:end]):
-        raise Corruption(f"{path}: WAL header checksum mismatch", path=str(path), offset=0)
-    if version != VERSION:
+    if version not in READABLE_VERSIONS:
         raise Corruption(
-            f"{path}: WAL format version {version} is not supported (this build reads {VERSION})",
+            f"{path}: WAL format version {version} is not supported (this build reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))})",
             path=str(path),
             offset=8,
         )
-    database = data[FILE_HEADER_FIXED.size : end].decode(errors="replace")
-    return WalHeader(version=version, start_lsn=start_lsn, database=database, size=end + 4)
+    at, uuid, epoch = FILE_HEADER_FIXED.size, "", 0
+    if version >= 2:
+        if len(data) < at + IDENTITY.size + NAME_LEN.size:
+            raise truncated
+        raw_uuid, epoch = IDENTITY.unpack_from(data, at)
+        uuid = str(uuids.UUID(bytes=raw_uuid)) if any(raw_uuid) else ""
+        at += IDENTITY.size
+    (name_len,) = NAME_LEN.unpack_from(data, at)
+    end = at + NAME_LEN.size + name_len
+    if len(data) < end + 4:
+        raise truncated
+    (stored,) = struct.unpack_from("<I", data, end)
+    if stored != crc32c.crc32c(data[:end]):
+        raise Corruption(f"{path}: WAL header checksum mismatch", path=str(path), offset=0)
+    database = data[at + NAME_LEN.size : end].decode(errors="replace")
+    return WalHeader(version, start_lsn, database, end + 4, uuid, int(epoch))
 
 
 def record_at(data: bytes, offset: int) -> tuple[Record | None, str]:
@@ -367,13 +403,22 @@ def iter_records(scans: list[FileScan]) -> Iterator[tuple[FileScan, Record]]:
 class WalWriter:
     """Appends records to ``current.wal``; the caller decides when to fsync."""
 
-    def __init__(self, path: Path, database: str, start_lsn: int, *, create: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        database: str,
+        start_lsn: int,
+        *,
+        create: bool,
+        uuid: str = "",
+        epoch: int = 0,
+    ) -> None:
         self.path = path
         self.database = database
         self.start_lsn = start_lsn
         self._file: AppendFile = IO.open_append(path, "wal.append", create=create)
         if create:
-            self._file.write(encode_file_header(database, start_lsn))
+            self._file.write(encode_file_header(database, start_lsn, uuid, epoch))
             self._file.fsync()
             IO.fsync_dir(path.parent)
 

@@ -91,7 +91,7 @@ def _tail_plan(files: list[Path], database: str) -> list[tuple[Path, int, int]] 
         try:
             scan = wal.scan_bytes(data, path)
         except Corruption:
-            whole = wal.FILE_HEADER_FIXED.size + len(database.encode()) + 4
+            whole = wal.header_size(database)
             if path.name == wal.CURRENT and len(data) < whole:
                 plan.append((path, 0, len(data)))  # a header cut short while being created
                 continue
@@ -178,7 +178,8 @@ def _salvage(
     _keep_originals(files, backup)
     report.backup_dir = str(backup)
     report.actions.append(f"copied the original WAL files to {backup}")
-    content = wal.encode_file_header(database, checkpoint_lsn + 1)
+    identity = manifest_format.load(db_dir)
+    content = wal.encode_file_header(database, checkpoint_lsn + 1, identity.uuid, identity.epoch)
     for lsn, record in enumerate(kept, start=checkpoint_lsn + 1):
         content += wal.encode_record(lsn, record.txn, record.type, record.payload)
     wal_dir = db_dir / wal.WAL_DIR

@@ -21,7 +21,8 @@ from engine import wal
 from tests.conftest import CLEAN_ENV, ROOT, run_cli
 
 GOLDEN = ROOT / "tests" / "testdata"
-VERSIONS = ["golden-0.1.0-3debe46", "golden-current"]
+# 0.1.0; 0.2 (segment digests, WAL version 1); current (identities, WAL version 2)
+VERSIONS = ["golden-0.1.0-3debe46", "golden-0.2-a539e9b", "golden-current"]
 
 
 def _copy(name: str, tmp_path: Path) -> Path:
@@ -90,8 +91,12 @@ def test_the_current_code_writes_the_current_golden_format(tmp_path: Path) -> No
             json.loads((golden / rel).read_text())
         ), f"{rel} changed shape: bump its format version and add golden files"
     ours, theirs = now / "data/golden/wal/current.wal", golden / "data/golden/wal/current.wal"
-    header = wal.parse_file_header(theirs.read_bytes(), theirs).size
-    assert ours.read_bytes()[:header] == theirs.read_bytes()[:header], "the WAL header changed"
+    mine, golden_header = (wal.parse_file_header(p.read_bytes(), p) for p in (ours, theirs))
+    same = ("version", "start_lsn", "database", "size", "epoch")  # the UUID is each database's
+    assert [getattr(mine, k) for k in same] == [getattr(golden_header, k) for k in same], (
+        "the WAL header changed"
+    )
+    assert mine.uuid and golden_header.uuid
     assert [r[:3] for r in _wal_layout(ours)] == [r[:3] for r in _wal_layout(theirs)]
     assert (
         json.loads((now / "expected.json").read_text())["sha256"]

@@ -1,0 +1,200 @@
+"""The shipped log segment: committed WAL records as a replica store keeps them.
+
+A primary ships its committed records to each replica store as a chain of
+segment objects; a standby applies them, a point-in-time restore replays them.
+A segment holds whole transactions only (it is cut after a ``COMMIT`` or an
+auto-committed record) and carries enough to detect, never skip, a gap, an
+overlap, a foreign database, a diverged history or damage.
+
+Object key, relative to the store's root for the database::
+
+    log/<epoch, 10 digits>/<first LSN, 20 digits>-<last LSN, 20 digits>.tslog
+
+File (all integers little-endian)::
+
+    offset size  field
+    0      8     magic          b"TSADLOG\\n"
+    8      2     version        u16, 1
+    10     2     flags          u16, 0
+    12     16    uuid           the database's identity
+    28     8     epoch          u64, the history this segment belongs to
+    36     8     first_lsn      u64
+    44     8     last_lsn       u64, first_lsn + records - 1 (LSNs are contiguous)
+    52     4     records        u32, how many records follow
+    56     8     rows           u64, rows in the DATA records
+    64     8     first_commit   i64, ns since the epoch: the first commit's time
+    72     8     last_commit    i64, ns: the last commit's time (a segment ends with one)
+    80     32    previous       SHA-256 trailer of the segment before this one in the
+                                chain (32 zero bytes: the first after a snapshot)
+    112    4     header_crc     u32, CRC32C of bytes [0, 112)
+    116    ...   records        the WAL records verbatim (engine/wal.py encoding, each
+                                with its own CRC32C and LSN)
+    end-32 32    digest         SHA-256 of every byte before it
+
+A reader checks the header CRC, the digest, every record's CRC, that the LSNs
+run from ``first_lsn`` to ``last_lsn`` without a hole, and that the last
+record commits; then the chain: a segment's ``previous`` must be the digest
+of the segment holding ``first_lsn - 1`` (or zeros right after a snapshot),
+and its ``uuid`` and ``epoch`` those the reader follows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import struct
+import uuid as uuids
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import crc32c
+
+from engine import wal
+from engine.errors import Corruption
+
+MAGIC = b"TSADLOG\n"
+VERSION = 1
+HEADER = struct.Struct("<8sHH16sQQQIQqq32s")
+HEADER_SIZE = HEADER.size + 4  # + header_crc
+DIGEST_SIZE = 32
+NO_PREVIOUS = bytes(DIGEST_SIZE)
+_KEY_RE = re.compile(r"log/([0-9]{10})/([0-9]{20})-([0-9]{20})\.tslog")
+
+
+@dataclass(frozen=True)
+class SegmentHeader:
+    uuid: str
+    epoch: int
+    first_lsn: int
+    last_lsn: int
+    records: int
+    rows: int
+    first_commit_ns: int
+    last_commit_ns: int
+    previous: bytes
+
+    @property
+    def key(self) -> str:
+        return object_key(self.epoch, self.first_lsn, self.last_lsn)
+
+
+@dataclass(frozen=True)
+class Segment:
+    header: SegmentHeader
+    records: list[wal.Record]
+    digest: bytes
+
+
+def object_key(epoch: int, first_lsn: int, last_lsn: int) -> str:
+    return f"log/{epoch:010d}/{first_lsn:020d}-{last_lsn:020d}.tslog"
+
+
+def parse_key(key: str) -> tuple[int, int, int] | None:
+    """(epoch, first LSN, last LSN) of a segment's key, None for any other key."""
+    match = _KEY_RE.fullmatch(key)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def encode(
+    uuid: str,
+    epoch: int,
+    records: list[bytes],
+    *,
+    rows: int,
+    first_commit_ns: int,
+    last_commit_ns: int,
+    previous: bytes,
+) -> bytes:
+    """A segment of ``records`` (encoded WAL records, contiguous LSNs, whole transactions)."""
+    if not records:
+        raise ValueError("a log segment holds at least one record")
+    first = wal.RECORD_HEADER.unpack_from(records[0])[2]
+    last = wal.RECORD_HEADER.unpack_from(records[-1])[2]
+    head = HEADER.pack(
+        MAGIC,
+        VERSION,
+        0,
+        uuids.UUID(uuid).bytes,
+        epoch,
+        first,
+        last,
+        len(records),
+        rows,
+        first_commit_ns,
+        last_commit_ns,
+        previous,
+    )
+    body = head + struct.pack("<I", crc32c.crc32c(head)) + b"".join(records)
+    return body + hashlib.sha256(body).digest()
+
+
+def decode(data: bytes, where: str) -> Segment:
+    """Read and check one segment (see the module docstring); :class:`Corruption` names
+    ``where`` (its object) and what is wrong."""
+
+    def bad(why: str) -> Corruption:
+        return Corruption(f"log segment {where}: {why}", path=where)
+
+    if len(data) < HEADER_SIZE + DIGEST_SIZE:
+        raise bad(f"{len(data)} bytes, shorter than a header and a digest")
+    fields = HEADER.unpack_from(data)
+    magic, version, _flags, raw_uuid, epoch, first, last, count, rows, t0, t1, previous = fields
+    if magic != MAGIC:
+        raise bad("not a tsadmin log segment (bad magic)")
+    (stored_crc,) = struct.unpack_from("<I", data, HEADER.size)
+    if stored_crc != crc32c.crc32c(data[: HEADER.size]):
+        raise bad("header checksum mismatch")
+    if version != VERSION:
+        raise bad(f"version {version} is not supported (this build reads {VERSION})")
+    digest = data[-DIGEST_SIZE:]
+    if hashlib.sha256(data[:-DIGEST_SIZE]).digest() != digest:
+        raise bad("digest mismatch: the object was altered or cut short")
+    header = SegmentHeader(
+        str(uuids.UUID(bytes=raw_uuid)), epoch, first, last, count, rows, t0, t1, previous
+    )
+    records = _records(data[HEADER_SIZE:-DIGEST_SIZE], header, bad)
+    return Segment(header, records, digest)
+
+
+def _records(
+    body: bytes, header: SegmentHeader, bad: Callable[[str], Corruption]
+) -> list[wal.Record]:
+    records: list[wal.Record] = []
+    offset, expected = 0, header.first_lsn
+    while offset < len(body):
+        record, reason = wal.record_at(body, offset)
+        if record is None:
+            raise bad(f"record at byte {HEADER_SIZE + offset}: {reason}")
+        if record.lsn != expected:
+            raise bad(f"LSN {record.lsn} where {expected} was expected")
+        records.append(record)
+        offset += record.size
+        expected += 1
+    if len(records) != header.records or expected - 1 != header.last_lsn:
+        raise bad(
+            f"{len(records)} records up to LSN {expected - 1}, the header says "
+            f"{header.records} up to {header.last_lsn}"
+        )
+    if records and records[-1].type is not wal.RecordType.COMMIT and records[-1].txn != 0:
+        raise bad("it ends inside a transaction")
+    return records
+
+
+def chain_problem(
+    segment: SegmentHeader, *, uuid: str, epoch: int, next_lsn: int, previous: bytes
+) -> str | None:
+    """Why ``segment`` cannot come next for a reader at ``next_lsn`` of database ``uuid``
+    in ``epoch`` whose last applied segment's digest is ``previous`` (None: it can)."""
+    if segment.uuid != uuid:
+        return f"it is of database {segment.uuid}, not {uuid}"
+    if segment.epoch != epoch:
+        return f"it is of epoch {segment.epoch}, not {epoch}"
+    if segment.first_lsn > next_lsn:
+        return f"LSNs {next_lsn} to {segment.first_lsn - 1} are missing (a gap)"
+    if segment.first_lsn < next_lsn:
+        return f"it starts at LSN {segment.first_lsn}, before {next_lsn} (an overlap)"
+    if segment.previous != previous:
+        return "its previous-segment digest does not match: another history"
+    return None
