@@ -42,9 +42,11 @@ Record types:
   name length, the name (UTF-8), then a zstd frame holding an Arrow IPC
   stream of the rows (column ``ts`` then tags then fields).
 * ``COMMIT`` (2): the transaction ``txn`` is committed. Payload: u32 number
-  of ``DATA`` records of the transaction, u64 rows in them. Recovery applies
-  a transaction only if it found exactly that many ``DATA`` records, so a
-  salvaged WAL that lost a record mid-transaction never applies half of it.
+  of ``DATA`` records of the transaction, u64 rows in them, and (since
+  version 2 files; 12-byte payloads of version 1 have none) i64 commit time,
+  ns since the Unix epoch, which point-in-time restore goes by. Recovery
+  applies a transaction only if it found exactly that many ``DATA`` records,
+  so a salvaged WAL that lost a record mid-transaction never applies half of it.
 * ``DDL`` (3): an auto-committed catalog or settings change; payload is a JSON
   object (``{"op": "table", "table": ..., "tags": [...], "fields": {...}}``,
   ``{"op": "drop_table", "table": ...}``, ``{"op": "settings", ...}``).
@@ -55,8 +57,9 @@ when its ``COMMIT`` is found; ``DATA`` records without one are rolled back.
 
 Worked example: one row to table ``cpu`` in transaction 7 at LSN 42 gives a
 ``DATA`` record (28 header bytes + 2 + 3 + the zstd frame) followed by
-``COMMIT`` (40 bytes: crc, length 12, lsn 43, txn 7, type 2, then the payload
-``01 00 00 00`` ``01 00 00 00 00 00 00 00``: one DATA record, one row).
+``COMMIT`` (48 bytes: crc, length 20, lsn 43, txn 7, type 2, then the payload
+``01 00 00 00`` ``01 00 00 00 00 00 00 00`` and eight bytes of commit time:
+one DATA record, one row).
 
 What a crash leaves
 -------------------
@@ -76,6 +79,7 @@ from __future__ import annotations
 import json
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -99,7 +103,8 @@ NAME_LEN = struct.Struct("<H")
 RECORD_HEADER = struct.Struct("<IIQQBBH")  # crc, length, lsn, txn, type, flags, reserved
 RECORD_HEADER_SIZE = RECORD_HEADER.size  # 28
 MAX_PAYLOAD = 1 << 30
-COMMIT_PAYLOAD = struct.Struct("<IQ")  # data records, rows
+COMMIT_PAYLOAD_V1 = struct.Struct("<IQ")  # data records, rows
+COMMIT_PAYLOAD = struct.Struct("<IQq")  # data records, rows, commit time (ns)
 WAL_DIR = "wal"
 CURRENT = "current.wal"
 CHECKPOINT = "checkpoint.wal"
@@ -221,14 +226,25 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return _local.dctx  # type: ignore[no-any-return]
 
 
-def encode_commit(data_records: int, rows: int) -> bytes:
-    return COMMIT_PAYLOAD.pack(data_records, rows)
+def encode_commit(data_records: int, rows: int, time_ns: int | None = None) -> bytes:
+    """A COMMIT payload; ``time_ns`` defaults to now."""
+    return COMMIT_PAYLOAD.pack(data_records, rows, time.time_ns() if time_ns is None else time_ns)
 
 
 def decode_commit(payload: bytes) -> tuple[int, int]:
-    """(data records, rows) of a COMMIT payload."""
-    records, rows = COMMIT_PAYLOAD.unpack(payload)
+    """(data records, rows) of a COMMIT payload (either version)."""
+    if len(payload) == COMMIT_PAYLOAD_V1.size:
+        records, rows = COMMIT_PAYLOAD_V1.unpack(payload)
+    else:
+        records, rows, _time = COMMIT_PAYLOAD.unpack(payload)
     return int(records), int(rows)
+
+
+def commit_time(payload: bytes) -> int | None:
+    """A COMMIT's time (ns since the Unix epoch), None for a version 1 record."""
+    if len(payload) == COMMIT_PAYLOAD_V1.size:
+        return None
+    return int(COMMIT_PAYLOAD.unpack(payload)[2])
 
 
 def encode_data(table_name: str, rows: pa.Table) -> bytes:

@@ -45,9 +45,13 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 def test_commit_record_matches_the_worked_example() -> None:
-    record = wal.encode_record(43, 7, wal.RecordType.COMMIT, wal.encode_commit(1, 1))
-    assert len(record) == 40
-    assert record[28:] == bytes.fromhex("010000000100000000000000")
+    stamp = 1_732_400_000_123_456_789
+    record = wal.encode_record(43, 7, wal.RecordType.COMMIT, wal.encode_commit(1, 1, stamp))
+    assert len(record) == 48
+    assert record[28:40] == bytes.fromhex("010000000100000000000000")
+    assert wal.decode_commit(record[28:]) == (1, 1) and wal.commit_time(record[28:]) == stamp
+    old = bytes.fromhex("010000000100000000000000")  # a version 1 COMMIT: no time
+    assert wal.decode_commit(old) == (1, 1) and wal.commit_time(old) is None
     assert wal.decode_commit(record[28:]) == (1, 1)
 
 
