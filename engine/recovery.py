@@ -202,7 +202,8 @@ def _check_continuity(scans: list[wal.FileScan], manifest: Manifest, db_dir: Pat
                 path=str(scan.path),
                 offset=0,
             )
-        expected = max(expected, start + len(scan.records))
+        end = wal.next_lsn_after(scan.records[-1]) if scan.records else start
+        expected = max(expected, end)
 
 
 def _current_start(scans: list[wal.FileScan]) -> int | None:
@@ -222,8 +223,10 @@ def _apply_records(scans: list[wal.FileScan], state: ReplayState, db_dir: Path) 
         if record.lsn <= state.manifest.checkpoint_lsn:
             continue
         report.records_replayed += 1
-        state.last_lsn = record.lsn
+        state.last_lsn = wal.next_lsn_after(record) - 1  # a GAP stands for its whole range
         try:
+            if record.type is wal.RecordType.GAP:
+                continue  # lost to damage and salvaged around: nothing to apply
             if record.type is wal.RecordType.DDL:
                 apply_ddl(state, wal.decode_ddl(record.payload))
                 report.ddl_applied += 1

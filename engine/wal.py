@@ -50,6 +50,10 @@ Record types:
 * ``DDL`` (3): an auto-committed catalog or settings change; payload is a JSON
   object (``{"op": "table", "table": ..., "tags": [...], "fields": {...}}``,
   ``{"op": "drop_table", "table": ...}``, ``{"op": "settings", ...}``).
+* ``GAP`` (4, version 2 files only): the records from this one's LSN to the
+  payload's u64 *last lost LSN* were lost to damage (``wal repair --salvage``
+  writes it, so every kept record keeps its LSN: replicas address records by
+  LSN). The next record carries last lost LSN + 1. Nothing is applied for it.
 
 A batch of rows is written as its ``DATA`` records followed by one
 ``COMMIT``, all in a single ``write()``. Recovery applies a transaction only
@@ -115,6 +119,7 @@ class RecordType(IntEnum):
     DATA = 1
     COMMIT = 2
     DDL = 3
+    GAP = 4
 
 
 @dataclass(frozen=True)
@@ -238,6 +243,28 @@ def decode_commit(payload: bytes) -> tuple[int, int]:
     else:
         records, rows, _time = COMMIT_PAYLOAD.unpack(payload)
     return int(records), int(rows)
+
+
+GAP_PAYLOAD = struct.Struct("<Q")  # the last lost LSN
+
+
+def encode_gap(last_lost_lsn: int) -> bytes:
+    return GAP_PAYLOAD.pack(last_lost_lsn)
+
+
+def decode_gap(payload: bytes) -> int:
+    """The last LSN a GAP record stands for."""
+    return int(GAP_PAYLOAD.unpack(payload)[0])
+
+
+def next_lsn_after(record: Record) -> int:
+    """The LSN the record after ``record`` carries: the next one, or past a GAP's range."""
+    if record.type is RecordType.GAP:
+        try:
+            return max(decode_gap(record.payload), record.lsn) + 1
+        except struct.error:
+            return record.lsn + 1
+    return record.lsn + 1
 
 
 def commit_time(payload: bytes) -> int | None:
@@ -393,7 +420,7 @@ def scan_bytes(data: bytes, path: Path) -> FileScan:
             break
         scan.records.append(record)
         offset += record.size
-        expected_lsn += 1
+        expected_lsn = next_lsn_after(record)
         scan.end_offset = offset
     return scan
 

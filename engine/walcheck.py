@@ -280,6 +280,9 @@ def _decode(record: wal.Record) -> None:
         wal.decode_data(record.payload)
     elif record.type is wal.RecordType.DDL:
         wal.decode_ddl(record.payload)
+    elif record.type is wal.RecordType.GAP:
+        if wal.decode_gap(record.payload) < record.lsn:
+            raise ValueError("a GAP record that ends before it starts")
     else:
         wal.decode_commit(record.payload)
 
@@ -296,7 +299,7 @@ def _verify_continuity(scanned: Scanned, report: VerifyReport) -> None:
                 f"manifest's checkpoint LSN {scanned.checkpoint_lsn} needs {expected}",
             )
         if scan.records:
-            expected = max(expected, scan.records[-1].lsn + 1)
+            expected = max(expected, wal.next_lsn_after(scan.records[-1]))
         elif scan.header.start_lsn > expected - 1:
             expected = max(expected, scan.header.start_lsn)
 
@@ -359,6 +362,8 @@ def dump(db_dir: Path, lsn: int) -> tuple[RecordInfo, pa.Table | dict[str, Any]]
             return info, wal.decode_data(record.payload)[1]
         if record.type is wal.RecordType.DDL:
             return info, wal.decode_ddl(record.payload)
+        if record.type is wal.RecordType.GAP:
+            return info, {"lost_lsns": [record.lsn, wal.decode_gap(record.payload)]}
         records, rows = wal.decode_commit(record.payload)
         return info, {"txn": record.txn, "data_records": records, "rows": rows}
     raise NotFound(f"no WAL record with LSN {lsn}", hint="list them with 'tsadmin wal inspect DB'")

@@ -10,9 +10,13 @@ describe their plan without doing it (``dry_run``).
   byte ranges, drops every transaction that lost a record (a COMMIT names
   how many DATA records it needs) or its COMMIT, re-creates schema changes
   whose DDL record was lost from the data that needs them, and writes one new
-  ``current.wal`` with the kept records renumbered from the checkpoint LSN + 1
-  (atomically; ``checkpoint.wal`` is then removed). The report lists what was
-  lost: byte ranges, LSN ranges, transactions and the rows known to be in them.
+  ``current.wal`` (atomically; ``checkpoint.wal`` is then removed) in which
+  every kept record keeps its LSN: a ``GAP`` record stands for each run of
+  lost LSNs (replicas address records by LSN), and a re-created schema change
+  takes a lost LSN before the data that needs it. Only if no lost LSN is free
+  there are the records from that point on renumbered, and the report says so.
+  The report lists what was lost: byte ranges, LSN ranges, transactions and the
+  rows known to be in them.
 """
 
 from __future__ import annotations
@@ -180,8 +184,14 @@ def _salvage(
     report.actions.append(f"copied the original WAL files to {backup}")
     identity = manifest_format.load(db_dir)
     content = wal.encode_file_header(database, checkpoint_lsn + 1, identity.uuid, identity.epoch)
-    for lsn, record in enumerate(kept, start=checkpoint_lsn + 1):
+    numbered, renumbered_from = _stable_lsns(kept, checkpoint_lsn + 1)
+    for lsn, record in numbered:
         content += wal.encode_record(lsn, record.txn, record.type, record.payload)
+    if renumbered_from is not None:
+        report.actions.append(
+            f"records from LSN {renumbered_from} on were renumbered (a re-created schema "
+            "change found no lost LSN to take): replicas of this database need a reseed"
+        )
     wal_dir = db_dir / wal.WAL_DIR
     IO.write_file_atomic(wal_dir / wal.CURRENT, content, "wal.salvage")
     IO.remove_many([wal_dir / wal.CHECKPOINT])
@@ -200,6 +210,32 @@ def _keep_originals(files: list[Path], backup: Path) -> None:
     except BaseException:
         IO.remove_tree(backup)
         raise
+
+
+def _stable_lsns(
+    records: list[wal.Record], first: int
+) -> tuple[list[tuple[int, wal.Record]], int | None]:
+    """Each kept record with the LSN it is written at: its own, with a GAP record for each
+    run of lost LSNs before it, and a lost LSN for a re-created schema change (LSN -1).
+    Returns them and, if a re-created record found no lost LSN, where renumbering began."""
+    out: list[tuple[int, wal.Record]] = []
+    expected, shift, renumbered_from = first, 0, None
+    for index, record in enumerate(records):
+        if record.lsn < 0:  # re-created: take the next lost LSN before the next real record
+            following = next((r.lsn for r in records[index + 1 :] if r.lsn >= 0), None)
+            if following is not None and following + shift <= expected:
+                shift += 1  # nothing lost here: from now on, every LSN moves up one
+                renumbered_from = renumbered_from or expected
+            out.append((expected, record))
+            expected += 1
+            continue
+        lsn = record.lsn + shift
+        if lsn > expected:
+            gap = wal.Record(expected, 0, wal.RecordType.GAP, wal.encode_gap(lsn - 1), -1, 0)
+            out.append((expected, gap))
+        out.append((lsn, record))
+        expected = lsn + 1
+    return out, renumbered_from
 
 
 def _gaps(lsns: list[int], checkpoint_lsn: int) -> list[list[int]]:

@@ -59,6 +59,8 @@ def flip_in_data_record(db_dir: Path, txn: int) -> tuple[Path, wal.Record]:
 
 def test_salvage_reports_exactly_what_was_lost(data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
     db_dir = abandoned_db(data_dir, "s", 5, 4)
+    wal_file = db_dir / "wal" / "current.wal"
+    before = [(r.lsn, r.txn, r.type) for r in wal.scan_file(wal_file).records]
     path, victim = flip_in_data_record(db_dir, txn=4)
     original = path.read_bytes()
     assert cli("wal", "verify", "s").code == 3
@@ -76,6 +78,13 @@ def test_salvage_reports_exactly_what_was_lost(data_dir: Path, cli) -> None:  # 
     assert report["lost_lsn_ranges"] == [[victim.lsn, victim.lsn]]
     assert (Path(report["backup_dir"]) / "current.wal").read_bytes() == original
     assert cli("wal", "verify", "s").code == 0
+    # every kept record keeps its LSN (replicas address records by LSN); GAP records stand
+    # for the lost ones, so the LSNs still run without a hole
+    after = wal.scan_file(wal_file).records
+    kept = [(r.lsn, r.txn, r.type) for r in after if r.type is not wal.RecordType.GAP]
+    assert kept == [b for b in before if b[1] != 4]
+    lost = [(r.lsn, wal.decode_gap(r.payload)) for r in after if r.type is wal.RecordType.GAP]
+    assert sum(last - first + 1 for first, last in lost) == len(before) - len(kept)
     assert verify(db_dir, "s", Acks(acked={0, 1, 2, 4}), 4, WalLevel.SYNC).ok
     assert sorted(
         set(cli("--format", "json", "select", "s", "w_b").json()[i]["batch"] for i in range(16))
