@@ -26,6 +26,8 @@ hold exactly its rows after upserts.
       "base": null | {"name": "<archive dir name>", "snapshot_lsn": 1000,
                       "manifest_sha256": "<hex of the base's manifest.json bytes>"},
       "dropped_tables": [],          # incremental: tables of the base gone since
+      "uuid": "6f1c…", "epoch": 1,   # (0.3, optional) the source database's identity and
+                                     # epoch: a standby seeded from it keeps them
       "checksum": "<hex>",           # SHA-256 of this object without "checksum",
                                      # serialised with sorted keys and no spaces
       "tables": {
@@ -157,6 +159,8 @@ class _Manifest(msgspec.Struct, forbid_unknown_fields=True):
     dropped_tables: list[Name]
     checksum: Hex64
     tables: dict[Name, _Table]
+    uuid: Annotated[str, msgspec.Meta(pattern="^([0-9a-f-]{36})?$")] = ""
+    epoch: Count = 0
 
 
 @dataclass
@@ -206,6 +210,8 @@ class ArchiveManifest:
     # What a restore changes because this build cannot honour the archive as written
     # (for example a wal_level that needs replication): said to the operator.
     notes: list[str] = field(default_factory=list)
+    uuid: str = ""  # the source database's identity ("": an archive from before 0.3)
+    epoch: int = 0
 
     @property
     def rows(self) -> int:
@@ -229,7 +235,7 @@ class ArchiveManifest:
             "base": self.base,
             "dropped_tables": list(self.dropped_tables),
             "tables": {name: t.to_json() for name, t in self.tables.items()},
-        }
+        } | ({"uuid": self.uuid, "epoch": self.epoch} if self.uuid else {})
 
     def encode(self) -> bytes:
         body = self.to_json()
@@ -323,6 +329,8 @@ def _build(typed: _Manifest) -> ArchiveManifest:
             _name(t, "table", f"$.dropped_tables[{i}]") for i, t in enumerate(typed.dropped_tables)
         ],
         notes=notes,
+        uuid=typed.uuid,
+        epoch=typed.epoch,
     )
     if typed.base is not None:
         _name(typed.base.name, "archive", "$.base.name")

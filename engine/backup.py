@@ -161,6 +161,8 @@ def create_backup(
                 snapshot_lsn=view.last_lsn,
                 created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 tool_version=_tool_version(),
+                uuid=view.manifest.uuid,
+                epoch=view.manifest.epoch,
             )
             if base_name is None:
                 for table in tables:

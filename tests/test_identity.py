@@ -61,3 +61,16 @@ def test_a_wal_file_of_another_database_is_never_replayed(data_dir: Path) -> Non
     shutil.copy(other / "m" / "wal" / "current.wal", data_dir / "m" / "wal" / "current.wal")
     refused = run_cli(data_dir, "select", "m", "cpu")
     assert refused.code == 5 and "WAL of database" in refused.err
+
+
+def test_an_archive_carries_the_identity_of_its_database(data_dir: Path, tmp_path: Path) -> None:
+    assert run_cli(data_dir, "db", "create", "m").code == 0
+    assert run_cli(data_dir, "ingest", "lp", "m", "-", stdin=f"cpu v=1 {T0}\n").code == 0
+    made = run_cli(data_dir, "--format", "json", "backup", "create", "m", "--to",
+                   str(tmp_path / "b"), "--name", "a")  # fmt: skip
+    assert made.code == 0, made.err
+    archived = json.loads((tmp_path / "b" / "a" / "manifest.json").read_text())
+    assert (archived["uuid"], archived["epoch"]) == (_manifest(data_dir / "m")["uuid"], 1)
+    # a restored copy is a database of its own: a new identity
+    assert run_cli(data_dir, "restore", str(tmp_path / "b" / "a"), "--db", "copy").code == 0
+    assert _manifest(data_dir / "copy")["uuid"] not in ("", archived["uuid"])
