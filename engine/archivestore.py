@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import tempfile
 import time
@@ -196,8 +195,7 @@ def _upload_all(
 
 
 def remove_staging(staging: Path) -> None:
-    if staging.exists():
-        IO.remove_tree(staging) if staging.name.startswith(".") else shutil.rmtree(staging)
+    IO.remove_tree(staging)
 
 
 # -- deleting ------------------------------------------------------------------------------
@@ -206,10 +204,7 @@ def remove_staging(staging: Path) -> None:
 def delete_archive(store: Store, name: str) -> None:
     """The manifest first (the archive is gone at once), then its files."""
     store.delete(manifest_key(name))
-    for info in list(store.list(f"{name}/")):
-        store.delete(info.key)
-    if isinstance(store, LocalStore):
-        IO.remove_tree(store.root / name)
+    delete_unreferenced(store, name)
 
 
 def unreferenced(store: Store, grace_seconds: float) -> list[str]:
@@ -233,6 +228,7 @@ def unreferenced(store: Store, grace_seconds: float) -> list[str]:
 
 
 def delete_unreferenced(store: Store, name: str) -> None:
+    """Every object under ``name/`` (and, in a local store, its emptied directories)."""
     for info in list(store.list(f"{name}/")):
         store.delete(info.key)
     if isinstance(store, LocalStore):
