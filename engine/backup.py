@@ -158,7 +158,7 @@ def create_backup(
                 kind=kind,
                 database=database,
                 settings=view.settings,
-                snapshot_lsn=view.last_lsn,
+                snapshot_lsn=view.committed_lsn,
                 created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 tool_version=_tool_version(),
                 uuid=view.manifest.uuid,

@@ -49,6 +49,7 @@ from engine.errors import (
     InvalidArgument,
     NotFound,
     StorageError,
+    WritesRefused,
 )
 from engine.fileio import IO
 from engine.groupcommit import GroupCommit
@@ -57,10 +58,22 @@ from engine.manifest import Manifest, SegmentInfo, TableEntry
 from engine.memtable import Memtable, time_span
 from engine.merge import duplicate_keys, upsert_merge
 from engine.names import validate_name
-from engine.recovery import RecoveryReport, ReplayState, WalGap, replay
+from engine.recovery import (
+    RecoveryReport,
+    ReplayState,
+    WalGap,
+    apply_record,
+    replay,
+    roll_back,
+)
 from engine.rows import normalize_rows, prefilter
 from engine.schema import TS, TableSchema, split_columns
+from engine.replication import layout as replication_layout
+from engine.replication import state as replication_state
+from engine.replication.primary import Replication
+from engine.replication.shipper import FENCED_HINT
 from engine.settings import Settings, WalLevel
+from engine.stores import open_store
 
 # Checkpoint triggers besides the interval; tests and benchmarks may lower them.
 WAL_MAX_BYTES = 64 * 1024 * 1024
@@ -97,10 +110,13 @@ class View:
     memtables: list[Memtable]
     hidden_tables: frozenset[str]
     last_lsn: int
+    committed_lsn: int = 0  # the last LSN ending a transaction: what a snapshot holds
 
 
 class Database:
-    def __init__(self, db_dir: Path, name: str, state: ReplayState, *, writable: bool) -> None:
+    def __init__(
+        self, db_dir: Path, name: str, state: ReplayState, *, writable: bool, role: str = "primary"
+    ) -> None:
         self.dir = db_dir
         self.name = name
         self.writable = writable
@@ -112,6 +128,10 @@ class Database:
         self._immutables: list[Memtable] = []
         self._hidden = set(state.hidden_tables)
         self._last_lsn = state.last_lsn
+        self._committed_lsn = state.committed_lsn
+        self.last_commit_ns = state.last_commit_ns
+        self.role = role  # "primary", or "standby": applies shipped segments only
+        self._replication: Replication | None = None
         self._next_txn = state.next_txn
         self._write_lock = threading.RLock()
         self._ckpt_lock = threading.Lock()
@@ -129,15 +149,27 @@ class Database:
     # -- opening and closing -----------------------------------------------------
     @classmethod
     def open(
-        cls, db_dir: Path, name: str, *, readonly: bool = False, background: bool = True
+        cls,
+        db_dir: Path,
+        name: str,
+        *,
+        readonly: bool = False,
+        background: bool = True,
+        role: str = "primary",
     ) -> Database:
+        """Open for reading, or for writing (the writer lock). ``role="standby"``: the
+        follower's open of a standby, which applies shipped segments and nothing else."""
         if not (db_dir / manifest_format.FILENAME).exists():
             raise NotFound(f"database {name} does not exist in {db_dir.parent}")
         if readonly:
             return cls(db_dir, name, _replay_consistently(db_dir, name), writable=False)
+        standby = replication_state.load_standby(db_dir)
+        if standby is not None and role != "standby":
+            raise standby_refusal(name, standby)
         lock = WriterLock(db_dir, name)
         try:
-            db = cls(db_dir, name, replay(db_dir, name, repair=True), writable=True)
+            state = replay(db_dir, name, repair=True, cut_uncommitted=role == "standby")
+            db = cls(db_dir, name, state, writable=True, role=role)
             db._lock = lock
             db._start_writing(background)
         except BaseException:
@@ -158,6 +190,17 @@ class Database:
         if background:
             self._spawn(self._maintenance_loop, "tsadmin-maintenance")
             self._spawn(self._flush_loop, "tsadmin-wal-flusher")
+        if self.role == "primary" and self._settings.replicas:
+            self._start_replication(background)
+
+    def _start_replication(self, background: bool) -> None:
+        self._replication = Replication(
+            self.dir,
+            self.name,
+            self._settings.replicas,
+            lambda: (self._manifest.uuid, self._manifest.epoch),
+        )
+        self._replication.start(background)
 
     def _wal_writer(self, path: Path, start_lsn: int, *, create: bool) -> wal.WalWriter:
         identity = self._manifest
@@ -180,6 +223,8 @@ class Database:
             thread.join()
         report = None
         try:
+            if self._replication is not None:  # ship first, so the checkpoint frees the WAL
+                self._replication.close(final=self._broken is None)
             if self.writable and self._broken is None:
                 report = self.checkpoint("close")
         finally:
@@ -207,6 +252,8 @@ class Database:
         for thread in self._threads:
             thread.join()
         self._closed = True
+        if self._replication is not None:
+            self._replication.close(final=False)
         if self._wal is not None:
             try:
                 if self._broken is None:
@@ -225,6 +272,19 @@ class Database:
     @property
     def last_lsn(self) -> int:
         return self._last_lsn
+
+    @property
+    def committed_lsn(self) -> int:
+        """The last LSN that ends a transaction (a writer's appends always end one)."""
+        return self._last_lsn if self.writable else self._committed_lsn
+
+    @property
+    def replication(self) -> Replication | None:
+        return self._replication
+
+    @property
+    def identity(self) -> tuple[str, int]:
+        return self._manifest.uuid, self._manifest.epoch
 
     @property
     def checkpoint_lsn(self) -> int:
@@ -273,8 +333,66 @@ class Database:
         durable = bool(changes) or self._sync_each_commit()
         if durable:
             self._wait_durable(lsn)
+        if self._settings.wal_level is WalLevel.BYRL and self._replication is not None:
+            self._replication.wait_confirmed(lsn, self._settings.replica_timeout_ms / 1000)
         self._after_write()
         return CommitResult(txn=txn, lsn=lsn, rows=rows, durable=durable, overwritten=overwritten)
+
+    def apply_shipped(self, records: list[wal.Record]) -> int:
+        """Standby: append the primary's records past our last LSN to our WAL, verbatim
+        (same LSNs, so the standby's log is the primary's), fsync, and apply them as
+        recovery would. Returns the rows committed."""
+        if self.role != "standby":
+            raise InvalidArgument(f"database {self.name} is not a standby")
+        with self._write_lock:
+            fresh = [r for r in records if wal.next_lsn_after(r) - 1 > self._last_lsn]
+            if not fresh:
+                return 0
+            if fresh[0].lsn > self._last_lsn + 1:
+                raise InvalidArgument(
+                    f"database {self.name}: shipped records start at LSN {fresh[0].lsn}, "
+                    f"after {self._last_lsn + 1}"
+                )
+            self._append(
+                b"".join(wal.encode_record(r.lsn, r.txn, r.type, r.payload) for r in fresh)
+            )
+            state = ReplayState(
+                manifest=self._manifest,
+                catalog=self._catalog,
+                settings=self._settings,
+                memtable=self._memtable,
+                hidden_tables=self._hidden,
+                last_lsn=self._last_lsn,
+                next_txn=self._next_txn,
+                current_start_lsn=None,
+                report=RecoveryReport(self.name),
+                committed_lsn=self._last_lsn,
+            )
+            pending: dict[int, list[wal.Record]] = {}
+            for record in fresh:
+                apply_record(state, pending, record, self._wal.path if self._wal else self.dir)
+            roll_back(state, pending)
+            for table in self._hidden:
+                for frozen in self._immutables:
+                    frozen.drop(table)
+            self._settings, self._last_lsn, self._next_txn = (
+                state.settings,
+                state.last_lsn,
+                state.next_txn,
+            )
+            self.last_commit_ns = state.last_commit_ns or self.last_commit_ns
+            lsn = self._last_lsn
+        self._wait_durable(lsn)
+        self._after_write()
+        return state.report.rows_applied
+
+    def follow_epoch(self, epoch: int) -> None:
+        """Standby: the history it follows went on in ``epoch`` (installed at the next
+        checkpoint, with which the WAL's header says so too)."""
+        with self._write_lock:
+            manifest = _copy_manifest(self._manifest)
+            manifest.epoch = epoch
+            self._manifest = manifest
 
     def _overwrites(self, table: str, rows: pa.Table) -> int:
         """How many of ``rows`` overwrite a point: one stored, one committed and not yet
@@ -305,7 +423,7 @@ class Database:
 
     def _sync_each_commit(self) -> bool:
         level = self._settings.wal_level
-        if level is WalLevel.SYNC:
+        if level in (WalLevel.SYNC, WalLevel.BYRL):
             return True
         if level is not WalLevel.FLUSH:
             return False
@@ -392,6 +510,18 @@ class Database:
             )
 
     def _check_writable(self) -> None:
+        """Refuse a change of data, schema or settings: read-only, closed, broken, a
+        standby (it takes its changes from its primary only) or fenced."""
+        self._check_open()
+        if self.role == "standby":
+            standby = replication_state.load_standby(self.dir)
+            if standby is not None:
+                raise standby_refusal(self.name, standby)
+        if self._replication is not None and self._replication.fenced:
+            raise WritesRefused(self._replication.fenced, hint=FENCED_HINT)
+
+    def _check_open(self) -> None:
+        """Refuse any file change (a checkpoint too): read-only, closed or broken."""
         if not self.writable:
             raise InvalidArgument(f"database {self.name} is open read-only")
         if self._closed:
@@ -412,24 +542,92 @@ class Database:
 
     def _needs_checkpoint(self) -> bool:
         assert self._wal is not None
-        return self._wal.size > WAL_MAX_BYTES or self._memtable.nbytes > MEMTABLE_MAX_BYTES
+        if self._memtable.nbytes > MEMTABLE_MAX_BYTES:
+            return True
+        # while a replica holds checkpoint.wal the WAL cannot rotate: its size is no reason
+        held = bool(self._settings.replicas) and (self.dir / wal.WAL_DIR / wal.CHECKPOINT).exists()
+        return self._wal.size > WAL_MAX_BYTES and not held
 
     # -- catalog and settings ------------------------------------------------------------
     def set_setting(self, key: str, value: str) -> Settings:
         """Change one setting, logged and fsynced; to or from ``off`` checkpoints first."""
         self._check_writable()
         new = self._settings.with_value(key, value)
-        if new.wal_level is WalLevel.BYRL:
+        if new.wal_level is WalLevel.BYRL and not new.replicas:
             raise InvalidArgument(
-                "wal_level byrl needs replication, which this version does not have yet",
-                hint="use sync (the default) or flush",
+                "wal_level byrl acknowledges a write once a replica store holds it, and "
+                f"database {self.name} has no replica",
+                hint="add one first: tsadmin replica add DB URL",
             )
-        if (new.wal_level is WalLevel.OFF) != (self._settings.wal_level is WalLevel.OFF):
+        if new.wal_level is WalLevel.OFF and new.replicas:
+            raise InvalidArgument(
+                f"database {self.name} ships its WAL to replicas; wal_level off writes none",
+                hint="remove the replicas first, or use sync or flush",
+            )
+        return self._change_settings(new)
+
+    def _change_settings(self, new: Settings) -> Settings:
+        """Log and apply ``new``; to or from off and to byrl checkpoint first."""
+        level, old = new.wal_level, self._settings.wal_level
+        if (level is WalLevel.OFF) != (old is WalLevel.OFF) or (
+            level is WalLevel.BYRL and old is not WalLevel.BYRL
+        ):
             self.checkpoint("wal_level change")
         self._log_ddl({"op": "settings", "settings": new.to_json()})
         self._settings = new
         self._wake.set()
+        self._restart_replication()
         return new
+
+    def _restart_replication(self) -> None:
+        urls = self._settings.replicas
+        current = self._replication
+        if current is not None and current.urls == urls:
+            return
+        if current is not None:
+            current.close(final=False)
+            self._replication = None
+        if urls and self.role == "primary":
+            self._start_replication(background=bool(self._threads))
+
+    def add_replica(self, url: str) -> Settings:
+        """Ship this database's log to the store ``url`` from now on (logged, fsynced). The
+        WAL after the current checkpoint is held until the store has a snapshot."""
+        self._check_writable()
+        if url in self._settings.replicas:
+            raise AlreadyExists(f"database {self.name} already ships to {url}")
+        if self._settings.wal_level is WalLevel.OFF:
+            raise InvalidArgument(
+                f"database {self.name} has wal_level off: it has no WAL to ship",
+                hint="set wal_level to sync, flush or byrl first",
+            )
+        store = open_store(url)
+        replication_layout.require_database(
+            store, replication_layout.read_claims(store), self._manifest.uuid
+        )
+        pin = replication_state.ShipState(
+            url, self._manifest.epoch, shipped_lsn=self._manifest.checkpoint_lsn
+        )
+        if replication_state.load_ship_state(self.dir, url) is None:
+            replication_state.save_ship_state(self.dir, pin)
+        return self._change_settings(
+            replace(self._settings, replicas=(*self._settings.replicas, url))
+        )
+
+    def remove_replica(self, url: str) -> Settings:
+        self._check_writable()
+        if url not in self._settings.replicas:
+            raise NotFound(
+                f"database {self.name} does not ship to {url}",
+                hint=f"its replicas: {', '.join(self._settings.replicas) or 'none'}",
+            )
+        remaining = tuple(u for u in self._settings.replicas if u != url)
+        new = replace(self._settings, replicas=remaining)
+        if new.wal_level is WalLevel.BYRL and not remaining:
+            new = replace(new, wal_level=WalLevel.SYNC)  # byrl without a replica is refused
+        settings = self._change_settings(new)
+        replication_state.forget(self.dir, url)
+        return settings
 
     def drop_table(self, table: str) -> CheckpointReport:
         """Drop a table and its data; logged, then checkpointed so its files go at once."""
@@ -530,7 +728,7 @@ class Database:
     # -- checkpoints and compaction --------------------------------------------------------
     def checkpoint(self, reason: str = "command") -> CheckpointReport:
         """Write the memtable to segments, install the manifest, drop the old WAL file."""
-        self._check_writable()
+        self._check_open()
         started = time.perf_counter()
         with self._ckpt_lock:
             with self._write_lock:
@@ -557,7 +755,7 @@ class Database:
                 self._manifest = plan.manifest
                 self._immutables = [m for m in self._immutables if m not in pending]
                 self._hidden -= hidden
-            wal_removed = self._remove_checkpoint_wal()
+            wal_removed = self._remove_checkpoint_wal(settings)
             IO.crash_point("checkpoint.after_wal_delete")
             IO.remove_many(self.dir / f for f in plan.obsolete_files)
             self._last_checkpoint = time.monotonic()
@@ -615,17 +813,35 @@ class Database:
             self._wal = self._wal_writer(current, 0, create=False)
             raise
 
-    def _remove_checkpoint_wal(self) -> int:
+    def _remove_checkpoint_wal(self, settings: Settings) -> int:
         path = self.dir / wal.WAL_DIR / wal.CHECKPOINT
         if not path.exists():
+            return 0
+        if self._holds_for_replicas(path, settings):
             return 0
         size = path.stat().st_size
         IO.remove_many([path])
         return size
 
+    def _holds_for_replicas(self, path: Path, settings: Settings) -> bool:
+        """A replica that has not shipped ``checkpoint.wal``'s records keeps it (the next
+        checkpoint then appends on to ``current.wal``), up to the hold limits."""
+        if not settings.replicas or self.role != "primary":
+            return False
+        assert self._wal is not None
+        rep = self._replication or Replication(
+            self.dir, self.name, settings.replicas, lambda: self.identity
+        )
+        return rep.keep_checkpoint_wal(
+            path,
+            self._wal.start_lsn - 1,
+            settings.replica_hold_bytes,
+            settings.replica_hold_age_ns / 1e9,
+        )
+
     def compact(self, min_segments: int = 2) -> CompactionReport:
         """Merge the segments of every partition holding at least ``min_segments``."""
-        self._check_writable()
+        self._check_open()
         started = time.perf_counter()
         with self._ckpt_lock:
             plan = plan_compaction(self.dir, self._manifest, min_segments)
@@ -705,6 +921,7 @@ class Database:
                 memtables=[*self._immutables, active],
                 hidden_tables=frozenset(self._hidden),
                 last_lsn=self._last_lsn,
+                committed_lsn=self.committed_lsn,
             )
 
     def scan(
@@ -742,6 +959,7 @@ class Database:
                 set(state.hidden_tables),
                 state.last_lsn,
             )
+            self._committed_lsn = state.committed_lsn
 
     def memtable_rows(self) -> int:
         with self._write_lock:
@@ -823,3 +1041,11 @@ def _keys_within(rows: pa.Table, tags: list[str], low: int, high: int) -> pa.Tab
     ts = rows.column(TS).cast(pa.int64())
     keys = rows.select([c for c in [TS, *tags] if c in rows.column_names])
     return keys.filter(pc.and_(pc.greater_equal(ts, low), pc.less_equal(ts, high)))
+
+
+def standby_refusal(name: str, standby: replication_state.StandbyState) -> WritesRefused:
+    return WritesRefused(
+        f"database {name} is a standby of {standby.source} (applied up to LSN "
+        f"{standby.applied_lsn}): it refuses writes until promoted",
+        hint=f"read from it freely; to make it the primary: tsadmin promote {name}",
+    )

@@ -106,3 +106,13 @@ class StoreUnavailable(EngineError):
     """An archive store (an object store, a remote file system) could not be reached or
     refused the request: the endpoint, credentials or permissions are wrong, or it is
     down. Nothing was changed by the refused request."""
+
+
+class ReplicaTimeout(EngineError):
+    """A ``byrl`` write is durable on the local disk but a replica store did not confirm
+    it in time: not acknowledged (the shipper keeps trying)."""
+
+
+class WritesRefused(EngineError):
+    """The database refuses writes because of its role: a standby that follows a primary,
+    or a primary fenced off by the promotion of its standby."""

@@ -19,7 +19,8 @@ File (all integers little-endian)::
     12     16    uuid           the database's identity
     28     8     epoch          u64, the history this segment belongs to
     36     8     first_lsn      u64
-    44     8     last_lsn       u64, first_lsn + records - 1 (LSNs are contiguous)
+    44     8     last_lsn       u64, the last LSN covered (LSNs are contiguous; a GAP
+                                record, see engine/wal.py, covers its whole range)
     52     4     records        u32, how many records follow
     56     8     rows           u64, rows in the DATA records
     64     8     first_commit   i64, ns since the epoch: the first commit's time
@@ -111,7 +112,9 @@ def encode(
     if not records:
         raise ValueError("a log segment holds at least one record")
     first = wal.RECORD_HEADER.unpack_from(records[0])[2]
-    last = wal.RECORD_HEADER.unpack_from(records[-1])[2]
+    tail, _ = wal.record_at(records[-1], 0)
+    assert tail is not None
+    last = wal.next_lsn_after(tail) - 1
     head = HEADER.pack(
         MAGIC,
         VERSION,
@@ -171,7 +174,7 @@ def _records(
             raise bad(f"LSN {record.lsn} where {expected} was expected")
         records.append(record)
         offset += record.size
-        expected += 1
+        expected = wal.next_lsn_after(record)
     if len(records) != header.records or expected - 1 != header.last_lsn:
         raise bad(
             f"{len(records)} records up to LSN {expected - 1}, the header says "

@@ -76,10 +76,21 @@ class ReplayState:
     next_txn: int
     current_start_lsn: int | None
     report: RecoveryReport
+    # The last LSN that ends a whole transaction or an auto-committed record: what a
+    # snapshot may claim to hold (records past it belong to a transaction in progress).
+    committed_lsn: int = 0
+    committed_end: tuple[Path, int] | None = None  # the file and offset just past it
+    last_commit_ns: int | None = None  # commit time of the last transaction replayed
 
 
-def replay(db_dir: Path, database: str, *, repair: bool) -> ReplayState:
-    """Load the manifest and replay the WAL; cut a torn tail only if ``repair``."""
+def replay(
+    db_dir: Path, database: str, *, repair: bool, cut_uncommitted: bool = False
+) -> ReplayState:
+    """Load the manifest and replay the WAL; cut a torn tail only if ``repair``.
+
+    ``cut_uncommitted`` (a standby, whose WAL holds its primary's records verbatim and
+    must go on with the same LSNs): records past the last commit are cut off too, so a
+    segment whose apply was interrupted is applied again whole."""
     started = time.perf_counter()
     manifest = manifest_format.load(db_dir)
     scans, torn_header = _scan_files(db_dir, database, repair=repair)
@@ -102,8 +113,11 @@ def replay(db_dir: Path, database: str, *, repair: bool) -> ReplayState:
         next_txn=manifest.next_txn,
         current_start_lsn=_current_start(scans),
         report=report,
+        committed_lsn=manifest.checkpoint_lsn,
     )
     _apply_records(scans, state, db_dir)
+    if cut_uncommitted and repair and state.last_lsn > state.committed_lsn:
+        _cut_uncommitted(scans, state)
     report.last_lsn = state.last_lsn
     report.needed = report.records_replayed > 0 or report.bytes_truncated > 0
     report.repaired = repair and report.bytes_truncated > 0
@@ -206,6 +220,25 @@ def _check_continuity(scans: list[wal.FileScan], manifest: Manifest, db_dir: Pat
         expected = max(expected, end)
 
 
+def _cut_uncommitted(scans: list[wal.FileScan], state: ReplayState) -> None:
+    current = next((s for s in scans if s.path.name == wal.CURRENT), None)
+    if current is None or current.header is None:
+        return
+    if state.committed_end is not None and state.committed_end[0] == current.path:
+        offset = state.committed_end[1]
+    elif current.header.start_lsn > state.committed_lsn:
+        offset = current.header.size
+    else:
+        return
+    cut = current.end_offset - offset
+    wal.truncate_file(current.path, offset)
+    state.report.bytes_truncated += cut
+    state.report.truncated_file = f"{wal.WAL_DIR}/{wal.CURRENT}"
+    state.report.truncated_at = offset
+    state.report.truncated_reason = "an interrupted apply of a shipped segment"
+    state.last_lsn = state.committed_lsn
+
+
 def _current_start(scans: list[wal.FileScan]) -> int | None:
     for scan in scans:
         if scan.path.name == wal.CURRENT and scan.header is not None:
@@ -214,39 +247,57 @@ def _current_start(scans: list[wal.FileScan]) -> int | None:
 
 
 def _apply_records(scans: list[wal.FileScan], state: ReplayState, db_dir: Path) -> None:
-    report = state.report
     pending: dict[int, list[wal.Record]] = {}
     for scan, record in wal.iter_records(scans):
-        report.records_scanned += 1
-        if record.txn >= state.next_txn:
-            state.next_txn = record.txn + 1
-        if record.lsn <= state.manifest.checkpoint_lsn:
-            continue
-        report.records_replayed += 1
-        state.last_lsn = wal.next_lsn_after(record) - 1  # a GAP stands for its whole range
-        try:
-            if record.type is wal.RecordType.GAP:
-                continue  # lost to damage and salvaged around: nothing to apply
-            if record.type is wal.RecordType.DDL:
-                apply_ddl(state, wal.decode_ddl(record.payload))
-                report.ddl_applied += 1
-            elif record.type is wal.RecordType.DATA:
-                pending.setdefault(record.txn, []).append(record)
-            else:
-                _commit(state, pending.pop(record.txn, []), record)
-        except Corruption:
-            raise
-        except Exception as exc:  # a CRC-valid record that does not decode
-            raise Corruption(
-                f"{scan.path}: WAL record LSN {record.lsn} at offset {record.offset} "
-                f"does not decode ({exc})",
-                hint=REPAIR_HINT.format(db=state.manifest.database),
-                path=str(scan.path),
-                offset=record.offset,
-            ) from exc
+        apply_record(state, pending, record, scan.path)
+    roll_back(state, pending)
+
+
+def apply_record(
+    state: ReplayState, pending: dict[int, list[wal.Record]], record: wal.Record, where: Path
+) -> None:
+    """Replay one record onto ``state``: DDL at once, DATA held in ``pending`` until its
+    transaction's COMMIT. Recovery and a standby applying shipped segments share it."""
+    report = state.report
+    report.records_scanned += 1
+    if record.txn >= state.next_txn:
+        state.next_txn = record.txn + 1
+    if record.lsn <= state.manifest.checkpoint_lsn:
+        return
+    report.records_replayed += 1
+    state.last_lsn = wal.next_lsn_after(record) - 1  # a GAP stands for its whole range
+    try:
+        if record.type is wal.RecordType.GAP:
+            pass  # lost to damage and salvaged around: nothing to apply
+        elif record.type is wal.RecordType.DDL:
+            apply_ddl(state, wal.decode_ddl(record.payload))
+            report.ddl_applied += 1
+        elif record.type is wal.RecordType.DATA:
+            pending.setdefault(record.txn, []).append(record)
+        else:
+            _commit(state, pending.pop(record.txn, []), record)
+            state.last_commit_ns = wal.commit_time(record.payload) or state.last_commit_ns
+        if record.type is wal.RecordType.COMMIT or record.txn == 0:
+            state.committed_lsn = state.last_lsn
+            state.committed_end = (where, record.offset + record.size)
+    except Corruption:
+        raise
+    except Exception as exc:  # a CRC-valid record that does not decode
+        raise Corruption(
+            f"{where}: WAL record LSN {record.lsn} at offset {record.offset} "
+            f"does not decode ({exc})",
+            hint=REPAIR_HINT.format(db=state.manifest.database),
+            path=str(where),
+            offset=record.offset,
+        ) from exc
+
+
+def roll_back(state: ReplayState, pending: dict[int, list[wal.Record]]) -> None:
+    """Count the transactions that never committed (their DATA records are dropped)."""
     for records in pending.values():
-        report.transactions_rolled_back += 1
-        report.rows_rolled_back += sum(_row_count(r) for r in records)
+        state.report.transactions_rolled_back += 1
+        state.report.rows_rolled_back += sum(_row_count(r) for r in records)
+    pending.clear()
 
 
 def _commit(state: ReplayState, records: list[wal.Record], commit: wal.Record) -> None:

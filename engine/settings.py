@@ -55,6 +55,9 @@ KEY_ALIASES = {
     "max_line_bytes": "max_line_bytes",
     "max_tags_per_series": "max_tags_per_series",
     "max_fields_per_table": "max_fields_per_table",
+    "replica_hold_bytes": "replica_hold_bytes",
+    "replica_hold_age": "replica_hold_age",
+    "replica_timeout": "replica_timeout",
 }
 SETTABLE_KEYS = (
     "wal_level",
@@ -63,7 +66,18 @@ SETTABLE_KEYS = (
     "max_line_bytes",
     "max_tags_per_series",
     "max_fields_per_table",
+    "replica_hold_bytes",
+    "replica_hold_age",
+    "replica_timeout",
 )
+# Replication (engine/replication): WAL a replica still needs is kept up to these
+# limits, past which the replica is reseeded from a snapshot; a byrl write waits this
+# long for the store's confirmation.
+REPLICA_DEFAULTS: dict[str, Any] = {
+    "replica_hold_bytes": 1 << 30,
+    "replica_hold_age": "1d",
+    "replica_timeout": "10s",
+}
 # Limits on one input line and on a table's width: a line over them is refused on its
 # own (a rejected line), so one hostile or runaway line costs bounded time and memory.
 LIMITS = {
@@ -124,8 +138,29 @@ class Settings:
     max_line_bytes: int = LIMITS["max_line_bytes"][0]
     max_tags_per_series: int = LIMITS["max_tags_per_series"][0]
     max_fields_per_table: int = LIMITS["max_fields_per_table"][0]
+    replicas: tuple[str, ...] = ()  # replica stores, as URLs (engine/replication)
+    replica_hold_bytes: int = REPLICA_DEFAULTS["replica_hold_bytes"]
+    replica_hold_age_ns: int = 86400 * 1_000_000_000
+    replica_timeout_ms: int = 10_000
 
     def to_json(self) -> dict[str, Any]:
+        # replication keys only when set: files of databases without replicas stay as
+        # they were before replication existed
+        return {**self._base_json(), **self._replication_json()}
+
+    def _replication_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.replicas:
+            out["replicas"] = list(self.replicas)
+        current = {
+            "replica_hold_bytes": self.replica_hold_bytes,
+            "replica_hold_age": format_duration_ns(self.replica_hold_age_ns),
+            "replica_timeout": format_duration_ns(self.replica_timeout_ms * 1_000_000),
+        }
+        out.update({k: v for k, v in current.items() if v != REPLICA_DEFAULTS[k]})
+        return out
+
+    def _base_json(self) -> dict[str, Any]:
         return {
             "precision": self.precision,
             "wal_level": self.wal_level.label,
@@ -146,6 +181,8 @@ class Settings:
             checkpoint_interval=data.get("checkpoint_interval", "1m"),
             partition=data.get("partition", "1d"),
             **{key: data.get(key, default) for key, (default, _, _) in LIMITS.items()},
+            replicas=data.get("replicas", ()),
+            **{key: data.get(key, default) for key, default in REPLICA_DEFAULTS.items()},
         )
 
     @classmethod
@@ -160,6 +197,10 @@ class Settings:
         max_line_bytes: str | int = LIMITS["max_line_bytes"][0],
         max_tags_per_series: str | int = LIMITS["max_tags_per_series"][0],
         max_fields_per_table: str | int = LIMITS["max_fields_per_table"][0],
+        replicas: Any = (),
+        replica_hold_bytes: str | int = REPLICA_DEFAULTS["replica_hold_bytes"],
+        replica_hold_age: str | int = REPLICA_DEFAULTS["replica_hold_age"],
+        replica_timeout: str | int = REPLICA_DEFAULTS["replica_timeout"],
     ) -> Settings:
         """Validate user-facing values and build settings."""
         return cls(
@@ -171,6 +212,10 @@ class Settings:
             max_line_bytes=_parse_limit("max_line_bytes", max_line_bytes),
             max_tags_per_series=_parse_limit("max_tags_per_series", max_tags_per_series),
             max_fields_per_table=_parse_limit("max_fields_per_table", max_fields_per_table),
+            replicas=tuple(str(url) for url in replicas),
+            replica_hold_bytes=_parse_hold_bytes(replica_hold_bytes),
+            replica_hold_age_ns=_parse_hold_age(replica_hold_age),
+            replica_timeout_ms=_parse_replica_timeout(replica_timeout),
         )
 
     def with_value(self, key: str, value: str) -> Settings:
@@ -186,6 +231,12 @@ class Settings:
             return replace(self, max_tags_per_series=_parse_limit(canonical, value))
         if canonical == "max_fields_per_table":
             return replace(self, max_fields_per_table=_parse_limit(canonical, value))
+        if canonical == "replica_hold_bytes":
+            return replace(self, replica_hold_bytes=_parse_hold_bytes(value))
+        if canonical == "replica_hold_age":
+            return replace(self, replica_hold_age_ns=_parse_hold_age(value))
+        if canonical == "replica_timeout":
+            return replace(self, replica_timeout_ms=_parse_replica_timeout(value))
         return replace(self, checkpoint_interval_ns=_parse_checkpoint_interval(value))
 
     def as_dict(self) -> dict[str, Any]:
@@ -235,3 +286,37 @@ def _parse_limit(key: str, value: str | int) -> int:
     if not text.isdigit() or not low <= int(text) <= high:
         raise InvalidArgument(f"{key} {value!r} out of range", hint=f"use {low} to {high}")
     return int(text)
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(value: str | int, what: str) -> int:
+    """``1073741824``, ``512MiB``, ``1g``: bytes (binary units)."""
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise InvalidArgument(f"invalid {what} {value!r}", hint="use bytes or 512MiB, 1GiB")
+    unit = (match.group(2) or "b").lower()[0]
+    return int(match.group(1)) * _SIZE_UNITS[unit]
+
+
+def _parse_hold_bytes(value: str | int) -> int:
+    size = parse_size(value, "replica_hold_bytes")
+    if size < 1 << 20:
+        raise InvalidArgument(f"replica_hold_bytes {value!r} is too small", hint="use 1MiB or more")
+    return size
+
+
+def _parse_hold_age(value: str | int) -> int:
+    ns = parse_duration_ns(value, default_unit="s", what="replica_hold_age")
+    if ns < 60 * 1_000_000_000:
+        raise InvalidArgument(f"replica_hold_age {value!r} is too short", hint="use 1m or more")
+    return ns
+
+
+def _parse_replica_timeout(value: str | int) -> int:
+    ms = parse_duration_ns(value, default_unit="ms", what="replica_timeout") // 1_000_000
+    if not 100 <= ms <= 600_000:
+        raise InvalidArgument(f"replica_timeout {value!r} out of range", hint="use 100ms to 10m")
+    return ms

@@ -153,7 +153,7 @@ def test_config_names_numbers_kwdb_keys_and_durations(loaded) -> None:  # type: 
         assert result.code == 2, (key, value, result)
         assert result.err.startswith("Error: ")
     byrl = loaded("config", "set", "m", "wal_level", "byrl")
-    assert byrl.code == 2 and "replication" in byrl.err
+    assert byrl.code == 2 and "no replica" in byrl.err
     # data survived all of it
     assert len(loaded("--format", "json", "select", "m", "cpu").json()) == 2
 

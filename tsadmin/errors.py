@@ -11,6 +11,8 @@ code   meaning
 5      the database (or a file of it) is corrupt
 6      bad input data: ingest stopped at a bad line, or a field type conflict
 7      partial load: ingest finished, but skipped rejected lines or rows
+8      a ``byrl`` write was not confirmed by its replica store in time
+9      writes refused: the database is a standby, or was fenced by a promotion
 =====  ==================================================================
 """
 
@@ -24,8 +26,10 @@ from engine.errors import (
     EngineError,
     InvalidArgument,
     Locked,
+    ReplicaTimeout,
     SchemaConflict,
     VerificationFailed,
+    WritesRefused,
 )
 
 
@@ -38,6 +42,8 @@ class Exit(IntEnum):
     CORRUPT = 5
     BAD_INPUT = 6
     PARTIAL = 7
+    NOT_REPLICATED = 8
+    WRITES_REFUSED = 9
 
 
 _BY_CLASS: list[tuple[type[EngineError], Exit]] = [
@@ -47,6 +53,8 @@ _BY_CLASS: list[tuple[type[EngineError], Exit]] = [
     (Corruption, Exit.CORRUPT),
     (BadInput, Exit.BAD_INPUT),
     (SchemaConflict, Exit.BAD_INPUT),
+    (ReplicaTimeout, Exit.NOT_REPLICATED),
+    (WritesRefused, Exit.WRITES_REFUSED),
 ]
 
 

@@ -25,8 +25,13 @@ class Store(ABC):
         """The store as an operator names it (a path, or ``s3://bucket/prefix``)."""
 
     @abstractmethod
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Every object whose key starts with ``prefix``, in key order."""
+    def list(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix``, in key order; only keys after
+        ``start_after`` when given (a follower polling a growing log lists the new part)."""
+
+    @abstractmethod
+    def child(self, prefix: str) -> Store:
+        """The store rooted at ``prefix`` inside this one (``snapshots`` of a replica)."""
 
     @abstractmethod
     def read(self, key: str) -> bytes:

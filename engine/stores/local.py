@@ -33,18 +33,26 @@ class LocalStore(Store):
             raise InvalidArgument(f"store key {key!r} is not a plain relative path")
         return self.root.joinpath(*pure.parts)
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        if not self.root.is_dir():
+    def child(self, prefix: str) -> LocalStore:
+        return LocalStore(self._path(prefix.strip("/")))
+
+    def list(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        # walk only the directory the prefix is in: a replica's log is listed every second
+        folder = prefix.rpartition("/")[0]
+        top = self._path(folder) if folder else self.root
+        if not top.is_dir():
             return
         found = []
-        for directory, subdirs, files in os.walk(self.root):
+        for directory, subdirs, files in os.walk(top):
             subdirs.sort()
             for name in files:
                 if name.startswith(".") and ".tmp-" in name:
                     continue  # an object being written (or left by a killed writer)
                 path = Path(directory) / name
                 key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix) and path.is_file() and not path.is_symlink():
+                if key <= start_after or not key.startswith(prefix):
+                    continue
+                if path.is_file() and not path.is_symlink():
                     stat = path.stat()
                     found.append(ObjectInfo(key, stat.st_size, stat.st_mtime))
         yield from sorted(found, key=lambda info: info.key)

@@ -45,6 +45,12 @@ class S3Store(Store):
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
+    def child(self, prefix: str) -> S3Store:
+        store = S3Store.__new__(S3Store)
+        store.__dict__.update(self.__dict__)
+        store.prefix = self._key(prefix.strip("/"))
+        return store
+
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
@@ -68,9 +74,10 @@ class S3Store(Store):
                 hint="check AWS_ENDPOINT_URL, the network and the credentials",
             ) from None
 
-    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
+        extra = {"StartAfter": self._key(start_after)} if start_after else {}
         pages = self._client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=self._key(prefix)
+            Bucket=self.bucket, Prefix=self._key(prefix), **extra
         )
         cut = len(self.prefix) + 1 if self.prefix else 0
         for page in self._call("list", list, pages):

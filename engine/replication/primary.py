@@ -1,0 +1,280 @@
+"""Replication inside a writing database: background shipping, byrl, holding WAL.
+
+Every writer of a database with replica stores ships in the background (one
+thread, every ``interval`` seconds) and once more on a clean close. Only one
+process ships a database at a time: the one holding ``replication/SHIP.lock``
+(``flock``); a writer that finds ``tsadmin replicate`` holding it leaves the
+shipping to it and, at byrl, waits for the position that process records.
+
+``byrl``: :meth:`Replication.wait_confirmed` returns once every replica store
+holds the given LSN. Writers waiting together share one upload, the way they
+share an fsync: the first becomes the leader and ships everything committed so
+far; the others wait for its result. A store that does not confirm within
+``replica_timeout`` fails the write with :class:`ReplicaTimeout`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from engine import wal
+from engine.errors import EngineError, ReplicaTimeout, StoreUnavailable, WritesRefused
+from engine.fileio import IO
+from engine.replication import layout
+from engine.replication.shipper import FENCED_HINT, Shipper, ShipReport
+from engine.replication.state import (
+    DIR,
+    SHIP_LOCK,
+    load_ship_state,
+    mark_dropped,
+)
+from engine.replication.walsource import WalSource
+
+DEFAULT_INTERVAL = float(os.environ.get("TSADMIN_SHIP_INTERVAL", "1.0"))
+
+
+def take_ship_lock(db_dir: Path) -> int | None:
+    """The shipping lock's descriptor, or None if another process ships this database."""
+    IO.mkdirs(db_dir / DIR)
+    fd = os.open(db_dir / DIR / SHIP_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def release_ship_lock(fd: int | None) -> None:
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+class Replication:
+    def __init__(
+        self,
+        db_dir: Path,
+        database: str,
+        urls: tuple[str, ...],
+        identity: Callable[[], tuple[str, int]],
+        interval: float = DEFAULT_INTERVAL,
+    ) -> None:
+        self.db_dir = db_dir
+        self.database = database
+        self.urls = urls
+        self.identity = identity
+        self.interval = interval
+        self.fenced: str | None = None
+        self.errors: dict[str, str] = {}
+        self.notices: list[str] = []
+        self.reports: dict[str, ShipReport] = {}
+        self._source = WalSource(db_dir)
+        self._shippers: dict[str, Shipper] = {}
+        self._lock_fd: int | None = None
+        self._cond = threading.Condition()
+        self._leader = False
+        self._confirmed = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ship_lock = threading.Lock()  # one round at a time: background, byrl, close
+
+    # -- life cycle ------------------------------------------------------------------
+    def start(self, background: bool) -> None:
+        self._load_fence()
+        self._lock_fd = take_ship_lock(self.db_dir)
+        self._check_claims()
+        if background and self._lock_fd is not None:
+            self._thread = threading.Thread(target=self._loop, name="tsadmin-shipper", daemon=True)
+            self._thread.start()
+
+    @property
+    def owner(self) -> bool:
+        return self._lock_fd is not None
+
+    def close(self, final: bool) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        try:
+            if final and self.owner and self.fenced is None:
+                self.ship_all()
+        finally:
+            release_ship_lock(self._lock_fd)
+            self._lock_fd = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.ship_all()
+
+    # -- shipping ---------------------------------------------------------------------
+    def ship_all(self) -> dict[str, ShipReport]:
+        """One round to every replica; failures are kept per store (status shows them)."""
+        with self._ship_lock:
+            return self._ship_round()
+
+    def _ship_round(self) -> dict[str, ShipReport]:
+        uuid, epoch = self.identity()
+        confirmed = None
+        for url in self.urls:
+            try:
+                report = self._shipper(url).ship(uuid, epoch)
+            except WritesRefused as exc:
+                self.fenced = exc.message
+                self.errors[url] = exc.message
+                confirmed = -1
+                continue
+            except EngineError as exc:
+                self.errors[url] = exc.message
+                confirmed = -1
+                continue
+            self.errors.pop(url, None)
+            self.reports[url] = report
+            if report.reseeded:
+                self.notices.append(
+                    f"replica {url} was reseeded from snapshot {report.snapshot} ({report.reseeded})"
+                )
+            if confirmed != -1:
+                confirmed = (
+                    report.shipped_lsn if confirmed is None else min(confirmed, report.shipped_lsn)
+                )
+        if confirmed is not None and confirmed >= 0:
+            with self._cond:
+                self._confirmed = max(self._confirmed, confirmed)
+        return self.reports
+
+    def _shipper(self, url: str) -> Shipper:
+        shipper = self._shippers.get(url)
+        if shipper is None:
+            shipper = self._shippers[url] = Shipper(self.db_dir, self.database, url, self._source)
+        return shipper
+
+    def wait_confirmed(self, lsn: int, timeout: float) -> None:
+        """Block until every replica store holds ``lsn`` (byrl); see the module docstring."""
+        deadline = time.monotonic() + timeout
+        if not self.owner:
+            self._poll_confirmed(lsn, deadline)
+            return
+        with self._cond:
+            while self._confirmed < lsn:
+                if self.fenced:
+                    raise WritesRefused(self.fenced, hint=FENCED_HINT)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._timeout(lsn, timeout)
+                if self._leader:
+                    self._cond.wait(remaining)
+                    continue
+                self._leader = True
+                self._cond.release()
+                try:
+                    self._lead_round(remaining)
+                finally:
+                    self._cond.acquire()
+                    self._leader = False
+                    self._cond.notify_all()
+
+    def _lead_round(self, remaining: float) -> None:
+        """Ship in a helper thread so a store that hangs cannot hold the writer past
+        its timeout; a round that outlives it finishes on its own."""
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                self.ship_all()
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name="tsadmin-byrl-ship", daemon=True).start()
+        done.wait(remaining)
+
+    def _poll_confirmed(self, lsn: int, deadline: float) -> None:
+        while True:
+            states = [load_ship_state(self.db_dir, url) for url in self.urls]
+            if all(s is not None and s.shipped_lsn >= lsn for s in states):
+                return
+            if time.monotonic() >= deadline:
+                raise self._timeout(lsn, 0)
+            time.sleep(0.01)
+
+    def _timeout(self, lsn: int, timeout: float) -> ReplicaTimeout:
+        why = "; ".join(f"{u}: {e}" for u, e in self.errors.items()) or "no answer in time"
+        return ReplicaTimeout(
+            f"database {self.database}: the write (LSN {lsn}) is durable here but no replica "
+            f"store confirmed it within {timeout:g}s ({why})",
+            hint="check the replica store; the write will be shipped when it answers "
+            "(wal_level byrl acknowledges only what a replica holds)",
+        )
+
+    # -- fencing ------------------------------------------------------------------------
+    def _load_fence(self) -> None:
+        for url in self.urls:
+            state = load_ship_state(self.db_dir, url)
+            if state is not None and state.fenced:
+                f = state.fenced
+                self.fenced = (
+                    f"database {self.database} is fenced: its standby was promoted to epoch "
+                    f"{f['epoch']} at {f['claimed_at']} on {f['host']} (replica {url}); "
+                    "writes here would be lost"
+                )
+
+    def _check_claims(self) -> None:
+        """At open: a newer epoch in any replica store fences this writer before its first
+        write. A store that cannot be reached does not stop the writer (the shipper keeps
+        trying, and status says so)."""
+        uuid, epoch = self.identity()
+        for url in self.urls:
+            try:
+                claims = layout.read_claims(self._shipper(url).store)
+            except StoreUnavailable as exc:
+                self.errors[url] = exc.message
+                continue
+            newer = [c for c in claims if c.epoch > epoch]
+            if newer:
+                try:
+                    self._shipper(url)._check_fence(claims, epoch, _state_of(self.db_dir, url))
+                except WritesRefused as exc:
+                    self.fenced = exc.message
+
+    # -- holding WAL ----------------------------------------------------------------------
+    def keep_checkpoint_wal(
+        self, path: Path, last_lsn: int, hold_bytes: int, hold_age: float
+    ) -> bool:
+        """Whether ``checkpoint.wal`` (records up to ``last_lsn``) must stay for a replica.
+        Past the hold limits it goes anyway and the replicas that needed it are marked
+        for a reseed (loudly: :attr:`notices`)."""
+        behind = [u for u in self.urls if _shipped(self.db_dir, u) < last_lsn]
+        if not behind:
+            return False
+        wal_dir = path.parent
+        held = sum(p.stat().st_size for p in wal.wal_files(wal_dir))
+        age = time.time() - path.stat().st_mtime
+        if held <= hold_bytes and age <= hold_age:
+            return True
+        reason = (
+            f"{held:,} WAL bytes held, over the {hold_bytes:,}-byte limit"
+            if held > hold_bytes
+            else f"WAL held {age:.0f}s, over the {hold_age:.0f}s limit"
+        )
+        for url in behind:
+            mark_dropped(self.db_dir, url, last_lsn, time.time(), reason)
+            self.notices.append(
+                f"replica {url} needs a reseed: {reason}; the shipper uploads a fresh snapshot"
+            )
+        return False
+
+
+def _shipped(db_dir: Path, url: str) -> int:
+    state = load_ship_state(db_dir, url)
+    return state.shipped_lsn if state is not None else 0
+
+
+def _state_of(db_dir: Path, url: str):  # type: ignore[no-untyped-def]
+    from engine.replication.state import ShipState
+
+    return load_ship_state(db_dir, url) or ShipState(url)

@@ -1,0 +1,139 @@
+"""Small local files that remember where replication stands.
+
+In a primary's database directory, one pair per replica store (``<id>``: the
+first 16 hex digits of the SHA-256 of the store's URL)::
+
+    replication/<id>.json      written by the shipper after each upload:
+        {"url": ..., "epoch": 1, "shipped_lsn": 1234, "previous": "<hex>",
+         "shipped_commit_ns": ..., "shipped_at": <unix seconds>,
+         "fenced": null | {"epoch": 2, "claimed_at": ..., "host": ...}}
+    replication/<id>.dropped   written by a checkpoint that had to delete WAL the
+        replica still needed (past the hold limits):
+        {"through_lsn": 1300, "at": <unix seconds>, "reason": ...}
+
+``shipped_lsn`` is a lower bound (the store is the authority: a shipper that
+restarts reads its position from the store): a checkpoint keeps every WAL
+record past the smallest ``shipped_lsn``. The shipper's position is valid only
+while it is at or past ``through_lsn``; below it the replica needs a reseed.
+
+In a standby's database directory, ``standby.json``::
+
+    {"source": <URL>, "uuid": ..., "epoch": 1, "applied_lsn": 1234,
+     "previous": "<hex>" | "", "applied_commit_ns": ..., "snapshot": <archive>,
+     "snapshot_lsn": 1000, "promoting": null | "<token of our epoch claim>"}
+
+``previous`` is the digest of the last segment applied ("" right after the
+snapshot, whose first segment's link is not checked). Every file is replaced
+atomically through the I/O layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import Corruption
+from engine.fileio import IO
+
+DIR = "replication"
+STANDBY = "standby.json"
+SHIP_LOCK = "SHIP.lock"
+
+
+def replica_id(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        value = json.loads(data)
+        if not isinstance(value, dict):
+            raise ValueError("not an object")
+        return value
+    except ValueError as exc:
+        raise Corruption(f"{path}: {exc}", path=str(path)) from None
+
+
+def _save(path: Path, value: dict[str, Any]) -> None:
+    IO.mkdirs(path.parent)
+    IO.write_file_atomic(path, json.dumps(value, sort_keys=True).encode(), "replication.state")
+
+
+@dataclass
+class ShipState:
+    url: str
+    epoch: int = 0
+    shipped_lsn: int = 0
+    previous: str = ""
+    shipped_commit_ns: int = 0
+    shipped_at: float = 0.0
+    key: str = ""  # the last segment shipped
+    fenced: dict[str, Any] | None = None
+
+
+def ship_state_path(db_dir: Path, url: str) -> Path:
+    return db_dir / DIR / f"{replica_id(url)}.json"
+
+
+def load_ship_state(db_dir: Path, url: str) -> ShipState | None:
+    raw = _load(ship_state_path(db_dir, url))
+    if raw is None:
+        return None
+    return ShipState(**{k: raw[k] for k in ShipState.__dataclass_fields__ if k in raw})
+
+
+def save_ship_state(db_dir: Path, state: ShipState) -> None:
+    _save(ship_state_path(db_dir, state.url), asdict(state))
+
+
+def dropped_through(db_dir: Path, url: str) -> int:
+    raw = _load(db_dir / DIR / f"{replica_id(url)}.dropped")
+    return int(raw["through_lsn"]) if raw else 0
+
+
+def mark_dropped(db_dir: Path, url: str, through_lsn: int, at: float, reason: str) -> None:
+    path = db_dir / DIR / f"{replica_id(url)}.dropped"
+    if through_lsn > dropped_through(db_dir, url):
+        _save(path, {"through_lsn": through_lsn, "at": at, "reason": reason, "url": url})
+
+
+def forget(db_dir: Path, url: str) -> None:
+    """A removed replica: its position no longer holds any WAL."""
+    rid = replica_id(url)
+    IO.remove_many(p for p in (db_dir / DIR).glob(f"{rid}.*") if p.is_file())
+
+
+@dataclass
+class StandbyState:
+    source: str
+    uuid: str
+    epoch: int
+    applied_lsn: int
+    previous: str = ""
+    applied_commit_ns: int = 0
+    snapshot: str = ""
+    snapshot_lsn: int = 0
+    promoting: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def load_standby(db_dir: Path) -> StandbyState | None:
+    raw = _load(db_dir / STANDBY)
+    if raw is None:
+        return None
+    return StandbyState(**{k: raw[k] for k in StandbyState.__dataclass_fields__ if k in raw})
+
+
+def save_standby(db_dir: Path, state: StandbyState) -> None:
+    _save(db_dir / STANDBY, asdict(state))
+
+
+def is_standby(db_dir: Path) -> bool:
+    return (db_dir / STANDBY).exists()
