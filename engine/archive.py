@@ -81,7 +81,7 @@ from engine.errors import EngineError, InvalidArgument, NotFound, VerificationFa
 from engine.merge import is_sorted
 from engine.names import check_archive_file_path, is_valid, validate_name
 from engine.schema import TS, TableSchema
-from engine.settings import LIMITS, Settings, WalLevel
+from engine.settings import LIMITS, REPLICA_DEFAULTS, Settings, WalLevel
 
 MANIFEST = "manifest.json"
 FORMAT = "tsadmin-archive"
@@ -138,6 +138,15 @@ class _Settings(msgspec.Struct, forbid_unknown_fields=True):
     max_line_bytes: int = LIMITS["max_line_bytes"][0]
     max_tags_per_series: int = LIMITS["max_tags_per_series"][0]
     max_fields_per_table: int = LIMITS["max_fields_per_table"][0]
+    # added in 0.3 (replication), present only when set
+    replicas: list[Annotated[str, msgspec.Meta(max_length=4096)]] = []
+    replica_hold_bytes: Count = REPLICA_DEFAULTS["replica_hold_bytes"]
+    replica_hold_age: Annotated[str, msgspec.Meta(max_length=32)] = REPLICA_DEFAULTS[
+        "replica_hold_age"
+    ]
+    replica_timeout: Annotated[str, msgspec.Meta(max_length=32)] = REPLICA_DEFAULTS[
+        "replica_timeout"
+    ]
 
 
 class _Base(msgspec.Struct, forbid_unknown_fields=True):
@@ -362,13 +371,16 @@ def _settings(raw: _Settings, notes: list[str]) -> Settings:
             max_line_bytes=raw.max_line_bytes,
             max_tags_per_series=raw.max_tags_per_series,
             max_fields_per_table=raw.max_fields_per_table,
+            replicas=raw.replicas,
+            replica_hold_bytes=raw.replica_hold_bytes,
+            replica_hold_age=raw.replica_hold_age,
+            replica_timeout=raw.replica_timeout,
         )
     except InvalidArgument as exc:
         raise ValueError(f"$.settings: {exc.message}") from exc
-    if settings.wal_level is WalLevel.BYRL:
+    if settings.wal_level is WalLevel.BYRL and not settings.replicas:
         notes.append(
-            "the archive's wal_level byrl needs replication, which this build does not "
-            "have: restored with wal_level sync"
+            "the archive's wal_level byrl names no replica store: restored with wal_level sync"
         )
         settings = Settings(**{**settings.__dict__, "wal_level": WalLevel.SYNC})
     return settings

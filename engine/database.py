@@ -66,12 +66,12 @@ from engine.recovery import (
     replay,
     roll_back,
 )
-from engine.rows import normalize_rows, prefilter
-from engine.schema import TS, TableSchema, split_columns
 from engine.replication import layout as replication_layout
 from engine.replication import state as replication_state
 from engine.replication.primary import Replication
 from engine.replication.shipper import FENCED_HINT
+from engine.rows import normalize_rows, prefilter
+from engine.schema import TS, TableSchema, split_columns
 from engine.settings import Settings, WalLevel
 from engine.stores import open_store
 
@@ -393,6 +393,22 @@ class Database:
             manifest = _copy_manifest(self._manifest)
             manifest.epoch = epoch
             self._manifest = manifest
+
+    def become_primary(self, epoch: int, replicas: tuple[str, ...]) -> None:
+        """Standby -> primary of ``epoch`` (claimed in the store by the caller): what it
+        applied is checkpointed, the manifest takes the epoch, and it ships to
+        ``replicas`` from now on. Idempotent, so an interrupted promotion can rerun."""
+        self.follow_epoch(epoch)
+        self.checkpoint("promote")
+        with self._ckpt_lock, self._write_lock:
+            if manifest_format.load(self.dir).epoch != epoch:
+                manifest = _copy_manifest(self._manifest)
+                manifest_format.install(self.dir, manifest)
+        self.role = "primary"
+        if self._settings.replicas != replicas:
+            self._change_settings(replace(self._settings, replicas=replicas))
+        else:
+            self._restart_replication()
 
     def _overwrites(self, table: str, rows: pa.Table) -> int:
         """How many of ``rows`` overwrite a point: one stored, one committed and not yet

@@ -22,7 +22,7 @@ from engine.errors import EngineError, NotFound
 from engine.names import key_of_column, validate_name
 from engine.recovery import RecoveryReport
 from engine.rows import iso_time
-from engine.settings import SETTABLE_KEYS, canonical_key
+from engine.settings import SETTABLE_KEYS, Settings, canonical_key
 from engine.timeparse import parse_time
 
 
@@ -336,3 +336,15 @@ def ingest(
         exc.committed_rows = report.rows  # type: ignore[attr-defined]
         raise
     return report
+
+
+def replica_change(data_dir: Path, name: str, url: str, *, add: bool) -> Settings:
+    """Add or remove a replica store of a database (logged and fsynced)."""
+    db = Database.open(writable_database_dir(data_dir, name), name, background=False)
+    try:
+        settings = db.add_replica(url) if add else db.remove_replica(url)
+    except BaseException:
+        db.abandon()
+        raise
+    db.close()
+    return settings

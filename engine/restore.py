@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from engine.fileio import IO
 from engine.manifest import Manifest, SegmentInfo, TableEntry
 from engine.names import segment_path, validate_name
 from engine.schema import TableSchema
-from engine.settings import Settings
+from engine.settings import Settings, WalLevel
 
 MODES = ("fail", "replace", "merge")
 
@@ -167,15 +167,44 @@ def _segment_of(info: ArchiveFile) -> SegmentInfo:
     )
 
 
-def _restore_database(data_dir: Path, name: str, settings: Any, tables: Files) -> None:
+def _restore_database(data_dir: Path, name: str, settings: Settings, tables: Files) -> None:
+    # a restored copy is a database of its own: a new identity, and none of the
+    # original's replica stores (they replicate the original)
+    uuid, epoch = manifest_format.new_identity()
+    if settings.replicas:
+        level = settings.wal_level if settings.wal_level is not WalLevel.BYRL else WalLevel.SYNC
+        settings = replace(settings, replicas=(), wal_level=level)
+    build_database(data_dir, name, settings, tables, uuid=uuid, epoch=epoch)
+
+
+def build_database(
+    data_dir: Path,
+    name: str,
+    settings: Settings,
+    tables: Files,
+    *,
+    uuid: str,
+    epoch: int,
+    lsn: int | None = None,
+    extra: dict[str, bytes] | None = None,
+) -> None:
+    """Build database ``name`` from archive files beside the data dir, then swap it in.
+
+    ``lsn`` (a standby seeded from a snapshot): the manifest's checkpoint LSN is the
+    snapshot's, the WAL starts right after it and holds nothing, so the primary's
+    records apply with their own LSNs. Without it the WAL starts with a settings
+    record. ``extra``: further files of the database directory (``standby.json``)."""
     clear_leftovers(data_dir)
     staging = data_dir / f".{name}.restoring.{os.getpid()}"
     IO.remove_tree(staging)
     IO.mkdirs(staging / wal.WAL_DIR)
     try:
-        uuid, epoch = manifest_format.new_identity()  # a restored copy is a database of its own
         manifest = Manifest(
-            database=name, settings=settings, checkpoint_lsn=1, uuid=uuid, epoch=epoch
+            database=name,
+            settings=settings,
+            checkpoint_lsn=1 if lsn is None else lsn,
+            uuid=uuid,
+            epoch=epoch,
         )
         for table, (schema, files) in tables.items():
             entry = TableEntry(schema.copy())
@@ -197,13 +226,17 @@ def _restore_database(data_dir: Path, name: str, settings: Any, tables: Files) -
                     )
                 )
             manifest.tables[table] = entry
+        start = 1 if lsn is None else lsn + 1
         writer = wal.WalWriter(
-            staging / wal.WAL_DIR / wal.CURRENT, name, 1, create=True, uuid=uuid, epoch=epoch
+            staging / wal.WAL_DIR / wal.CURRENT, name, start, create=True, uuid=uuid, epoch=epoch
         )
-        change = {"op": "settings", "settings": settings.to_json()}
-        writer.append(wal.encode_record(1, 0, wal.RecordType.DDL, wal.encode_ddl(change)))
-        writer.fsync()
+        if lsn is None:
+            change = {"op": "settings", "settings": settings.to_json()}
+            writer.append(wal.encode_record(1, 0, wal.RecordType.DDL, wal.encode_ddl(change)))
+            writer.fsync()
         writer.close()
+        for rel_name, data in (extra or {}).items():
+            IO.write_file_atomic(staging / rel_name, data, "restore.write")
         manifest_format.install(staging, manifest)
         IO.crash_point("restore.before_swap")
         swap_in(data_dir, name, staging)

@@ -16,7 +16,18 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 
 from engine import EngineError, __version__, resolve_data_dir
 from tsadmin import signals
-from tsadmin.commands import backup, config, crash, db, ingest, maintenance, query, table, wal
+from tsadmin.commands import (
+    backup,
+    config,
+    crash,
+    db,
+    ingest,
+    maintenance,
+    query,
+    replication,
+    table,
+    wal,
+)
 from tsadmin.commands import demo as demo_cmd
 from tsadmin.errors import Exit, exit_code_for, worded
 from tsadmin.render import FORMATS
@@ -36,6 +47,7 @@ backup.register(app)
 query.register(app)
 maintenance.register(app)
 demo_cmd.register(app)
+replication.register(app)
 
 
 def _version(value: bool) -> None:

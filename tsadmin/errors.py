@@ -66,6 +66,7 @@ OPTION_OF = {
     "keep_last": "--keep-last",
     "delimiter": "--delimiter",
     "tz": "--tz",
+    "target": "--to-time/--to-lsn",
 }
 
 

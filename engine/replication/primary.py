@@ -137,7 +137,8 @@ class Replication:
             self.reports[url] = report
             if report.reseeded:
                 self.notices.append(
-                    f"replica {url} was reseeded from snapshot {report.snapshot} ({report.reseeded})"
+                    f"replica {url} was reseeded from snapshot {report.snapshot} "
+                    f"({report.reseeded})"
                 )
             if confirmed != -1:
                 confirmed = (
@@ -227,7 +228,7 @@ class Replication:
         """At open: a newer epoch in any replica store fences this writer before its first
         write. A store that cannot be reached does not stop the writer (the shipper keeps
         trying, and status says so)."""
-        uuid, epoch = self.identity()
+        _uuid, epoch = self.identity()
         for url in self.urls:
             try:
                 claims = layout.read_claims(self._shipper(url).store)
@@ -278,3 +279,75 @@ def _state_of(db_dir: Path, url: str):  # type: ignore[no-untyped-def]
     from engine.replication.state import ShipState
 
     return load_ship_state(db_dir, url) or ShipState(url)
+
+
+def replicate(
+    data_dir: Path,
+    name: str,
+    *,
+    once: bool,
+    interval: float = DEFAULT_INTERVAL,
+    snapshot: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_error: Callable[[str, str], None] | None = None,
+) -> dict[str, ShipReport]:
+    """Run the shipper alone (no writer needed): one round (``once``), or every
+    ``interval`` seconds until ``should_stop``, with a last round before returning.
+    While a writer of the database ships it, ``once`` leaves it to the writer (an
+    empty result) and the service waits to take over."""
+    from engine import manifest as manifest_format
+    from engine.database import Database, standby_refusal
+    from engine.datadir import existing_database_dir
+    from engine.errors import InvalidArgument
+    from engine.replication.state import load_standby
+
+    db_dir = existing_database_dir(data_dir, name)
+    standby = load_standby(db_dir)
+    if standby is not None:
+        raise standby_refusal(name, standby)
+    settings = Database.open(db_dir, name, readonly=True).settings
+    if not settings.replicas:
+        raise InvalidArgument(
+            f"database {name} has no replica store", hint="add one: tsadmin replica add DB URL"
+        )
+    if not manifest_format.load(db_dir).uuid:
+        raise InvalidArgument(
+            f"database {name} has no identity yet (made before 0.3)",
+            hint="open it for writing once (tsadmin checkpoint DB) to give it one",
+        )
+
+    def identity() -> tuple[str, int]:
+        manifest = manifest_format.load(db_dir)
+        return manifest.uuid, manifest.epoch
+
+    rep = Replication(db_dir, name, settings.replicas, identity, interval)
+    rep._load_fence()
+    if rep.fenced:
+        raise WritesRefused(rep.fenced, hint=FENCED_HINT)
+    while (fd := take_ship_lock(db_dir)) is None:
+        if once or should_stop():
+            return {}
+        time.sleep(min(interval, 0.5))
+    rep._lock_fd = fd
+    try:
+        while True:
+            reports = rep.ship_all()
+            if snapshot:
+                for url, report in reports.items():
+                    report.snapshot = report.snapshot or rep._shipper(url).snapshot()
+                snapshot = False
+            for url, message in rep.errors.items():
+                if on_error is not None:
+                    on_error(url, message)
+            if rep.fenced:
+                raise WritesRefused(rep.fenced, hint=FENCED_HINT)
+            if once or should_stop():
+                return reports
+            deadline = time.monotonic() + interval
+            while time.monotonic() < deadline and not should_stop():
+                time.sleep(min(0.05, interval))
+            if should_stop():
+                return rep.ship_all()
+    finally:
+        release_ship_lock(rep._lock_fd)
+        rep._lock_fd = None

@@ -57,6 +57,7 @@ class Snapshot:
     name: str
     lsn: int
     epoch: int
+    created: str = ""  # UTC, ISO 8601: every commit it holds is older
 
 
 def snapshots_of(store: Store, uuid: str) -> list[Snapshot]:
@@ -69,7 +70,7 @@ def snapshots_of(store: Store, uuid: str) -> list[Snapshot]:
         except (VerificationFailed, NotFound, Corruption):
             continue  # a damaged snapshot is never used; backup verify names it
         if manifest.uuid == uuid and manifest.kind == "database" and manifest.base is None:
-            out.append(Snapshot(name, manifest.snapshot_lsn, manifest.epoch or 1))
+            out.append(Snapshot(name, manifest.snapshot_lsn, manifest.epoch or 1, manifest.created))
     return sorted(out, key=lambda s: s.lsn)
 
 
@@ -160,10 +161,23 @@ class Shipper:
             own = next((c for c in claims if c.epoch == epoch), None)
             if own is not None and own.branch_lsn:
                 best = (own.branch_lsn, bytes.fromhex(own.previous or "00" * DIGEST))
-        snaps = [s for s in snapshots_of(self.store, uuid) if s.epoch <= epoch]
-        if snaps and (best is None or snaps[-1].lsn > best[0]):
-            best = (snaps[-1].lsn, logsegment.NO_PREVIOUS)
+        if best is None:  # a store seeded, then nothing shipped yet
+            snaps = [s for s in snapshots_of(self.store, uuid) if s.epoch <= epoch]
+            if snaps:
+                best = (snaps[-1].lsn, logsegment.NO_PREVIOUS)
         return best
+
+    def snapshot(self) -> str:
+        """Upload a snapshot now (a later starting point for restores and new standbys);
+        the log goes on as it was."""
+        from engine.backup import BackupOptions, create_backup
+
+        backup = create_backup(
+            self.db_dir.parent,
+            self.database,
+            BackupOptions(to=layout.child_url(self.url, layout.SNAPSHOTS)),
+        )
+        return backup.archive.rsplit("/", 1)[-1]
 
     def _reseed(self, state: ShipState, epoch: int, report: ShipReport, why: str) -> None:
         """A fresh snapshot: the log takes over from its LSN. The WAL after the current

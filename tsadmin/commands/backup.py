@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from engine import VerificationFailed
 from engine.backup import BackupOptions, create_backup, list_archives, prune, verify_archive
+from engine.replication.pitr import restore_to_point
 from engine.restore import RestoreOptions, restore
 from engine.settings import parse_duration_ns
+from engine.timeparse import parse_time
 from tsadmin.progress import byte_progress
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
@@ -176,10 +179,27 @@ def restore_command(
         bool,
         typer.Option("--dry-run", help="Verify and say what would be restored; change nothing."),
     ] = False,
+    to_time: Annotated[
+        str | None,
+        typer.Option(
+            "--to-time",
+            help="Point-in-time restore from a replica store (ARCHIVE is then its URL): "
+            "the state at this commit time (ISO 8601, epoch with unit, now-1h).",
+        ),
+    ] = None,
+    to_lsn: Annotated[
+        int | None,
+        typer.Option("--to-lsn", help="Point-in-time restore: the state at this LSN."),
+    ] = None,
 ) -> None:
     """Restore an archive (following its base chain); verified first, swapped in atomically.
-    --mode replace deletes the target's current data and needs --yes."""
+    --mode replace deletes the target's current data and needs --yes. With --to-time or
+    --to-lsn, ARCHIVE is a replica store and the database is rebuilt from its newest
+    snapshot before the target plus the shipped log up to it (a new database, --db)."""
     st = state(ctx)
+    if to_time is not None or to_lsn is not None:
+        _restore_to_point(ctx, archive, db, to_time, to_lsn, dry_run)
+        return
     if mode == "replace" and not yes and not dry_run:
         raise typer.BadParameter(
             "--mode replace deletes the target's current data: add --yes (or --dry-run first)",
@@ -189,6 +209,43 @@ def restore_command(
     report = restore(st.data_dir, options)
     for item in report.notes:
         note(ctx, f"note: {item}")
+    emit(report.to_json(), st.format)
+
+
+def _restore_to_point(
+    ctx: typer.Context,
+    url: str,
+    db: str | None,
+    to_time: str | None,
+    to_lsn: int | None,
+    dry_run: bool,
+) -> None:
+    st = state(ctx)
+    if to_time is not None and to_lsn is not None:
+        raise typer.BadParameter("give --to-time or --to-lsn, not both", param_hint="--to-time")
+    if db is None:
+        raise typer.BadParameter(
+            "a point-in-time restore makes a new database: name it", param_hint="--db"
+        )
+    report = restore_to_point(
+        st.data_dir,
+        url,
+        db,
+        to_lsn=to_lsn,
+        to_time_ns=parse_time(to_time, "ns") if to_time is not None else None,
+        dry_run=dry_run,
+    )
+    reached = report.reached_commit_ns
+    note(
+        ctx,
+        ("would restore" if dry_run else "restored")
+        + f" {db} to LSN {report.reached_lsn}"
+        + (
+            f" (last commit {datetime.fromtimestamp(reached / 1e9, UTC).isoformat()})"
+            if reached
+            else ""
+        ),
+    )
     emit(report.to_json(), st.format)
 
 

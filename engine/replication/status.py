@@ -1,0 +1,149 @@
+"""What ``replica status`` reports: per replica store of a primary, or for a standby."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from engine import wal
+from engine.database import Database
+from engine.datadir import existing_database_dir
+from engine.errors import EngineError
+from engine.replication import layout
+from engine.replication.state import dropped_through, load_ship_state, load_standby
+from engine.stores import open_store
+
+# A replica more than this many seconds behind its newest commit is "lagging".
+LAGGING_SECONDS = 10.0
+
+
+def replica_status(data_dir: Path, name: str) -> dict[str, Any]:
+    db_dir = existing_database_dir(data_dir, name)
+    standby = load_standby(db_dir)
+    if standby is not None:
+        return _standby_status(name, standby)
+    db = Database.open(db_dir, name, readonly=True)
+    committed = db.committed_lsn
+    unshipped = _unshipped(db_dir)
+    held = _held_bytes(db_dir, db.checkpoint_lsn)
+    uuid, epoch = db.identity
+    replicas = [
+        _replica(db_dir, url, uuid, epoch, committed, unshipped, held)
+        for url in db.settings.replicas
+    ]
+    return {
+        "database": name,
+        "role": "primary",
+        "uuid": uuid,
+        "epoch": epoch,
+        "wal_level": db.settings.wal_level.label,
+        "committed_lsn": committed,
+        "replicas": replicas,
+    }
+
+
+def _replica(
+    db_dir: Path,
+    url: str,
+    uuid: str,
+    epoch: int,
+    committed: int,
+    unshipped: list[tuple[int, int, int, int | None]],
+    held: int,
+) -> dict[str, Any]:
+    state = load_ship_state(db_dir, url)
+    shipped = state.shipped_lsn if state else 0
+    behind = [u for u in unshipped if u[0] > shipped]
+    oldest = next((t for _, _, _, t in behind if t), None)
+    out: dict[str, Any] = {
+        "url": url,
+        "shipped_lsn": shipped,
+        "lag_records": max(0, committed - shipped),
+        "lag_rows": sum(rows for _, rows, _, _ in behind),
+        "lag_bytes": sum(size for _, _, size, _ in behind),
+        "lag_seconds": round(max(0.0, time.time() - oldest / 1e9), 3) if oldest else 0.0,
+        "last_shipped_at": state.shipped_at if state else None,
+        "held_wal_bytes": held,
+        "error": None,
+    }
+    fenced = state.fenced if state else None
+    try:
+        claims = layout.read_claims(open_store(url))
+        newer = [c for c in claims if c.epoch > epoch]
+        if newer and fenced is None:
+            fenced = {"epoch": newer[0].epoch, "claimed_at": newer[0].claimed_at}
+    except EngineError as exc:
+        out["error"] = exc.message
+    if fenced:
+        out["state"] = "fenced"
+        out["fenced_by"] = fenced
+    elif shipped < dropped_through(db_dir, url):
+        out["state"] = "needs reseed"
+    elif out["error"] or out["lag_seconds"] > LAGGING_SECONDS:
+        out["state"] = "lagging"
+    else:
+        out["state"] = "ok"
+    return out
+
+
+def _unshipped(db_dir: Path) -> list[tuple[int, int, int, int | None]]:
+    """(LSN, rows, bytes, commit time) of every record the WAL files hold."""
+    out = []
+    for path in wal.wal_files(db_dir / wal.WAL_DIR):
+        try:
+            scan = wal.scan_file(path)
+        except (FileNotFoundError, EngineError):
+            continue
+        for record in scan.records:
+            rows, when = 0, None
+            if record.type is wal.RecordType.COMMIT:
+                rows = wal.decode_commit(record.payload)[1]
+                when = wal.commit_time(record.payload)
+            out.append((record.lsn, rows, record.size, when))
+    return out
+
+
+def _held_bytes(db_dir: Path, checkpoint_lsn: int) -> int:
+    """WAL bytes kept only because a replica still needs them: both files, while a
+    ``checkpoint.wal`` whose records are all checkpointed is still there."""
+    wal_dir = db_dir / wal.WAL_DIR
+    previous = wal_dir / wal.CHECKPOINT
+    if not previous.exists():
+        return 0
+    try:
+        current = wal.parse_file_header((wal_dir / wal.CURRENT).read_bytes()[:4096], wal_dir)
+    except (FileNotFoundError, EngineError):
+        return 0
+    if current.start_lsn - 1 > checkpoint_lsn:
+        return 0  # a checkpoint in progress, not a hold
+    return sum(p.stat().st_size for p in wal.wal_files(wal_dir))
+
+
+def _standby_status(name: str, standby: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "database": name,
+        "role": "standby",
+        "source": standby.source,
+        "uuid": standby.uuid,
+        "epoch": standby.epoch,
+        "applied_lsn": standby.applied_lsn,
+        "applied_commit_ns": standby.applied_commit_ns,
+        "store_lsn": None,
+        "behind_records": None,
+        "apply_lag_seconds": None,
+        "error": None,
+    }
+    try:
+        store = open_store(standby.source)
+        refs = layout.list_segments(store, standby.epoch)
+        newest = max((r.last_lsn for r in refs), default=standby.applied_lsn)
+        out["store_lsn"] = newest
+        out["behind_records"] = max(0, newest - standby.applied_lsn)
+        caught_up = newest <= standby.applied_lsn
+        since = standby.applied_commit_ns / 1e9 if standby.applied_commit_ns else time.time()
+        out["apply_lag_seconds"] = 0.0 if caught_up else round(max(0.0, time.time() - since), 3)
+    except EngineError as exc:
+        out["error"] = exc.message
+    out["state"] = "ok" if out["behind_records"] == 0 else "lagging"
+    return out
