@@ -282,6 +282,14 @@ class Database:
     def replication(self) -> Replication | None:
         return self._replication
 
+    def replication_notes(self) -> list[str]:
+        """What the shipper reported (reseeds) and the stores it could not reach."""
+        rep = self._replication
+        if rep is None:
+            return []
+        errors = [f"replica {url} is behind: {message}" for url, message in rep.errors.items()]
+        return [*rep.notices, *errors]
+
     @property
     def identity(self) -> tuple[str, int]:
         return self._manifest.uuid, self._manifest.epoch

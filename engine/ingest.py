@@ -69,6 +69,7 @@ class IngestReport:
     rejected: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    replication: list[str] = field(default_factory=list)  # what the shipper had to say
 
     @property
     def rows_per_second(self) -> float:

@@ -204,7 +204,7 @@ def drop_table(data_dir: Path, name: str, table: str) -> CheckpointReport:
 
 def config_get(data_dir: Path, name: str, key: str | None = None) -> dict[str, Any]:
     with reading(data_dir, name) as db:
-        values = db.settings.to_json()
+        values = db.settings.to_display()
     if key is None:
         return values
     canonical = canonical_key(key) if key not in values else key
@@ -215,8 +215,8 @@ def config_set(data_dir: Path, name: str, key: str, value: str) -> dict[str, Any
     canonical = canonical_key(key)
     db = Database.open(writable_database_dir(data_dir, name), name, background=False)
     try:
-        before = db.settings.to_json()[canonical]
-        after = db.set_setting(canonical, value).to_json()[canonical]
+        before = db.settings.to_display()[canonical]
+        after = db.set_setting(canonical, value).to_display()[canonical]
     except BaseException:
         db.abandon()
         raise
@@ -335,6 +335,7 @@ def ingest(
             exc.hint = "the committed rows are safe in the WAL; the next open replays them"
         exc.committed_rows = report.rows  # type: ignore[attr-defined]
         raise
+    report.replication = db.replication_notes()
     return report
 
 

@@ -148,15 +148,22 @@ class Settings:
         # they were before replication existed
         return {**self._base_json(), **self._replication_json()}
 
-    def _replication_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.replicas:
-            out["replicas"] = list(self.replicas)
-        current = {
+    def to_display(self) -> dict[str, Any]:
+        """Every setting with its value, the replication ones too (``config get``)."""
+        return {**self._base_json(), "replicas": list(self.replicas), **self._replication_values()}
+
+    def _replication_values(self) -> dict[str, Any]:
+        return {
             "replica_hold_bytes": self.replica_hold_bytes,
             "replica_hold_age": format_duration_ns(self.replica_hold_age_ns),
             "replica_timeout": format_duration_ns(self.replica_timeout_ms * 1_000_000),
         }
+
+    def _replication_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.replicas:
+            out["replicas"] = list(self.replicas)
+        current = self._replication_values()
         out.update({k: v for k, v in current.items() if v != REPLICA_DEFAULTS[k]})
         return out
 

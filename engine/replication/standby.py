@@ -101,7 +101,8 @@ def next_segment(
     refs: list[layout.SegmentRef], applied: int, after_snapshot: bool, limit: int | None
 ) -> layout.SegmentRef | None:
     """The segment that continues a chain at ``applied``: one starting right after it
-    (the longest, if a shorter duplicate exists), or right after a snapshot one that
+    (the shortest, if a longer one overlaps it: the chain's links run through the
+    shortest cut, a longer object is a re-upload), or right after a snapshot one that
     covers ``applied + 1``. Ones at or below ``applied`` are duplicates, ones past
     ``limit`` (a fenced primary's) not history; both are ignored. Raises :class:`Gap`
     when only later segments exist."""
@@ -110,7 +111,7 @@ def next_segment(
     if after_snapshot:
         exact += [r for r in live if r.first_lsn <= applied + 1]
     if exact:
-        return max(exact, key=lambda r: r.last_lsn)
+        return min(exact, key=lambda r: r.last_lsn)
     later = [r for r in live if r.first_lsn > applied + 1]
     if later:
         first = min(later, key=lambda r: r.first_lsn)
@@ -151,6 +152,8 @@ class Follower:
         self.report = FollowReport(name, url)
         self._listed_after = ""
         self.rebuild_on_gap = True  # promote stops at a gap instead
+        # promote stays in the epoch it found: a newer one means another standby won
+        self.switch_epochs = True
 
     # -- seeding ----------------------------------------------------------------------
     def seed_if_missing(self) -> None:
@@ -286,7 +289,7 @@ class Follower:
                     "it holds writes of a fenced primary",
                     hint="follow the store into a new database",
                 )
-            if state.applied_lsn < last:
+            if state.applied_lsn < last or not self.switch_epochs:
                 return last
             if following.previous and state.previous and following.previous != state.previous:
                 raise Corruption(
@@ -432,6 +435,7 @@ def promote(data_dir: Path, name: str, *, wait_seconds: float = 30.0) -> Promote
     _stop_follower(db_dir, name, wait_seconds)
     follower = Follower(data_dir, state.source, name)
     follower.rebuild_on_gap = False
+    follower.switch_epochs = False
     db = follower.open()
     try:
         applied = 0

@@ -50,6 +50,8 @@ def _run(
         note(ctx, _summary(report, db))
     else:
         emit(report.to_json(), st.format)
+    for item in report.replication:
+        note(ctx, f"warning: {item}")
     if report.rejected:
         raise typer.Exit(Exit.PARTIAL)  # cron can tell a partial load from a clean one
 
