@@ -26,6 +26,7 @@ from tests.conftest import CLEAN_ENV, Result, run_cli
 from tests.servers import make_bucket, s3_server
 
 FAST = {"TSADMIN_SHIP_INTERVAL": "0.2"}
+T0 = 1_700_000_000_000_000_000
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,7 @@ def ok(result: Result) -> Result:
 def lines(batch: int, rows: int = 10) -> str:
     """One transaction's worth: ``rows`` points, all carrying ``batch``."""
     return "".join(
-        f"cpu,host=h{i} usage={batch},batch={batch}i {1_700_000_000_000_000_000 + batch * 1000 + i}\n"
-        for i in range(rows)
+        f"cpu,host=h{i} usage={batch},batch={batch}i {T0 + batch * 1000 + i}\n" for i in range(rows)
     )
 
 
@@ -135,13 +135,13 @@ def test_standby_follows_a_writing_primary_to_equal_checksums(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             status = ok(tsadmin(b, "replica", "status", "m", "--format", "json", env=env)).json()
-            if status["behind_records"] == 0 and status["applied_lsn"] > 0:
-                if checksum(b, "m") == want:
-                    break
+            caught_up = status["behind_records"] == 0 and status["applied_lsn"] > 0
+            if caught_up and checksum(b, "m") == want:
+                break
             time.sleep(0.2)
     finally:
         follower.send_signal(signal.SIGTERM)
-        out, err = follower.communicate(timeout=60)
+        _out, err = follower.communicate(timeout=60)
     assert follower.returncode == 0, err
     assert checksum(b, "m") == checksum(a, "m")
     status = ok(tsadmin(a, "replica", "status", "m", "--format", "json", env=env)).json()
@@ -253,7 +253,7 @@ def test_byrl_write_fails_with_exit_8_when_the_store_does_not_answer(tmp_path: P
     assert "Traceback" not in result.err
 
 
-# -- damaged stores ---------------------------------------------------------------------------------
+# -- damaged stores -----------------------------------------------------------------------
 
 
 def _segments(store: Path) -> list[Path]:
