@@ -51,9 +51,12 @@ def demo_data(tmp_path: Path) -> Path:
     return data_dir
 
 
-def run_runbook(runbook: Path, data_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_runbook(
+    runbook: Path, data_dir: Path, cwd: Path, extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """The runbook's shell blocks, in order, with tsadmin on PATH and the demo data dir."""
     env = {
+        **(extra or {}),
         **CLEAN_ENV,
         "PATH": f"{Path(sys.executable).parent}:{CLEAN_ENV['PATH']}",
         "TSADMIN_DATA_DIR": str(data_dir),
@@ -77,6 +80,7 @@ def test_every_runbook_is_covered() -> None:
         "change-wal-level-safely.md",
         "verify-backups-nightly.md",
         "damaged-segment.md",
+        "second-site.md",
     } <= names
 
 
@@ -92,7 +96,16 @@ def test_runbook_runs_as_written(runbook: Path, tmp_path: Path) -> None:
             run_cli(data_dir, "backup", "create", DEMO, "--to", str(tmp_path / "backups")).code == 0
         )
     settings_before = run_cli(data_dir, "--format", "json", "config", "get", DEMO).out
-    done = run_runbook(runbook, data_dir, tmp_path)
+    extra = {}
+    if runbook.stem == "second-site":  # two sites and a store, all on this machine
+        (tmp_path / "site-b").mkdir()
+        extra = {
+            "DB": DEMO,
+            "STORE": str(tmp_path / "store"),
+            "SITE_A": str(data_dir),
+            "SITE_B": str(tmp_path / "site-b"),
+        }
+    done = run_runbook(runbook, data_dir, tmp_path, extra)
     assert done.returncode == 0, (
         f"{runbook.name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
     )

@@ -27,6 +27,9 @@ _EXIT_MEANINGS = {
     Exit.CORRUPT: "the database, or one of its files, is corrupt",
     Exit.BAD_INPUT: "bad input data: ingest stopped at a bad line, or a field type conflict",
     Exit.PARTIAL: "partial load: ingest finished but rejected some lines (--on-error skip)",
+    Exit.NOT_REPLICATED: "wal_level byrl: the write is durable locally but no replica store "
+    "confirmed it in time",
+    Exit.WRITES_REFUSED: "writes refused: the database is a standby, or fenced by a promotion",
 }
 
 
@@ -119,6 +122,9 @@ def _main_page(root: Any, groups: list[str]) -> str:
         ".TP",
         "\\fBTSADMIN_DATA_DIR\\fR",
         "The data directory when \\fB\\-\\-data\\-dir\\fR is not given (else ./tsdata).",
+        ".TP",
+        "\\fBTSADMIN_SHIP_INTERVAL\\fR",
+        "Seconds between background shipping rounds of a writer (default 1).",
         ".SH FILES",
         ".TP",
         "\\fIDATA_DIR/DB/manifest.json\\fR",

@@ -158,6 +158,8 @@ def _plan(
     reached_ns, records, rows = 0, 0, 0
     history = layout.history(claims)
     while True:
+        if to_lsn is not None and applied >= to_lsn:  # the snapshot is the target's state
+            return plan, applied, reached_ns, records, rows
         limit = next((last for c, last in history if c.epoch == epoch), None)
         if limit is not None and applied >= limit:
             epoch = next(c.epoch for c in claims if c.epoch > epoch)
