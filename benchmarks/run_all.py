@@ -1,7 +1,7 @@
 """Every benchmark in one run: the figures, the peers, the ratios and the targets.
 
 Runs ``engine_core.py``, ``backup_restore.py``, ``ingest_peers.py``,
-``bounded_cost.py`` and ``backup_stores.py`` (each prints its own table and writes
+``bounded_cost.py``, ``backup_stores.py`` and ``replication.py`` (each prints its own table and writes
 its JSON under ``results/``), then gathers them
 into ``results/latest.json`` and ``results/latest.md``: one table of our figure,
 the peer's figure and the ratio, and the targets of the issues, each met or not.
@@ -25,7 +25,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SCRIPTS = ("engine_core", "backup_restore", "ingest_peers", "bounded_cost", "backup_stores")
+SCRIPTS = (
+    "engine_core",
+    "backup_restore",
+    "ingest_peers",
+    "bounded_cost",
+    "backup_stores",
+    "replication",
+)
 # backup_stores needs a large database (fixed costs must not dominate): 10x, at least 10M rows
 ROWS_OF = {"backup_stores": lambda rows: max(10 * rows, 10_000_000)}
 
@@ -41,6 +48,46 @@ def run_script(name: str, rows: int) -> dict[str, Any]:
     )
     print(f"({name}: {time.perf_counter() - started:.0f} s)\n", flush=True)
     return json.loads(out.read_text())  # type: ignore[no-any-return]
+
+
+def replication_rows(rep: dict[str, Any] | None) -> list[list[str]]:
+    """Replication (benchmarks/replication.py): ratios to sync ingest without a replica."""
+    if not rep:
+        return []
+    ing, out = rep["ingest"], []
+    for store in ("local", "s3"):
+        for mode in ("async", "byrl"):
+            if f"{store}_{mode}_rows_per_s" in ing:
+                out.append(
+                    [
+                        f"ingest with a {store} replica, {mode}",
+                        f"{ing[f'{store}_{mode}_rows_per_s']:,} rows/s",
+                        f"{ing['sync_no_replica_rows_per_s']:,} rows/s (sync, no replica)",
+                        f"{ing[f'{store}_{mode}_ratio']:.2f}x",
+                    ]
+                )
+    for store in ("local", "s3"):
+        lag = rep.get(f"lag_{store}")
+        if lag:
+            out.append(
+                [
+                    f"replication lag to a {store} store (ack -> applied on standby)",
+                    f"median {lag['median_s']} s, p95 {lag['p95_s']} s",
+                    "1 s shipping + 1 s follow rounds",
+                    "",
+                ]
+            )
+    apply = rep["apply"]
+    out.append(
+        [
+            "standby apply (follow --once, whole log)",
+            f"{apply['follow_rows_per_s']:,} rows/s",
+            f"{apply['replay_rows_per_s']:,} rows/s (recovery replay)",
+            f"{apply['apply_vs_replay']:.2f}x",
+        ]
+    )
+    out.append(["point-in-time restore (half the log)", f"{apply['pitr_half_s']} s", "", ""])
+    return out
 
 
 def rows_of_table(r: dict[str, Any]) -> list[list[str]]:
@@ -178,6 +225,7 @@ def rows_of_table(r: dict[str, Any]) -> list[list[str]]:
             f"{sel['full_s'] / sel['limit1_s']:.0f}x faster",
         ]
     )
+    out += replication_rows(r.get("replication"))
     return out
 
 
