@@ -1,8 +1,8 @@
 """Every benchmark in one run: the figures, the peers, the ratios and the targets.
 
 Runs ``engine_core.py``, ``backup_restore.py``, ``ingest_peers.py``,
-``bounded_cost.py``, ``backup_stores.py`` and ``replication.py`` (each prints its own table and writes
-its JSON under ``results/``), then gathers them
+``bounded_cost.py``, ``backup_stores.py`` and ``replication.py`` (each prints its
+own table and writes its JSON under ``results/``), then gathers them
 into ``results/latest.json`` and ``results/latest.md``: one table of our figure,
 the peer's figure and the ratio, and the targets of the issues, each met or not.
 
