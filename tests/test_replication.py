@@ -232,6 +232,31 @@ def test_byrl_acknowledged_write_survives_the_loss_of_the_primary(
     ok(tsadmin(b, "ingest", "lp", "m", "-", stdin=lines(7), env=env))
     store = open_store(url) if not env else _s3_store(url, env)
     assert layout.list_segments(store, 2)
+    # and the store restores any point of that history, across the promotion
+    branch = layout.read_claims(store)[1].branch_lsn
+    report = ok(
+        tsadmin(
+            b,
+            "restore",
+            url,
+            "--db",
+            "at_branch",
+            "--to-lsn",
+            str(branch),
+            "--format",
+            "json",
+            env=env,
+        )
+    ).json()
+    assert report["reached_lsn"] == branch
+    assert [
+        r["usage"]
+        for r in ok(
+            tsadmin(b, "select", "at_branch", "cpu", "--where", "host=acked", "--format", "json")
+        ).json()
+    ] == [42.0]
+    beyond = tsadmin(b, "restore", url, "--db", "later", "--to-lsn", "999999", env=env)
+    assert beyond.code == 2 and "beyond the log" in beyond.err
 
 
 def test_byrl_write_fails_with_exit_8_when_the_store_does_not_answer(tmp_path: Path) -> None:
