@@ -68,7 +68,7 @@ from engine.recovery import (
 )
 from engine.replication import layout as replication_layout
 from engine.replication import state as replication_state
-from engine.replication.primary import Replication
+from engine.replication.primary import Replication, keep_checkpoint_wal
 from engine.replication.shipper import FENCED_HINT
 from engine.rows import normalize_rows, prefilter
 from engine.schema import TS, TableSchema, split_columns
@@ -853,14 +853,15 @@ class Database:
         if not settings.replicas or self.role != "primary":
             return False
         assert self._wal is not None
-        rep = self._replication or Replication(
-            self.dir, self.name, settings.replicas, lambda: self.identity
-        )
-        return rep.keep_checkpoint_wal(
+        notices = self._replication.notices if self._replication is not None else []
+        return keep_checkpoint_wal(
+            self.dir,
+            settings.replicas,
             path,
             self._wal.start_lsn - 1,
             settings.replica_hold_bytes,
             settings.replica_hold_age_ns / 1e9,
+            notices,
         )
 
     def compact(self, min_segments: int = 2) -> CompactionReport:

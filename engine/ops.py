@@ -341,11 +341,5 @@ def ingest(
 
 def replica_change(data_dir: Path, name: str, url: str, *, add: bool) -> Settings:
     """Add or remove a replica store of a database (logged and fsynced)."""
-    db = Database.open(writable_database_dir(data_dir, name), name, background=False)
-    try:
-        settings = db.add_replica(url) if add else db.remove_replica(url)
-    except BaseException:
-        db.abandon()
-        raise
-    db.close()
-    return settings
+    with writing(data_dir, name, background=False) as db:
+        return db.add_replica(url) if add else db.remove_replica(url)

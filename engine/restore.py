@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from engine.fileio import IO
 from engine.manifest import Manifest, SegmentInfo, TableEntry
 from engine.names import segment_path, validate_name
 from engine.schema import TableSchema
-from engine.settings import Settings, WalLevel
+from engine.settings import Settings
 
 MODES = ("fail", "replace", "merge")
 
@@ -171,10 +171,7 @@ def _restore_database(data_dir: Path, name: str, settings: Settings, tables: Fil
     # a restored copy is a database of its own: a new identity, and none of the
     # original's replica stores (they replicate the original)
     uuid, epoch = manifest_format.new_identity()
-    if settings.replicas:
-        level = settings.wal_level if settings.wal_level is not WalLevel.BYRL else WalLevel.SYNC
-        settings = replace(settings, replicas=(), wal_level=level)
-    build_database(data_dir, name, settings, tables, uuid=uuid, epoch=epoch)
+    build_database(data_dir, name, settings.detached(), tables, uuid=uuid, epoch=epoch)
 
 
 def build_database(

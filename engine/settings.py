@@ -246,6 +246,12 @@ class Settings:
             return replace(self, replica_timeout_ms=_parse_replica_timeout(value))
         return replace(self, checkpoint_interval_ns=_parse_checkpoint_interval(value))
 
+    def detached(self) -> Settings:
+        """These settings for a copy of the database (a restore): no replica stores (they
+        replicate the original), so byrl, which needs one, becomes sync."""
+        level = WalLevel.SYNC if self.wal_level is WalLevel.BYRL else self.wal_level
+        return replace(self, replicas=(), wal_level=level)
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

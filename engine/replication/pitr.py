@@ -261,15 +261,9 @@ def _build(data_dir: Path, url: str, name: str, snap: Snapshot, plan: list[_Plan
 def _give_own_identity(db_dir: Path, name: str) -> None:
     """The restored database is a copy, not the primary: a new UUID, epoch 1, no replica
     stores, no standby role; its WAL starts afresh after the checkpoint."""
-    from dataclasses import replace
-
-    from engine.settings import WalLevel
-
     manifest = manifest_format.load(db_dir)
     manifest.uuid, manifest.epoch = manifest_format.new_identity()
-    settings = manifest.settings
-    level = WalLevel.SYNC if settings.wal_level is WalLevel.BYRL else settings.wal_level
-    manifest.settings = replace(settings, replicas=(), wal_level=level)
+    manifest.settings = manifest.settings.detached()
     wal_dir = db_dir / wal.WAL_DIR
     IO.remove_many(wal.wal_files(wal_dir))
     writer = wal.WalWriter(

@@ -30,6 +30,7 @@ from engine.replication.shipper import FENCED_HINT, Shipper, ShipReport
 from engine.replication.state import (
     DIR,
     SHIP_LOCK,
+    ShipState,
     load_ship_state,
     mark_dropped,
 )
@@ -242,32 +243,37 @@ class Replication:
                 except WritesRefused as exc:
                     self.fenced = exc.message
 
-    # -- holding WAL ----------------------------------------------------------------------
-    def keep_checkpoint_wal(
-        self, path: Path, last_lsn: int, hold_bytes: int, hold_age: float
-    ) -> bool:
-        """Whether ``checkpoint.wal`` (records up to ``last_lsn``) must stay for a replica.
-        Past the hold limits it goes anyway and the replicas that needed it are marked
-        for a reseed (loudly: :attr:`notices`)."""
-        behind = [u for u in self.urls if _shipped(self.db_dir, u) < last_lsn]
-        if not behind:
-            return False
-        wal_dir = path.parent
-        held = sum(p.stat().st_size for p in wal.wal_files(wal_dir))
-        age = time.time() - path.stat().st_mtime
-        if held <= hold_bytes and age <= hold_age:
-            return True
-        reason = (
-            f"{held:,} WAL bytes held, over the {hold_bytes:,}-byte limit"
-            if held > hold_bytes
-            else f"WAL held {age:.0f}s, over the {hold_age:.0f}s limit"
-        )
-        for url in behind:
-            mark_dropped(self.db_dir, url, last_lsn, time.time(), reason)
-            self.notices.append(
-                f"replica {url} needs a reseed: {reason}; the shipper uploads a fresh snapshot"
-            )
+
+def keep_checkpoint_wal(
+    db_dir: Path,
+    urls: tuple[str, ...],
+    path: Path,
+    last_lsn: int,
+    hold_bytes: int,
+    hold_age: float,
+    notices: list[str],
+) -> bool:
+    """Whether ``checkpoint.wal`` (records up to ``last_lsn``) must stay for a replica.
+    Past the hold limits it goes anyway and the replicas that needed it are marked for
+    a reseed, loudly (``notices``)."""
+    behind = [u for u in urls if _shipped(db_dir, u) < last_lsn]
+    if not behind:
         return False
+    held = sum(p.stat().st_size for p in wal.wal_files(path.parent))
+    age = time.time() - path.stat().st_mtime
+    if held <= hold_bytes and age <= hold_age:
+        return True
+    reason = (
+        f"{held:,} WAL bytes held, over the {hold_bytes:,}-byte limit"
+        if held > hold_bytes
+        else f"WAL held {age:.0f}s, over the {hold_age:.0f}s limit"
+    )
+    for url in behind:
+        mark_dropped(db_dir, url, last_lsn, time.time(), reason)
+        notices.append(
+            f"replica {url} needs a reseed: {reason}; the shipper uploads a fresh snapshot"
+        )
+    return False
 
 
 def _shipped(db_dir: Path, url: str) -> int:
@@ -275,9 +281,7 @@ def _shipped(db_dir: Path, url: str) -> int:
     return state.shipped_lsn if state is not None else 0
 
 
-def _state_of(db_dir: Path, url: str):  # type: ignore[no-untyped-def]
-    from engine.replication.state import ShipState
-
+def _state_of(db_dir: Path, url: str) -> ShipState:
     return load_ship_state(db_dir, url) or ShipState(url)
 
 

@@ -35,7 +35,14 @@ from engine import archive, archivestore, logsegment
 from engine.backup import chain, effective_files
 from engine.database import Database
 from engine.datadir import database_dir, require_data_dir
-from engine.errors import AlreadyExists, Corruption, EngineError, InvalidArgument, Locked
+from engine.errors import (
+    AlreadyExists,
+    Corruption,
+    EngineError,
+    InvalidArgument,
+    Locked,
+    NotFound,
+)
 from engine.fileio import IO
 from engine.lock import holder_pid
 from engine.replication import layout
@@ -44,6 +51,7 @@ from engine.replication.state import (
     STANDBY,
     ShipState,
     StandbyState,
+    encode_standby,
     load_standby,
     save_ship_state,
     save_standby,
@@ -200,7 +208,7 @@ class Follower:
                 uuid=own.uuid,
                 epoch=own.epoch or 1,
                 lsn=own.snapshot_lsn,
-                extra={STANDBY: _standby_bytes(state)},
+                extra={STANDBY: encode_standby(state)},
             )
         self.report.seeded_from = snap.name
         self._listed_after = ""
@@ -341,18 +349,10 @@ class Reopen(Exception):
 
 
 def layout_missing_snapshot(store: Store) -> EngineError:
-    from engine.errors import NotFound
-
     return NotFound(
         f"{store.describe()} holds no snapshot to build a standby from yet",
         hint="the primary's shipper uploads one on its first run (tsadmin replicate DB --once)",
     )
-
-
-def _standby_bytes(state: StandbyState) -> bytes:
-    import json
-
-    return json.dumps(asdict(state), sort_keys=True).encode()
 
 
 def follow(

@@ -61,9 +61,13 @@ def _load(path: Path) -> dict[str, Any] | None:
         raise Corruption(f"{path}: {exc}", path=str(path)) from None
 
 
+def _encode(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, sort_keys=True).encode()
+
+
 def _save(path: Path, value: dict[str, Any]) -> None:
     IO.mkdirs(path.parent)
-    IO.write_file_atomic(path, json.dumps(value, sort_keys=True).encode(), "replication.state")
+    IO.write_file_atomic(path, _encode(value), "replication.state")
 
 
 @dataclass
@@ -132,7 +136,11 @@ def load_standby(db_dir: Path) -> StandbyState | None:
 
 
 def save_standby(db_dir: Path, state: StandbyState) -> None:
-    _save(db_dir / STANDBY, asdict(state))
+    IO.write_file_atomic(db_dir / STANDBY, encode_standby(state), "replication.state")
+
+
+def encode_standby(state: StandbyState) -> bytes:
+    return _encode(asdict(state))
 
 
 def is_standby(db_dir: Path) -> bool:
