@@ -188,11 +188,14 @@ class _Annotated:
             return
         times = pa.chunked_array([pa.array([p["time"] for _, p in self.pending], pa.string())])
         bad: dict[int, str] = {}
-        stamps = self.times.read(times, bad).to_pylist()
+        read = self.times.read(times, bad)
+        expired = {i for i in self.run.expired(read) if i not in bad}
+        stamps = read.to_pylist()
         groups: dict[tuple[str, str, str, tuple[str, ...]], list[int]] = {}
         for index, (number, point) in enumerate(self.pending):
-            if index in bad:
-                self._reject(number, bad[index], [point["time"]])
+            if index in bad or index in expired:
+                reason = bad.get(index) or self.run.too_old_reason()
+                self._reject(number, reason, [point["time"]], dropped=index in expired)
                 continue
             key = (point["table"], point["field"], point["kind"], tuple(point["tags"]))
             groups.setdefault(key, []).append(index)
@@ -222,10 +225,10 @@ class _Annotated:
         columns[column_for_key(field)] = pa.array([p["value"] for p in points], FIELD_TYPES[kind])
         self.committer.add(Batch(table, pa.table(columns), [column_for_key(t) for t in tags]))
 
-    def _reject(self, number: int, reason: str, row: list[str]) -> None:
+    def _reject(self, number: int, reason: str, row: list[str], *, dropped: bool = False) -> None:
         out = io.StringIO()
         stdcsv.writer(out, lineterminator="").writerow(row)
-        self.run.refuse(number, reason, out.getvalue())
+        self.run.refuse(number, reason, out.getvalue(), dropped=dropped)
 
 
 def _value(text: str, kind: str) -> Any:

@@ -34,6 +34,11 @@ hold exactly its rows after upserts.
         "cpu": {
           "tags": ["host"], "fields": {"usage": "float64"},
           "mode": "full" | "delta",  # delta: rows changed since the base, upserted onto it
+          "replaced_partitions": [1699920000000000000],  # (0.4, delta only, present only
+                                     # when not empty) partitions that lost rows since the
+                                     # base (a delete, an expiry): the base chain's files
+                                     # of these partitions are dropped, and this archive's
+                                     # files hold each one's whole rows (none: all gone)
           "rows": 5000,
           "files": [{"path": "cpu/000001.parquet", "partition": 1700000000000000000,
                      "rows": 5000, "bytes": 81234, "sha256": "...",
@@ -126,6 +131,7 @@ class _Table(msgspec.Struct, forbid_unknown_fields=True):
     mode: Literal["full", "delta"]
     rows: Count
     files: list[_File]
+    replaced_partitions: list[Int64] = []
 
 
 class _Settings(msgspec.Struct, forbid_unknown_fields=True):
@@ -147,6 +153,8 @@ class _Settings(msgspec.Struct, forbid_unknown_fields=True):
     replica_timeout: Annotated[str, msgspec.Meta(max_length=32)] = REPLICA_DEFAULTS[
         "replica_timeout"
     ]
+    # added in 0.4 (retention), present only when set
+    retention: Annotated[str, msgspec.Meta(max_length=32)] = "none"
 
 
 class _Base(msgspec.Struct, forbid_unknown_fields=True):
@@ -191,6 +199,7 @@ class ArchiveTable:
     schema: TableSchema
     mode: str = "full"
     files: list[ArchiveFile] = field(default_factory=list)
+    replaced_partitions: list[int] = field(default_factory=list)  # delta only
 
     @property
     def rows(self) -> int:
@@ -202,6 +211,12 @@ class ArchiveTable:
             "mode": self.mode,
             "rows": self.rows,
             "files": [f.to_json() for f in self.files],
+            # only when there are some: archives without deletes stay readable by 0.3
+            **(
+                {"replaced_partitions": self.replaced_partitions}
+                if self.replaced_partitions
+                else {}
+            ),
         }
 
 
@@ -375,6 +390,7 @@ def _settings(raw: _Settings, notes: list[str]) -> Settings:
             replica_hold_bytes=raw.replica_hold_bytes,
             replica_hold_age=raw.replica_hold_age,
             replica_timeout=raw.replica_timeout,
+            retention=raw.retention,
         )
     except InvalidArgument as exc:
         raise ValueError(f"$.settings: {exc.message}") from exc
@@ -416,7 +432,16 @@ def _table(name: str, raw: _Table, settings: Settings, seen: set[str]) -> Archiv
                 f"partition {item.partition}"
             )
         files.append(ArchiveFile(**msgspec.structs.asdict(item)))
-    table = ArchiveTable(TableSchema(list(raw.tags), dict(raw.fields)), raw.mode, files)
+    for p in raw.replaced_partitions:
+        if p % width:
+            raise ValueError(f"{where}.replaced_partitions: {p} is not a partition start")
+    if raw.replaced_partitions and raw.mode != "delta":
+        raise ValueError(f"{where}.replaced_partitions: only a delta table replaces partitions")
+    replaced = list(raw.replaced_partitions)
+    if len(set(replaced)) != len(replaced):
+        raise ValueError(f"{where}.replaced_partitions: a partition is listed twice")
+    schema = TableSchema(list(raw.tags), dict(raw.fields))
+    table = ArchiveTable(schema, raw.mode, files, replaced)
     if table.rows != raw.rows:
         raise ValueError(f"{where}.rows: {raw.rows}, its files hold {table.rows}")
     return table

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine import archive, archivestore, segment
+from engine import archive, archivestore, deletes, segment
 from engine.archive import ArchiveFile, ArchiveManifest, ArchiveTable
 from engine.database import Database, View
 from engine.datadir import existing_database_dir
@@ -388,11 +388,13 @@ def _full_table(
     for info in segments:
         by_partition[info.partition].append(info)
     result = ArchiveTable(schema.copy())
+    removing = deletes.pending_for(view.deletes, table)
     for partition in sorted(set(by_partition) | set(pending)):
         infos = by_partition.get(partition, [])
         if (
             infos
             and partition not in pending
+            and not any(d.touches(info, precision) for d in removing for info in infos)
             and _disjoint_in_time(infos)
             and all(_same_schema(handles[info.file], schema, precision) for info in infos)
         ):
@@ -401,7 +403,9 @@ def _full_table(
             continue
         contents = [_segment_bytes(db_dir, handles, info) for info in infos]
         batches = [
-            segment.decode(data, info, db_dir / info.file)
+            deletes.without_deleted(
+                segment.decode(data, info, db_dir / info.file), table, removing, precision
+            )
             for info, data in zip(infos, contents, strict=True)
         ]
         if partition in pending:
@@ -422,7 +426,12 @@ def _table_rows(
     entry = view.manifest.tables.get(table)
     infos = [] if entry is None or table in view.hidden_tables else entry.segments
     batches = [
-        segment.decode(_segment_bytes(db_dir, handles, info), info, db_dir / info.file)
+        deletes.without_deleted(
+            segment.decode(_segment_bytes(db_dir, handles, info), info, db_dir / info.file),
+            table,
+            view.deletes,
+            precision,
+        )
         for info in sorted(infos, key=lambda info: info.seq)
     ]
     batches += [b for m in view.memtables for b in m.batches.get(table, []) if b.num_rows]
@@ -541,7 +550,9 @@ def effective_files(
             if table.mode == "full" or name not in tables:
                 tables[name] = (table.schema.copy(), files)
             else:
-                tables[name] = (table.schema.copy(), tables[name][1] + files)
+                replaced = set(table.replaced_partitions)
+                kept = [(p, f) for p, f in tables[name][1] if f.partition not in replaced]
+                tables[name] = (table.schema.copy(), kept + files)
     return tables
 
 
@@ -583,16 +594,21 @@ def _incremental(
             manifest.tables[table] = _full_table(db_dir, view, handles, table, writer)
             continue
         current = _table_rows(db_dir, view, handles, table)
-        before = _base_rows(base_tables[table][1], base_tables[table][0], precision)
-        if _lost_keys(before, current, base_tables[table][0], schema):
+        old_schema = base_tables[table][0]
+        if not set(old_schema.tags) <= set(schema.tags):  # a table dropped and made anew
             manifest.tables[table] = _full_table(db_dir, view, handles, table, writer)
             continue
+        before = _base_rows(base_tables[table][1], old_schema, precision)
+        # partitions that lost rows (a delete, an expiry) are carried whole
+        replaced = _partitions_losing_rows(before, current, old_schema, schema, width)
         delta = _changed_rows(current, before, schema)
-        result = ArchiveTable(schema.copy(), mode="delta")
-        for partition, rows in (
-            segment.split_by_partition(delta, width).items() if delta.num_rows else []
-        ):
-            result.files += writer.put_rows(table, partition, rows)
+        result = ArchiveTable(schema.copy(), mode="delta", replaced_partitions=replaced)
+        changed = segment.split_by_partition(delta, width) if delta.num_rows else {}
+        whole = segment.split_by_partition(current, width) if replaced else {}
+        for partition in sorted(set(changed) | set(replaced)):
+            rows = whole.get(partition) if partition in replaced else changed[partition]
+            if rows is not None and rows.num_rows:
+                result.files += writer.put_rows(table, partition, rows)
         manifest.tables[table] = result
 
 
@@ -611,16 +627,21 @@ def _fingerprints(rows: pa.Table, columns: list[str]) -> pa.Table:
     return pa.table(keys)
 
 
-def _lost_keys(before: pa.Table, current: pa.Table, old: TableSchema, new: TableSchema) -> bool:
-    """Did any row of the base disappear (only a table drop and re-create can do that)?"""
+def _partitions_losing_rows(
+    before: pa.Table, current: pa.Table, old: TableSchema, new: TableSchema, width: int
+) -> list[int]:
+    """The partitions holding a key of the base that is gone now (deleted or expired)."""
     if before.num_rows == 0:
-        return False
-    if not set(old.tags) <= set(new.tags):
-        return True
+        return []
     keys = [*sorted(old.tags), TS]
     left = _fingerprints(conform(before, new, _precision_of(before)), keys)
+    left = left.append_column("\nrow", pa.array(range(before.num_rows), pa.int64()))
     right = _fingerprints(current, keys)
-    return bool(left.join(right, left.column_names, join_type="left anti").num_rows > 0)
+    lost = left.join(right, right.column_names, join_type="left anti")
+    if not lost.num_rows:
+        return []
+    ts = before.column(TS).take(lost.column("\nrow")).cast(pa.int64())
+    return sorted(int(p) for p in pc.unique(segment.partition_starts(ts, width)).to_pylist())
 
 
 def _changed_rows(current: pa.Table, before: pa.Table, schema: TableSchema) -> pa.Table:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import names, segment
+from engine.deletes import DeleteSpec, pending_for, without_deleted
 from engine.fileio import IO
 from engine.manifest import Manifest, SegmentInfo, TableEntry
 from engine.memtable import Memtable
@@ -35,6 +36,10 @@ class CheckpointReport:
     bytes_written: int = 0
     wal_rotated: bool = False
     wal_bytes_removed: int = 0
+    # deletes and expiry applied to the segment files
+    rows_deleted: int = 0
+    segments_rewritten: int = 0
+    segments_dropped: int = 0
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -57,11 +62,25 @@ class CompactionReport:
 
 
 @dataclass
+class CheckpointInput:
+    """What a checkpoint writes, taken under the write lock at the WAL rotation."""
+
+    catalog: dict[str, TableSchema]
+    hidden: set[str]  # tables dropped since the last checkpoint
+    settings: Settings
+    pending: list[Memtable]
+    deletes: list[DeleteSpec]  # logged since the last checkpoint, up to its LSN
+
+
+@dataclass
 class CheckpointPlan:
     manifest: Manifest
     written: list[SegmentInfo] = field(default_factory=list)
     obsolete_files: list[str] = field(default_factory=list)
     rows: int = 0
+    rows_deleted: int = 0
+    rewritten: int = 0
+    dropped: int = 0
 
     def report(
         self, database: str, reason: str, rotated: bool, wal_removed: int, seconds: float
@@ -76,21 +95,19 @@ class CheckpointPlan:
             bytes_written=sum(s.bytes for s in self.written),
             wal_rotated=rotated,
             wal_bytes_removed=wal_removed,
+            rows_deleted=self.rows_deleted,
+            segments_rewritten=self.rewritten,
+            segments_dropped=self.dropped,
             seconds=seconds,
         )
 
 
 def plan_checkpoint(
-    db_dir: Path,
-    old: Manifest,
-    catalog: dict[str, TableSchema],
-    hidden: set[str],
-    settings: Settings,
-    pending: list[Memtable],
-    lsn: int,
-    next_txn: int,
+    db_dir: Path, old: Manifest, given: CheckpointInput, lsn: int, next_txn: int
 ) -> CheckpointPlan:
-    """Write ``pending`` memtables as segments; the manifest that would list them."""
+    """Write the pending memtables as segments, rewrite the segments the deletes touch;
+    the manifest that would list the result."""
+    catalog, hidden, settings, pending = given.catalog, given.hidden, given.settings, given.pending
     manifest = Manifest(
         database=old.database,
         settings=settings,
@@ -105,6 +122,9 @@ def plan_checkpoint(
         for name, schema in catalog.items():
             previous = old.tables.get(name)
             keep = [] if previous is None or name in hidden else list(previous.segments)
+            removing = pending_for(given.deletes, name)
+            if removing and keep:
+                keep = _without_deleted(db_dir, plan, name, keep, removing, settings.precision)
             batches = [b for memtable in pending for b in memtable.batches.get(name, [])]
             if batches:
                 keep += _write_table(
@@ -118,6 +138,46 @@ def plan_checkpoint(
         if name not in catalog or name in hidden:
             plan.obsolete_files += [s.file for s in entry.segments]
     return plan
+
+
+def _without_deleted(
+    db_dir: Path,
+    plan: CheckpointPlan,
+    table: str,
+    infos: list[SegmentInfo],
+    removing: list[DeleteSpec],
+    precision: str,
+) -> list[SegmentInfo]:
+    """``infos`` after the deletes: a segment a delete covers whole is dropped unread, one
+    holding matching rows is rewritten without them (same ``seq``: its place in the
+    upsert order), the others are kept as they are."""
+    kept: list[SegmentInfo] = []
+    for info in infos:
+        touching = [d for d in removing if d.touches(info, precision)]
+        if not touching:
+            kept.append(info)
+            continue
+        if any(d.covers(info, precision) for d in touching):
+            rows = None
+        else:
+            stored = segment.read(db_dir, info)
+            rows = without_deleted(stored, table, touching, precision)
+            if rows.num_rows == stored.num_rows:
+                kept.append(info)
+                continue
+        plan.obsolete_files.append(info.file)
+        plan.rows_deleted += info.rows - (rows.num_rows if rows is not None else 0)
+        if rows is None or not rows.num_rows:
+            plan.dropped += 1
+            continue
+        file_id = plan.manifest.next_segment
+        plan.manifest.next_segment += 1
+        path = names.segment_path(table, info.partition, file_id)
+        rewritten = segment.write(db_dir, path, info.partition, info.seq, rows)
+        plan.written.append(rewritten)
+        plan.rewritten += 1
+        kept.append(rewritten)
+    return kept
 
 
 def _write_table(

@@ -188,6 +188,9 @@ class _Csv:
         bad: dict[int, str] = {}
         rows = _as_text(raw, bad, self.guard.replaced)
         ts = self.times.read(rows.column(self.ts_column), bad)
+        expired = {i for i in self.ingest.expired(ts) if i not in bad}
+        for index in expired:
+            bad[index] = self.ingest.too_old_reason()
         tables = self._table_names(rows, bad)
         columns: dict[str, Any] = {TS: ts}
         for tag in self.csv.tags:
@@ -199,10 +202,11 @@ class _Csv:
         columns[_INDEX] = pa.array(range(rows.num_rows), pa.int64())
         out = pa.table(columns)
         failed = [
-            (numbers.of(i), why, _row_text(raw, i, self.csv.delimiter)) for i, why in bad.items()
+            (numbers.of(i), why, _row_text(raw, i, self.csv.delimiter), i in expired)
+            for i, why in bad.items()
         ]
-        for number, why, text in sorted(left_out + failed):
-            self._reject(number, why, text)
+        for number, why, text, dropped in sorted([(*r, False) for r in left_out] + failed):
+            self._reject(number, why, text, dropped=dropped)
         if bad:
             keep = pa.array([i not in bad for i in range(out.num_rows)])
             out, tables = out.filter(keep), tables.filter(keep)
@@ -273,8 +277,8 @@ class _Csv:
         for number, reason, text in self.numbers.passed(up_to):
             self._reject(number, reason, text)
 
-    def _reject(self, number: int, reason: str, text: str) -> None:
-        self.ingest.refuse(number, reason, text)
+    def _reject(self, number: int, reason: str, text: str, *, dropped: bool = False) -> None:
+        self.ingest.refuse(number, reason, text, dropped=dropped)
 
 
 _INDEX = "\nrow"  # a row's index in its block, kept while a block is split by table

@@ -27,22 +27,23 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine import deletes, names, retention, segment, wal
 from engine import manifest as manifest_format
-from engine import names, segment, wal
 from engine.checkpoint import (
+    CheckpointInput,
     CheckpointReport,
     CompactionReport,
     plan_checkpoint,
     plan_compaction,
     small_segments,
 )
+from engine.deletes import DeleteSpec
 from engine.errors import (
     AlreadyExists,
     EngineError,
@@ -111,6 +112,8 @@ class View:
     hidden_tables: frozenset[str]
     last_lsn: int
     committed_lsn: int = 0  # the last LSN ending a transaction: what a snapshot holds
+    # deletes not yet applied to the segment files: every segment read goes through them
+    deletes: tuple[DeleteSpec, ...] = ()
 
 
 class Database:
@@ -127,6 +130,7 @@ class Database:
         self._memtable = state.memtable
         self._immutables: list[Memtable] = []
         self._hidden = set(state.hidden_tables)
+        self._deletes: list[DeleteSpec] = list(state.deletes)
         self._last_lsn = state.last_lsn
         self._committed_lsn = state.committed_lsn
         self.last_commit_ns = state.last_commit_ns
@@ -352,6 +356,7 @@ class Database:
         recovery would. Returns the rows committed."""
         if self.role != "standby":
             raise InvalidArgument(f"database {self.name} is not a standby")
+        self._ensure_wal_accepts({r.type for r in records})
         with self._write_lock:
             fresh = [r for r in records if wal.next_lsn_after(r) - 1 > self._last_lsn]
             if not fresh:
@@ -375,7 +380,9 @@ class Database:
                 current_start_lsn=None,
                 report=RecoveryReport(self.name),
                 committed_lsn=self._last_lsn,
+                deletes=self._deletes,
             )
+            known = len(self._deletes)
             pending: dict[int, list[wal.Record]] = {}
             for record in fresh:
                 apply_record(state, pending, record, self._wal.path if self._wal else self.dir)
@@ -383,6 +390,9 @@ class Database:
             for table in self._hidden:
                 for frozen in self._immutables:
                     frozen.drop(table)
+            for spec in self._deletes[known:]:
+                for frozen in self._immutables:
+                    deletes.apply_to_memtable(frozen, spec, self._settings.precision)
             self._settings, self._last_lsn, self._next_txn = (
                 state.settings,
                 state.last_lsn,
@@ -431,7 +441,10 @@ class Database:
         entry = self._manifest.tables.get(table)
         for info in entry.segments if entry is not None and table not in self._hidden else []:
             if info.min_ts <= high and low <= info.max_ts:
-                older.append(segment.read(self.dir, info))
+                stored = segment.read(self.dir, info)
+                older.append(
+                    deletes.without_deleted(stored, table, self._deletes, self._settings.precision)
+                )
         if not older:
             return among_themselves
         before = pa.concat_tables(
@@ -506,14 +519,20 @@ class Database:
         current.fsync()
 
     def _log_ddl(self, change: dict[str, Any]) -> int:
-        """Log a catalog or settings change, durably, or not at all: the write lock is held
-        until it is fsynced, so if the fsync fails the record (the last one) is cut off
-        again and a reopen cannot apply a change that was reported as failed."""
+        """Log a catalog or settings change, durably, or not at all."""
+        with self._write_lock:
+            return self._log_standalone(wal.RecordType.DDL, wal.encode_ddl(change))
+
+    def _log_standalone(self, rtype: wal.RecordType, payload: bytes) -> int:
+        """Append an auto-committed record and fsync it, the write lock held (the caller
+        holds it too, to apply the change before anyone else writes): if the fsync fails
+        the record (the last one) is cut off again and a reopen cannot apply a change
+        that was reported as failed."""
         with self._write_lock:
             self._check_writable()
             assert self._wal is not None
             lsn, start = self._last_lsn + 1, self._wal.size
-            self._append(wal.encode_record(lsn, 0, wal.RecordType.DDL, wal.encode_ddl(change)))
+            self._append(wal.encode_record(lsn, 0, rtype, payload))
             self._last_lsn = lsn
             try:
                 self._wait_durable(lsn)
@@ -522,6 +541,49 @@ class Database:
                 self._last_lsn = lsn - 1
                 raise
         return lsn
+
+    def _ensure_wal_accepts(self, types: set[wal.RecordType]) -> None:
+        """The WAL version rule (``engine/wal.py``): a record type newer than the file
+        being appended to goes into a new file, which a checkpoint starts."""
+        assert self._wal is not None
+        if all(self._wal.accepts(t) for t in types):
+            return
+        self._checkpoint("WAL format upgrade")
+        if not all(self._wal.accepts(t) for t in types):
+            raise StorageError(
+                f"database {self.name}: its WAL file is of an older format and cannot be "
+                "rotated while a replica still needs it",
+                hint="let the replica catch up (tsadmin replicate DB --once), then retry",
+            )
+
+    # -- deletes and retention ---------------------------------------------------------------
+    def log_delete(self, spec: DeleteSpec) -> DeleteSpec:
+        """Log a DELETE (fsynced, whatever the wal_level) and apply it to the memtables;
+        segments follow through every read and at the next checkpoint, which the caller
+        runs to rewrite them now. Returns the spec with its LSN."""
+        self._check_writable()
+        self._ensure_wal_accepts({wal.RecordType.DELETE})
+        with self._write_lock:
+            lsn = self._log_standalone(wal.RecordType.DELETE, wal.encode_delete(spec.to_json()))
+            logged = replace(spec, lsn=lsn)
+            precision = self._settings.precision
+            for memtable in [self._memtable, *self._immutables]:
+                deletes.apply_to_memtable(memtable, logged, precision)
+            self._deletes.append(logged)
+        return logged
+
+    def _expire_due(self) -> DeleteSpec | None:
+        """Retention: log the expiry of the partitions that ended before now - retention,
+        if there is data in them (a primary only: a standby takes its primary's)."""
+        if not self.writable or self.role != "primary" or self._broken is not None:
+            return None
+        if self._replication is not None and self._replication.fenced:
+            return None
+        with self._write_lock:
+            spec = retention.expiry_due(
+                self._settings, self._manifest, [self._memtable, *self._immutables]
+            )
+        return None if spec is None else self.log_delete(spec)
 
     def _raise_background_failure(self) -> None:
         """A background checkpoint, compaction or WAL flush that failed is reported by the
@@ -751,7 +813,13 @@ class Database:
 
     # -- checkpoints and compaction --------------------------------------------------------
     def checkpoint(self, reason: str = "command") -> CheckpointReport:
-        """Write the memtable to segments, install the manifest, drop the old WAL file."""
+        """Expire what the retention period says, write the memtable to segments (and
+        rewrite the segments deletes touch), install the manifest, drop the old WAL file."""
+        self._check_open()
+        self._expire_due()
+        return self._checkpoint(reason)
+
+    def _checkpoint(self, reason: str) -> CheckpointReport:
         self._check_open()
         started = time.perf_counter()
         with self._ckpt_lock:
@@ -769,9 +837,14 @@ class Database:
                 settings = self._settings
                 next_txn = self._next_txn
                 pending = list(self._immutables)
+                applying = [d for d in self._deletes if d.lsn <= lsn]
             IO.crash_point("checkpoint.after_rotate")
             plan = plan_checkpoint(
-                self.dir, self._manifest, catalog, hidden, settings, pending, lsn, next_txn
+                self.dir,
+                self._manifest,
+                CheckpointInput(catalog, hidden, settings, pending, applying),
+                lsn,
+                next_txn,
             )
             IO.crash_point("checkpoint.after_segments")
             self._commit_manifest(plan.manifest, plan.written, "checkpoint.after_manifest")
@@ -779,6 +852,7 @@ class Database:
                 self._manifest = plan.manifest
                 self._immutables = [m for m in self._immutables if m not in pending]
                 self._hidden -= hidden
+                self._deletes = [d for d in self._deletes if d.lsn > lsn]
             wal_removed = self._remove_checkpoint_wal(settings)
             IO.crash_point("checkpoint.after_wal_delete")
             IO.remove_many(self.dir / f for f in plan.obsolete_files)
@@ -802,6 +876,7 @@ class Database:
             self._memtable.is_empty()
             and not self._immutables
             and not self._hidden
+            and not self._deletes
             and self._last_lsn == self._manifest.checkpoint_lsn
             and self._settings == self._manifest.settings
             and not (self.dir / wal.WAL_DIR / wal.CHECKPOINT).exists()
@@ -947,6 +1022,7 @@ class Database:
                 hidden_tables=frozenset(self._hidden),
                 last_lsn=self._last_lsn,
                 committed_lsn=self.committed_lsn,
+                deletes=tuple(self._deletes),
             )
 
     def scan(
@@ -985,6 +1061,7 @@ class Database:
                 state.last_lsn,
             )
             self._committed_lsn = state.committed_lsn
+            self._deletes = list(state.deletes)
 
     def memtable_rows(self) -> int:
         with self._write_lock:
@@ -1030,6 +1107,13 @@ def scan_view(
             )
     batches = []
     entry = view.manifest.tables.get(table)
+    precision = view.settings.precision
+    removing = deletes.pending_for(view.deletes, table)
+
+    def keep(rows: pa.Table) -> pa.Table:
+        rows = deletes.without_deleted(rows, table, removing, precision)
+        return prefilter(rows, start, end, where)
+
     if entry is not None and table not in view.hidden_tables:
         for info in sorted(entry.segments, key=lambda s: s.seq):
             if (end is not None and info.min_ts >= end) or (
@@ -1037,9 +1121,8 @@ def scan_view(
             ):
                 continue
             if limit is None:
-                batches.append(prefilter(segment.read(db_dir, info), start, end, where))
+                batches.append(keep(segment.read(db_dir, info)))
             else:  # only as many rows of each segment as the merged result can need
-                keep = partial(prefilter, start=start, end=end, where=where)
                 batches.append(segment.read_head(db_dir, info, limit, keep))
     for memtable in view.memtables:
         batches += [prefilter(b, start, end, where) for b in memtable.batches.get(table, [])]

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import zstandard
 
-from engine import lpfast
+from engine import lpfast, retention
 from engine.database import Batch, Database
 from engine.errors import BadInput, InvalidArgument, NotFound
 from engine.fileio import IO
@@ -158,12 +158,16 @@ class Run:
     committer: Committer
     rejects: Rejects
 
-    def refuse(self, line: int, reason: str, text: str, *, column: int = 0) -> None:
+    def refuse(
+        self, line: int, reason: str, text: str, *, column: int = 0, dropped: bool = False
+    ) -> None:
         """Line (or CSV row) ``line`` is refused: stop the ingest (``abort``), or write it
-        with its reason to the rejects file and count it (``skip``)."""
+        with its reason to the rejects file and count it (``skip``). A ``dropped`` point
+        (older than the retention period) is rejected that way whatever the policy: it is
+        not an error in the input (InfluxDB drops such points too)."""
         reason = clip(reason, 300)  # a 10 MB value is never echoed whole
         where = f"{self.source}:{line}" + (f":{column}" if column else "")
-        if self.options.on_error == "abort":
+        if self.options.on_error == "abort" and not dropped:
             raise BadInput(
                 f"{where}: {reason}",
                 hint="fix it, or skip bad lines into a rejects file; "
@@ -174,6 +178,23 @@ class Run:
             )
         self.rejects.write(text, f"{where}: {reason}")
         self.report.rejected += 1
+
+
+    def expired(self, ts: pa.Array | pa.ChunkedArray) -> list[int]:
+        """Indices of the timestamps (in the database's precision) that the retention
+        period refuses (engine/retention.py)."""
+        oldest = retention.oldest_kept_ns(self.db.settings)
+        if oldest is None or not len(ts):
+            return []
+        old = retention.too_old(ts, oldest, self.db.settings.precision)
+        return list(pc.indices_nonzero(pc.fill_null(old, False)).to_pylist())
+
+    def too_old_reason(self) -> str:
+        return retention.refusal(self.db.settings)
+
+
+class Expired(LineError):
+    """A point older than the retention period: rejected, never an error that stops."""
 
 
 @contextmanager
@@ -340,7 +361,23 @@ class _LineProtocol:
         }
 
     def _reject(self, err: LineError, line: str) -> None:
-        self.run.refuse(err.line, err.reason, line, column=err.column)
+        self.run.refuse(
+            err.line, err.reason, line, column=err.column, dropped=isinstance(err, Expired)
+        )
+
+    def _expired(self, point: Point) -> bool:
+        assert point.time is not None
+        return bool(self.run.expired(pa.array([point.time // self.divisor], pa.int64())))
+
+    def _without_expired(self, rows: pa.Table, refused: list[LineError]) -> pa.Table:
+        """``rows`` without the points the retention period refuses (added to ``refused``)."""
+        old = self.run.expired(rows[TS])
+        if not old:
+            return rows
+        numbers = rows[lpfast.LINE].take(pa.array(old)).to_pylist()
+        refused += [Expired(self.run.too_old_reason(), number, 0) for number in numbers]
+        keep = pc.invert(pc.is_in(pa.array(range(rows.num_rows)), pa.array(old)))
+        return rows.filter(keep)
 
     def _add(
         self,
@@ -364,6 +401,8 @@ class _LineProtocol:
         for _line, item in items:
             if isinstance(item, Point):
                 try:
+                    if self._expired(item):
+                        raise Expired(self.run.too_old_reason(), item.line, 0)
                     points.add(item)
                 except LineError as err:
                     refused.append(err)
@@ -373,7 +412,9 @@ class _LineProtocol:
                 numbers = item.rows[lpfast.LINE].to_pylist()
                 refused += [LineError(problem, number, 0) for number in numbers]
                 continue
-            pieces.setdefault(item.table, []).append(item.rows)
+            rows = self._without_expired(item.rows, refused)
+            if rows.num_rows:
+                pieces.setdefault(item.table, []).append(rows)
             tags.setdefault(item.table, {}).update(dict.fromkeys(map(column_for_key, item.tags)))
         for refusal in sorted(refused, key=lambda e: e.line):  # before anything is committed
             self._reject(refusal, lines[refusal.line - first_line].as_py())
@@ -396,6 +437,10 @@ class _LineProtocol:
                     default_time=now,
                     first_line=line,
                 ):
+                    if self._expired(point):
+                        line_text = text[offset:].split("\n")[point.line - line]
+                        self._reject(Expired(self.run.too_old_reason(), point.line, 0), line_text)
+                        continue
                     self.builder.add(point)
                     if self.builder.rows + self.committer.pending_rows >= self.options.batch_rows:
                         self.flush()

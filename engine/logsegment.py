@@ -14,7 +14,11 @@ File (all integers little-endian)::
 
     offset size  field
     0      8     magic          b"TSADLOG\\n"
-    8      2     version        u16, 1
+    8      2     version        u16, 1; or 2 when it holds a record type of WAL
+                                version 3 (``DELETE``), so a reader older than that
+                                refuses the segment by its version, never taking the
+                                record for damage; a version 1 segment holding one
+                                is damage
     10     2     flags          u16, 0
     12     16    uuid           the database's identity
     28     8     epoch          u64, the history this segment belongs to
@@ -54,7 +58,10 @@ from engine import wal
 from engine.errors import Corruption
 
 MAGIC = b"TSADLOG\n"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+# the segment version a WAL record type needs (types not listed: version 1)
+_VERSION_FOR = {wal.RecordType.DELETE: 2}
 HEADER = struct.Struct("<8sHH16sQQQIQqq32s")
 HEADER_SIZE = HEADER.size + 4  # + header_crc
 DIGEST_SIZE = 32
@@ -115,9 +122,10 @@ def encode(
     tail, _ = wal.record_at(records[-1], 0)
     assert tail is not None
     last = wal.next_lsn_after(tail) - 1
+    types = {wal.RecordType(wal.RECORD_HEADER.unpack_from(r)[4]) for r in records}
     head = HEADER.pack(
         MAGIC,
-        VERSION,
+        max((_VERSION_FOR.get(t, 1) for t in types), default=1),
         0,
         uuids.UUID(uuid).bytes,
         epoch,
@@ -149,8 +157,11 @@ def decode(data: bytes, where: str) -> Segment:
     (stored_crc,) = struct.unpack_from("<I", data, HEADER.size)
     if stored_crc != crc32c.crc32c(data[: HEADER.size]):
         raise bad("header checksum mismatch")
-    if version != VERSION:
-        raise bad(f"version {version} is not supported (this build reads {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise bad(
+            f"version {version} is not supported (this build reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))})"
+        )
     digest = data[-DIGEST_SIZE:]
     if hashlib.sha256(data[:-DIGEST_SIZE]).digest() != digest:
         raise bad("digest mismatch: the object was altered or cut short")
@@ -158,6 +169,9 @@ def decode(data: bytes, where: str) -> Segment:
         str(uuids.UUID(bytes=raw_uuid)), epoch, first, last, count, rows, t0, t1, previous
     )
     records = _records(data[HEADER_SIZE:-DIGEST_SIZE], header, bad)
+    for record in records:
+        if _VERSION_FOR.get(record.type, 1) > version:
+            raise bad(f"a {record.type.name} record in a version {version} segment")
     return Segment(header, records, digest)
 
 

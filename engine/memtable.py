@@ -34,6 +34,16 @@ class Memtable:
             if first <= high and low <= last
         ]
 
+    def replace(self, table: str, batches: list[pa.Table]) -> None:
+        """Put ``batches`` in place of the table's (a delete filtered them). One
+        assignment each: a checkpoint reading a frozen memtable meanwhile sees the old
+        list or the new one, never neither."""
+        old = self.batches.get(table, [])
+        self.rows += sum(r.num_rows for r in batches) - sum(r.num_rows for r in old)
+        self.nbytes += sum(r.nbytes for r in batches) - sum(r.nbytes for r in old)
+        self.spans[table] = [time_span(rows) for rows in batches]
+        self.batches[table] = list(batches)
+
     def drop(self, table: str) -> None:
         self.spans.pop(table, None)
         for rows in self.batches.pop(table, []):

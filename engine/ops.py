@@ -7,22 +7,25 @@ and library users get the same validation and the same answers.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine import checksum as checksum_mod
-from engine import lock, wal
+from engine import lock, segment, wal
 from engine.checkpoint import CheckpointReport, CompactionReport
 from engine.database import Database
 from engine.datadir import existing_database_dir, list_databases, writable_database_dir
-from engine.errors import EngineError, NotFound
+from engine.deletes import DeleteReport, DeleteSpec
+from engine.errors import EngineError, InvalidArgument, NotFound
 from engine.names import key_of_column, validate_name
 from engine.recovery import RecoveryReport
 from engine.rows import iso_time
-from engine.settings import SETTABLE_KEYS, Settings, canonical_key
+from engine.settings import SETTABLE_KEYS, UNITS_PER_SECOND, Settings, canonical_key
 from engine.timeparse import parse_time
 
 
@@ -343,3 +346,58 @@ def replica_change(data_dir: Path, name: str, url: str, *, add: bool) -> Setting
     """Add or remove a replica store of a database (logged and fsynced)."""
     with writing(data_dir, name, background=False) as db:
         return db.add_replica(url) if add else db.remove_replica(url)
+
+
+def delete_rows(
+    data_dir: Path,
+    name: str,
+    table: str,
+    *,
+    start: str,
+    end: str,
+    where: dict[str, str],
+    dry_run: bool,
+) -> DeleteReport:
+    """Remove the rows of ``table`` with ``start <= ts < end`` whose tags equal ``where``
+    (or, with ``dry_run``, count them): one logged DELETE, then a checkpoint that rewrites
+    only the segments holding such rows. All or nothing across a crash."""
+    validate_name("table", table)
+    started = time.perf_counter()
+    opener = reading if dry_run else writing
+    with opener(data_dir, name) as db:
+        precision = db.settings.precision
+        unit = 1_000_000_000 // UNITS_PER_SECOND[precision]
+        low, high = parse_time(start, precision), parse_time(end, precision)
+        if high <= low:
+            raise InvalidArgument(
+                f"the end ({end}) is not after the start ({start}): nothing to delete",
+                hint="the range is start <= time < end",
+                param="end",
+            )
+        matched = db.scan(table, start=low, end=high, where=where)
+        report = DeleteReport(
+            database=name,
+            table=table,
+            start=low * unit,
+            end=high * unit,
+            where=dict(where),
+            rows=matched.num_rows,
+            partitions=_partitions_of(matched, db.settings.partition_units, unit),
+            dry_run=dry_run,
+        )
+        if not dry_run and matched.num_rows:
+            spec = DeleteSpec(table, low * unit, high * unit, tuple(sorted(where.items())))
+            report.lsn = db.log_delete(spec).lsn
+            done = db.checkpoint("delete")
+            report.segments_rewritten = done.segments_rewritten
+            report.segments_dropped = done.segments_dropped
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _partitions_of(rows: pa.Table, width: int, unit: int) -> list[int]:
+    """The partitions (their start, ns) the rows lie in."""
+    if not rows.num_rows:
+        return []
+    starts = pc.unique(segment.partition_starts(rows.column("ts").cast(pa.int64()), width))
+    return sorted(int(p) * unit for p in starts.to_pylist())

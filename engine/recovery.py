@@ -15,10 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from engine import manifest as manifest_format
-from engine import wal
+from engine import wal, walkinds
+from engine.deletes import DeleteSpec
 from engine.errors import Corruption
 from engine.fileio import IO
 from engine.manifest import Manifest
@@ -54,6 +53,8 @@ class RecoveryReport:
     transactions_rolled_back: int = 0
     rows_applied: int = 0
     rows_rolled_back: int = 0
+    deletes_applied: int = 0
+    rows_deleted: int = 0  # from the memtable (segments: at the next checkpoint)
     bytes_truncated: int = 0
     truncated_file: str | None = None
     truncated_at: int | None = None
@@ -81,6 +82,9 @@ class ReplayState:
     committed_lsn: int = 0
     committed_end: tuple[Path, int] | None = None  # the file and offset just past it
     last_commit_ns: int | None = None  # commit time of the last transaction replayed
+    # DELETE records past the manifest's checkpoint LSN: they still apply to every
+    # segment (a checkpoint rewrites the segments and drops them from this list)
+    deletes: list[DeleteSpec] = field(default_factory=list)
 
 
 def replay(
@@ -256,8 +260,8 @@ def _apply_records(scans: list[wal.FileScan], state: ReplayState, db_dir: Path) 
 def apply_record(
     state: ReplayState, pending: dict[int, list[wal.Record]], record: wal.Record, where: Path
 ) -> None:
-    """Replay one record onto ``state``: DDL at once, DATA held in ``pending`` until its
-    transaction's COMMIT. Recovery and a standby applying shipped segments share it."""
+    """Replay one record onto ``state`` (what it does: ``engine/walkinds.py``); DATA waits in
+    ``pending`` for its transaction's COMMIT. Recovery and a standby share it."""
     report = state.report
     report.records_scanned += 1
     if record.txn >= state.next_txn:
@@ -267,17 +271,8 @@ def apply_record(
     report.records_replayed += 1
     state.last_lsn = wal.next_lsn_after(record) - 1  # a GAP stands for its whole range
     try:
-        if record.type is wal.RecordType.GAP:
-            pass  # lost to damage and salvaged around: nothing to apply
-        elif record.type is wal.RecordType.DDL:
-            apply_ddl(state, wal.decode_ddl(record.payload))
-            report.ddl_applied += 1
-        elif record.type is wal.RecordType.DATA:
-            pending.setdefault(record.txn, []).append(record)
-        else:
-            _commit(state, pending.pop(record.txn, []), record)
-            state.last_commit_ns = wal.commit_time(record.payload) or state.last_commit_ns
-        if record.type is wal.RecordType.COMMIT or record.txn == 0:
+        walkinds.of(record).apply(state, pending, record)
+        if walkinds.ends_unit(record):
             state.committed_lsn = state.last_lsn
             state.committed_end = (where, record.offset + record.size)
     except Corruption:
@@ -300,38 +295,8 @@ def roll_back(state: ReplayState, pending: dict[int, list[wal.Record]]) -> None:
     pending.clear()
 
 
-def _commit(state: ReplayState, records: list[wal.Record], commit: wal.Record) -> None:
-    expected, rows = wal.decode_commit(commit.payload)
-    if expected != len(records):  # records lost to a salvage: never apply half a transaction
-        state.report.transactions_rolled_back += 1
-        state.report.rows_rolled_back += rows
-        return
-    decoded: list[tuple[str, pa.Table]] = [wal.decode_data(r.payload) for r in records]
-    for table, rows in decoded:
-        if table not in state.catalog:
-            raise ValueError(f"data for unknown table {table!r}")
-        state.memtable.add(table, rows)
-        state.report.rows_applied += rows.num_rows
-    state.report.transactions_applied += 1
-
-
 def _row_count(record: wal.Record) -> int:
     try:
         return int(wal.decode_data(record.payload)[1].num_rows)
     except Exception:
         return 0
-
-
-def apply_ddl(state: ReplayState, change: dict[str, Any]) -> None:
-    """Apply one logged catalog/settings change to the replay state."""
-    op = change["op"]
-    if op == "table":
-        state.catalog[change["table"]] = TableSchema.from_json(change)
-    elif op == "drop_table":
-        state.catalog.pop(change["table"], None)
-        state.memtable.drop(change["table"])
-        state.hidden_tables.add(change["table"])
-    elif op == "settings":
-        state.settings = Settings.from_json(change["settings"])
-    else:
-        raise ValueError(f"unknown DDL op {op!r}")

@@ -58,8 +58,11 @@ KEY_ALIASES = {
     "replica_hold_bytes": "replica_hold_bytes",
     "replica_hold_age": "replica_hold_age",
     "replica_timeout": "replica_timeout",
+    "retention": "retention",
+    "keep": "retention",
 }
 SETTABLE_KEYS = (
+    "retention",
     "wal_level",
     "wal_fsync_period",
     "checkpoint_interval",
@@ -142,15 +145,27 @@ class Settings:
     replica_hold_bytes: int = REPLICA_DEFAULTS["replica_hold_bytes"]
     replica_hold_age_ns: int = 86400 * 1_000_000_000
     replica_timeout_ms: int = 10_000
+    retention_ns: int = 0  # 0: keep forever (engine/retention.py)
 
     def to_json(self) -> dict[str, Any]:
         # replication keys only when set: files of databases without replicas stay as
         # they were before replication existed
-        return {**self._base_json(), **self._replication_json()}
+        # (and retention only when set, for the same reason)
+        kept = {"retention": self.retention_label} if self.retention_ns else {}
+        return {**self._base_json(), **kept, **self._replication_json()}
 
     def to_display(self) -> dict[str, Any]:
         """Every setting with its value, the replication ones too (``config get``)."""
-        return {**self._base_json(), "replicas": list(self.replicas), **self._replication_values()}
+        return {
+            **self._base_json(),
+            "retention": self.retention_label,
+            "replicas": list(self.replicas),
+            **self._replication_values(),
+        }
+
+    @property
+    def retention_label(self) -> str:
+        return format_duration_ns(self.retention_ns) if self.retention_ns else "none"
 
     def _replication_values(self) -> dict[str, Any]:
         return {
@@ -187,6 +202,7 @@ class Settings:
             wal_fsync_period=data.get("wal_fsync_period", 1000),
             checkpoint_interval=data.get("checkpoint_interval", "1m"),
             partition=data.get("partition", "1d"),
+            retention=data.get("retention", "none"),
             **{key: data.get(key, default) for key, (default, _, _) in LIMITS.items()},
             replicas=data.get("replicas", ()),
             **{key: data.get(key, default) for key, default in REPLICA_DEFAULTS.items()},
@@ -201,6 +217,7 @@ class Settings:
         wal_fsync_period: str | int = 1000,
         checkpoint_interval: str | int = "1m",
         partition: str | int = "1d",
+        retention: str | int = "none",
         max_line_bytes: str | int = LIMITS["max_line_bytes"][0],
         max_tags_per_series: str | int = LIMITS["max_tags_per_series"][0],
         max_fields_per_table: str | int = LIMITS["max_fields_per_table"][0],
@@ -216,6 +233,7 @@ class Settings:
             wal_fsync_period_ms=_parse_fsync_period(wal_fsync_period),
             checkpoint_interval_ns=_parse_checkpoint_interval(checkpoint_interval),
             partition_ns=_parse_partition(partition),
+            retention_ns=parse_retention(retention),
             max_line_bytes=_parse_limit("max_line_bytes", max_line_bytes),
             max_tags_per_series=_parse_limit("max_tags_per_series", max_tags_per_series),
             max_fields_per_table=_parse_limit("max_fields_per_table", max_fields_per_table),
@@ -244,6 +262,8 @@ class Settings:
             return replace(self, replica_hold_age_ns=_parse_hold_age(value))
         if canonical == "replica_timeout":
             return replace(self, replica_timeout_ms=_parse_replica_timeout(value))
+        if canonical == "retention":
+            return replace(self, retention_ns=parse_retention(value))
         return replace(self, checkpoint_interval_ns=_parse_checkpoint_interval(value))
 
     def detached(self) -> Settings:
@@ -290,6 +310,20 @@ def _parse_partition(value: str | int) -> int:
     ns = parse_duration_ns(value, default_unit="s", what="partition")
     if ns < 60 * 1_000_000_000:
         raise InvalidArgument(f"partition {value!r} is too narrow", hint="use at least 1m")
+    return ns
+
+
+def parse_retention(value: str | int) -> int:
+    """``30d``, ``12w``, ``1h`` (at least an hour, as InfluxDB's shortest policy), or
+    ``0``/``none``/``inf``: keep forever (0)."""
+    text = str(value).strip().lower()
+    if text in ("0", "none", "inf", "forever", ""):
+        return 0
+    ns = parse_duration_ns(text, default_unit="d", what="retention")
+    if ns < 3600 * 1_000_000_000:
+        raise InvalidArgument(
+            f"retention {value!r} is too short", hint="use 1h or more, or none to keep forever"
+        )
     return ns
 
 

@@ -6,11 +6,11 @@ Per database, ``wal/current.wal`` receives every record. A checkpoint renames
 it to ``wal/checkpoint.wal`` and starts a new ``current.wal``; once the
 checkpoint's manifest is durable, ``checkpoint.wal`` is deleted.
 
-File header (all integers little-endian), version 2::
+File header (all integers little-endian), version 3::
 
     offset size  field
     0      8     magic       b"TSADWAL\\n"
-    8      2     version     u16, 2
+    8      2     version     u16, 3
     10     2     flags       u16, 0
     12     8     start_lsn   u64, the LSN the first record of this file may carry
     20     16    uuid        the database's identity (16 zero bytes: not known, a
@@ -21,7 +21,16 @@ File header (all integers little-endian), version 2::
     46+n   4     header_crc  u32, CRC32C (Castagnoli) of bytes [0, 46+n)
 
 Version 1 files (before 0.3: no ``uuid`` and ``epoch``, ``name_len`` at offset
-20) are still read; every file this version starts is version 2.
+20) and version 2 files (0.3: the same header as version 3) are still read;
+every file this version starts is version 3.
+
+Version rule: a record type may appear only in files of at least the version
+that introduced it (``DELETE``: 3). A reader meets a newer type only in a
+file whose header version it refuses by name ("WAL format version N is not
+supported"), never as an "unknown record type" it would take for damage; a
+type in a file older than it is damage. So a writer appending to an older
+file starts a new one (a checkpoint rotates the WAL) before its first record
+of a newer type.
 
 Records follow the header back to back, with no padding::
 
@@ -99,8 +108,8 @@ from engine.errors import Corruption, EngineError, InvalidArgument
 from engine.fileio import IO, AppendFile
 
 MAGIC = b"TSADWAL\n"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 FILE_HEADER_FIXED = struct.Struct("<8sHHQ")  # magic, version, flags, start_lsn
 IDENTITY = struct.Struct("<16sQ")  # uuid, epoch (version 2)
 NAME_LEN = struct.Struct("<H")
@@ -120,6 +129,11 @@ class RecordType(IntEnum):
     COMMIT = 2
     DDL = 3
     GAP = 4
+    DELETE = 5
+
+
+# The file version that introduced each record type newer than version 1.
+INTRODUCED_IN = {RecordType.GAP: 2, RecordType.DELETE: 3}
 
 
 @dataclass(frozen=True)
@@ -307,6 +321,11 @@ def decode_ddl(payload: bytes) -> dict[str, Any]:
     return value
 
 
+# a DELETE payload is a JSON object too (its fields: engine/deletes.py)
+encode_delete = encode_ddl
+decode_delete = decode_ddl
+
+
 # -- reading -------------------------------------------------------------------
 
 
@@ -368,7 +387,7 @@ def find_valid_after(data: bytes, start: int, min_lsn: int) -> int | None:
     """The offset of the first valid record after ``start`` whose LSN is past ``min_lsn``."""
     for offset in range(start, len(data) - RECORD_HEADER_SIZE + 1):
         _crc, length, lsn, _txn, rtype, flags, reserved = RECORD_HEADER.unpack_from(data, offset)
-        if rtype not in (1, 2, 3) or flags or reserved or lsn <= min_lsn:
+        if rtype not in RecordType._value2member_map_ or flags or reserved or lsn <= min_lsn:
             continue
         if offset + RECORD_HEADER_SIZE + length > len(data):
             continue
@@ -415,6 +434,9 @@ def scan_bytes(data: bytes, path: Path) -> FileScan:
         if record is not None and record.lsn != expected_lsn:
             reason = f"LSN {record.lsn} where {expected_lsn} was expected"
             record = None
+        elif record is not None and INTRODUCED_IN.get(record.type, 1) > header.version:
+            reason = f"a {record.type.name} record in a version {header.version} file"
+            record = None
         if record is None:
             scan.problem = _classify(data, offset, reason, expected_lsn)
             break
@@ -460,10 +482,15 @@ class WalWriter:
         self.database = database
         self.start_lsn = start_lsn
         self._file: AppendFile = IO.open_append(path, "wal.append", create=create)
+        self.version = VERSION if create else _file_version(path)
         if create:
             self._file.write(encode_file_header(database, start_lsn, uuid, epoch))
             self._file.fsync()
             IO.fsync_dir(path.parent)
+
+    def accepts(self, rtype: RecordType) -> bool:
+        """May a record of ``rtype`` go into this file (the version rule)?"""
+        return INTRODUCED_IN.get(rtype, 1) <= self.version
 
     @property
     def size(self) -> int:
@@ -485,6 +512,14 @@ class WalWriter:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _file_version(path: Path) -> int:
+    with path.open("rb") as handle:
+        head = handle.read(FILE_HEADER_FIXED.size)
+    if len(head) < FILE_HEADER_FIXED.size:
+        return VERSION  # a header torn at creation is rewritten by recovery
+    return int(FILE_HEADER_FIXED.unpack(head)[1])
 
 
 def truncate_file(path: Path, size: int) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from engine import manifest as manifest_format
-from engine import wal
+from engine import wal, walkinds
 from engine.errors import Corruption, NotFound
 
 ROLES = {wal.CURRENT: "current", wal.CHECKPOINT: "checkpoint"}
@@ -127,24 +127,17 @@ def file_info(scan: wal.FileScan) -> FileInfo:
 
 
 def record_info(scan: wal.FileScan, record: wal.Record) -> RecordInfo:
-    table, rows, raw = None, None, len(record.payload)
-    if record.type is wal.RecordType.DATA:
-        table, decoded = wal.decode_data(record.payload)
-        rows, raw = decoded.num_rows, decoded.nbytes
-    elif record.type is wal.RecordType.DDL:
-        table = wal.decode_ddl(record.payload).get("table")
-    elif record.type is wal.RecordType.COMMIT:
-        rows = wal.decode_commit(record.payload)[1]
+    described = walkinds.of(record).describe(record)
     return RecordInfo(
         scan.path.name,
         record.offset,
         record.lsn,
         record.txn,
         record.type.name,
-        table,
-        rows,
+        described.table,
+        described.rows,
         record.size,
-        raw,
+        len(record.payload) if described.raw_bytes is None else described.raw_bytes,
     )
 
 
@@ -243,7 +236,7 @@ def _verify_file(scan: wal.FileScan, database: str, report: VerifyReport) -> Non
         report.last_lsn = last if report.last_lsn is None else max(report.last_lsn, last)
     for record in scan.records:
         try:
-            _decode(record)
+            walkinds.of(record).decode(record)
         except Exception as exc:
             report.problem(name, record.offset, f"payload does not decode: {exc}", record.lsn)
     problem = scan.problem
@@ -273,18 +266,6 @@ def _verify_file(scan: wal.FileScan, database: str, report: VerifyReport) -> Non
             else ""
         )
         report.problem(name, problem.offset, f"{problem.reason}{follows}")
-
-
-def _decode(record: wal.Record) -> None:
-    if record.type is wal.RecordType.DATA:
-        wal.decode_data(record.payload)
-    elif record.type is wal.RecordType.DDL:
-        wal.decode_ddl(record.payload)
-    elif record.type is wal.RecordType.GAP:
-        if wal.decode_gap(record.payload) < record.lsn:
-            raise ValueError("a GAP record that ends before it starts")
-    else:
-        wal.decode_commit(record.payload)
 
 
 def _verify_continuity(scanned: Scanned, report: VerifyReport) -> None:
@@ -357,13 +338,5 @@ def dump(db_dir: Path, lsn: int) -> tuple[RecordInfo, pa.Table | dict[str, Any]]
     for scan, record in wal.iter_records(scanned.scans):
         if record.lsn != lsn:
             continue
-        info = record_info(scan, record)
-        if record.type is wal.RecordType.DATA:
-            return info, wal.decode_data(record.payload)[1]
-        if record.type is wal.RecordType.DDL:
-            return info, wal.decode_ddl(record.payload)
-        if record.type is wal.RecordType.GAP:
-            return info, {"lost_lsns": [record.lsn, wal.decode_gap(record.payload)]}
-        records, rows = wal.decode_commit(record.payload)
-        return info, {"txn": record.txn, "data_records": records, "rows": rows}
+        return record_info(scan, record), walkinds.of(record).content(record)
     raise NotFound(f"no WAL record with LSN {lsn}", hint="list them with 'tsadmin wal inspect DB'")

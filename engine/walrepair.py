@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import manifest as manifest_format
-from engine import wal
+from engine import wal, walkinds
 from engine.errors import Corruption, StorageError
 from engine.fileio import IO
 from engine.lock import WriterLock
@@ -248,7 +248,8 @@ def _gaps(lsns: list[int], checkpoint_lsn: int) -> list[list[int]]:
 
 
 def _complete_transactions(records: list[wal.Record], report: RepairReport) -> list[wal.Record]:
-    """Records of transactions that kept every DATA record and their COMMIT, plus DDL."""
+    """Records of transactions that kept every DATA record and their COMMIT, plus the
+    records that stand alone (DDL, DELETE)."""
     data: dict[int, list[wal.Record]] = {}
     commits: dict[int, wal.Record] = {}
     for record in records:
@@ -271,7 +272,12 @@ def _complete_transactions(records: list[wal.Record], report: RepairReport) -> l
             else sum(_rows(r) for r in data[txn])
         )
     report.transactions_dropped.sort()
-    return [r for r in records if r.type is wal.RecordType.DDL or r.txn in complete]
+    return [r for r in records if _stands_alone(r) or r.txn in complete]
+
+
+def _stands_alone(record: wal.Record) -> bool:
+    # GAP records are not kept as read: the salvage writes them anew where LSNs are missing
+    return walkinds.of(record).standalone and record.type is not wal.RecordType.GAP
 
 
 def _rows(record: wal.Record) -> int:

@@ -21,6 +21,7 @@ from tsadmin.commands import (
     config,
     crash,
     db,
+    deleting,
     ingest,
     maintenance,
     query,
@@ -48,6 +49,7 @@ query.register(app)
 maintenance.register(app)
 demo_cmd.register(app)
 replication.register(app)
+deleting.register(app)
 
 
 def _version(value: bool) -> None:

@@ -67,6 +67,8 @@ OPTION_OF = {
     "delimiter": "--delimiter",
     "tz": "--tz",
     "target": "--to-time/--to-lsn",
+    "where": "--where",
+    "end": "--end",
 }
 
 

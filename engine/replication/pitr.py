@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine import logsegment, wal
+from engine import logsegment, wal, walkinds
 from engine import manifest as manifest_format
 from engine.database import Database
 from engine.datadir import clear_leftovers, database_dir, require_data_dir
@@ -209,7 +209,7 @@ def _cut(
         )
         if committed_after:
             return keep, True
-        if record.type is wal.RecordType.COMMIT or record.txn == 0:
+        if walkinds.ends_unit(record):
             keep = index + 1
     if to_lsn is not None and segment.header.last_lsn == to_lsn:
         return keep, True

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import wal
+from engine import wal, walkinds
 from engine.errors import EngineError
 from engine.fileio import IO
 
@@ -85,7 +85,7 @@ class WalSource:
                 if record.type is wal.RecordType.COMMIT:
                     rows += wal.decode_commit(record.payload)[1]
                     times.append(wal.commit_time(record.payload) or 0)
-                if record.type is wal.RecordType.COMMIT or record.txn == 0:
+                if walkinds.ends_unit(record):
                     taken = len(records)
                     cursor = _Cursor(inode, offset + at, wal.next_lsn_after(record))
                     if size >= max_bytes:

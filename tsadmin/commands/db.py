@@ -39,6 +39,10 @@ def create(
         str, typer.Option("--checkpoint-interval", help="e.g. 30s, 1m, 5m.")
     ] = "1m",
     partition: Annotated[str, typer.Option(help="Time width of a data partition.")] = "1d",
+    retention: Annotated[
+        str,
+        typer.Option(help="Keep data this long (30d, 12w), expired a partition at a time."),
+    ] = "none",
 ) -> None:
     """Create a database."""
     st = state(ctx)
@@ -48,6 +52,7 @@ def create(
         wal_fsync_period=wal_fsync_period,
         checkpoint_interval=checkpoint_interval,
         partition=partition,
+        retention=retention,
     )
     path = create_database(st.data_dir, name, settings)
     if st.format == "json":

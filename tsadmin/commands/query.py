@@ -11,20 +11,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import typer
 
-from engine import InvalidArgument, ops
+from engine import ops
+from engine.deletes import check_where
 from engine.rows import ISO_FORMAT, to_records
 from tsadmin.render import cell_text, strict
 from tsadmin.state import state
-
-
-def _where(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InvalidArgument(f"invalid --where {pair!r}", hint="use --where tag=value")
-        out[key] = value
-    return out
 
 
 def select(
@@ -46,7 +37,7 @@ def select(
     """Rows of a table (after upserts), sorted by series then time."""
     st = state(ctx)
     rows = ops.select(
-        st.data_dir, db, table, start=start, end=end, where=_where(where or []), limit=limit
+        st.data_dir, db, table, start=start, end=end, where=check_where(where or []), limit=limit
     )
     stream_rows(rows, st.format, epoch=epoch)
 

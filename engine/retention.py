@@ -1,0 +1,83 @@
+"""Retention: data older than a database's retention period goes, a partition at a time.
+
+A database with ``retention`` set (``engine/settings.py``; none by default)
+keeps the partitions that end after ``now - retention``. Any writer, at each
+checkpoint (the interval, size and memory triggers, ``tsadmin checkpoint``,
+a clean close), expires the partitions that ended before that: it logs one
+``DELETE`` record (reason ``retention``) for every table and the time before
+the first partition still kept, and the checkpoint drops those partitions'
+segments unread (``engine/deletes.py``): expiring costs no rewriting of data.
+Being logged, an expiry is replayed after a crash and shipped to replicas like
+any write; a standby never expires anything on its own.
+
+At ingest, a point older than ``now - retention`` is refused as a rejected
+line with its reason, as InfluxDB drops points outside its retention policy;
+it never stops the ingest.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.deletes import DeleteSpec
+from engine.manifest import Manifest
+from engine.memtable import Memtable
+from engine.settings import UNITS_PER_SECOND, Settings
+
+
+def oldest_kept_ns(settings: Settings, now_ns: int | None = None) -> int | None:
+    """Points older than this (ns) are refused at ingest; None: no retention."""
+    if not settings.retention_ns:
+        return None
+    return (time.time_ns() if now_ns is None else now_ns) - settings.retention_ns
+
+
+def expiry_cutoff_ns(settings: Settings, now_ns: int | None = None) -> int | None:
+    """The start of the oldest partition kept: every partition before it ended at or
+    before ``now - retention``."""
+    oldest = oldest_kept_ns(settings, now_ns)
+    if oldest is None:
+        return None
+    return oldest - oldest % settings.partition_ns
+
+
+def expiry_due(
+    settings: Settings, manifest: Manifest, memtables: list[Memtable], now_ns: int | None = None
+) -> DeleteSpec | None:
+    """The expiry to log now, if any stored or pending data lies before the cutoff."""
+    cutoff = expiry_cutoff_ns(settings, now_ns)
+    if cutoff is None:
+        return None
+    unit = 1_000_000_000 // UNITS_PER_SECOND[settings.precision]
+    cutoff_units = -(-cutoff // unit)
+    stored = any(
+        info.min_ts < cutoff_units for entry in manifest.tables.values() for info in entry.segments
+    )
+    pending = any(
+        first < cutoff_units
+        for memtable in memtables
+        for spans in memtable.spans.values()
+        for first, _last in spans
+    )
+    if not (stored or pending):
+        return None
+    return DeleteSpec(table=None, start=None, end=cutoff, reason="retention")
+
+
+def too_old(ts: pa.Array | pa.ChunkedArray, oldest_ns: int, precision: str) -> pa.Array:
+    """A mask of the timestamps (in ``precision`` units, or a timestamp type) before
+    ``oldest_ns``."""
+    unit = 1_000_000_000 // UNITS_PER_SECOND[precision]
+    values = ts.cast(pa.int64()) if not pa.types.is_integer(ts.type) else ts
+    return pc.less(values, -(-oldest_ns // unit))
+
+
+def refusal(settings: Settings) -> str:
+    return (
+        f"point is older than the retention period ({settings.retention_label}) of the "
+        "database"
+    )
+
