@@ -22,6 +22,7 @@ from engine.database import Database
 from engine.datadir import existing_database_dir, list_databases, writable_database_dir
 from engine.deletes import DeleteReport, DeleteSpec
 from engine.errors import EngineError, InvalidArgument, NotFound
+from engine.fileio import IO
 from engine.names import key_of_column, validate_name
 from engine.recovery import RecoveryReport
 from engine.rows import iso_time
@@ -388,6 +389,7 @@ def delete_rows(
         if not dry_run and matched.num_rows:
             spec = DeleteSpec(table, low * unit, high * unit, tuple(sorted(where.items())))
             report.lsn = db.log_delete(spec).lsn
+            IO.crash_point("delete.after_log")
             done = db.checkpoint("delete")
             report.segments_rewritten = done.segments_rewritten
             report.segments_dropped = done.segments_dropped

@@ -21,8 +21,9 @@ from engine import wal
 from tests.conftest import CLEAN_ENV, ROOT, run_cli
 
 GOLDEN = ROOT / "tests" / "testdata"
-# 0.1.0; 0.2 (segment digests, WAL version 1); current (identities, WAL version 2)
-VERSIONS = ["golden-0.1.0-3debe46", "golden-0.2-a539e9b", "golden-current"]
+# 0.1.0; 0.2 (segment digests, WAL version 1); 0.3 (identities, WAL version 2);
+# current (a DELETE record in the WAL, WAL version 3)
+VERSIONS = ["golden-0.1.0-3debe46", "golden-0.2-a539e9b", "golden-0.3-875b694", "golden-current"]
 
 
 def _copy(name: str, tmp_path: Path) -> Path:

@@ -46,6 +46,10 @@ def main() -> None:
     db = Database.open(db_dir, "golden", background=False)
     db.write([Batch("cpu", rows(30, 20, 2.0), ["host"])])  # upserts over segment rows
     db.write([Batch("mem", rows(0, 5, 1.0).drop_columns(["usage"]), ["host"])])
+    if hasattr(db, "log_delete"):  # 0.4: a DELETE record (WAL version 3)
+        from engine.deletes import DeleteSpec
+
+        db.log_delete(DeleteSpec("cpu", T0 + 5 * HOUR, T0 + 35 * HOUR, (("host", "h1"),)))
     db.abandon()  # these stay in the WAL only
     create_backup(data, "golden", BackupOptions(to=str(out / "store"), name="full"))
     expected = ops.database_checksum(data, "golden")
