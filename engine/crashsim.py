@@ -17,6 +17,10 @@ data against DESIGN.md's table:
                 ``db verify`` fails, or the open or a read refuses);
                 silently wrong or missing data is a broken promise.
 ``checkpoint``  the child dies at a random step of a checkpoint.
+
+In every mode the workload also deletes rows (a series of an earlier batch, every
+``DELETE_EVERY`` batches), so every mode covers deletes: an acknowledged delete
+must hold after recovery, one in flight must be all or nothing.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ CHECKPOINT_STEPS = (
     "checkpoint.after_wal_delete",
 )
 SCRATCH_NAME = "crashsim"
+DELETE_EVERY = 4
 # At flush, a batch acknowledged more than the fsync period plus this margin before the
 # power cut must survive it (the margin covers the flusher's and the writers' scheduling).
 FLUSH_WINDOW_MARGIN = 0.25
@@ -226,6 +231,8 @@ def _start(
         str(options.batch_rows),
         "--checkpoint-every",
         str(checkpoint_every),
+        "--delete-every",
+        str(DELETE_EVERY),
         "--no-close",
     ]
     env = {**os.environ, FAULTS_ENV: faults, "PYTHONUNBUFFERED": "1"}
@@ -271,7 +278,9 @@ def _judge(
         )
     try:
         Database.open(db_dir, SCRATCH_NAME, background=False).close()  # recovery as a writer
-        return workload.verify(db_dir, SCRATCH_NAME, acks, options.batch_rows, level)
+        return workload.verify(
+            db_dir, SCRATCH_NAME, acks, options.batch_rows, level, DELETE_EVERY
+        )
     except EngineError as exc:
         return workload.Verdict(
             ok=False,

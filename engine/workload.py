@@ -9,6 +9,11 @@ that no two batches share a key; every row carries its batch number and a
 value derived from it, so a reader can tell a complete batch, a half one, a
 duplicated one and a wrong value apart.
 
+With ``--delete-every K``, after acknowledging batch ``n`` with ``n % K == K - 1``
+the child deletes series ``s1`` of batch ``n - 1`` from ``w_a`` (if that batch was
+acknowledged) and prints ``DEL <n - 1>`` once the delete is durable; a delete
+acknowledged must hold after the crash, one in flight must be all or nothing.
+
 :func:`verify` reopens the database and compares it with what the child
 acknowledged, per the promise of the wal_level (DESIGN.md).
 """
@@ -27,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine.database import Batch, Database
+from engine.deletes import DeleteSpec
 from engine.settings import WalLevel
 
 TABLES = ("w_a", "w_b")
@@ -50,6 +56,21 @@ def batch_rows(table: str, batch: int, rows: int) -> pa.Table:
 
 def make_batch(batch: int, rows: int) -> list[Batch]:
     return [Batch(t, batch_rows(t, batch, rows), ["series"]) for t in TABLES]
+
+
+DELETED_SERIES = "s1"
+
+
+def delete_of(batch: int, rows: int) -> DeleteSpec:
+    """The workload's delete: series s1 of ``batch`` in the first table."""
+    start = BASE_TS + batch * rows * 1_000_000_000
+    return DeleteSpec(
+        TABLES[0], start, start + rows * 1_000_000_000, (("series", DELETED_SERIES),)
+    )
+
+
+def is_delete_target(batch: int, delete_every: int) -> bool:
+    return delete_every > 0 and batch % delete_every == delete_every - 2
 
 
 def _ack(kind: str, n: int, lock: threading.Lock) -> None:
@@ -78,6 +99,12 @@ def run_writer(args: argparse.Namespace) -> None:
             with counter_lock:
                 acked.add(n)
             _ack("ACK", n, lock)
+            if args.delete_every and n % args.delete_every == args.delete_every - 1:
+                with counter_lock:
+                    target = n - 1 if n - 1 in acked else None
+                if target is not None:
+                    db.log_delete(delete_of(target, args.rows))
+                    _ack("DEL", target, lock)
             if args.checkpoint_every and (n + 1) % args.checkpoint_every == 0:
                 with counter_lock:
                     # batches acknowledged before the checkpoint starts are in it; with
@@ -110,6 +137,7 @@ class Acks:
     acked: set[int] = field(default_factory=set)
     checkpointed_through: int = -1
     times: dict[int, float] = field(default_factory=dict)  # batch -> monotonic time of its ACK
+    deleted: set[int] = field(default_factory=set)  # batches whose delete was acknowledged
 
     @classmethod
     def parse(cls, output: str) -> Acks:
@@ -125,6 +153,8 @@ class Acks:
                     acks.times[int(value)] = float(when)
             elif kind == "CKPT":
                 acks.checkpointed_through = max(acks.checkpointed_through, int(value))
+            elif kind == "DEL":
+                acks.deleted.add(int(value))
         return acks
 
 
@@ -142,11 +172,14 @@ class Verdict:
         return asdict(self)
 
 
-def verify(db_dir: Path, name: str, acks: Acks, rows: int, level: WalLevel) -> Verdict:
+def verify(
+    db_dir: Path, name: str, acks: Acks, rows: int, level: WalLevel, delete_every: int = 0
+) -> Verdict:
     """Compare a reopened database with the acknowledgements, per ``level``'s promise.
 
     * every batch present is complete in both tables, with the right values,
-      and never more than once;
+      and never more than once; a batch a delete targets lacks all of its deleted
+      rows or none of them, and all of them if the delete was acknowledged;
     * sync/flush (after a process kill): every acknowledged batch is present;
     * off: every batch covered by an acknowledged checkpoint is present.
     """
@@ -162,7 +195,16 @@ def verify(db_dir: Path, name: str, acks: Acks, rows: int, level: WalLevel) -> V
             if not _values_match(table, n, got, rows):
                 wrong.add(n)
     present = set(counts)
-    partial = sorted(n for n, c in counts.items() if c != [rows] * len(TABLES))
+    after_delete = [rows - _deleted_rows(rows), rows]
+
+    def whole(n: int, got: list[int]) -> bool:
+        if n in acks.deleted:
+            return got == after_delete
+        if is_delete_target(n, delete_every):
+            return got in ([rows] * len(TABLES), after_delete)
+        return got == [rows] * len(TABLES)
+
+    partial = sorted(n for n, c in counts.items() if not whole(n, c))
     verdict = Verdict(
         ok=True, acked=len(acks.acked), recovered=len(present), partial=partial, wrong=sorted(wrong)
     )
@@ -179,6 +221,10 @@ def verify(db_dir: Path, name: str, acks: Acks, rows: int, level: WalLevel) -> V
         verdict.problems.append(f"{len(wrong)} batch(es) with wrong values")
     verdict.ok = not verdict.problems
     return verdict
+
+
+def _deleted_rows(rows: int) -> int:
+    return sum(1 for j in range(rows) if f"s{j % SERIES}" == DELETED_SERIES)
 
 
 def _batches_with_rows(data: pa.Table) -> dict[int, pa.Table]:
@@ -215,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--checkpoint-every", type=int, default=0)
+    parser.add_argument("--delete-every", type=int, default=0)
     parser.add_argument("--no-background", action="store_true")
     parser.add_argument("--no-close", action="store_true", help="exit without the clean close")
     run_writer(parser.parse_args(argv))
