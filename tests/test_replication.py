@@ -548,3 +548,47 @@ def test_replica_past_the_hold_limits_needs_reseed_then_is_reseeded_and_equal(
     assert status["replicas"][0]["state"] == "ok"
     ok(tsadmin(b, "follow", str(url), "--db", "m", "--once"))
     assert checksum(b, "m") == checksum(a, "m")
+
+
+# -- deletes and retention (issue 13) ---------------------------------------------------------
+
+
+def test_deletes_and_expiry_are_shipped_and_applied_by_the_standby(
+    tmp_path: Path, store_url: tuple[str, dict[str, str]]
+) -> None:
+    url, env = store_url
+    a, b = sites(tmp_path)
+    setup_primary(a, url, env, batches=4)
+    old = "".join(f"mem,host=h{i} v={i} {T0 + i}\n" for i in range(5))  # 2023: long expired
+    ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=old, env=env))
+    ok(tsadmin(b, "follow", url, "--db", "m", "--once", env=env))
+    assert checksum(a, "m") == checksum(b, "m")
+    lsn_before = ok(tsadmin(a, "db", "show", "m", "--format", "json")).json()["last_lsn"]
+    # batch 2 of host h3 and h4 removed; then every 2023 partition expired
+    start, end = str(T0 + 2000), str(T0 + 3000)
+    for host in ("h3", "h4"):
+        ok(tsadmin(a, "delete", "m", "cpu", "--start", start, "--end", end, "--where",
+                   f"host={host}", "--yes", env=env))  # fmt: skip
+    assert batches_in(a, "m") == {1: 10, 2: 8, 3: 10, 4: 10}
+    ok(tsadmin(a, "replicate", "m", "--once", env=env))
+    ok(tsadmin(b, "follow", url, "--db", "m", "--once", env=env))
+    assert checksum(a, "m") == checksum(b, "m") and batches_in(b, "m")[2] == 8
+    ok(tsadmin(a, "config", "set", "m", "retention", "30d", env=env))  # T0 is in 2023
+    assert _rows(a, "mem") == [] and _rows(a, "cpu") == []
+    ok(tsadmin(a, "replicate", "m", "--once", env=env))
+    ok(tsadmin(b, "follow", url, "--db", "m", "--once", env=env))
+    assert checksum(a, "m") == checksum(b, "m")
+    assert _rows(b, "mem") == [] and _rows(b, "cpu") == []
+    shown = ok(tsadmin(b, "config", "get", "m", "retention")).out.strip()
+    assert shown == "30d"
+    # a point-in-time restore to before the deletes has the rows again
+    ok(tsadmin(b, "restore", url, "--db", "past", "--to-lsn", str(lsn_before), env=env))
+    assert batches_in(b, "past") == {1: 10, 2: 10, 3: 10, 4: 10}
+    assert len(_rows(b, "mem", "past")) == 5
+
+
+def _rows(data: Path, table: str, db: str = "m") -> list[dict[str, Any]]:
+    result = tsadmin(data, "select", db, table, "--format", "json")
+    if result.code != 0 and "does not exist" in result.err:
+        return []
+    return list(ok(result).json())
