@@ -1,8 +1,8 @@
 """Every benchmark in one run: the figures, the peers, the ratios and the targets.
 
 Runs ``engine_core.py``, ``backup_restore.py``, ``ingest_peers.py``,
-``bounded_cost.py``, ``backup_stores.py`` and ``replication.py`` (each prints its
-own table and writes its JSON under ``results/``), then gathers them
+``bounded_cost.py``, ``backup_stores.py``, ``replication.py`` and ``retention.py``
+(each prints its own table and writes its JSON under ``results/``), then gathers them
 into ``results/latest.json`` and ``results/latest.md``: one table of our figure,
 the peer's figure and the ratio, and the targets of the issues, each met or not.
 
@@ -32,6 +32,7 @@ SCRIPTS = (
     "bounded_cost",
     "backup_stores",
     "replication",
+    "retention",
 )
 # backup_stores needs a large database (fixed costs must not dominate): 10x, at least 10M rows
 ROWS_OF = {"backup_stores": lambda rows: max(10 * rows, 10_000_000)}
@@ -226,6 +227,35 @@ def rows_of_table(r: dict[str, Any]) -> list[list[str]]:
         ]
     )
     out += replication_rows(r.get("replication"))
+    out += retention_rows(r.get("retention"))
+    return out
+
+
+def retention_rows(ret: dict[str, Any] | None) -> list[list[str]]:
+    """Deletes and expiry (benchmarks/retention.py): against rewriting the data."""
+    if not ret:
+        return []
+    out = []
+    for key, what in (("delete_1pct_by_host", "one host"), ("delete_1pct_by_time", "a time range")):
+        d = ret[key]
+        out.append(
+            [
+                f"delete 1% of {ret['rows']:,} rows ({what}, {d['segments_rewritten']} "
+                "segment(s) rewritten)",
+                f"{d['seconds']} s",
+                f"{ret['rewrite_all_s']} s (rewrite the whole table)",
+                f"{d['vs_rewrite_all']:.2f}x",
+            ]
+        )
+    e = ret["expire_one_partition"]
+    out.append(
+        [
+            f"expire one partition ({e['rows']:,} rows, files dropped unread)",
+            f"{e['seconds']} s",
+            f"{ret['rewrite_one_partition_s']} s (rewrite that partition)",
+            f"{e['vs_rewrite_one_partition']:.3f}x",
+        ]
+    )
     return out
 
 
