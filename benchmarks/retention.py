@@ -107,43 +107,23 @@ def main() -> None:
             shutil.copytree(base, copy)
             return copy
 
-        data = fresh("by_host")
-        seconds, report = timed(
-            lambda: ops.delete_rows(
-                data,
-                "m",
-                "cpu",
-                start=str(oldest - DAY),
-                end="now+1d",
-                where={"host": "h7"},
-                dry_run=False,
+        def delete_case(name: str, start: int, end: str, where: dict[str, str]) -> None:
+            data = fresh(name)
+            seconds, report = timed(
+                lambda: ops.delete_rows(
+                    data, "m", "cpu", start=str(start), end=end, where=where, dry_run=False
+                )
             )
-        )
-        results["delete_1pct_by_host"] = {
-            "seconds": round(seconds, 3),
-            "rows": report.rows,
-            "segments_rewritten": report.segments_rewritten,
-            "vs_rewrite_all": round(seconds / rewrite_all, 2),
-        }
-        data = fresh("by_time")
+            results[f"delete_1pct_{name}"] = {
+                "seconds": round(seconds, 3),
+                "rows": report.rows,
+                "segments_rewritten": report.segments_rewritten,
+                "vs_rewrite_all": round(seconds / rewrite_all, 2),
+            }
+
+        delete_case("by_host", oldest - DAY, "now+1d", {"host": "h7"})
         span = DAY // 10  # a tenth of one partition: 1% of the table
-        seconds, report = timed(
-            lambda: ops.delete_rows(
-                data,
-                "m",
-                "cpu",
-                start=str(oldest + DAY),
-                end=str(oldest + DAY + span),
-                where={},
-                dry_run=False,
-            )
-        )
-        results["delete_1pct_by_time"] = {
-            "seconds": round(seconds, 3),
-            "rows": report.rows,
-            "segments_rewritten": report.segments_rewritten,
-            "vs_rewrite_all": round(seconds / rewrite_all, 2),
-        }
+        delete_case("by_time", oldest + DAY, str(oldest + DAY + span), {})
         data = fresh("expire")
         with Database.open(data / "m", "m", background=False) as db:
             db.set_setting("retention", f"{PARTITIONS - 1}d")
