@@ -29,7 +29,7 @@ from engine.errors import InvalidArgument
 from engine.manifest import SegmentInfo
 from engine.memtable import Memtable
 from engine.schema import TS
-from engine.settings import UNITS_PER_SECOND
+from engine.settings import units_from_ns
 
 REASONS = ("delete", "retention")
 
@@ -79,10 +79,9 @@ class DeleteSpec:
     def bounds(self, precision: str) -> tuple[int | None, int | None]:
         """``[start, end)`` in timestamp units of ``precision``: a unit value ``t`` is in
         the range iff ``start <= t * unit < end``, i.e. ``ceil(start / unit) <= t``."""
-        unit = 1_000_000_000 // UNITS_PER_SECOND[precision]
         return (
-            None if self.start is None else -(-self.start // unit),
-            None if self.end is None else -(-self.end // unit),
+            None if self.start is None else units_from_ns(self.start, precision),
+            None if self.end is None else units_from_ns(self.end, precision),
         )
 
     def touches(self, info: SegmentInfo, precision: str) -> bool:

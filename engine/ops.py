@@ -26,7 +26,7 @@ from engine.fileio import IO
 from engine.names import key_of_column, validate_name
 from engine.recovery import RecoveryReport
 from engine.rows import iso_time
-from engine.settings import SETTABLE_KEYS, UNITS_PER_SECOND, Settings, canonical_key
+from engine.settings import SETTABLE_KEYS, Settings, canonical_key, ns_per_unit
 from engine.timeparse import parse_time
 
 
@@ -367,7 +367,7 @@ def delete_rows(
     opener = reading if dry_run else writing
     with opener(data_dir, name) as db:
         precision = db.settings.precision
-        unit = 1_000_000_000 // UNITS_PER_SECOND[precision]
+        unit = ns_per_unit(precision)
         low, high = parse_time(start, precision), parse_time(end, precision)
         if high <= low:
             raise InvalidArgument(

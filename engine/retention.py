@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from engine.deletes import DeleteSpec
 from engine.manifest import Manifest
 from engine.memtable import Memtable
-from engine.settings import UNITS_PER_SECOND, Settings
+from engine.settings import Settings, units_from_ns
 
 
 def oldest_kept_ns(settings: Settings, now_ns: int | None = None) -> int | None:
@@ -51,8 +51,7 @@ def expiry_due(
     cutoff = expiry_cutoff_ns(settings, now_ns)
     if cutoff is None:
         return None
-    unit = 1_000_000_000 // UNITS_PER_SECOND[settings.precision]
-    cutoff_units = -(-cutoff // unit)
+    cutoff_units = units_from_ns(cutoff, settings.precision)
     stored = any(
         info.min_ts < cutoff_units for entry in manifest.tables.values() for info in entry.segments
     )
@@ -70,9 +69,8 @@ def expiry_due(
 def too_old(ts: pa.Array | pa.ChunkedArray, oldest_ns: int, precision: str) -> pa.Array:
     """A mask of the timestamps (in ``precision`` units, or a timestamp type) before
     ``oldest_ns``."""
-    unit = 1_000_000_000 // UNITS_PER_SECOND[precision]
     values = ts.cast(pa.int64()) if not pa.types.is_integer(ts.type) else ts
-    return pc.less(values, -(-oldest_ns // unit))
+    return pc.less(values, units_from_ns(oldest_ns, precision))
 
 
 def refusal(settings: Settings) -> str:

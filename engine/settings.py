@@ -125,6 +125,17 @@ def parse_wal_level(value: str | int) -> WalLevel:
     raise InvalidArgument(f"invalid wal_level {value!r}", hint="use off|sync|flush|byrl or 0|1|2|3")
 
 
+def ns_per_unit(precision: str) -> int:
+    """Nanoseconds in one timestamp unit of ``precision``."""
+    return 1_000_000_000 // UNITS_PER_SECOND[precision]
+
+
+def units_from_ns(ns: int, precision: str) -> int:
+    """The first timestamp in ``precision`` units at or after ``ns`` (a bound stays a
+    bound: ``t * unit >= ns`` iff ``t >= units_from_ns(ns)``)."""
+    return -(-ns // ns_per_unit(precision))
+
+
 def parse_precision(value: str) -> str:
     if value not in PRECISIONS:
         raise InvalidArgument(f"invalid precision {value!r}", hint="use ms, us or ns")
@@ -278,7 +289,7 @@ class Settings:
     @property
     def partition_units(self) -> int:
         """Partition width in timestamp units of this database's precision."""
-        return self.partition_ns // (1_000_000_000 // UNITS_PER_SECOND[self.precision])
+        return self.partition_ns // ns_per_unit(self.precision)
 
 
 def canonical_key(key: str) -> str:
