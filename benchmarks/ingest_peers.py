@@ -25,6 +25,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,14 +104,12 @@ def influxdb_default_fsync_delay() -> str:
     return "unknown"
 
 
-def influxdb(source: Path, work: Path, rows: int, fsync_delay: str | None) -> dict[str, Any]:
-    """InfluxDB fed ``source`` over HTTP; ``fsync_delay`` None keeps its default."""
-    if shutil.which("influxd") is None:
-        return {"skipped": "influxd not installed (apt-get install influxdb)"}
-    home = work / f"influx_{fsync_delay or 'default'}"
+@contextmanager
+def influxd_running(home: Path, fsync_delay: str | None) -> Iterator[str]:
+    """InfluxDB 1.6 on a free loopback port with its data in ``home``, database ``bench``
+    created; yields its URL. ``fsync_delay`` None keeps its default ``wal-fsync-delay``."""
     home.mkdir()
     delay = "" if fsync_delay is None else f'  wal-fsync-delay = "{fsync_delay}"\n'
-
     port, rpc = _free_port(), _free_port()
     config = home / "influxdb.conf"
     config.write_text(
@@ -135,6 +135,17 @@ def influxdb(source: Path, work: Path, rows: int, fsync_delay: str | None) -> di
             urllib.request.Request(f"{url}/query", data=b"q=CREATE DATABASE bench", method="POST"),
             timeout=10,
         )
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def influxdb(source: Path, work: Path, rows: int, fsync_delay: str | None) -> dict[str, Any]:
+    """InfluxDB fed ``source`` over HTTP; ``fsync_delay`` None keeps its default."""
+    if shutil.which("influxd") is None:
+        return {"skipped": "influxd not installed (apt-get install influxdb)"}
+    with influxd_running(work / f"influx_{fsync_delay or 'default'}", fsync_delay) as url:
         started = time.perf_counter()
         with source.open("rb") as handle:
             while True:
@@ -148,9 +159,6 @@ def influxdb(source: Path, work: Path, rows: int, fsync_delay: str | None) -> di
                     timeout=120,
                 )
         seconds = time.perf_counter() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     return {
         "seconds": seconds,
         "rows_per_s": rows / seconds,

@@ -148,6 +148,7 @@ class Database:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._checkpoint_requested = False
         self.background_error: EngineError | None = None
 
     # -- opening and closing -----------------------------------------------------
@@ -316,8 +317,12 @@ class Database:
         return schema.copy()
 
     # -- writes ------------------------------------------------------------------------
-    def write(self, batches: Iterable[Batch]) -> CommitResult:
-        """Commit ``batches`` as one transaction; returns once the wal_level's promise holds."""
+    def write(self, batches: Iterable[Batch], *, count_overwrites: bool = True) -> CommitResult:
+        """Commit ``batches`` as one transaction; returns once the wal_level's promise holds.
+
+        ``count_overwrites``: count the rows whose key was already there (the ingest
+        report's figure). It reads what the batch's time span meets, under the write lock;
+        a caller that does not report it (the write endpoint) saves that work."""
         self._check_writable()
         self._raise_background_failure()
         prepared = [
@@ -340,7 +345,8 @@ class Database:
                 self._catalog[change["table"]] = TableSchema.from_json(change)
             overwritten = 0
             for table, rows, _tags in prepared:
-                overwritten += self._overwrites(table, rows)
+                if count_overwrites:
+                    overwritten += self._overwrites(table, rows)
                 self._memtable.add(table, rows)
         durable = bool(changes) or self._sync_each_commit()
         if durable:
@@ -620,11 +626,22 @@ class Database:
 
     def _after_write(self) -> None:
         assert self._wal is not None
-        pending = self._memtable.nbytes + sum(m.nbytes for m in self._immutables)
+        pending = self.pending_bytes
         if pending > 2 * MEMTABLE_MAX_BYTES or (not self._threads and self._needs_checkpoint()):
             self.checkpoint("memory" if pending > MEMTABLE_MAX_BYTES else "wal size")
         elif self._needs_checkpoint():
             self._wake.set()
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of committed rows not yet in segments (the memtables, frozen ones too)."""
+        return self._memtable.nbytes + sum(m.nbytes for m in self._immutables)
+
+    def request_checkpoint(self) -> None:
+        """Ask the background maintenance for a checkpoint soon, whatever its triggers
+        say (a server whose memory ceiling is below them)."""
+        self._checkpoint_requested = True
+        self._wake.set()
 
     def _needs_checkpoint(self) -> bool:
         assert self._wal is not None
@@ -962,8 +979,9 @@ class Database:
                 return
             try:
                 due = time.monotonic() - self._last_checkpoint >= self._interval_seconds()
-                if due or self._needs_checkpoint():
-                    self.checkpoint("interval" if due else "size")
+                requested, self._checkpoint_requested = self._checkpoint_requested, False
+                if due or requested or self._needs_checkpoint():
+                    self.checkpoint("interval" if due else "requested" if requested else "size")
                 if self._compaction_due():
                     self.compact(min_segments=COMPACT_TRIGGER + 1)
             except EngineError as exc:

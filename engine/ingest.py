@@ -96,10 +96,18 @@ class IngestReport:
 class Committer:
     """Gathers rows per table and commits them as one transaction per batch."""
 
-    def __init__(self, db: Database, report: IngestReport, options: IngestOptions) -> None:
+    def __init__(
+        self,
+        db: Database,
+        report: IngestReport,
+        options: IngestOptions,
+        *,
+        count_overwrites: bool = True,
+    ) -> None:
         self.db = db
         self.report = report
         self.options = options
+        self.count_overwrites = count_overwrites
         self.pending: list[Batch] = []
         self.pending_rows = 0
         self.last_commit = time.monotonic()
@@ -119,7 +127,9 @@ class Committer:
     def commit(self) -> None:
         if self.pending:
             try:
-                result = self.db.write(_one_per_table(self.pending))
+                result = self.db.write(
+                    _one_per_table(self.pending), count_overwrites=self.count_overwrites
+                )
             except InvalidArgument as exc:  # a name or a value the data carries
                 raise BadInput(exc.message, exc.hint) from exc
             self.report.rows += self.pending_rows
@@ -176,7 +186,7 @@ class Run:
                 line=line,
                 column=column,
             )
-        self.rejects.write(text, f"{where}: {reason}")
+        self.rejects.write(Refused(line, column, reason, text, where))
         self.report.rejected += 1
 
 
@@ -228,10 +238,10 @@ def ingest_lp(
     """Ingest line protocol from ``stream``; see the module docstring for the contract."""
     if options.precision not in PRECISION_NS:
         raise InvalidArgument(
-            f"invalid precision {options.precision!r}", hint="use ns, us, ms or s"
+            f"invalid precision {options.precision!r}", hint="use ns, us, ms, s, m or h"
         )
     with running(db, source, options) as run:
-        reader = _LineProtocol(run)
+        reader = LineProtocolReader(run)
         committer = run.committer
 
         def flush_due_in() -> float | None:
@@ -251,7 +261,7 @@ def ingest_lp(
     return run.report
 
 
-class _LineProtocol:
+class LineProtocolReader:
     """Blocks of line protocol to committed batches.
 
     Plain lines go through :mod:`engine.lpfast` a slice of at most a batch at a time;
@@ -259,15 +269,16 @@ class _LineProtocol:
     parser, and a point still open at the block's end is carried into the next block.
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, kinds: FieldKinds | None = None) -> None:
         self.run = run
         self.options = run.options
         self.committer = run.committer
-        self.kinds = FieldKinds(run.db, run.source)
+        self.kinds = kinds or FieldKinds(run.db, run.source)
         self.divisor = PRECISION_NS[run.db.settings.precision]
         self.builder = _PointColumns(self.kinds, self.divisor)
         self.carry = b""  # the start of a point whose string is still open
         self.carry_line = 0
+        self.spans_lines = False  # a point whose string spans lines was met
 
     def gathered(self) -> bool:
         return bool(self.builder.rows or self.committer.pending_rows)
@@ -309,6 +320,7 @@ class _LineProtocol:
             refused = parsed.errors + [e for i, e in too_long.items() if start <= i < end]
             self._add(parsed, refused, originals, first_line)
             if parsed.open_string_at is not None:
+                self.spans_lines = True
                 at = start + parsed.open_string_at
                 rest = "\n".join(lines.slice(at).to_pylist()) + ("" if ends_input else "\n")
                 self._text(rest, first_line + at, final=ends_input)
@@ -333,16 +345,23 @@ class _LineProtocol:
             kept.append(line)
         return b"\n".join(kept)
 
-    def flush(self) -> None:
+    def gather(self) -> None:
+        """Hand the points parsed so far to the committer, without committing."""
         for batch in self.builder.take():
             self.committer.add(batch)
+
+    def flush(self) -> None:
+        self.gather()
         self.committer.commit()
 
-    def finish(self) -> None:
+    def finish(self, *, commit: bool = True) -> None:
         if self.carry:
             text, self.carry = self.carry.decode(), b""
             self._text(text, self.carry_line, final=True)
-        self.flush()
+        if commit:
+            self.flush()
+        else:
+            self.gather()
 
     def _too_long(self, lines: pa.StringArray, first_line: int) -> dict[int, LineError]:
         """Lines over the database's max_line_bytes, by index, each with its refusal."""
@@ -695,6 +714,18 @@ class _PointColumns:
         return batches
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A refused line (or CSV row): its number and column in the input, why, its text,
+    and where it was as ``source:line[:column]``."""
+
+    line: int
+    column: int
+    reason: str
+    text: str
+    where: str
+
+
 class Rejects:
     """The rejects file: opened (owner-only, like every file we make) before any input is
     read, so a path that cannot be written stops the run before it starts; each reject is
@@ -716,9 +747,9 @@ class Rejects:
         fd = IO.guard(lambda: os.open(path, flags, 0o600), path)
         self._out = os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape")
 
-    def write(self, line: str, reason: str) -> None:
+    def write(self, refused: Refused) -> None:
         if self._out is not None:
-            self._out.write(f"# {reason}\n{line}\n")
+            self._out.write(f"# {refused.where}: {refused.reason}\n{refused.text}\n")
 
     def close(self) -> None:
         if self._out is not None:

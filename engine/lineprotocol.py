@@ -36,7 +36,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-PRECISION_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+PRECISION_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
 
 INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 # re.ASCII: \d would otherwise match other scripts' digits, which float() and int() accept

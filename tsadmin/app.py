@@ -26,6 +26,7 @@ from tsadmin.commands import (
     maintenance,
     query,
     replication,
+    serving,
     table,
     wal,
 )
@@ -50,6 +51,7 @@ maintenance.register(app)
 demo_cmd.register(app)
 replication.register(app)
 deleting.register(app)
+serving.register(app)
 
 
 def _version(value: bool) -> None:

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, TextIO
 
@@ -52,6 +55,22 @@ def install() -> None:
     signal.signal(signal.SIGTERM, _raise_interrupted)
     if not isinstance(sys.stdout, _PipeGuard):
         sys.stdout = _PipeGuard(sys.stdout)
+
+
+@contextmanager
+def until_signalled() -> Iterator[threading.Event]:
+    """For a service (replicate, follow, serve): SIGTERM and SIGINT set the event, and
+    the service stops cleanly (after its current round, or draining) instead of being
+    interrupted."""
+    stop = threading.Event()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in handlers:
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 class _PipeGuard:

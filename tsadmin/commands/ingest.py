@@ -79,7 +79,7 @@ def lp(
     db: Db,
     source: Source,
     precision: Annotated[
-        str, typer.Option(help="Timestamps in the input: ns, us, ms or s.")
+        str, typer.Option(help="Timestamps in the input: ns, us, ms, s, m or h.")
     ] = "ns",
     on_error: OnError = "abort",
     rejects: Rejects = None,

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +12,7 @@ from engine.replication.standby import follow as run_follower
 from engine.replication.standby import promote as run_promote
 from engine.replication.status import replica_status
 from engine.settings import parse_duration_ns
+from tsadmin import signals
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
 
@@ -91,20 +88,6 @@ def status(ctx: typer.Context, db: Db) -> None:
     )
 
 
-@contextmanager
-def _until_signalled() -> Iterator[threading.Event]:
-    """SIGTERM and SIGINT end a service loop after its current round (a clean stop)."""
-    stop = threading.Event()
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    for sig in handlers:
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        yield stop
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-
-
 def _seconds(text: str, what: str) -> float:
     return parse_duration_ns(text, what=what) / 1e9
 
@@ -125,7 +108,7 @@ def replicate(
     def warn(url: str, message: str) -> None:
         note(ctx, f"warning: {url}: {message}")
 
-    with _until_signalled() as stop:
+    with signals.until_signalled() as stop:
         reports = run_shipper(
             st.data_dir,
             db,
@@ -161,7 +144,7 @@ def follow(
     def warn(error: Exception) -> None:
         note(ctx, f"warning: {error}")
 
-    with _until_signalled() as stop:
+    with signals.until_signalled() as stop:
         report = run_follower(
             st.data_dir,
             url,

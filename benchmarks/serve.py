@@ -1,0 +1,181 @@
+"""The write endpoint under concurrent HTTP clients, against InfluxDB 1.6.
+
+The same client (asyncio + aiohttp in this process, one keep-alive connection per
+client) posts the same TSBS cpu-only rows as 100-line line-protocol batches to
+``/write`` with 16 and then 64 clients at once, each waiting for its answer before
+sending its next batch, to:
+
+- ``tsadmin serve`` on a database at ``sync`` (every acknowledged batch fsynced),
+- the same at ``flush`` (fsync once a second): the group-commit target is sync at
+  least 0.7x flush (TDengine's claim for many writers),
+- InfluxDB 1.6 (Debian package) at its default ``wal-fsync-delay`` (0s: it fsyncs
+  every write), the peer to beat.
+
+Every answer must be 204; a run with any other answer is reported as failed.
+
+Run: ``make bench`` or ``.venv/bin/python benchmarks/serve.py [--rows N]``.
+Writes ``benchmarks/results/serve.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from ingest_peers import _as_line_protocol, _free_port, influxd_running
+from tabulate import tabulate
+from tsbs import cpu_rows
+
+BATCH_LINES = 100
+CLIENTS = (16, 64)
+
+
+def batches(rows: int) -> list[bytes]:
+    bodies = []
+    for start in range(0, rows, 10_000):
+        text = _as_line_protocol(cpu_rows(start, min(10_000, rows - start)))
+        lines = text.splitlines(keepends=True)
+        bodies += [b"".join(lines[i : i + BATCH_LINES]) for i in range(0, len(lines), BATCH_LINES)]
+    return bodies
+
+
+async def _drive(url: str, bodies: list[bytes], clients: int) -> tuple[float, Counter[int]]:
+    statuses: Counter[int] = Counter()
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client(mine: list[bytes]) -> None:
+            for body in mine:
+                async with session.post(url, data=body) as response:
+                    await response.read()
+                    statuses[response.status] += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(bodies[k::clients]) for k in range(clients)))
+        return time.perf_counter() - started, statuses
+
+
+def drive(url: str, bodies: list[bytes], clients: int) -> dict[str, Any]:
+    seconds, statuses = asyncio.run(_drive(url, bodies, clients))
+    rows = sum(body.count(b"\n") for body in bodies)
+    result: dict[str, Any] = {
+        "clients": clients,
+        "requests": len(bodies),
+        "rows": rows,
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows / seconds),
+        "requests_per_s": round(len(bodies) / seconds),
+    }
+    if set(statuses) != {204}:
+        result["failed"] = f"answers other than 204: {dict(statuses)}"
+    return result
+
+
+def ours(work: Path, level: str, bodies: list[bytes], clients: int) -> dict[str, Any]:
+    data = work / f"ours_{level}_{clients}"
+    tsadmin = str(Path(sys.executable).parent / "tsadmin")
+    base = [tsadmin, "--data-dir", str(data), "--quiet"]
+    subprocess.run([*base, "db", "create", "bench", "--wal-level", level], check=True)
+    port = _free_port()
+    server = subprocess.Popen([*base, "serve", "--bind", f"127.0.0.1:{port}"])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_for(f"{url}/ping")
+        result = drive(f"{url}/write?db=bench", bodies, clients)
+        result["fsyncs"] = _metric(f"{url}/metrics", "tsadmin_wal_fsyncs_total")
+        result["commits"] = _metric(f"{url}/metrics", "tsadmin_commits_total")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=120)
+    shutil.rmtree(data)
+    return result
+
+
+def influxdb(work: Path, bodies: list[bytes], clients: int) -> dict[str, Any]:
+    if shutil.which("influxd") is None:
+        return {"skipped": "influxd not installed (apt-get install influxdb)"}
+    with influxd_running(work / f"influx_{clients}", None) as url:
+        return drive(f"{url}/write?db=bench&precision=ns", bodies, clients)
+
+
+def _wait_for(url: str) -> None:
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer")
+
+
+def _metric(url: str, name: str) -> float:
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results/serve.json")
+    args = parser.parse_args()
+    bodies = batches(args.rows)
+    results: dict[str, Any] = {"batch_lines": BATCH_LINES, "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="tsadmin-bench-serve-") as tmp:
+        work = Path(tmp)
+        for clients in CLIENTS:
+            results["runs"][str(clients)] = {
+                "sync": ours(work, "sync", bodies, clients),
+                "flush": ours(work, "flush", bodies, clients),
+                "influxdb": influxdb(work, bodies, clients),
+            }
+    for run in results["runs"].values():
+        sync, flush, peer = run["sync"], run["flush"], run["influxdb"]
+        run["sync_vs_flush"] = round(sync["rows_per_s"] / flush["rows_per_s"], 2)
+        if "rows_per_s" in peer:
+            run["sync_vs_influxdb"] = round(sync["rows_per_s"] / peer["rows_per_s"], 2)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(render(results))
+
+
+def render(results: dict[str, Any]) -> str:
+    rows = []
+    for clients, run in results["runs"].items():
+        for name in ("sync", "flush", "influxdb"):
+            r = run[name]
+            figure = r.get("skipped") or (
+                f"{r['rows_per_s']:,} rows/s ({r['requests_per_s']:,} req/s)"
+            )
+            if "failed" in r:
+                figure += f" FAILED: {r['failed']}"
+            per_fsync = ""
+            if r.get("fsyncs"):
+                per_fsync = f"{r['requests'] / r['fsyncs']:.1f} requests per fsync"
+            rows.append([f"{clients} clients, {name}", figure, per_fsync])
+        peer = run.get("sync_vs_influxdb")
+        rows.append(
+            [
+                f"{clients} clients, ratios",
+                f"sync/flush {run['sync_vs_flush']:.2f}x",
+                "" if peer is None else f"sync/InfluxDB {peer:.2f}x",
+            ]
+        )
+    header = f"write endpoint, {results['batch_lines']}-line batches, pid {os.getpid()}"
+    return header + "\n" + tabulate(rows, headers=["run", "throughput", ""])
+
+
+if __name__ == "__main__":
+    main()

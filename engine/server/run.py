@@ -1,0 +1,96 @@
+"""Running the write endpoint: listen, report every interval, drain on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from engine.errors import EngineError
+from engine.server.http import build_app
+from engine.server.metrics import interval_summary
+from engine.server.service import (
+    Log,
+    ServeConfig,
+    WriteService,
+    check_exposure,
+    parse_bind,
+)
+
+DRAIN_TIMEOUT_S = 30.0
+
+
+def serve(data_dir: Path, config: ServeConfig, stop: threading.Event, log: Log) -> dict[str, Any]:
+    """Serve until ``stop`` is set, then drain and close; returns what it did."""
+    check_exposure(config)
+    host, port = parse_bind(config.bind)
+    service = WriteService(data_dir, config, log)
+    service.open()
+    started = time.monotonic()
+    try:
+        asyncio.run(_listen(service, host, port, stop))
+    finally:
+        service.stopping = True
+        closed = service.close()
+    totals = service.stats.snapshot()
+    log({"event": "stopped", "seconds": round(time.monotonic() - started, 1), **totals})
+    return {"databases": closed, **totals}
+
+
+async def _listen(service: WriteService, host: str, port: int, stop: threading.Event) -> None:
+    runner = web.AppRunner(
+        build_app(service), handle_signals=False, access_log=None, shutdown_timeout=DRAIN_TIMEOUT_S
+    )
+    await runner.setup()
+    site = web.TCPSite(
+        runner, host, port, backlog=1024, reuse_address=True, shutdown_timeout=DRAIN_TIMEOUT_S
+    )
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise EngineError(
+            f"cannot listen on {service.config.bind}: {exc.strerror or exc}",
+            hint="stop what listens there, or choose another address",
+        ) from exc
+    service.log(
+        {
+            "event": "listening",
+            "address": service.config.bind,
+            "databases": sorted(service.served),
+            "token": service.config.token is not None,
+        }
+    )
+    reporter = asyncio.create_task(_report_every(service, service.config.log_interval_s))
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+    finally:
+        service.stopping = True
+        service.log({"event": "stopping", "in_flight": _waiting(service)})
+        reporter.cancel()
+        await runner.cleanup()  # stop listening; requests in flight get their answers
+
+
+def _waiting(service: WriteService) -> int:
+    return sum(s.batcher.waiting for s in service.served.values())
+
+
+async def _report_every(service: WriteService, interval: float) -> None:
+    before, at = service.stats.snapshot(), time.monotonic()
+    fsyncs = _fsyncs(service)
+    while True:
+        await asyncio.sleep(interval)
+        after, now, fsyncs_now = service.stats.snapshot(), time.monotonic(), _fsyncs(service)
+        summary = interval_summary(
+            before, after, now - at, service.stats.take_latencies(), fsyncs_now - fsyncs
+        )
+        service.log(summary)
+        before, at, fsyncs = after, now, fsyncs_now
+
+
+def _fsyncs(service: WriteService) -> int:
+    return sum(s.db.fsync_count for s in service.served.values())
