@@ -126,6 +126,15 @@ class Batcher:
     def waiting(self) -> int:
         return len(self._queue)
 
+    def commit_waiting(self) -> None:
+        """Commit the requests waiting now as one group, in this thread (a batcher made
+        with no workers is driven this way: the tests group requests at will)."""
+        with self._cond:
+            group = list(self._queue)
+            self._queue.clear()
+        if group:
+            self._commit_group(group)
+
     def close(self) -> None:
         """Stop taking requests; the workers commit every one queued, then end."""
         with self._cond:

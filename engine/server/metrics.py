@@ -67,8 +67,10 @@ class ServerStats:
     def commit(self, database: str, group: GroupStats) -> None:
         with self._lock:
             c = self._commits.setdefault(database, _Commits())
-            c.rows += group.rows
             c.refused += group.refused
+            if not group.rows:  # every line refused: no transaction
+                return
+            c.rows += group.rows
             c.commits += 1
             c.requests += group.requests
             c.seconds += group.seconds
