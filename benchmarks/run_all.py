@@ -1,7 +1,8 @@
 """Every benchmark in one run: the figures, the peers, the ratios and the targets.
 
 Runs ``engine_core.py``, ``backup_restore.py``, ``ingest_peers.py``,
-``bounded_cost.py``, ``backup_stores.py``, ``replication.py`` and ``retention.py``
+``bounded_cost.py``, ``backup_stores.py``, ``replication.py``, ``retention.py`` and
+``serve.py``
 (each prints its own table and writes its JSON under ``results/``), then gathers them
 into ``results/latest.json`` and ``results/latest.md``: one table of our figure,
 the peer's figure and the ratio, and the targets of the issues, each met or not.
@@ -33,9 +34,13 @@ SCRIPTS = (
     "backup_stores",
     "replication",
     "retention",
+    "serve",
 )
 # backup_stores needs a large database (fixed costs must not dominate): 10x, at least 10M rows
-ROWS_OF = {"backup_stores": lambda rows: max(10 * rows, 10_000_000)}
+ROWS_OF = {
+    "backup_stores": lambda rows: max(10 * rows, 10_000_000),
+    "serve": lambda rows: min(rows, 300_000),  # six server runs; a few seconds each
+}
 
 
 def run_script(name: str, rows: int) -> dict[str, Any]:
@@ -228,6 +233,35 @@ def rows_of_table(r: dict[str, Any]) -> list[list[str]]:
     )
     out += replication_rows(r.get("replication"))
     out += retention_rows(r.get("retention"))
+    out += serve_rows(r.get("serve"))
+    return out
+
+
+def serve_rows(srv: dict[str, Any] | None) -> list[list[str]]:
+    """The write endpoint (benchmarks/serve.py): HTTP clients, sync against flush and
+    against InfluxDB 1.6."""
+    if not srv:
+        return []
+    out = []
+    for clients, run in srv["runs"].items():
+        sync, flush, peer = run["sync"], run["flush"], run["influxdb"]
+        out.append(
+            [
+                f"serve, {clients} HTTP clients x {srv['batch_lines']}-line batches, sync",
+                f"{sync['rows_per_s']:,} rows/s ({sync['requests'] / sync['fsyncs']:.1f} "
+                "requests per fsync)",
+                f"{flush['rows_per_s']:,} rows/s (flush)",
+                f"{run['sync_vs_flush']:.2f}x",
+            ]
+        )
+        out.append(
+            [
+                f"serve, {clients} HTTP clients, sync vs InfluxDB 1.6 (its default)",
+                f"{sync['rows_per_s']:,} rows/s",
+                peer.get("skipped") or f"{peer['rows_per_s']:,} rows/s (InfluxDB 1.6)",
+                f"{run['sync_vs_influxdb']:.2f}x" if "sync_vs_influxdb" in run else "",
+            ]
+        )
     return out
 
 
@@ -315,6 +349,15 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
             0.5,
         ),
     ]
+    for clients, run in r.get("serve", {}).get("runs", {}).items():
+        checks.append((f"serve, {clients} clients: sync >= 0.7x flush", run["sync_vs_flush"], 0.7))
+        checks.append(
+            (
+                f"serve, {clients} clients: sync >= InfluxDB 1.6 (its default)",
+                run.get("sync_vs_influxdb"),
+                1.0,
+            )
+        )
     return [
         [
             name,

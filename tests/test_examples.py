@@ -67,3 +67,74 @@ def test_nightly_script_finds_tsadmin_with_crons_path(data_dir: Path, tmp_path: 
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
+
+
+def _unit(path: Path) -> dict[str, str]:
+    """The key=value lines of a systemd unit (the last of a repeated key)."""
+    keys = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            keys[key.strip()] = value.split("#")[0].strip()
+    return keys
+
+
+def test_serve_examples_run_as_written(data_dir: Path, tmp_path: Path) -> None:
+    """The systemd unit's command line serves and stops on its KillSignal with exit 0
+    within TimeoutStopSec; the Telegraf snippet's settings, sent as Telegraf sends them,
+    are written; RestartPreventExitStatus is the exit of a refused start."""
+    import base64
+    import gzip
+    import signal
+    import tomllib
+    import urllib.request
+
+    from engine.server.service import DEFAULT_BIND
+    from tests.servers import free_port, wait_for_http
+
+    unit = _unit(ROOT / "examples" / "serve" / "tsadmin-serve.service")
+    telegraf = tomllib.loads((ROOT / "examples" / "serve" / "telegraf.conf").read_text())
+    output = telegraf["outputs"]["influxdb"][0]
+    assert output["urls"] == [f"http://{DEFAULT_BIND}"]
+    assert unit["ExecStart"].split()[0].endswith("/.venv/bin/tsadmin")
+    port = free_port()
+    args = unit["ExecStart"].split()[1:]
+    args = [a.replace(DEFAULT_BIND, f"127.0.0.1:{port}") for a in args]
+    assert f"127.0.0.1:{port}" in args
+    env = {**CLEAN_ENV, "TSADMIN_DATA_DIR": str(data_dir), "TSADMIN_TOKEN": "tok"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tsadmin", *args], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert wait_for_http(f"http://127.0.0.1:{port}/ping")
+        password = output["password"].replace("${TSADMIN_TOKEN}", "tok")
+        credentials = base64.b64encode(f"{output['username']}:{password}".encode()).decode()
+        auth = {"Authorization": f"Basic {credentials}"}
+        base = f"http://127.0.0.1:{port}"
+        name = output["database"]
+        create = urllib.request.Request(
+            f"{base}/query", data=f'q=CREATE DATABASE "{name}"'.encode(), headers=auth
+        )
+        assert urllib.request.urlopen(create, timeout=30).status == 200
+        assert output["content_encoding"] == "gzip"
+        write = urllib.request.Request(
+            f"{base}/write?db={name}",
+            data=gzip.compress(b"cpu,host=a usage_idle=99.5 1\n"),
+            headers={**auth, "Content-Encoding": "gzip"},
+        )
+        assert urllib.request.urlopen(write, timeout=30).status == 204
+        server.send_signal(getattr(signal, unit["KillSignal"]))
+        _, err = server.communicate(timeout=int(unit["TimeoutStopSec"]))
+        assert server.returncode == 0, err
+        assert all(line.startswith("{") for line in err.splitlines())  # --format json logs
+    finally:
+        if server.poll() is None:
+            server.kill()
+    refused = subprocess.run(
+        [sys.executable, "-m", "tsadmin", "serve", "--bind", f"0.0.0.0:{free_port()}"],
+        env={**CLEAN_ENV, "TSADMIN_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert str(refused.returncode) == unit["RestartPreventExitStatus"]

@@ -174,6 +174,32 @@ def test_influxdb_2x_client_library_with_a_token_and_gzip(data_dir: Path) -> Non
     assert [(r["ts"], r["used"]) for r in got] == [(i * 10**6, 1_000 + i) for i in range(100)]
 
 
+def test_telegraf_shaped_requests(data_dir: Path) -> None:
+    """The requests Telegraf's outputs.influxdb sends (plugins/outputs/influxdb/http.go):
+    CREATE DATABASE as a form POST with Basic auth, then gzip line protocol to /write
+    with db, rp and consistency; it drops a batch on 4xx and retries on 5xx."""
+    with serving(data_dir, "--token", "pw") as server:
+        auth = {"Authorization": "Basic " + base64.b64encode(b"telegraf:pw").decode()}
+        form = {**auth, "Content-Type": "application/x-www-form-urlencoded"}
+        created = post(f"{server.url}/query", b"q=CREATE+DATABASE+%22telegraf%22", form)
+        assert created.status == 200 and created.json() == {"results": [{"statement_id": 0}]}
+        lines = b"".join(
+            b"cpu,cpu=cpu%d,host=web usage_idle=9%d.5,usage_user=1.5 %d\n" % (i, i, 10**18 + i)
+            for i in range(8)
+        )
+        headers = {
+            **auth,
+            "Content-Type": "text/plain; charset=utf-8",
+            "Content-Encoding": "gzip",
+            "User-Agent": "Telegraf/1.30.0 Go/1.22.0",
+        }
+        url = f"{server.url}/write?consistency=any&db=telegraf&rp=autogen"
+        assert post(url, gzip.compress(lines), headers).status == 204
+        assert server.stop() == 0
+    got = rows(data_dir, "telegraf", "cpu")
+    assert [(r["cpu"], r["usage_idle"]) for r in got] == [(f"cpu{i}", 90.5 + i) for i in range(8)]
+
+
 # -- the API's answers ----------------------------------------------------------------------
 
 
@@ -226,7 +252,7 @@ def test_ping_health_unknown_database_precision_and_queries(data_dir: Path) -> N
         assert post(f"{server.url}/write?db=m", b"").status == 204
         # a server limited to named databases makes no others
         made = post(f"{server.url}/query", b"q=CREATE+DATABASE+other")
-        assert made.status == 400 and "not among" in str(made.json()["error"])
+        assert made.status == 403 and "not among" in str(made.json()["error"])
         other = post(f"{server.url}/query", b"q=SELECT+*+FROM+cpu")
         assert other.status == 400 and "tsadmin select" in str(other.json()["error"])
         assert get(f"{server.url}/nowhere").status == 404

@@ -307,10 +307,16 @@ def _statement(service: WriteService, text: str) -> dict[str, Any]:
     name = create.group(1).strip(";")
     if name.startswith('"'):
         name = json.loads(name)
+    if name in service.served:
+        return {}
+    if name in service.not_served:
+        raise Refusal(403, service.not_served[name])
+    if not service.serves_any():
+        raise Refusal(403, f"database {name} is not among the databases this server serves")
     try:
-        service.ensure_served(name)
+        service.create_and_serve(name)
     except EngineError as exc:
-        raise Refusal(403 if isinstance(exc, WritesRefused) else 400, exc.message) from exc
+        raise Refusal(400, exc.message) from exc
     return {}
 
 

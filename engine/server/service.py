@@ -141,25 +141,23 @@ class WriteService:
             ),
         )
 
-    def ensure_served(self, name: str) -> None:
-        """``CREATE DATABASE``: nothing if served; created and served if it does not exist
-        and this server serves the whole data directory; refused otherwise."""
+    def serves_any(self) -> bool:
+        """Whether it serves the whole data directory (no databases were named), so
+        ``CREATE DATABASE`` may add one."""
+        return not self.config.databases
+
+    def create_and_serve(self, name: str) -> None:
+        """``CREATE DATABASE`` of a database it does not serve: made (default settings)
+        if missing, then opened and served."""
         with self._lock:
             if name in self.served:
                 return
-            if name in self.not_served:
-                raise WritesRefused(self.not_served[name])
             validate_name(name, "database")
-            if self.config.databases:
-                raise InvalidArgument(
-                    f"database {name} is not among the databases this server serves"
-                )
-            try:
+            if name not in list_databases(self.data_dir):
                 create_database(self.data_dir, name, Settings())
-            except EngineError:
-                if name not in list_databases(self.data_dir):
-                    raise
             self._open(name, named=False)
+            if name not in self.served:
+                raise WritesRefused(self.not_served[name])
             self.log({"event": "created", "database": name})
 
     def checks(self) -> list[dict[str, Any]]:
