@@ -252,6 +252,8 @@ class Database:
 
     def abandon(self) -> None:
         """Stop without a checkpoint (after an error): the WAL keeps what was acknowledged."""
+        if self._closed:
+            return
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
@@ -631,6 +633,18 @@ class Database:
             self.checkpoint("memory" if pending > MEMTABLE_MAX_BYTES else "wal size")
         elif self._needs_checkpoint():
             self._wake.set()
+
+    @property
+    def problem(self) -> str | None:
+        """Why writes would fail now (a failed fsync, a failed background checkpoint or
+        flush), or None: what a health check reports."""
+        if self._broken is not None:
+            return f"refuses writes: {self._broken}"
+        if self.background_error is not None:
+            return f"a background checkpoint or flush failed: {self.background_error.message}"
+        if self._replication is not None and self._replication.fenced:
+            return self._replication.fenced
+        return None
 
     @property
     def pending_bytes(self) -> int:

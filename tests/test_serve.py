@@ -9,6 +9,7 @@ import base64
 import gzip
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -488,3 +489,60 @@ def test_a_stopped_or_killed_server_keeps_every_acknowledged_point(
         # every stored batch is whole: a transaction is all or nothing
         assert all(sorted(v) == list(range(100)) for v in stored.values())
     assert run_cli(data_dir, "db", "verify", "m").code == 0
+
+
+# -- replicas -------------------------------------------------------------------------------
+
+
+def _standby_rows(site_b: Path, store: Path) -> list[dict[str, object]]:
+    follow = run_cli(site_b, "follow", str(store), "--db", "m", "--once")
+    assert follow.code == 0, follow.err
+    return rows(site_b, "m", "cpu")
+
+
+def test_sigterm_ships_to_the_replica_before_exiting(tmp_path: Path) -> None:
+    site_a, site_b, store = tmp_path / "a", tmp_path / "b", tmp_path / "store"
+    site_a.mkdir()
+    site_b.mkdir()
+    new_db(site_a, "m", wal_level="sync")
+    assert run_cli(site_a, "replica", "add", "m", str(store)).code == 0
+    # no shipping round while it serves: only the one at the stop can bring the rows
+    with serving(site_a, env={"TSADMIN_SHIP_INTERVAL": "3600"}) as server:
+        for i in range(10):
+            assert post(f"{server.url}/write?db=m", b"cpu v=%d %d\n" % (i, i)).status == 204
+        assert server.stop() == 0
+    assert [r["v"] for r in _standby_rows(site_b, store)] == [float(i) for i in range(10)]
+
+
+def test_byrl_acknowledged_points_are_at_the_standby_after_a_kill(tmp_path: Path) -> None:
+    site_a, site_b, store = tmp_path / "a", tmp_path / "b", tmp_path / "store"
+    site_a.mkdir()
+    site_b.mkdir()
+    new_db(site_a, "m", wal_level="sync")
+    assert run_cli(site_a, "replica", "add", "m", str(store)).code == 0
+    assert run_cli(site_a, "config", "set", "m", "wal_level", "byrl").code == 0
+    with serving(site_a, env={"TSADMIN_SHIP_INTERVAL": "3600"}) as server:
+        for i in range(10):
+            assert post(f"{server.url}/write?db=m", b"cpu v=%d %d\n" % (i, i)).status == 204
+        server.stop(signal.SIGKILL)
+    shutil.rmtree(site_a)  # the first site is lost
+    assert [r["v"] for r in _standby_rows(site_b, store)] == [float(i) for i in range(10)]
+
+
+def test_a_full_disk_answers_500_and_keeps_what_was_acknowledged(data_dir: Path) -> None:
+    new_db(data_dir, "m", wal_level="sync")
+    faults = {"TSADMIN_FAULTS": "enospc@wal.append:4"}
+    answers = []
+    with serving(data_dir, env=faults) as server:
+        for i in range(6):
+            answers.append(post(f"{server.url}/write?db=m", b"cpu v=%d %d\n" % (i, i)))
+        assert get(f"{server.url}/ping").status == 204  # the server itself carries on
+        server.stop()
+    statuses = [a.status for a in answers]
+    assert 204 in statuses and 500 in statuses
+    assert statuses == sorted(statuses, key=lambda s: s == 500)  # once full, it stays full
+    failed = next(a for a in answers if a.status == 500)
+    assert "space" in str(failed.json()["error"]).lower()
+    assert "Traceback" not in server.stderr
+    acked = [float(i) for i, a in enumerate(answers) if a.status == 204]
+    assert [r["v"] for r in rows(data_dir, "m", "cpu")] == acked

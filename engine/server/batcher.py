@@ -103,6 +103,7 @@ class Batcher:
         self.group_bytes = group_bytes
         self.on_commit = on_commit
         self._queue: deque[_Request] = deque()
+        self.queued_bytes = 0
         self._cond = threading.Condition()
         self._closing = False
         self._threads = [
@@ -119,6 +120,7 @@ class Batcher:
             if self._closing:
                 raise InvalidArgument(f"database {self.db.name} is no longer taking writes")
             self._queue.append(request)
+            self.queued_bytes += len(body)
             self._cond.notify()
         return request.future
 
@@ -132,6 +134,7 @@ class Batcher:
         with self._cond:
             group = list(self._queue)
             self._queue.clear()
+            self.queued_bytes = 0
         if group:
             self._commit_group(group)
 
@@ -163,6 +166,7 @@ class Batcher:
                 request = self._queue.popleft()
                 group.append(request)
                 size += len(request.body)
+            self.queued_bytes -= size
             return group
 
     def _commit_group(self, group: list[_Request]) -> None:

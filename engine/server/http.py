@@ -172,6 +172,13 @@ def _check_room(service: WriteService, served: Served) -> None:
     if service.stopping:
         raise Refusal(503, "the server is stopping", retry_after=RETRY_AFTER_S)
     limit = service.config.ceiling
+    if served.batcher.queued_bytes > limit:
+        raise Refusal(
+            503,
+            f"database {served.db.name} has more request bodies waiting to be committed than "
+            f"the server's memory ceiling ({limit:,} bytes)",
+            retry_after=RETRY_AFTER_S,
+        )
     if served.db.pending_bytes > limit:
         served.db.request_checkpoint()
         raise Refusal(

@@ -163,12 +163,12 @@ class WriteService:
     def checks(self) -> list[dict[str, Any]]:
         checks = []
         for name, served in sorted(self.served.items()):
-            failure = served.db.background_error
+            problem = served.db.problem
             checks.append(
                 {
                     "name": name,
-                    "status": "pass" if failure is None else "fail",
-                    "message": "ok" if failure is None else failure.message,
+                    "status": "pass" if problem is None else "fail",
+                    "message": problem or "ok",
                 }
             )
         return checks
