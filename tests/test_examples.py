@@ -89,7 +89,7 @@ def test_serve_examples_run_as_written(data_dir: Path, tmp_path: Path) -> None:
     import tomllib
     import urllib.request
 
-    from engine.server.service import DEFAULT_BIND
+    from engine.server import DEFAULT_BIND
     from tests.servers import free_port, wait_for_http
 
     unit = _unit(ROOT / "examples" / "serve" / "tsadmin-serve.service")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import bisect
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -207,7 +206,3 @@ class _Collector(Collector):
 
 def _copy(c: _Commits) -> _Commits:
     return _Commits(c.rows, c.refused, c.commits, c.requests, c.seconds, list(c.buckets))
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -31,11 +31,11 @@ from engine.datadir import create_database, database_dir, list_databases, requir
 from engine.errors import EngineError, InvalidArgument, WritesRefused
 from engine.names import validate_name
 from engine.replication import state as replication_state
+from engine.server import DEFAULT_BIND
 from engine.server.batcher import WORKERS, Batcher
 from engine.server.metrics import ServerStats
 from engine.settings import Settings
 
-DEFAULT_BIND = "127.0.0.1:8086"
 DEFAULT_MAX_BODY = 25 << 20  # InfluxDB's max-body-size
 
 Log = Callable[[dict[str, Any]], None]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Annotated, Any
 
 import typer
 
-from engine.server.metrics import now_iso
-from engine.server.run import serve as run_server
-from engine.server.service import DEFAULT_BIND, ServeConfig
+from engine.server import DEFAULT_BIND
 from engine.settings import parse_duration_ns, parse_size
 from tsadmin import signals
 from tsadmin.state import state
@@ -57,6 +56,10 @@ def serve(
     accepting, answers the requests in flight, checkpoints and ships, then exits 0. Logs
     go to stderr, one line per event and a stats line per interval (JSON lines with
     --format json)."""
+    # imported here: aiohttp and prometheus-client cost every other command 0.1 s at start
+    from engine.server.run import serve as run_server
+    from engine.server.service import ServeConfig
+
     st = state(ctx)
     config = ServeConfig(
         bind=bind,
@@ -79,6 +82,10 @@ def serve(
 
     with signals.until_signalled() as stop:
         run_server(st.data_dir, config, stop, log)
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def describe(event: dict[str, Any]) -> str:
