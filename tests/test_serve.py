@@ -500,12 +500,18 @@ def _standby_rows(site_b: Path, store: Path) -> list[dict[str, object]]:
     return rows(site_b, "m", "cpu")
 
 
-def test_sigterm_ships_to_the_replica_before_exiting(tmp_path: Path) -> None:
+def _primary_with_a_replica(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Site A with database m shipping to a local store, and an empty site B."""
     site_a, site_b, store = tmp_path / "a", tmp_path / "b", tmp_path / "store"
     site_a.mkdir()
     site_b.mkdir()
     new_db(site_a, "m", wal_level="sync")
     assert run_cli(site_a, "replica", "add", "m", str(store)).code == 0
+    return site_a, site_b, store
+
+
+def test_sigterm_ships_to_the_replica_before_exiting(tmp_path: Path) -> None:
+    site_a, site_b, store = _primary_with_a_replica(tmp_path)
     # no shipping round while it serves: only the one at the stop can bring the rows
     with serving(site_a, env={"TSADMIN_SHIP_INTERVAL": "3600"}) as server:
         for i in range(10):
@@ -515,11 +521,7 @@ def test_sigterm_ships_to_the_replica_before_exiting(tmp_path: Path) -> None:
 
 
 def test_byrl_acknowledged_points_are_at_the_standby_after_a_kill(tmp_path: Path) -> None:
-    site_a, site_b, store = tmp_path / "a", tmp_path / "b", tmp_path / "store"
-    site_a.mkdir()
-    site_b.mkdir()
-    new_db(site_a, "m", wal_level="sync")
-    assert run_cli(site_a, "replica", "add", "m", str(store)).code == 0
+    site_a, site_b, store = _primary_with_a_replica(tmp_path)
     assert run_cli(site_a, "config", "set", "m", "wal_level", "byrl").code == 0
     with serving(site_a, env={"TSADMIN_SHIP_INTERVAL": "3600"}) as server:
         for i in range(10):

@@ -115,26 +115,25 @@ async def _headers_and_counts(request: web.Request, handler: Handler) -> web.Str
 
 
 async def write_v1(request: web.Request) -> web.Response:
-    try:
-        _authorize(request)
-        name = request.query.get("db", "")
-        if not name:
-            raise Refusal(400, "database is required")
-        await _write(request, name, request.query.get("precision", ""))
-    except Refusal as refusal:
-        return _v1_error(refusal)
-    return web.Response(status=204)
+    return await _write_answer(request, request.query.get("db", ""), "database", _v1_error)
 
 
 async def write_v2(request: web.Request) -> web.Response:
+    bucket = request.query.get("bucket", "").split("/", 1)[0]  # "db/rp": the rp is ignored
+    return await _write_answer(request, bucket, "bucket", _v2_error)
+
+
+async def _write_answer(
+    request: web.Request, name: str, called: str, error: Callable[[Refusal], web.Response]
+) -> web.Response:
+    """204 once the request's lines are committed; otherwise ``error``'s shape."""
     try:
         _authorize(request)
-        bucket = request.query.get("bucket", "")
-        if not bucket:
-            raise Refusal(400, "bucket is required")
-        await _write(request, bucket.split("/", 1)[0], request.query.get("precision", ""))
+        if not name:
+            raise Refusal(400, f"{called} is required")
+        await _write(request, name, request.query.get("precision", ""))
     except Refusal as refusal:
-        return _v2_error(refusal)
+        return error(refusal)
     return web.Response(status=204)
 
 
