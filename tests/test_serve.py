@@ -121,6 +121,8 @@ def test_influxdb_1x_client_library_writes_what_select_reads(data_dir: Path) -> 
         point = {"measurement": "m", "fields": {"v": 1}, "time": 5}
         assert client.write_points([point], time_precision="n", database="telegraf")
         assert {"name": "telegraf"} in client.get_list_database()
+        escape = post(f"{server.url}/query", b"q=CREATE+DATABASE+%22..%2Fevil%22")
+        assert escape.status == 400 and not (data_dir.parent / "evil").exists()
         assert server.stop() == 0
     got = rows(data_dir, "metrics", "cpu")
     assert len(got) == 50
@@ -548,3 +550,16 @@ def test_a_full_disk_answers_500_and_keeps_what_was_acknowledged(data_dir: Path)
     assert "Traceback" not in server.stderr
     acked = [float(i) for i, a in enumerate(answers) if a.status == 204]
     assert [r["v"] for r in rows(data_dir, "m", "cpu")] == acked
+
+
+def test_a_standby_is_not_served(tmp_path: Path) -> None:
+    site_a, site_b, store = _primary_with_a_replica(tmp_path)
+    assert run_cli(site_a, "ingest", "lp", "m", "-", stdin="cpu v=1 1\n").code == 0
+    assert run_cli(site_b, "follow", str(store), "--db", "m", "--once").code == 0
+    named = run_cli(site_b, "serve", "--bind", f"127.0.0.1:{free_port()}", "--db", "m")
+    assert named.code == 9 and "standby" in named.err and "Traceback" not in named.err
+    with serving(site_b) as server:
+        refused = post(f"{server.url}/write?db=m", b"cpu v=2 2\n")
+        assert refused.status == 403 and "standby" in str(refused.json()["error"])
+        assert server.stop() == 0
+    assert [r["v"] for r in rows(site_b, "m", "cpu")] == [1.0]
