@@ -2,7 +2,8 @@
 
 Creates a database, ingests line protocol, checkpoints, starts a real writer
 process and kills it with SIGKILL mid-stream, reopens the database (crash
-recovery), and checks that every acknowledged batch survived exactly once.
+recovery), checks that every acknowledged batch survived exactly once, then
+serves it over HTTP for a moment (a write, a partial write, a clean stop).
 """
 
 from __future__ import annotations
@@ -10,9 +11,13 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,9 +122,66 @@ def run_demo(data_dir: Path, *, kill_after_acks: int = 40) -> DemoReport:
         recovered=verdict.recovered,
     )
 
+    served = _write_over_http(data_dir)
+    report.ok = report.ok and served["ok"]
+    report.add(
+        "serve",
+        f"{served['points']} points over HTTP: {served['statuses'][0]}; a batch with a bad "
+        f"line: {served['statuses'][1]}, its good line kept; stopped, drained, checkpointed",
+        rows_in_table=served["rows"],
+    )
+
     digest = ops.database_checksum(data_dir, DEMO_DB)
     report.add("checksum", f"sha256 {digest['sha256'][:16]}… over {digest['rows']} rows")
     return report
+
+
+def _write_over_http(data_dir: Path, points: int = 100) -> dict[str, Any]:
+    """Serve the demo database on a free loopback port (in this process), post a batch
+    and a batch with one bad line as a client would, then stop it as SIGTERM does."""
+    from engine.server.run import serve
+    from engine.server.service import ServeConfig
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    stop = threading.Event()
+    config = ServeConfig(bind=f"127.0.0.1:{port}", databases=(DEMO_DB,), log_interval_s=3600)
+    server = threading.Thread(target=serve, args=(data_dir, config, stop, lambda _: None))
+    server.start()
+    url = f"http://127.0.0.1:{port}/write?db={DEMO_DB}&precision=s"
+    try:
+        _wait_for(f"http://127.0.0.1:{port}/ping", server)
+        start = 1_800_000_000
+        good = "".join(f"http,host=h{i % 4} v={i}i {start + i}\n" for i in range(points))
+        bad = f"http,host=h0 v=1i {start - 1}\nhttp,host=h0 v= {start - 2}\n"
+        statuses = [_post(url, good.encode()), _post(url, bad.encode())]
+    finally:
+        stop.set()
+        server.join()
+    rows = ops.select(data_dir, DEMO_DB, "http").num_rows
+    ok = statuses == [204, 400] and rows == points + 1
+    return {"points": points, "statuses": statuses, "rows": rows, "ok": ok}
+
+
+def _wait_for(url: str, server: threading.Thread) -> None:
+    for _ in range(200):
+        if not server.is_alive():
+            raise RuntimeError("the demo's server stopped at start")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
+def _post(url: str, body: bytes) -> int:
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
 
 def _kill_a_writer(target: Path, kill_after_acks: int) -> tuple[workload.Acks, float]:

@@ -293,6 +293,8 @@ def test_demo_runs_end_to_end(cli, data_dir: Path) -> None:  # type: ignore[no-u
         "crash",
         "recover",
         "verify",
+        "serve",
         "checksum",
     }
     assert steps["crash"]["figures"]["acked_batches"] >= 40
+    assert steps["serve"]["figures"]["rows_in_table"] == 101
