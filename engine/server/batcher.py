@@ -36,7 +36,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from engine.database import Database
-from engine.errors import BadInput, EngineError, InvalidArgument, SchemaConflict
+from engine.errors import BadInput, InvalidArgument, SchemaConflict
 from engine.ingest import (
     Committer,
     FieldKinds,
@@ -181,11 +181,7 @@ class Batcher:
                 return
             group[0].future.set_exception(exc)
             return
-        except EngineError as exc:
-            for request in group:
-                request.future.set_exception(exc)
-            return
-        except Exception as exc:  # a bug must fail these requests, never the worker
+        except Exception as exc:  # disk full, fenced...; or a bug: never the worker's end
             for request in group:
                 request.future.set_exception(exc)
             return
