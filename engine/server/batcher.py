@@ -185,9 +185,8 @@ class Batcher:
             for request in group:
                 request.future.set_exception(exc)
             return
-        for request in group:
-            request.future.set_result(WriteResult(request.refused))
-        if self.on_commit is not None:
+        if self.on_commit is not None:  # counted before answering: a client that reads
+            # the metrics after its answer finds its own request in them
             self.on_commit(
                 GroupStats(
                     requests=len(group),
@@ -197,6 +196,8 @@ class Batcher:
                     seconds=time.perf_counter() - started,
                 )
             )
+        for request in group:
+            request.future.set_result(WriteResult(request.refused))
 
     def _parse_and_commit(self, group: list[_Request]) -> int:
         """Parse the group's bodies and commit their good points as one transaction;
