@@ -148,44 +148,11 @@ def apply_and_pitr(data: Path, commits: int) -> dict[str, float]:
     standby = data / "standby"
     standby.mkdir()
     started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tsadmin",
-            "--data-dir",
-            str(standby),
-            "follow",
-            url,
-            "--db",
-            "src",
-            "--once",
-        ],
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-    )
+    _tsadmin(standby, "follow", url, "--db", "src", "--once")
     follow_s = time.perf_counter() - started
     started = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tsadmin",
-            "--data-dir",
-            str(standby),
-            "restore",
-            url,
-            "--db",
-            "pitr",
-            "--to-lsn",
-            str(lsns[len(lsns) // 2]),
-        ],
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    middle = str(lsns[len(lsns) // 2])
+    _tsadmin(standby, "restore", url, "--db", "pitr", "--to-lsn", middle, quiet=True)
     pitr_s = time.perf_counter() - started
     rows = commits * BATCH
     return {
@@ -195,6 +162,18 @@ def apply_and_pitr(data: Path, commits: int) -> dict[str, float]:
         "apply_vs_replay": round(replay_s / follow_s, 3),
         "pitr_half_s": round(pitr_s, 2),
     }
+
+
+def _tsadmin(data: Path, *args: str, quiet: bool = False) -> None:
+    """The real CLI on ``data``, its output discarded (its messages too when ``quiet``);
+    a failure stops the benchmark."""
+    subprocess.run(
+        [sys.executable, "-m", "tsadmin", "--data-dir", str(data), *args],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if quiet else None,
+    )
 
 
 def s3_env() -> Any:
