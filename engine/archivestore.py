@@ -145,13 +145,7 @@ def publish(
     written only if absent, so two backups never write into one name; a taken name
     gives way to ``next_name()``, or is refused when the operator chose it), then the
     Parquet files, then the manifest, only if absent: the commit. Returns the name."""
-    claim = f"{os.getpid()}@{socket.gethostname()} {time.time():.0f}\n".encode()
-    for _ in range(100):
-        if not store.exists(manifest_key(name)) and store.write_if_absent(f"{name}/{CLAIM}", claim):
-            break
-        name = _another(store, name, next_name)
-    else:
-        raise AlreadyExists(f"no free archive name in {store.describe()}")
+    name = _claim(store, name, next_name)
     files = sorted(
         p.relative_to(staging).as_posix()
         for p in staging.rglob("*")
@@ -163,6 +157,21 @@ def publish(
         raise AlreadyExists(f"archive {name} appeared in {store.describe()} while it was written")
     store.delete(f"{name}/{CLAIM}")
     return name
+
+
+def _claim(store: Store, name: str, next_name: Callable[[], str] | None) -> str:
+    """Take a free name. The manifest is checked *after* the claim is won: a writer
+    deletes its claim only once its manifest is written, so a claim won after that
+    deletion must still see the manifest (checked before, a backup finishing in
+    between would go unseen and the two would race for one manifest)."""
+    claim = f"{os.getpid()}@{socket.gethostname()} {time.time():.0f}\n".encode()
+    for _ in range(100):
+        if store.write_if_absent(f"{name}/{CLAIM}", claim):
+            if not store.exists(manifest_key(name)):
+                return name
+            store.delete(f"{name}/{CLAIM}")
+        name = _another(store, name, next_name)
+    raise AlreadyExists(f"no free archive name in {store.describe()}")
 
 
 def _another(store: Store, name: str, next_name: Callable[[], str] | None) -> str:

@@ -278,9 +278,7 @@ def _judge(
         )
     try:
         Database.open(db_dir, SCRATCH_NAME, background=False).close()  # recovery as a writer
-        return workload.verify(
-            db_dir, SCRATCH_NAME, acks, options.batch_rows, level, DELETE_EVERY
-        )
+        return workload.verify(db_dir, SCRATCH_NAME, acks, options.batch_rows, level, DELETE_EVERY)
     except EngineError as exc:
         return workload.Verdict(
             ok=False,

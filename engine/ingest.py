@@ -189,7 +189,6 @@ class Run:
         self.rejects.write(Refused(line, column, reason, text, where))
         self.report.rejected += 1
 
-
     def expired(self, ts: pa.Array | pa.ChunkedArray) -> list[int]:
         """Indices of the timestamps (in the database's precision) that the retention
         period refuses (engine/retention.py)."""

@@ -74,8 +74,4 @@ def too_old(ts: pa.Array | pa.ChunkedArray, oldest_ns: int, precision: str) -> p
 
 
 def refusal(settings: Settings) -> str:
-    return (
-        f"point is older than the retention period ({settings.retention_label}) of the "
-        "database"
-    )
-
+    return f"point is older than the retention period ({settings.retention_label}) of the database"

@@ -64,9 +64,7 @@ DELETED_SERIES = "s1"
 def delete_of(batch: int, rows: int) -> DeleteSpec:
     """The workload's delete: series s1 of ``batch`` in the first table."""
     start = BASE_TS + batch * rows * 1_000_000_000
-    return DeleteSpec(
-        TABLES[0], start, start + rows * 1_000_000_000, (("series", DELETED_SERIES),)
-    )
+    return DeleteSpec(TABLES[0], start, start + rows * 1_000_000_000, (("series", DELETED_SERIES),))
 
 
 def is_delete_target(batch: int, delete_every: int) -> bool:

@@ -213,7 +213,7 @@ def test_partial_write_answers_400_naming_the_lines_and_keeps_the_good_ones(
     body = b"cpu v=1 1\ncpu v= 2\ncpu v=3 3\ncpu,a v=4 4\ncpu v=5 5\n"
     with serving(data_dir) as server:
         v1 = post(f"{server.url}/write?db=m", body)
-        v2 = post(f"{server.url}/api/v2/write?bucket=m&org=o", b"cpu v=6 6\ncpu v=\"x\" 7")
+        v2 = post(f"{server.url}/api/v2/write?bucket=m&org=o", b'cpu v=6 6\ncpu v="x" 7')
         assert server.stop() == 0
     assert v1.status == 400
     error = str(v1.json()["error"])
@@ -421,9 +421,7 @@ def _client(url: str, name: str, batches: int, acked: list[int], stop: threading
             acked.append(batch)
 
 
-def _load(
-    url: str, names: list[str], batches: int, stop: threading.Event
-) -> dict[str, list[int]]:
+def _load(url: str, names: list[str], batches: int, stop: threading.Event) -> dict[str, list[int]]:
     """Clients named ``names`` posting at once; the batches each had acknowledged."""
     acked: dict[str, list[int]] = {name: [] for name in names}
     threads = [

@@ -99,3 +99,40 @@ def test_urls() -> None:
     with pytest.raises(InvalidArgument, match="no bucket"):
         open_store("s3:///x")
     assert open_store("s3://b/p/q/").describe() == "s3://b/p/q"
+
+
+def test_a_backup_finishing_while_another_claims_its_name(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two backups pick one name in the same second; the first publishes completely in
+    the moment the second is about to claim it. The second must see the finished
+    archive and take the next name, not upload into a committed name (CI once caught
+    the check-then-claim order losing that race)."""
+    from engine import archivestore
+
+    def staged(label: str) -> Path:
+        staging = tmp_path / f"staging-{label}"
+        (staging / "t").mkdir(parents=True)
+        (staging / "t" / "000001.parquet").write_bytes(label.encode() * 10)
+        (staging / "manifest.json").write_bytes(f'{{"by": "{label}"}}'.encode())
+        return staging
+
+    first, second = staged("first"), staged("second")
+    claim_for_real = store.write_if_absent
+    raced = []
+
+    def claim_after_the_other_finished(key: str, data: bytes) -> bool:
+        if key.endswith("/.claim") and not raced:
+            raced.append(key)
+            monkeypatch.setattr(store, "write_if_absent", claim_for_real)
+            assert archivestore.publish(store, first, "m-1", next_name=None) == "m-1"
+            monkeypatch.setattr(store, "write_if_absent", claim_after_the_other_finished)
+        return claim_for_real(key, data)
+
+    monkeypatch.setattr(store, "write_if_absent", claim_after_the_other_finished)
+    name = archivestore.publish(store, second, "m-1", next_name=lambda: "m-2")
+    assert raced and name == "m-2"
+    assert archivestore.archive_names(store) == ["m-1", "m-2"]
+    assert store.read("m-1/manifest.json") == b'{"by": "first"}'
+    assert store.read("m-2/t/000001.parquet") == b"second" * 10
+    assert not [o.key for o in store.list() if o.key.endswith(".claim")]
