@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from engine import archive, archivestore, deletes, segment
 from engine.archive import ArchiveFile, ArchiveManifest, ArchiveTable
-from engine.database import Database, View
+from engine.database import Database
 from engine.datadir import existing_database_dir
 from engine.errors import (
     AlreadyExists,
@@ -48,6 +48,7 @@ from engine.fileio import IO
 from engine.lock import process_alive
 from engine.merge import sort_rows, upsert_merge
 from engine.names import archive_file_path, validate_name
+from engine.reads import View
 from engine.schema import TS, TableSchema, conform
 from engine.stores import Store, open_store
 from engine.stores.local import LocalStore

@@ -1,4 +1,5 @@
-"""An open database: the write path, checkpoints, compaction and reads.
+"""An open database: the write path, checkpoints and compaction; reads go through
+:mod:`engine.reads`.
 
 One process at a time opens a database for writing (the writer lock); any
 number open it read-only, which replays the WAL in memory without touching a
@@ -31,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from engine import deletes, names, retention, segment, wal
+from engine import deletes, names, retention, wal
 from engine import manifest as manifest_format
 from engine.checkpoint import (
     CheckpointInput,
@@ -56,13 +56,12 @@ from engine.fileio import IO
 from engine.groupcommit import GroupCommit
 from engine.lock import WriterLock
 from engine.manifest import Manifest, SegmentInfo, TableEntry
-from engine.memtable import Memtable, time_span
-from engine.merge import duplicate_keys, upsert_merge
+from engine.memtable import Memtable
 from engine.names import validate_name
+from engine.reads import View, count_overwrites, replay_consistently, scan_view
 from engine.recovery import (
     RecoveryReport,
     ReplayState,
-    WalGap,
     apply_record,
     replay,
     roll_back,
@@ -71,8 +70,8 @@ from engine.replication import layout as replication_layout
 from engine.replication import state as replication_state
 from engine.replication.primary import Replication, keep_checkpoint_wal
 from engine.replication.shipper import FENCED_HINT
-from engine.rows import normalize_rows, prefilter
-from engine.schema import TS, TableSchema, split_columns
+from engine.rows import normalize_rows
+from engine.schema import TableSchema, split_columns
 from engine.settings import Settings, WalLevel
 from engine.stores import open_store
 
@@ -99,21 +98,6 @@ class CommitResult:
     rows: int
     durable: bool
     overwritten: int = 0  # rows whose key (table, tags, ts) was already there, or earlier
-
-
-@dataclass(frozen=True)
-class View:
-    """A consistent read snapshot: the manifest plus what the memtables hold."""
-
-    manifest: Manifest
-    catalog: dict[str, TableSchema]
-    settings: Settings
-    memtables: list[Memtable]
-    hidden_tables: frozenset[str]
-    last_lsn: int
-    committed_lsn: int = 0  # the last LSN ending a transaction: what a snapshot holds
-    # deletes not yet applied to the segment files: every segment read goes through them
-    deletes: tuple[DeleteSpec, ...] = ()
 
 
 class Database:
@@ -167,7 +151,7 @@ class Database:
         if not (db_dir / manifest_format.FILENAME).exists():
             raise NotFound(f"database {name} does not exist in {db_dir.parent}")
         if readonly:
-            return cls(db_dir, name, _replay_consistently(db_dir, name), writable=False)
+            return cls(db_dir, name, replay_consistently(db_dir, name), writable=False)
         standby = replication_state.load_standby(db_dir)
         if standby is not None and role != "standby":
             raise standby_refusal(name, standby)
@@ -437,34 +421,18 @@ class Database:
             self._restart_replication()
 
     def _overwrites(self, table: str, rows: pa.Table) -> int:
-        """How many of ``rows`` overwrite a point: one stored, one committed and not yet
-        checkpointed, or one earlier in ``rows``. Only what shares their time span is
-        looked at, so appending new data costs a sort of the batch's keys and no read."""
-        tags = self._catalog[table].tags
-        among_themselves = duplicate_keys(rows, tags)
-        low, high = time_span(rows)
-        older = [*self._memtable.overlapping(table, low, high)]
-        for frozen in self._immutables:
-            older += frozen.overlapping(table, low, high)
         entry = self._manifest.tables.get(table)
-        for info in entry.segments if entry is not None and table not in self._hidden else []:
-            if info.min_ts <= high and low <= info.max_ts:
-                stored = segment.read(self.dir, info)
-                older.append(
-                    deletes.without_deleted(stored, table, self._deletes, self._settings.precision)
-                )
-        if not older:
-            return among_themselves
-        before = pa.concat_tables(
-            [_keys_within(o, tags, low, high) for o in older], promote_options="default"
+        stored = entry.segments if entry is not None and table not in self._hidden else []
+        return count_overwrites(
+            self.dir,
+            table,
+            rows,
+            self._catalog[table].tags,
+            [self._memtable, *self._immutables],
+            stored,
+            self._deletes,
+            self._settings.precision,
         )
-        if not before.num_rows:
-            return among_themselves
-        first, last = time_span(before)
-        mine = _keys_within(rows, tags, first, last)  # the only rows that can meet older ones
-        both = pa.concat_tables([before, mine], promote_options="default")
-        met = duplicate_keys(both, tags) - duplicate_keys(before, tags)
-        return among_themselves + met - duplicate_keys(mine, tags)
 
     def _sync_each_commit(self) -> bool:
         level = self._settings.wal_level
@@ -1080,7 +1048,7 @@ class Database:
             )
 
     def _reload(self) -> None:
-        state = _replay_consistently(self.dir, self.name)
+        state = replay_consistently(self.dir, self.name)
         with self._write_lock:
             self._manifest, self._catalog, self._settings = (
                 state.manifest,
@@ -1116,71 +1084,6 @@ def _copy_manifest(manifest: Manifest) -> Manifest:
         uuid=manifest.uuid,
         epoch=manifest.epoch,
     )
-
-
-def scan_view(
-    db_dir: Path,
-    view: View,
-    table: str,
-    *,
-    start: int | None = None,
-    end: int | None = None,
-    where: dict[str, str] | None = None,
-    limit: int | None = None,
-) -> pa.Table:
-    schema = view.catalog.get(table)
-    if schema is None:
-        raise NotFound(f"table {table} does not exist in database {view.manifest.database}")
-    for tag in where or {}:
-        if tag not in schema.tags:
-            raise InvalidArgument(
-                f"table {table} has no tag {tag!r}",
-                hint=f"tags: {', '.join(schema.tags) or 'none'}",
-            )
-    batches = []
-    entry = view.manifest.tables.get(table)
-    precision = view.settings.precision
-    removing = deletes.pending_for(view.deletes, table)
-
-    def keep(rows: pa.Table) -> pa.Table:
-        rows = deletes.without_deleted(rows, table, removing, precision)
-        return prefilter(rows, start, end, where)
-
-    if entry is not None and table not in view.hidden_tables:
-        for info in sorted(entry.segments, key=lambda s: s.seq):
-            if (end is not None and info.min_ts >= end) or (
-                start is not None and info.max_ts < start
-            ):
-                continue
-            if limit is None:
-                batches.append(keep(segment.read(db_dir, info)))
-            else:  # only as many rows of each segment as the merged result can need
-                batches.append(segment.read_head(db_dir, info, limit, keep))
-    for memtable in view.memtables:
-        batches += [prefilter(b, start, end, where) for b in memtable.batches.get(table, [])]
-    merged = upsert_merge(batches, schema, view.settings.precision)
-    return merged.slice(0, limit) if limit is not None else merged
-
-
-def _replay_consistently(db_dir: Path, name: str, attempts: int = 50) -> ReplayState:
-    """Replay for a reader while a writer may be rotating the WAL or removing files.
-
-    A checkpoint that lands between our reading the manifest and the WAL shows
-    as a gap (:class:`WalGap`) or a vanished file: read again.
-    """
-    for _ in range(attempts - 1):
-        try:
-            return replay(db_dir, name, repair=False)
-        except (WalGap, FileNotFoundError):
-            time.sleep(0.02)
-    return replay(db_dir, name, repair=False)
-
-
-def _keys_within(rows: pa.Table, tags: list[str], low: int, high: int) -> pa.Table:
-    """The key columns of the rows of ``rows`` whose timestamp is in ``[low, high]``."""
-    ts = rows.column(TS).cast(pa.int64())
-    keys = rows.select([c for c in [TS, *tags] if c in rows.column_names])
-    return keys.filter(pc.and_(pc.greater_equal(ts, low), pc.less_equal(ts, high)))
 
 
 def standby_refusal(name: str, standby: replication_state.StandbyState) -> WritesRefused:
