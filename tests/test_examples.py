@@ -12,7 +12,12 @@ from tests.conftest import CLEAN_ENV, ROOT
 
 def run_script(script: Path, *args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     tsadmin = Path(sys.executable).parent / "tsadmin"
-    env = {**CLEAN_ENV, "TSADMIN": str(tsadmin), "TSADMIN_DATA_DIR": str(data_dir)}
+    env = {
+        **CLEAN_ENV,
+        "TSADMIN": str(tsadmin),
+        "TSADMIN_DATA_DIR": str(data_dir),
+        "FULL_BACKUP_WEEKDAY": "never",  # the same archives whatever the day
+    }
     return subprocess.run(
         ["bash", str(script), *args], capture_output=True, text=True, env=env, timeout=300
     )

@@ -7,7 +7,9 @@
 # BACKUP_DIR is any store: a directory, file:///dir or s3://bucket/prefix (credentials
 # and endpoint from the AWS environment: see README, "Backups to object storage").
 # Environment: TSADMIN (the tsadmin command, default: tsadmin on PATH),
-#              TSADMIN_DATA_DIR (the data directory, default ./tsdata).
+#              TSADMIN_DATA_DIR (the data directory, default ./tsdata),
+#              FULL_BACKUP_WEEKDAY (1-7, Monday is 1: the day of the weekly full backup,
+#              default 7; "never" takes a full backup only when none exists).
 set -euo pipefail
 
 db=${1:?usage: nightly-backup.sh DB BACKUP_DIR [KEEP_LAST] [KEEP_DAILY] [KEEP_WEEKLY]}
@@ -27,9 +29,11 @@ case "$dir" in
   *://*) ;;  # a store URL (s3://bucket/prefix): nothing to create here
   *) mkdir -p "$dir" ;;
 esac
-# Incremental when a full backup of this database exists already; a full one every Sunday.
+# Incremental when a full backup of this database exists already; a full one every Sunday
+# (FULL_BACKUP_WEEKDAY).
+full_day=${FULL_BACKUP_WEEKDAY:-7}
 kind=(--incremental)
-if [ "$(date -u +%u)" = 7 ] || ! "$tsadmin" --format json backup list "$dir" | grep -q "\"database\": \"$db\""; then
+if [ "$(date -u +%u)" = "$full_day" ] || ! "$tsadmin" --format json backup list "$dir" | grep -q "\"database\": \"$db\""; then
   kind=()
 fi
 
