@@ -9,6 +9,10 @@ a child process, through the environment variable ``TSADMIN_FAULTS``: a
 ``crash@POINT[:N]``
     SIGKILL this process the N-th time (default 1st) the named crash point
     is reached (``IO.crash_point(name)``; e.g. ``checkpoint.after_rotate``).
+``pause@POINT[:N]`` with ``gate=DIR``
+    the N-th time the crash point is reached, create ``DIR/POINT.reached`` and
+    wait until ``DIR/POINT.go`` exists: a test holds this process at exactly that
+    step (an upload in flight, say) while another process acts, then lets it go.
 ``enospc@TAG[:N]``
     from the N-th write (default 1st) tagged ``TAG`` on, writes fail with
     ``ENOSPC`` until ``IO.faults.clear()``. ``TAG`` ``*`` matches all.
@@ -62,6 +66,8 @@ T = TypeVar("T")
 @dataclass
 class Faults:
     crash_points: dict[str, int] = field(default_factory=dict)
+    pauses: dict[str, int] = field(default_factory=dict)
+    gate: str | None = None
     enospc: dict[str, int] = field(default_factory=dict)
     torn: dict[str, int] = field(default_factory=dict)
     nofsync: bool = False
@@ -86,15 +92,25 @@ class Faults:
         if item.startswith("journal="):
             self.journal_path = item.split("=", 1)[1]
             return
+        if item.startswith("gate="):
+            self.gate = item.split("=", 1)[1]
+            return
         kind, _, target = item.partition("@")
         name, _, nth = target.partition(":")
-        table = {"crash": self.crash_points, "enospc": self.enospc, "torn": self.torn}.get(kind)
+        tables = {
+            "crash": self.crash_points,
+            "pause": self.pauses,
+            "enospc": self.enospc,
+            "torn": self.torn,
+        }
+        table = tables.get(kind)
         if table is None or not name:
             raise ValueError(f"bad fault spec {item!r}")
         table[name] = int(nth or 1)
 
     def clear(self) -> None:
         self.crash_points.clear()
+        self.pauses.clear()
         self.enospc.clear()
         self.torn.clear()
         self.nofsync = False
@@ -171,6 +187,16 @@ class FileLayer:
         nth = self.faults.crash_points.get(name)
         if nth is not None and self.faults.tick("crash:" + name) == nth:
             _kill_self()
+        nth = self.faults.pauses.get(name)
+        if nth is not None and self.faults.tick("pause:" + name) == nth:
+            self._hold(name)
+
+    def _hold(self, name: str) -> None:
+        """``pause@name``: say so, then wait for the test's go (see the module docstring)."""
+        gate = Path(self.faults.gate or ".")
+        (gate / f"{name}.reached").write_bytes(b"")
+        while not (gate / f"{name}.go").exists():
+            time.sleep(0.005)
 
     def before_write(self, tag: str, fd: int, data: bytes) -> None:
         with self._lock:

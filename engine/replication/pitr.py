@@ -28,7 +28,7 @@ from engine.errors import AlreadyExists, InvalidArgument
 from engine.fileio import IO
 from engine.names import validate_name
 from engine.replication import layout
-from engine.replication.shipper import Snapshot, snapshots_of
+from engine.replication.shipper import Snapshot, usable_snapshots
 from engine.replication.standby import Follower, check_link, fetch_segment, next_segment
 from engine.replication.state import STANDBY
 from engine.stores import open_store
@@ -109,18 +109,10 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9).astimezone().isoformat()
 
 
-def _in_history(snap: Snapshot, claims: list[layout.EpochClaim]) -> bool:
-    """A snapshot a fenced primary took past its epoch's branch is not history."""
-    for claim, last in layout.history(claims):
-        if claim.epoch == snap.epoch:
-            return last is None or snap.lsn <= last
-    return False
-
-
 def _choose_snapshot(
     store: Any, claims: list[layout.EpochClaim], to_lsn: int | None, to_time_ns: int | None
 ) -> Snapshot:
-    snaps = [s for s in snapshots_of(store, claims[0].uuid) if _in_history(s, claims)]
+    snaps = usable_snapshots(store, claims)
     if to_lsn is not None:
         fit = [s for s in snaps if s.lsn <= to_lsn]
     else:

@@ -226,22 +226,20 @@ class Replication:
                 )
 
     def _check_claims(self) -> None:
-        """At open: a newer epoch in any replica store fences this writer before its first
-        write. A store that cannot be reached does not stop the writer (the shipper keeps
-        trying, and status says so)."""
+        """At open: a newer epoch (claimed, or a promotion begun) in any replica store
+        fences this writer before its first write. A store that cannot be reached does
+        not stop the writer (the shipper keeps trying, and status says so)."""
         _uuid, epoch = self.identity()
         for url in self.urls:
             try:
-                claims = layout.read_claims(self._shipper(url).store)
+                epochs = layout.read_epochs(self._shipper(url).store, after_epoch=epoch)
             except StoreUnavailable as exc:
                 self.errors[url] = exc.message
                 continue
-            newer = [c for c in claims if c.epoch > epoch]
-            if newer:
-                try:
-                    self._shipper(url)._check_fence(claims, epoch, _state_of(self.db_dir, url))
-                except WritesRefused as exc:
-                    self.fenced = exc.message
+            try:
+                self._shipper(url)._check_fence(epochs, epoch, _state_of(self.db_dir, url))
+            except WritesRefused as exc:
+                self.fenced = exc.message
 
 
 def keep_checkpoint_wal(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,22 @@ def snapshots_of(store: Store, uuid: str) -> list[Snapshot]:
     return sorted(out, key=lambda s: s.lsn)
 
 
-def fenced_message(database: str, url: str, claim: layout.EpochClaim) -> str:
+def in_history(snap: Snapshot, claims: list[layout.EpochClaim]) -> bool:
+    """A snapshot a fenced primary took past its epoch's branch is not history."""
+    for claim, last in layout.history(claims):
+        if claim.epoch == snap.epoch:
+            return last is None or snap.lsn <= last
+    return False
+
+
+def usable_snapshots(store: Store, claims: list[layout.EpochClaim]) -> list[Snapshot]:
+    """The snapshots of the store's history (see :func:`in_history`), oldest first."""
+    if not claims:
+        return []
+    return [s for s in snapshots_of(store, claims[0].uuid) if in_history(s, claims)]
+
+
+def fenced_message(database: str, url: str, claim: layout.EpochClaim | layout.Fence) -> str:
     return (
         f"database {database} is fenced: its standby was promoted to epoch {claim.epoch} "
         f"at {claim.claimed_at} on {claim.host} (replica {url}); writes here would be lost"
@@ -95,17 +111,27 @@ class Shipper:
         self.store = open_store(url)
         self.source = source
         self._position: tuple[int, bytes] | None = None  # (shipped LSN, its segment's digest)
+        # the last upload not yet confirmed: (last LSN, digest, last commit ns, key)
+        self._uploaded: tuple[int, bytes, int, str] | None = None
+        self._known = False  # the store's identity and our epoch's claim were checked
 
     def ship(self, uuid: str, epoch: int) -> ShipReport:
         """Upload what is committed and not yet in the store; see the module docstring."""
         report = ShipReport(self.url)
         state = load_ship_state(self.db_dir, self.url) or ShipState(self.url, epoch)
-        claims = layout.read_claims(self.store)
-        layout.require_database(self.store, claims, uuid)
-        self._check_fence(claims, epoch, state)
-        if not any(c.epoch == epoch for c in claims):
-            layout.claim_epoch(self.store, layout.new_claim(uuid, epoch, 0, logsegment.NO_PREVIOUS))
+        if not self._known:
+            epochs = layout.read_epochs(self.store)
+            layout.require_database(self.store, epochs.claims, uuid)
+            self._check_fence(epochs, epoch, state)
+            if not any(c.epoch == epoch for c in epochs.claims):
+                layout.claim_epoch(
+                    self.store, layout.new_claim(uuid, epoch, 0, logsegment.NO_PREVIOUS)
+                )
+            self._known = True
+        else:
+            self._check_fence(layout.read_epochs(self.store, after_epoch=epoch), epoch, state)
         if self._position is None:
+            claims = layout.read_claims(self.store)
             self._position = self._position_in_store(uuid, epoch, claims, state)
         if self._position is None or self._position[0] < dropped_through(self.db_dir, self.url):
             why = (
@@ -113,7 +139,8 @@ class Shipper:
                 if self._position is None
                 else ("the WAL it needed was deleted past the hold limits")
             )
-            self._reseed(state, epoch, report, why)
+            self._reseed(uuid, state, epoch, report, why)
+        uploaded = False
         while True:
             assert self._position is not None
             try:
@@ -121,27 +148,44 @@ class Shipper:
             except WalGone as exc:
                 if report.reseeded:
                     raise
-                self._reseed(state, epoch, report, str(exc))
+                self._reseed(uuid, state, epoch, report, str(exc))
                 continue
             if batch is None:
                 break
-            self._upload(uuid, epoch, batch, state, report)
-        report.shipped_lsn = self._position[0] if self._position else 0
+            self._upload(uuid, epoch, batch, report)
+            uploaded = True
+        if uploaded:
+            self._confirm(epoch, state)
+        report.shipped_lsn = state.shipped_lsn
         return report
 
-    def _check_fence(self, claims: list[layout.EpochClaim], epoch: int, state: ShipState) -> None:
-        newer = [c for c in claims if c.epoch > epoch]
-        if not newer:
+    def _confirm(self, epoch: int, state: ShipState) -> None:
+        """Record what was uploaded as shipped (what byrl acknowledges and checkpoints
+        release), once no newer epoch was fenced or claimed: a promotion drains the store
+        only after its fence, so a segment in the store before the fence reaches the new
+        primary, and one that landed after it is never confirmed."""
+        IO.crash_point("ship.before_confirm")
+        self._check_fence(layout.read_epochs(self.store, after_epoch=epoch), epoch, state)
+        assert self._position is not None and self._uploaded is not None
+        lsn, digest, commit_ns, key = self._uploaded
+        state.epoch, state.shipped_lsn, state.previous = epoch, lsn, digest.hex()
+        state.shipped_commit_ns = commit_ns or state.shipped_commit_ns
+        state.shipped_at = time.time()
+        state.key = key
+        save_ship_state(self.db_dir, state)
+
+    def _check_fence(self, epochs: layout.Epochs, epoch: int, state: ShipState) -> None:
+        newer = epochs.newer_than(epoch)
+        if newer is None:
             return
-        claim = newer[0]
         if state.fenced is None:
             state.fenced = {
-                "epoch": claim.epoch,
-                "claimed_at": claim.claimed_at,
-                "host": claim.host,
+                "epoch": newer.epoch,
+                "claimed_at": newer.claimed_at,
+                "host": newer.host,
             }
             save_ship_state(self.db_dir, state)
-        raise WritesRefused(fenced_message(self.database, self.url, claim), hint=FENCED_HINT)
+        raise WritesRefused(fenced_message(self.database, self.url, newer), hint=FENCED_HINT)
 
     def _position_in_store(
         self, uuid: str, epoch: int, claims: list[layout.EpochClaim], state: ShipState
@@ -179,11 +223,16 @@ class Shipper:
         )
         return backup.archive.rsplit("/", 1)[-1]
 
-    def _reseed(self, state: ShipState, epoch: int, report: ShipReport, why: str) -> None:
+    def _reseed(
+        self, uuid: str, state: ShipState, epoch: int, report: ShipReport, why: str
+    ) -> None:
         """A fresh snapshot: the log takes over from its LSN. The WAL after the current
-        checkpoint is pinned first, so the records after the snapshot are still there."""
+        checkpoint is pinned first, so the records after the snapshot are still there.
+        A store that held a position before gets a reseed marker, so a standby behind it
+        knows at once that the log will never continue it."""
         from engine.backup import BackupOptions, create_backup
 
+        lost_after = self._position[0] if self._position is not None else None
         state.epoch = epoch
         state.shipped_lsn = manifest_format.load(self.db_dir).checkpoint_lsn
         state.previous = ""
@@ -194,14 +243,28 @@ class Shipper:
             BackupOptions(to=layout.child_url(self.url, layout.SNAPSHOTS)),
         )
         name = backup.archive.rsplit("/", 1)[-1]
+        IO.crash_point("ship.reseed_before_marker")
+        if lost_after is not None:
+            layout.write_reseed(
+                self.store,
+                layout.ReseedMarker(
+                    uuid=uuid,
+                    epoch=epoch,
+                    lsn=backup.snapshot_lsn,
+                    lost_after=lost_after,
+                    snapshot=name,
+                    at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    reason=why,
+                ),
+            )
         self._position = (backup.snapshot_lsn, logsegment.NO_PREVIOUS)
+        self._uploaded = None
         state.shipped_lsn = backup.snapshot_lsn
+        state.key = ""
         save_ship_state(self.db_dir, state)
         report.snapshot, report.reseeded = name, why
 
-    def _upload(
-        self, uuid: str, epoch: int, batch: Any, state: ShipState, report: ShipReport
-    ) -> None:
+    def _upload(self, uuid: str, epoch: int, batch: Any, report: ShipReport) -> None:
         assert self._position is not None
         data = logsegment.encode(
             uuid,
@@ -223,11 +286,7 @@ class Shipper:
             )
         IO.crash_point("ship.after_upload")
         self._position = (batch.last_lsn, data[-DIGEST:])
-        state.epoch, state.shipped_lsn, state.previous = epoch, batch.last_lsn, data[-DIGEST:].hex()
-        state.shipped_commit_ns = batch.last_commit_ns or state.shipped_commit_ns
-        state.shipped_at = time.time()
-        state.key = key
-        save_ship_state(self.db_dir, state)
+        self._uploaded = (batch.last_lsn, data[-DIGEST:], batch.last_commit_ns, key)
         report.segments += 1
         report.records += len(batch.records)
         report.rows += batch.rows

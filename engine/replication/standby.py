@@ -10,24 +10,34 @@ log is its primary's, and ``standby.json`` records the position after each
 segment. A crash between the two re-applies that segment, which changes
 nothing: records at or below the standby's last LSN are skipped.
 
-A gap (a segment missing while later ones exist), a damaged segment or an
-object that does not link is never skipped: following stops and names it. A
-gap that a newer snapshot covers (the primary was reseeded past it) rebuilds
-the standby from that snapshot, and the report says so.
+A damaged segment or an object that does not link is never skipped:
+following stops and names it. Every way the primary's history can move on
+without the standby is known, and each either rebuilds the standby from the
+newest usable snapshot (the report says so) or stops it with
+:class:`NeedsRebuild` (recorded in ``standby.json``, so ``replica status``
+says ``needs rebuild``), never leaving it silently stale:
 
-``promote``: stops the follower, applies what the store holds up to the last
-contiguous LSN, claims the next epoch with a conditional create (of two
-standbys promoted at once, one wins), then makes the database a primary that
-ships to the same store under its new epoch.
+* a reseed marker past its position (the primary lost the WAL it needed);
+* a gap: a segment missing while later ones exist;
+* a newer epoch whose branch lies before its position (it applied writes of
+  a fenced primary);
+* a snapshot newer than its position that no segment continues, for longer
+  than ``STALE_GRACE`` (a reseed whose marker was never written, or a store
+  written by a build without markers).
+
+While a promotion has begun and not finished (a fence without its claim) a
+follower applies nothing: the branch point is not known yet.
+
+Promotion is :mod:`engine.replication.promote`.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +50,16 @@ from engine.errors import (
     Corruption,
     EngineError,
     InvalidArgument,
-    Locked,
     NotFound,
 )
 from engine.fileio import IO
-from engine.lock import holder_pid
 from engine.replication import layout
-from engine.replication.shipper import Snapshot, snapshots_of
+from engine.replication.shipper import Snapshot, usable_snapshots
 from engine.replication.state import (
     STANDBY,
-    ShipState,
     StandbyState,
     encode_standby,
     load_standby,
-    save_ship_state,
     save_standby,
 )
 from engine.restore import build_database
@@ -77,9 +83,19 @@ class FollowReport:
         return asdict(self)
 
 
+# A snapshot newer than the standby that no segment continues for this long means the
+# log will not continue it (a live primary ships within seconds of a snapshot).
+STALE_GRACE = float(os.environ.get("TSADMIN_STALE_GRACE", "30"))
+
+
 class Gap(Corruption):
     """Segments are missing from the store between the standby's position and the next
     segment present."""
+
+
+class NeedsRebuild(Corruption):
+    """The store's log can never continue the standby, and no snapshot past its position
+    is usable: it must be built again (follow into a new database) once one is."""
 
 
 def _where(store: Store, key: str) -> str:
@@ -159,9 +175,13 @@ class Follower:
         self.db_dir = database_dir(self.data_dir, name)
         self.report = FollowReport(name, url)
         self._listed_after = ""
-        self.rebuild_on_gap = True  # promote stops at a gap instead
+        self.rebuild = True  # rebuild from a newer snapshot when the log cannot continue
         # promote stays in the epoch it found: a newer one means another standby won
         self.switch_epochs = True
+        self.own_fence: str | None = None  # promote's token: its own fence does not pause it
+        self.paused_by: layout.Fence | None = None
+        self._idle_since = time.monotonic()
+        self._stale_checked = 0.0
 
     # -- seeding ----------------------------------------------------------------------
     def seed_if_missing(self) -> None:
@@ -179,12 +199,12 @@ class Follower:
             return
         claims = layout.read_claims(self.store)
         layout.require_replica(self.store, claims)
-        snaps = snapshots_of(self.store, claims[0].uuid)
+        snaps = usable_snapshots(self.store, claims)
         if not snaps:
             raise layout_missing_snapshot(self.store)
         self.seed(snaps[-1])
 
-    def seed(self, snap: Snapshot) -> None:
+    def seed(self, snap: Snapshot, promoting: str | None = None) -> None:
         """Build the standby from ``snap`` (replacing the database if it exists)."""
         snapshots = self.store.child(layout.SNAPSHOTS)
         with archivestore.fetched(snapshots, snap.name) as archive_dir:
@@ -199,6 +219,7 @@ class Follower:
                 applied_lsn=own.snapshot_lsn,
                 snapshot=snap.name,
                 snapshot_lsn=own.snapshot_lsn,
+                promoting=promoting,
             )
             build_database(
                 self.data_dir,
@@ -223,7 +244,7 @@ class Follower:
         while True:
             try:
                 count = self.step(db)
-            except Gap:
+            except (Gap, NeedsRebuild):
                 if stop_at_gap:
                     return applied
                 raise
@@ -232,33 +253,108 @@ class Follower:
             applied += count
 
     def step(self, db: Database) -> int:
-        """One listing of the store and the segments it offers; how many were applied."""
+        """One listing of the store and the segments it offers; how many were applied.
+        Raises :class:`Reopen` after a rebuild, :class:`NeedsRebuild` when the log
+        cannot continue the standby and no snapshot can take over."""
         state = self._state()
-        claims = layout.read_claims(self.store)
+        epochs = layout.read_epochs(self.store)
+        claims = epochs.claims
         layout.require_replica(self.store, claims)
         if claims[0].uuid != state.uuid:
             raise Corruption(
                 f"{self.store.describe()} replicates database {claims[0].uuid}, "
                 f"standby {self.name} is of {state.uuid}"
             )
+        pending = epochs.pending()
+        if pending is not None and pending.epoch > state.epoch and pending.token != self.own_fence:
+            self.paused_by = pending  # the branch of the new epoch is not known yet
+            return 0
+        self.paused_by = None
         limit = self._epoch_limit(claims, db)
         state = self._state()
-        refs = layout.list_segments(self.store, state.epoch, start_after=self._listed_after)
+        listing = layout.list_log(self.store, state.epoch, start_after=self._listed_after)
         applied = 0
         while True:
             state = self._state()
             after_snapshot = state.previous == "" and state.applied_lsn == state.snapshot_lsn
             try:
-                ref = next_segment(refs, state.applied_lsn, after_snapshot, limit)
-            except Gap:
-                if self.rebuild_on_gap:
-                    self._rebuild_past_gap(state, db)
+                ref = next_segment(listing.segments, state.applied_lsn, after_snapshot, limit)
+            except Gap as gap:
+                self._cannot_continue(db, state, claims, gap.message)
                 raise
             if ref is None:
                 break
             self._apply(db, ref, state)
             applied += 1
+        self._check_reseeds(db, listing, claims, limit)
+        if applied:
+            self._idle_since = time.monotonic()
+        state = self._state()
+        if state.stopped is not None:  # what stopped it before is behind it now
+            state.stopped = None
+            save_standby(self.db_dir, state)
         return applied
+
+    def _check_reseeds(
+        self,
+        db: Database,
+        listing: layout.LogListing,
+        claims: list[layout.EpochClaim],
+        limit: int | None,
+    ) -> None:
+        """A reseed marker past the position: the log will never continue it."""
+        state = self._state()
+        for lsn, key in listing.reseeds:
+            if lsn > state.applied_lsn and (limit is None or lsn <= limit):
+                marker = layout.read_reseed(self.store, key)
+                self._cannot_continue(
+                    db,
+                    state,
+                    claims,
+                    f"the primary was reseeded from snapshot {marker.snapshot} at LSN "
+                    f"{marker.lsn} ({marker.reason}); the log after LSN {marker.lost_after} "
+                    "before it will never be shipped",
+                )
+
+    def check_stale(self, db: Database) -> None:
+        """While idle: a snapshot newer than the standby that no segment continues (for
+        longer than ``STALE_GRACE``) means the log will not continue it."""
+        now = time.monotonic()
+        if now - self._idle_since < STALE_GRACE or now - self._stale_checked < STALE_GRACE:
+            return
+        self._stale_checked = now
+        state = self._state()
+        claims = layout.read_claims(self.store)
+        newer = [s for s in usable_snapshots(self.store, claims) if s.lsn > state.applied_lsn]
+        if newer and time.time() - _created_seconds(newer[-1].created) > STALE_GRACE:
+            self._cannot_continue(
+                db,
+                state,
+                claims,
+                f"snapshot {newer[-1].name} (LSN {newer[-1].lsn}) is newer than the standby "
+                f"and no log segment continues LSN {state.applied_lsn}",
+            )
+
+    def _cannot_continue(
+        self, db: Database, state: StandbyState, claims: list[layout.EpochClaim], why: str
+    ) -> None:
+        """Rebuild from the newest usable snapshot past the position (raises
+        :class:`Reopen`), or stop with :class:`NeedsRebuild`."""
+        newer = [s for s in usable_snapshots(self.store, claims) if s.lsn > state.applied_lsn]
+        if self.rebuild and newer:
+            db.close()
+            self.seed(newer[-1], promoting=state.promoting)
+            self.report.notes.append(
+                f"rebuilt from snapshot {newer[-1].name} (LSN {newer[-1].lsn}): {why}"
+            )
+            self._idle_since = time.monotonic()
+            raise Reopen()
+        raise NeedsRebuild(
+            f"standby {self.name} at LSN {state.applied_lsn} cannot be continued: {why}; "
+            "the store holds no usable snapshot past it",
+            hint="wait for the primary's next snapshot, then follow again (it rebuilds), or "
+            "follow into a new database",
+        )
 
     def _apply(self, db: Database, ref: layout.SegmentRef, state: StandbyState) -> None:
         segment = read_segment(self.store, ref)
@@ -276,6 +372,7 @@ class Follower:
         state.applied_lsn = segment.header.last_lsn
         state.previous = segment.digest.hex()
         state.applied_commit_ns = segment.header.last_commit_ns or state.applied_commit_ns
+        state.stopped = None
         save_standby(self.db_dir, state)
         self._listed_after = ref.key
         self.report.segments += 1
@@ -291,11 +388,13 @@ class Follower:
                 return None
             last = following.branch_lsn
             if state.applied_lsn > last:
-                raise Corruption(
-                    f"standby {self.name} applied LSNs up to {state.applied_lsn} of epoch "
-                    f"{state.epoch}, past where epoch {following.epoch} branched off ({last}): "
-                    "it holds writes of a fenced primary",
-                    hint="follow the store into a new database",
+                self._cannot_continue(
+                    db,
+                    state,
+                    claims,
+                    f"it applied LSNs up to {state.applied_lsn} of epoch {state.epoch}, past "
+                    f"where epoch {following.epoch} branched off ({last}): writes of a fenced "
+                    "primary",
                 )
             if state.applied_lsn < last or not self.switch_epochs:
                 return last
@@ -309,20 +408,17 @@ class Follower:
             db.follow_epoch(following.epoch)
             self._listed_after = ""
 
-    def _rebuild_past_gap(self, state: StandbyState, db: Database) -> None:
-        """A gap a newer snapshot covers: the standby is rebuilt from that snapshot (and
-        :class:`Reopen` raised). Without one, nothing happens."""
-        snaps = [s for s in snapshots_of(self.store, state.uuid) if s.lsn > state.applied_lsn]
-        if not snaps:
+    def record_stop(self, error: EngineError) -> None:
+        """Say in ``standby.json`` why following stopped (``replica status`` shows it)."""
+        state = load_standby(self.db_dir)
+        if state is None:
             return
-        db.close()
-        gap_from = state.applied_lsn + 1
-        self.seed(snaps[-1])
-        self.report.notes.append(
-            f"rebuilt from snapshot {snaps[-1].name}: the log missed LSNs from {gap_from} "
-            f"(the primary was reseeded)"
-        )
-        raise Reopen()
+        state.stopped = {
+            "at": time.time(),
+            "error": error.message,
+            "needs_rebuild": isinstance(error, NeedsRebuild | Gap),
+        }
+        save_standby(self.db_dir, state)
 
     def _state(self) -> StandbyState:
         state = load_standby(self.db_dir)
@@ -335,6 +431,8 @@ class Follower:
         self.report.epoch = state.epoch
         self.report.applied_lsn = state.applied_lsn
         self.report.applied_commit_ns = state.applied_commit_ns
+        if self.paused_by is not None:
+            self.report.notes.append(paused_note(self.paused_by))
         try:
             refs = layout.list_segments(self.store, state.epoch, start_after=self._listed_after)
             newest = max((r.last_lsn for r in refs), default=state.applied_lsn)
@@ -344,6 +442,20 @@ class Follower:
         return self.report
 
 
+def paused_note(fence: layout.Fence) -> str:
+    return (
+        f"paused: a promotion to epoch {fence.epoch} began at {fence.claimed_at} on "
+        f"{fence.host} and has not finished (its branch point is not known yet)"
+    )
+
+
+def _created_seconds(created: str) -> float:
+    try:
+        return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
+
+
 class Reopen(Exception):
     """The standby was rebuilt: open it again."""
 
@@ -351,7 +463,7 @@ class Reopen(Exception):
 def layout_missing_snapshot(store: Store) -> EngineError:
     return NotFound(
         f"{store.describe()} holds no snapshot to build a standby from yet",
-        hint="the primary's shipper uploads one on its first run (tsadmin replicate DB --once)",
+        hint="the primary's shipper uploads one on its first run",
     )
 
 
@@ -364,28 +476,42 @@ def follow(
     interval: float = 1.0,
     should_stop: Callable[[], bool] = lambda: False,
     on_error: Callable[[EngineError], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> FollowReport:
     """Seed the standby if needed, then apply segments: until caught up (``once``), or
-    every ``interval`` seconds until ``should_stop``. A store that cannot be reached
-    is retried (``on_error`` hears of it); damage and gaps stop following."""
+    polling until ``should_stop`` (every ``POLL_MIN`` seconds after a segment arrived,
+    backing off to ``interval`` while the log is quiet). A store that cannot be reached
+    is retried (``on_error`` hears of it); damage and a log that cannot continue the
+    standby stop following (recorded for ``replica status``); rebuilds go to
+    ``on_note`` as they happen, and to the report."""
     from engine.errors import StoreUnavailable
 
     follower = Follower(data_dir, url, name)
     follower.seed_if_missing()
+    told = 0
     while True:
         db = follower.open()
         try:
+            pause = POLL_MIN
             while True:
                 try:
-                    follower.catch_up(db)
+                    applied = follower.catch_up(db)
+                    if not once and not applied:
+                        follower.check_stale(db)
                 except StoreUnavailable as exc:
                     if once:
                         raise
+                    applied = 0
                     if on_error is not None:
                         on_error(exc)
+                if on_note is not None:
+                    for item in follower.report.notes[told:]:
+                        on_note(item)
+                    told = len(follower.report.notes)
                 if once or should_stop():
                     break
-                _sleep(interval, should_stop)
+                pause = POLL_MIN if applied else min(interval, pause * 2)
+                _sleep(pause, should_stop)
                 if should_stop():
                     break
             report = follower.finish_report(db)
@@ -393,126 +519,21 @@ def follow(
             return report
         except Reopen:
             continue
+        except EngineError as exc:
+            if not isinstance(exc, StoreUnavailable):
+                follower.record_stop(exc)
+            db.abandon()
+            raise
         except BaseException:
             db.abandon()
             raise
+
+
+# A follower polls this often right after a segment arrived, backing off to its interval.
+POLL_MIN = 0.05
 
 
 def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and not should_stop():
         time.sleep(min(0.05, seconds))
-
-
-# -- promotion ------------------------------------------------------------------------------
-
-
-@dataclass
-class PromoteReport:
-    database: str
-    store: str
-    epoch: int
-    branch_lsn: int
-    applied_commit_ns: int
-    segments_applied: int
-    claimed_at: str
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class PromotionLost(AlreadyExists):
-    """Another standby claimed the epoch first."""
-
-
-def promote(data_dir: Path, name: str, *, wait_seconds: float = 30.0) -> PromoteReport:
-    """See the module docstring."""
-    db_dir = database_dir(require_data_dir(data_dir), name)
-    state = load_standby(db_dir)
-    if state is None:
-        raise InvalidArgument(f"database {name} is not a standby: there is nothing to promote")
-    _stop_follower(db_dir, name, wait_seconds)
-    follower = Follower(data_dir, state.source, name)
-    follower.rebuild_on_gap = False
-    follower.switch_epochs = False
-    db = follower.open()
-    try:
-        applied = 0
-        claim = _own_claim(follower.store, state)
-        if claim is None:
-            applied = follower.catch_up(db, stop_at_gap=True)
-            state = follower._state()
-            state.promoting = state.promoting or os.urandom(16).hex()
-            save_standby(db_dir, state)
-            proposal = layout.new_claim(
-                state.uuid, state.epoch + 1, state.applied_lsn, bytes.fromhex(state.previous)
-            )
-            proposal = layout.EpochClaim(**{**asdict(proposal), "token": state.promoting})
-            claim = layout.claim_epoch(follower.store, proposal)
-            if claim.token != state.promoting:
-                state.promoting = None
-                save_standby(db_dir, state)
-                raise PromotionLost(
-                    f"epoch {claim.epoch} of {follower.store.describe()} was claimed first, at "
-                    f"{claim.claimed_at} on {claim.host}: standby {name} was not promoted",
-                    hint="another standby is the primary now; follow it (this one keeps "
-                    "following the store and will move to the new epoch)",
-                )
-        IO.crash_point("promote.after_claim")
-        new_primary_position(db_dir, state.source, claim.epoch, claim.branch_lsn, claim.previous)
-        db.become_primary(claim.epoch, (state.source,))
-        IO.remove(db_dir / STANDBY)  # the commit point of the promotion on this side
-        IO.crash_point("promote.after_commit")
-        db.close()
-    except BaseException:
-        if not db._closed:
-            db.abandon()
-        raise
-    return PromoteReport(
-        database=name,
-        store=state.source,
-        epoch=claim.epoch,
-        branch_lsn=claim.branch_lsn,
-        applied_commit_ns=state.applied_commit_ns,
-        segments_applied=applied,
-        claimed_at=claim.claimed_at,
-    )
-
-
-def _own_claim(store: Store, state: StandbyState) -> layout.EpochClaim | None:
-    """Our claim of a promotion that was interrupted after it won, if any."""
-    if not state.promoting:
-        return None
-    for claim in layout.read_claims(store):
-        if claim.token == state.promoting:
-            return claim
-    return None
-
-
-def _stop_follower(db_dir: Path, name: str, wait_seconds: float) -> None:
-    """Ask a running ``follow`` of the standby to stop (SIGTERM) and wait for it."""
-    pid = holder_pid(db_dir)
-    if pid is None:
-        return
-    if pid > 0:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-    deadline = time.monotonic() + wait_seconds
-    while holder_pid(db_dir) is not None:
-        if time.monotonic() >= deadline:
-            raise Locked(
-                f"standby {name} is held by PID {pid}, which did not stop in {wait_seconds:g}s",
-                hint="stop the follower, then promote again",
-                pid=pid,
-            )
-        time.sleep(0.05)
-
-
-def new_primary_position(
-    db_dir: Path, url: str, epoch: int, branch_lsn: int, previous: str
-) -> None:
-    """The promoted database's shipper starts at the branch: the WAL after it is held."""
-    save_ship_state(db_dir, ShipState(url, epoch, shipped_lsn=branch_lsn, previous=previous))

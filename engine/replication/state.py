@@ -20,7 +20,12 @@ In a standby's database directory, ``standby.json``::
 
     {"source": <URL>, "uuid": ..., "epoch": 1, "applied_lsn": 1234,
      "previous": "<hex>" | "", "applied_commit_ns": ..., "snapshot": <archive>,
-     "snapshot_lsn": 1000, "promoting": null | "<token of our epoch claim>"}
+     "snapshot_lsn": 1000, "promoting": null | "<token of our fence and claim>",
+     "stopped": null | {"at": <unix seconds>, "error": "...", "needs_rebuild": bool}}
+
+``stopped`` is written by a follower that stopped on an error it cannot get past
+(a damaged segment, a gap no snapshot covers) and cleared by its next successful
+step, so ``replica status`` tells why a standby is not moving.
 
 ``previous`` is the digest of the last segment applied ("" right after the
 snapshot, whose first segment's link is not checked). Every file is replaced
@@ -126,6 +131,7 @@ class StandbyState:
     snapshot_lsn: int = 0
     promoting: str | None = None
     notes: list[str] = field(default_factory=list)
+    stopped: dict[str, Any] | None = None
 
 
 def load_standby(db_dir: Path) -> StandbyState | None:

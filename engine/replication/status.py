@@ -11,7 +11,12 @@ from engine.database import Database
 from engine.datadir import existing_database_dir
 from engine.errors import EngineError
 from engine.replication import layout
-from engine.replication.state import dropped_through, load_ship_state, load_standby
+from engine.replication.state import (
+    StandbyState,
+    dropped_through,
+    load_ship_state,
+    load_standby,
+)
 from engine.stores import open_store
 
 # A replica more than this many seconds behind its newest commit is "lagging".
@@ -120,7 +125,7 @@ def _held_bytes(db_dir: Path, checkpoint_lsn: int) -> int:
     return sum(p.stat().st_size for p in wal.wal_files(wal_dir))
 
 
-def _standby_status(name: str, standby: Any) -> dict[str, Any]:
+def _standby_status(name: str, standby: StandbyState) -> dict[str, Any]:
     out: dict[str, Any] = {
         "database": name,
         "role": "standby",
@@ -132,18 +137,43 @@ def _standby_status(name: str, standby: Any) -> dict[str, Any]:
         "store_lsn": None,
         "behind_records": None,
         "apply_lag_seconds": None,
-        "error": None,
+        "error": standby.stopped["error"] if standby.stopped else None,
     }
+    cannot_continue = bool(standby.stopped and standby.stopped.get("needs_rebuild"))
+    promoting = False
     try:
         store = open_store(standby.source)
-        refs = layout.list_segments(store, standby.epoch)
-        newest = max((r.last_lsn for r in refs), default=standby.applied_lsn)
+        epochs = layout.read_epochs(store)
+        limit = next((c.branch_lsn for c in epochs.claims if c.epoch > standby.epoch), None)
+        listing = layout.list_log(store, standby.epoch)
+        applied = standby.applied_lsn
+        segments = [r for r in listing.segments if limit is None or r.first_lsn <= limit]
+        reseeds = [lsn for lsn, _ in listing.reseeds if lsn > applied]
+        reseeds = [lsn for lsn in reseeds if limit is None or lsn <= limit]
+        newest = max([r.last_lsn for r in segments] + reseeds, default=applied)
+        continued = any(r.first_lsn <= applied + 1 <= r.last_lsn for r in segments)
+        cannot_continue = cannot_continue or bool(reseeds) or (newest > applied and not continued)
+        pending = epochs.pending()
+        promoting = pending is not None and pending.epoch > standby.epoch
         out["store_lsn"] = newest
-        out["behind_records"] = max(0, newest - standby.applied_lsn)
-        caught_up = newest <= standby.applied_lsn
+        out["behind_records"] = max(0, newest - applied)
         since = standby.applied_commit_ns / 1e9 if standby.applied_commit_ns else time.time()
-        out["apply_lag_seconds"] = 0.0 if caught_up else round(max(0.0, time.time() - since), 3)
+        out["apply_lag_seconds"] = (
+            0.0 if newest <= applied else round(max(0.0, time.time() - since), 3)
+        )
     except EngineError as exc:
-        out["error"] = exc.message
-    out["state"] = "ok" if out["behind_records"] == 0 else "lagging"
+        out["error"] = out["error"] or exc.message
+    out["state"] = _standby_state(out, cannot_continue, promoting, standby.stopped is not None)
     return out
+
+
+def _standby_state(
+    out: dict[str, Any], cannot_continue: bool, promoting: bool, stopped: bool
+) -> str:
+    if cannot_continue:
+        return "needs rebuild"  # the follower rebuilds when it can, or says why not
+    if stopped:
+        return "stopped"
+    if promoting:
+        return "promoting"
+    return "ok" if out["behind_records"] == 0 else "lagging"

@@ -8,8 +8,8 @@ import typer
 
 from engine import ops
 from engine.replication.primary import replicate as run_shipper
+from engine.replication.promote import promote as run_promote
 from engine.replication.standby import follow as run_follower
-from engine.replication.standby import promote as run_promote
 from engine.replication.status import replica_status
 from engine.settings import parse_duration_ns
 from tsadmin import signals
@@ -144,6 +144,9 @@ def follow(
     def warn(error: Exception) -> None:
         note(ctx, f"warning: {error}")
 
+    def tell(item: str) -> None:
+        note(ctx, f"note: {item}")
+
     with signals.until_signalled() as stop:
         report = run_follower(
             st.data_dir,
@@ -153,20 +156,30 @@ def follow(
             interval=_seconds(interval, "interval"),
             should_stop=stop.is_set,
             on_error=warn,
+            on_note=tell,
         )
-    for item in report.notes:
-        note(ctx, f"note: {item}")
     emit(report.to_json(), st.format)
 
 
 def promote(
     ctx: typer.Context,
     db: Annotated[str, typer.Argument(help="The standby.", show_default=False, metavar="NAME")],
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Promote even when the standby cannot reach what the store holds (a damaged "
+            "or missing segment): the report says which LSNs are given up.",
+        ),
+    ] = False,
 ) -> None:
-    """Make a standby the primary: stop its follower, apply what the store holds, claim
-    the next epoch (one of two contenders wins), ship to the same store from now on."""
+    """Make a standby the primary: stop its follower, apply what the store holds (refused
+    while it cannot reach all of it), fence the old primary, claim the next epoch (one of
+    two contenders wins), ship to the same store from now on."""
     st = state(ctx)
-    report = run_promote(st.data_dir, db)
+    report = run_promote(st.data_dir, db, force=force)
+    for item in report.notes:
+        note(ctx, f"note: {item}")
     note(ctx, f"{db} is the primary now (epoch {report.epoch}, from LSN {report.branch_lsn + 1})")
     emit(report.to_json(), st.format)
 

@@ -1,0 +1,280 @@
+"""The second site's two ways to lose acknowledged data (issue 23), held shut:
+
+* a standby the primary's history moved on without (a reseed after the store was cut
+  off past the hold limit) rebuilds from the new snapshot or stops and says so, and
+  ``promote`` never exits 0 behind what the store holds;
+* a ``byrl`` write whose upload is in flight while the standby is promoted is either
+  on the new primary or never acknowledged.
+
+Real CLI processes on two sites; an upload is held at an exact step by the I/O
+layer's ``pause@POINT`` gate (the process waits for the test's go file)."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CLEAN_ENV
+from tests.test_replication import (
+    FAST,
+    batches_in,
+    big_lines,
+    checksum,
+    lines,
+    ok,
+    sites,
+    tsadmin,
+)
+
+
+def cut_off_and_reseed(tmp_path: Path, a: Path, url: Path, *, marker: bool = True) -> None:
+    """The store goes away while the primary writes past its hold limit, comes back,
+    and the primary's shipper reseeds it (with or without writing its marker)."""
+    aside = tmp_path / "store-aside"
+    url.rename(aside)
+    url.write_text("not a directory")
+    notes = ""
+    for k in range(2, 5):
+        notes += ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=big_lines(k, 20_000))).err
+    assert "needs a reseed" in notes, notes
+    url.unlink()
+    aside.rename(url)
+    if marker:
+        shipped = ok(tsadmin(a, "replicate", "m", "--once", "--format", "json")).json()
+        assert shipped[0]["reseeded"]
+    else:  # killed between the snapshot and its marker, and never run again
+        faults = {"TSADMIN_FAULTS": "crash@ship.reseed_before_marker"}
+        assert tsadmin(a, "replicate", "m", "--once", env=faults).code == -9
+    assert not list((url / "log" / "0000000001").glob("*.tslog.tmp*"))
+
+
+@pytest.fixture
+def reseeded_store(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """Site A reseeded its store after an outage; site B's standby was made before it."""
+    a, b = sites(tmp_path)
+    url = tmp_path / "store"
+    ok(tsadmin(a, "db", "create", "m"))
+    ok(tsadmin(a, "replica", "add", "m", str(url)))
+    ok(tsadmin(a, "config", "set", "m", "replica_hold_bytes", "1MiB"))
+    ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=lines(1)))
+    ok(tsadmin(b, "follow", str(url), "--db", "m", "--once"))
+    assert batches_in(b, "m") == {1: 10}
+    return a, b, url
+
+
+def test_a_standby_behind_a_reseed_rebuilds_to_the_primarys_checksum(
+    tmp_path: Path, reseeded_store: tuple[Path, Path, Path]
+) -> None:
+    a, b, url = reseeded_store
+    cut_off_and_reseed(tmp_path, a, url)
+    status = ok(tsadmin(b, "replica", "status", "m", "--format", "json")).json()
+    assert status["state"] == "needs rebuild", status
+    followed = ok(tsadmin(b, "follow", str(url), "--db", "m", "--once"))
+    assert "rebuilt from snapshot" in followed.err and "reseeded" in followed.err
+    assert checksum(b, "m") == checksum(a, "m")
+    status = ok(tsadmin(b, "replica", "status", "m", "--format", "json")).json()
+    assert status["state"] == "ok", status
+    # and it follows on from there
+    ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=lines(9)))
+    ok(tsadmin(b, "follow", str(url), "--db", "m", "--once"))
+    assert checksum(b, "m") == checksum(a, "m")
+
+
+def test_promote_of_a_standby_behind_a_reseed_rebuilds_first(
+    tmp_path: Path, reseeded_store: tuple[Path, Path, Path]
+) -> None:
+    a, b, url = reseeded_store
+    cut_off_and_reseed(tmp_path, a, url)
+    expected = checksum(a, "m")
+    report = ok(tsadmin(b, "promote", "m", "--format", "json")).json()
+    assert report["rebuilt_from"] and report["gave_up"] is None
+    assert checksum(b, "m") == expected
+
+
+def test_promote_rebuilds_from_a_reseed_snapshot_whose_marker_was_never_written(
+    tmp_path: Path, reseeded_store: tuple[Path, Path, Path]
+) -> None:
+    a, b, url = reseeded_store
+    cut_off_and_reseed(tmp_path, a, url, marker=False)
+    expected = checksum(a, "m")
+    ok(tsadmin(b, "promote", "m"))
+    assert checksum(b, "m") == expected
+
+
+def test_a_live_follower_rebuilds_from_a_newer_snapshot_no_segment_continues(
+    tmp_path: Path, reseeded_store: tuple[Path, Path, Path]
+) -> None:
+    a, b, url = reseeded_store
+    cut_off_and_reseed(tmp_path, a, url, marker=False)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "tsadmin", "--data-dir", str(b), "follow", str(url), "--db", "m"],
+        env={**CLEAN_ENV, **FAST, "TSADMIN_STALE_GRACE": "0.5"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stderr is not None
+        line = follower.stderr.readline()  # the follower says so as it happens
+        assert "rebuilt from snapshot" in line and "no log segment continues" in line, line
+    finally:
+        follower.terminate()
+        follower.wait(timeout=30)
+    assert follower.returncode == 0
+    assert checksum(b, "m") == checksum(a, "m")
+
+
+def test_with_no_usable_snapshot_follow_stops_status_says_why_promote_refuses(
+    tmp_path: Path, reseeded_store: tuple[Path, Path, Path]
+) -> None:
+    a, b, url = reseeded_store
+    cut_off_and_reseed(tmp_path, a, url)
+    marker = next((url / "log" / "0000000001").glob("*.reseed"))
+    snapshot = json_of(marker)["snapshot"]
+    (url / "snapshots" / snapshot / "manifest.json").unlink()  # the reseed snapshot is lost
+    followed = tsadmin(b, "follow", str(url), "--db", "m", "--once")
+    assert followed.code == 5, followed.err
+    assert "cannot be continued" in followed.err and "reseeded" in followed.err
+    status = ok(tsadmin(b, "replica", "status", "m", "--format", "json")).json()
+    assert status["state"] == "needs rebuild" and "cannot be continued" in status["error"]
+    refused = tsadmin(b, "promote", "m")
+    assert refused.code == 5 and "behind what its store holds" in refused.err, refused.err
+    assert "Nothing was changed" in refused.err
+    assert not list((url / "epochs").glob("*.fence"))  # refused before fencing anyone
+    forced = ok(tsadmin(b, "promote", "m", "--force", "--format", "json")).json()
+    assert forced["gave_up"]["from_lsn"] == forced["branch_lsn"] + 1
+    assert "gave up LSNs" in " ".join(forced["notes"])
+    assert batches_in(b, "m") == {1: 10}
+
+
+def json_of(path: Path) -> dict[str, object]:
+    import json
+
+    value = json.loads(path.read_bytes())
+    assert isinstance(value, dict)
+    return value
+
+
+# -- byrl through a promotion -------------------------------------------------------------------
+
+
+def held_ingest(a: Path, gate: Path, point: str, batch: int) -> subprocess.Popen[str]:
+    """A byrl ingest whose shipper stops at ``point`` until the test says go."""
+    gate.mkdir(exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tsadmin", "--data-dir", str(a), "ingest", "lp", "m", "-"],
+        env={
+            **CLEAN_ENV,
+            "TSADMIN_SHIP_INTERVAL": "3600",  # only the byrl round ships
+            "TSADMIN_FAULTS": f"gate={gate};pause@{point}",
+        },
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(path: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def byrl_pair(tmp_path: Path) -> tuple[Path, Path, Path]:
+    a, b = sites(tmp_path)
+    url = tmp_path / "store"
+    ok(tsadmin(a, "db", "create", "m"))
+    ok(tsadmin(a, "replica", "add", "m", str(url)))
+    ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=lines(1)))
+    ok(tsadmin(a, "config", "set", "m", "wal_level", "byrl"))
+    ok(tsadmin(b, "follow", str(url), "--db", "m", "--once"))
+    return a, b, url
+
+
+def promote_during(tmp_path: Path, point: str, batch: int) -> tuple[int, str, dict[int, int]]:
+    """A byrl write held at ``point`` while site B is promoted; its exit code, stderr, and
+    the batches the new primary holds."""
+    a, b, _ = byrl_pair(tmp_path)
+    gate = tmp_path / "gate"
+    writer = held_ingest(a, gate, point, batch)
+    assert writer.stdin is not None
+    writer.stdin.write(lines(batch))
+    writer.stdin.close()
+    writer.stdin = None
+    wait_for(gate / f"{point}.reached")
+    ok(tsadmin(b, "promote", "m"))
+    (gate / f"{point}.go").write_bytes(b"")
+    _out, err = writer.communicate(timeout=120)
+    return writer.returncode, err, batches_in(b, "m")
+
+
+def test_byrl_upload_landing_after_the_promotion_is_not_acknowledged(tmp_path: Path) -> None:
+    code, err, on_b = promote_during(tmp_path, "ship.before_upload", 2)
+    assert code == 9 and "fenced" in err, (code, err)  # never acknowledged
+    assert 2 not in on_b
+
+
+def test_byrl_upload_landed_before_the_fence_is_on_the_new_primary(tmp_path: Path) -> None:
+    code, err, on_b = promote_during(tmp_path, "ship.before_confirm", 2)
+    assert code == 9 and "fenced" in err, (code, err)  # its confirmation came too late
+    assert on_b.get(2) == 10  # but the promotion drained it: nothing half-applied
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_byrl_acknowledged_writes_survive_promotions_at_random_moments(
+    tmp_path: Path, seed: int
+) -> None:
+    """A writer commits byrl batches in a loop while the standby is promoted at a random
+    moment: every acknowledged batch is whole on the new primary."""
+    rng = random.Random(seed)
+    a, b, _ = byrl_pair(tmp_path)
+    acked: list[int] = []
+    writer = subprocess.Popen(
+        [sys.executable, "-c", LOOP_CHILD, str(a / "m")],
+        env={**CLEAN_ENV, "TSADMIN_SHIP_INTERVAL": "0.05", "PYTHONPATH": os.getcwd()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    for _ in range(rng.randint(2, 12)):
+        acked.append(int(writer.stdout.readline().split()[1]))
+    ok(tsadmin(b, "promote", "m"))
+    for line in writer.stdout:
+        if line.startswith("ACK"):
+            acked.append(int(line.split()[1]))
+    writer.wait(timeout=120)
+    _ = writer.stderr.read() if writer.stderr else ""
+    on_b = batches_in(b, "m")
+    missing = [k for k in acked if on_b.get(k) != 10]
+    assert not missing, (missing, sorted(on_b))
+    assert writer.returncode == 9  # fenced: it stopped acknowledging
+
+
+LOOP_CHILD = """
+import sys, pyarrow as pa
+from pathlib import Path
+from engine.database import Database, Batch
+from engine.errors import EngineError
+db = Database.open(Path(sys.argv[1]), "m")
+T0 = 1_700_000_000_000_000_000
+try:
+    for k in range(100, 100000):
+        rows = pa.table({"ts": pa.array([T0 + k * 1000 + i for i in range(10)], pa.int64()),
+                         "host": [f"h{i}" for i in range(10)],
+                         "usage": [float(k)] * 10, "batch": pa.array([k] * 10, pa.int64())})
+        db.write([Batch("cpu", rows, ["host"])])
+        print("ACK", k, flush=True)
+except EngineError as exc:
+    print("REFUSED", exc, file=sys.stderr, flush=True)
+    db.abandon()
+    sys.exit(9)
+"""
