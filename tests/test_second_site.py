@@ -11,6 +11,7 @@ layer's ``pause@POINT`` gate (the process waits for the test's go file)."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -278,3 +279,50 @@ except EngineError as exc:
     db.abandon()
     sys.exit(9)
 """
+
+
+# -- what serve says about it -------------------------------------------------------------------
+
+
+def test_serve_logs_a_reseed_and_counts_it_in_metrics(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.test_serve import get, post, serving
+
+    a, _ = sites(tmp_path)
+    url = tmp_path / "store"
+    ok(tsadmin(a, "db", "create", "m", "--checkpoint-interval", "1s"))
+    ok(tsadmin(a, "replica", "add", "m", str(url)))
+    ok(tsadmin(a, "config", "set", "m", "replica_hold_bytes", "1MiB"))
+    ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=lines(1)))
+    aside = tmp_path / "store-aside"
+    with serving(a, "--format", "json", env=FAST) as server:
+        url.rename(aside)
+        url.write_text("not a directory")
+        for k in range(2, 5):
+            answer = post(f"{server.url}/write?db=m", big_lines(k, 20_000).encode())
+            assert answer.status == 204, answer.body
+        deadline = time.monotonic() + 60
+        status: dict[str, object] = {}
+        while status.get("state") != "needs reseed":  # the next checkpoint drops the WAL
+            assert time.monotonic() < deadline, status
+            status = ok(tsadmin(a, "replica", "status", "m", "--format", "json")).json()
+            status = status["replicas"][0]
+        url.unlink()
+        aside.rename(url)
+        reseeds = 0.0
+        while reseeds < 1:
+            assert time.monotonic() < deadline
+            families = text_string_to_metric_families(get(f"{server.url}/metrics").body.decode())
+            reseeds = sum(
+                s.value
+                for f in families
+                if f.name == "tsadmin_replica_reseeds"
+                for s in f.samples
+                if s.name.endswith("_total")
+            )
+        assert server.stop() == 0
+    events = [json.loads(x) for x in server.stderr.splitlines() if x.startswith("{")]
+    said = [e["message"] for e in events if e.get("event") == "replication"]
+    assert any("needs a reseed" in m for m in said), server.stderr
+    assert any("was reseeded from snapshot" in m for m in said), server.stderr

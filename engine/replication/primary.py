@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine import wal
@@ -57,6 +58,15 @@ def release_ship_lock(fd: int | None) -> None:
         os.close(fd)
 
 
+@dataclass(frozen=True)
+class ReplicaProgress:
+    url: str
+    shipped_lsn: int
+    shipped_commit_ns: int
+    reseeds: int
+    error: str | None
+
+
 class Replication:
     def __init__(
         self,
@@ -74,6 +84,8 @@ class Replication:
         self.fenced: str | None = None
         self.errors: dict[str, str] = {}
         self.notices: list[str] = []
+        self._told = 0  # notices handed out by take_notices
+        self.reseeds: dict[str, int] = {}
         self.reports: dict[str, ShipReport] = {}
         self._source = WalSource(db_dir)
         self._shippers: dict[str, Shipper] = {}
@@ -137,6 +149,7 @@ class Replication:
             self.errors.pop(url, None)
             self.reports[url] = report
             if report.reseeded:
+                self.reseeds[url] = self.reseeds.get(url, 0) + 1
                 self.notices.append(
                     f"replica {url} was reseeded from snapshot {report.snapshot} "
                     f"({report.reseeded})"
@@ -149,6 +162,28 @@ class Replication:
             with self._cond:
                 self._confirmed = max(self._confirmed, confirmed)
         return self.reports
+
+    def take_notices(self) -> list[str]:
+        """Notices (reseeds, WAL dropped past the hold limits) not taken before."""
+        fresh = self.notices[self._told :]
+        self._told = len(self.notices)
+        return fresh
+
+    def progress(self) -> list[ReplicaProgress]:
+        """Per store: what it confirmed, its reseeds and its last error (for metrics)."""
+        out = []
+        for url in self.urls:
+            state = load_ship_state(self.db_dir, url)
+            out.append(
+                ReplicaProgress(
+                    url=url,
+                    shipped_lsn=state.shipped_lsn if state else 0,
+                    shipped_commit_ns=state.shipped_commit_ns if state else 0,
+                    reseeds=self.reseeds.get(url, 0),
+                    error=self.errors.get(url),
+                )
+            )
+        return out
 
     def _shipper(self, url: str) -> Shipper:
         shipper = self._shippers.get(url)

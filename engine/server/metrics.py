@@ -14,7 +14,14 @@ Metrics (all ``tsadmin_`` prefixed):
 - ``commit_requests_total{database}``: requests those transactions held;
 - ``commit_seconds{database}``: histogram, from a group's taking to its commit;
 - ``wal_fsyncs_total{database}``: WAL fsyncs (``/ commits_total``: fsyncs per commit);
-- ``unflushed_bytes{database}``: rows committed and not yet checkpointed.
+- ``unflushed_bytes{database}``: rows committed and not yet checkpointed;
+- ``replica_behind_records{database,replica}``: LSNs committed and not yet confirmed
+  by the replica store;
+- ``replica_shipped_commit_timestamp_seconds{database,replica}``: commit time of the
+  newest transaction the store confirmed (``time() -`` it: the replication lag);
+- ``replica_reseeds_total{database,replica}``: fresh snapshots uploaded because the
+  WAL a replica needed was gone (its standbys rebuild);
+- ``replica_up{database,replica}``: 0 while the store refuses or does not answer.
 """
 
 from __future__ import annotations
@@ -202,6 +209,40 @@ class _Collector(Collector):
             unflushed.add_metric([name], db.pending_bytes)
         yield fsyncs
         yield unflushed
+        yield from _replica_families(self.databases())
+
+
+def _replica_families(databases: dict[str, Database]) -> Iterator[Metric]:
+    labels = ["database", "replica"]
+    behind = GaugeMetricFamily(
+        "tsadmin_replica_behind_records",
+        "LSNs committed and not yet confirmed by the replica store",
+        labels=labels,
+    )
+    shipped = GaugeMetricFamily(
+        "tsadmin_replica_shipped_commit_timestamp_seconds",
+        "Commit time of the newest transaction the replica store confirmed",
+        labels=labels,
+    )
+    reseeds = CounterMetricFamily(
+        "tsadmin_replica_reseeds",
+        "Fresh snapshots uploaded because the WAL a replica needed was gone",
+        labels=labels,
+    )
+    up = GaugeMetricFamily(
+        "tsadmin_replica_up", "1 while the replica store answers, else 0", labels=labels
+    )
+    for name, db in sorted(databases.items()):
+        rep = db.replication
+        if rep is None:
+            continue
+        for item in rep.progress():
+            key = [name, item.url]
+            behind.add_metric(key, max(0, db.last_lsn - item.shipped_lsn))
+            shipped.add_metric(key, item.shipped_commit_ns / 1e9)
+            reseeds.add_metric(key, item.reseeds)
+            up.add_metric(key, 0 if item.error else 1)
+    yield from (behind, shipped, reseeds, up)
 
 
 def _copy(c: _Commits) -> _Commits:

@@ -66,12 +66,14 @@ async def _listen(service: WriteService, host: str, port: int, stop: threading.E
         }
     )
     reporter = asyncio.create_task(_report_every(service, service.config.log_interval_s))
+    watcher = asyncio.create_task(_watch_replication(service))
     try:
         await asyncio.get_running_loop().run_in_executor(None, stop.wait)
     finally:
         service.stopping = True
         service.log({"event": "stopping", "in_flight": _waiting(service)})
         reporter.cancel()
+        watcher.cancel()
         await runner.cleanup()  # stop listening; requests in flight get their answers
 
 
@@ -90,6 +92,18 @@ async def _report_every(service: WriteService, interval: float) -> None:
         )
         service.log(summary)
         before, at, fsyncs = after, now, fsyncs_now
+
+
+async def _watch_replication(service: WriteService) -> None:
+    """Replication events go to the log as they happen."""
+    while True:
+        await asyncio.sleep(0.25)
+        _log_replication(service)
+
+
+def _log_replication(service: WriteService) -> None:
+    for name, served in sorted(service.served.items()):
+        service.log_replication(name, served.db)
 
 
 def _fsyncs(service: WriteService) -> int:

@@ -173,6 +173,12 @@ class WriteService:
             )
         return checks
 
+    def log_replication(self, name: str, db: Database) -> None:
+        """A line per replication event (a reseed, WAL dropped past the hold limits)."""
+        if db.replication is not None:
+            for message in db.replication.take_notices():
+                self.log({"event": "replication", "database": name, "message": message})
+
     def close(self) -> list[dict[str, Any]]:
         """Commit what the batchers hold, then close every database (ship, checkpoint)."""
         reports = []
@@ -181,6 +187,7 @@ class WriteService:
             try:
                 served.batcher.close()
                 report = served.db.close()
+                self.log_replication(name, served.db)
                 reports.append(
                     {"database": name, "checkpoint_lsn": served.db.checkpoint_lsn}
                     | ({"rows_checkpointed": report.rows} if report is not None else {})
