@@ -153,6 +153,12 @@ class _Settings(msgspec.Struct, forbid_unknown_fields=True):
     replica_timeout: Annotated[str, msgspec.Meta(max_length=32)] = REPLICA_DEFAULTS[
         "replica_timeout"
     ]
+    # added in 0.4 (the replica store's upkeep), present only when set
+    replica_snapshot_interval: Annotated[str, msgspec.Meta(max_length=32)] = REPLICA_DEFAULTS[
+        "replica_snapshot_interval"
+    ]
+    replica_snapshot_bytes: Count = REPLICA_DEFAULTS["replica_snapshot_bytes"]
+    replica_pitr_window: Annotated[str, msgspec.Meta(max_length=32)] = "7d"
     # added in 0.4 (retention), present only when set
     retention: Annotated[str, msgspec.Meta(max_length=32)] = "none"
 
@@ -390,6 +396,9 @@ def _settings(raw: _Settings, notes: list[str]) -> Settings:
             replica_hold_bytes=raw.replica_hold_bytes,
             replica_hold_age=raw.replica_hold_age,
             replica_timeout=raw.replica_timeout,
+            replica_snapshot_interval=raw.replica_snapshot_interval,
+            replica_snapshot_bytes=raw.replica_snapshot_bytes,
+            replica_pitr_window=raw.replica_pitr_window,
             retention=raw.retention,
         )
     except InvalidArgument as exc:

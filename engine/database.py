@@ -188,6 +188,7 @@ class Database:
             self.name,
             self._settings.replicas,
             lambda: (self._manifest.uuid, self._manifest.epoch),
+            settings=lambda: self._settings,
         )
         self._replication.start(background)
 

@@ -58,6 +58,9 @@ KEY_ALIASES = {
     "replica_hold_bytes": "replica_hold_bytes",
     "replica_hold_age": "replica_hold_age",
     "replica_timeout": "replica_timeout",
+    "replica_snapshot_interval": "replica_snapshot_interval",
+    "replica_snapshot_bytes": "replica_snapshot_bytes",
+    "replica_pitr_window": "replica_pitr_window",
     "retention": "retention",
     "keep": "retention",
 }
@@ -72,14 +75,22 @@ SETTABLE_KEYS = (
     "replica_hold_bytes",
     "replica_hold_age",
     "replica_timeout",
+    "replica_snapshot_interval",
+    "replica_snapshot_bytes",
+    "replica_pitr_window",
 )
 # Replication (engine/replication): WAL a replica still needs is kept up to these
 # limits, past which the replica is reseeded from a snapshot; a byrl write waits this
-# long for the store's confirmation.
+# long for the store's confirmation. The store gets a fresh snapshot once this much
+# time has passed or this much log was shipped since the last one (whichever first),
+# and keeps what a restore to any point of the window needs (the rest is deleted).
 REPLICA_DEFAULTS: dict[str, Any] = {
     "replica_hold_bytes": 1 << 30,
     "replica_hold_age": "1d",
     "replica_timeout": "10s",
+    "replica_snapshot_interval": "1h",
+    "replica_snapshot_bytes": 256 << 20,
+    "replica_pitr_window": "7d",
 }
 # Limits on one input line and on a table's width: a line over them is refused on its
 # own (a rejected line), so one hostile or runaway line costs bounded time and memory.
@@ -156,6 +167,9 @@ class Settings:
     replica_hold_bytes: int = REPLICA_DEFAULTS["replica_hold_bytes"]
     replica_hold_age_ns: int = 86400 * 1_000_000_000
     replica_timeout_ms: int = 10_000
+    replica_snapshot_interval_ns: int = 3600 * 1_000_000_000
+    replica_snapshot_bytes: int = REPLICA_DEFAULTS["replica_snapshot_bytes"]
+    replica_pitr_window_ns: int = 7 * 86400 * 1_000_000_000
     retention_ns: int = 0  # 0: keep forever (engine/retention.py)
 
     def to_json(self) -> dict[str, Any]:
@@ -183,14 +197,17 @@ class Settings:
             "replica_hold_bytes": self.replica_hold_bytes,
             "replica_hold_age": format_duration_ns(self.replica_hold_age_ns),
             "replica_timeout": format_duration_ns(self.replica_timeout_ms * 1_000_000),
+            "replica_snapshot_interval": format_duration_ns(self.replica_snapshot_interval_ns),
+            "replica_snapshot_bytes": self.replica_snapshot_bytes,
+            "replica_pitr_window": format_duration_ns(self.replica_pitr_window_ns),
         }
 
     def _replication_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.replicas:
             out["replicas"] = list(self.replicas)
-        current = self._replication_values()
-        out.update({k: v for k, v in current.items() if v != REPLICA_DEFAULTS[k]})
+        current, defaults = self._replication_values(), Settings()._replication_values()
+        out.update({k: v for k, v in current.items() if v != defaults[k]})
         return out
 
     def _base_json(self) -> dict[str, Any]:
@@ -236,6 +253,9 @@ class Settings:
         replica_hold_bytes: str | int = REPLICA_DEFAULTS["replica_hold_bytes"],
         replica_hold_age: str | int = REPLICA_DEFAULTS["replica_hold_age"],
         replica_timeout: str | int = REPLICA_DEFAULTS["replica_timeout"],
+        replica_snapshot_interval: str | int = REPLICA_DEFAULTS["replica_snapshot_interval"],
+        replica_snapshot_bytes: str | int = REPLICA_DEFAULTS["replica_snapshot_bytes"],
+        replica_pitr_window: str | int = REPLICA_DEFAULTS["replica_pitr_window"],
     ) -> Settings:
         """Validate user-facing values and build settings."""
         return cls(
@@ -252,6 +272,13 @@ class Settings:
             replica_hold_bytes=_parse_hold_bytes(replica_hold_bytes),
             replica_hold_age_ns=_parse_hold_age(replica_hold_age),
             replica_timeout_ms=_parse_replica_timeout(replica_timeout),
+            replica_snapshot_interval_ns=_parse_store_duration(
+                "replica_snapshot_interval", replica_snapshot_interval
+            ),
+            replica_snapshot_bytes=_parse_snapshot_bytes(replica_snapshot_bytes),
+            replica_pitr_window_ns=_parse_store_duration(
+                "replica_pitr_window", replica_pitr_window
+            ),
         )
 
     def with_value(self, key: str, value: str) -> Settings:
@@ -275,6 +302,13 @@ class Settings:
             return replace(self, replica_timeout_ms=_parse_replica_timeout(value))
         if canonical == "retention":
             return replace(self, retention_ns=parse_retention(value))
+        if canonical == "replica_snapshot_bytes":
+            return replace(self, replica_snapshot_bytes=_parse_snapshot_bytes(value))
+        if canonical == "replica_snapshot_interval":
+            ns = _parse_store_duration(canonical, value)
+            return replace(self, replica_snapshot_interval_ns=ns)
+        if canonical == "replica_pitr_window":
+            return replace(self, replica_pitr_window_ns=_parse_store_duration(canonical, value))
         return replace(self, checkpoint_interval_ns=_parse_checkpoint_interval(value))
 
     def detached(self) -> Settings:
@@ -371,6 +405,28 @@ def _parse_hold_age(value: str | int) -> int:
     if ns < 60 * 1_000_000_000:
         raise InvalidArgument(f"replica_hold_age {value!r} is too short", hint="use 1m or more")
     return ns
+
+
+def _parse_store_duration(key: str, value: str | int) -> int:
+    """A duration of the replica store's upkeep: a unit is required (``1h``, ``7d``)."""
+    text = str(value).strip()
+    if text.isdigit():
+        raise InvalidArgument(
+            f"{key} {value!r} has no unit", hint="give a unit: 30m, 1h, 7d (s, m, h, d, w)"
+        )
+    ns = parse_duration_ns(text, what=key)
+    if ns < 1_000_000_000:
+        raise InvalidArgument(f"{key} {value!r} is too short", hint="use 1s or more")
+    return ns
+
+
+def _parse_snapshot_bytes(value: str | int) -> int:
+    size = parse_size(value, "replica_snapshot_bytes")
+    if size < 64 << 10:
+        raise InvalidArgument(
+            f"replica_snapshot_bytes {value!r} is too small", hint="use 64KiB or more"
+        )
+    return size
 
 
 def _parse_replica_timeout(value: str | int) -> int:

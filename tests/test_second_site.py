@@ -326,3 +326,76 @@ def test_serve_logs_a_reseed_and_counts_it_in_metrics(tmp_path: Path) -> None:
     said = [e["message"] for e in events if e.get("event") == "replication"]
     assert any("needs a reseed" in m for m in said), server.stderr
     assert any("was reseeded from snapshot" in m for m in said), server.stderr
+
+
+# -- a store that stays small --------------------------------------------------------------------
+
+
+def test_periodic_snapshots_and_the_window_keep_the_store_small_and_restorable(
+    tmp_path: Path,
+) -> None:
+    from engine.replication import storekeeping
+    from engine.settings import Settings
+    from engine.stores import open_store
+
+    a, b = sites(tmp_path)
+    url = tmp_path / "store"
+    ok(tsadmin(a, "db", "create", "m"))
+    ok(tsadmin(a, "replica", "add", "m", str(url)))
+    ok(tsadmin(a, "config", "set", "m", "replica_snapshot_bytes", "64KiB"))
+    ok(tsadmin(a, "config", "set", "m", "replica_pitr_window", "1h"))
+    said = ""
+    for k in range(1, 6):
+        ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=big_lines(k, 4_000)))
+        said += ok(tsadmin(a, "replicate", "m", "--once")).err
+    status = ok(tsadmin(a, "replica", "status", "m", "--format", "json")).json()["replicas"][0]
+    assert status["snapshots"] >= 4, (status, said)  # one per 64 KiB of log shipped
+    assert "bytes of log shipped since snapshot" in said
+    # an hour later the window holds the newest snapshot only, and the log after it
+    store = open_store(str(url))
+    uuid = status_uuid(a)
+    settings = Settings.build(replica_pitr_window="1h")
+    pruned = storekeeping.prune_store(store, uuid, settings, now=time.time() + 7200)
+    assert pruned.snapshots_deleted == status["snapshots"] - 1, pruned
+    after = ok(tsadmin(a, "replica", "status", "m", "--format", "json")).json()["replicas"][0]
+    assert after["snapshots"] == 1 and after["store_bytes"] < status["store_bytes"] / 2
+    # what is left restores the latest state (by time) and builds a standby equal to A
+    expected = checksum(a, "m")
+    report = ok(
+        tsadmin(b, "restore", str(url), "--db", "latest", "--to-time", "now", "--format", "json")
+    ).json()
+    assert report["snapshot"] == after_newest_snapshot(url)
+    assert checksum(b, "latest") == expected
+    ok(tsadmin(b, "follow", str(url), "--db", "m", "--once"))
+    assert checksum(b, "m") == expected
+    early = tsadmin(b, "restore", str(url), "--db", "early", "--to-lsn", "3")
+    assert early.code == 2 and "no snapshot at or before" in early.err
+
+
+def status_uuid(a: Path) -> str:
+    return str(ok(tsadmin(a, "replica", "status", "m", "--format", "json")).json()["uuid"])
+
+
+def after_newest_snapshot(url: Path) -> str:
+    names = [p.parent.name for p in (url / "snapshots").glob("*/manifest.json")]
+    assert len(names) == 1, names
+    return names[0]
+
+
+def test_a_restore_to_a_time_after_the_last_shipped_commit_reaches_the_end_of_the_log(
+    tmp_path: Path,
+) -> None:
+    a, b = sites(tmp_path)
+    url = tmp_path / "store"
+    ok(tsadmin(a, "db", "create", "m"))
+    ok(tsadmin(a, "replica", "add", "m", str(url)))
+    for k in range(1, 4):
+        ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=lines(k)))
+    # "now" lies after the last shipped commit (the primary closed cleanly)
+    result = ok(
+        tsadmin(b, "restore", str(url), "--db", "c", "--to-time", "now", "--format", "json")
+    )
+    assert result.json()["reached_lsn"] > 0 and "ends at" in result.err
+    assert checksum(b, "c") == checksum(a, "m")
+    future = tsadmin(b, "restore", str(url), "--db", "d", "--to-time", "now+1h")
+    assert future.code == 2 and "in the future" in future.err, future.err

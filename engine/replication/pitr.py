@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,9 +48,13 @@ class PitrReport:
     rows: int
     dry_run: bool
     seconds: float
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+FUTURE_SLACK_NS = 5_000_000_000  # clocks of two sites may differ a little
 
 
 @dataclass
@@ -102,7 +106,19 @@ def restore_to_point(
         rows=rows,
         dry_run=dry_run,
         seconds=time.perf_counter() - started,
+        notes=_notes(store, reached, reached_ns, to_time_ns),
     )
+
+
+def _notes(store: Any, reached: int, reached_ns: int, to_time_ns: int | None) -> list[str]:
+    if to_time_ns is None or reached_ns >= to_time_ns:
+        return []
+    last = _iso(reached_ns) if reached_ns else "the snapshot"
+    return [
+        f"the log in {store.describe()} ends at {last} (LSN {reached}): this is every commit "
+        "shipped by the target time; a commit the primary made later and had not shipped is "
+        "not in the store"
+    ]
 
 
 def _iso(ns: int) -> str:
@@ -218,11 +234,12 @@ def _refuse_beyond(
             hint=f"choose an LSN up to {applied}",
             param="target",
         )
-    last = _iso(reached_ns) if reached_ns else "before any shipped commit"
+    if (to_time_ns or 0) <= time.time_ns() + FUTURE_SLACK_NS:
+        return  # the latest state, as of a time already past: the report says where it ends
     raise InvalidArgument(
-        f"time {_iso(to_time_ns or 0)} is beyond the log shipped to {store.describe()}, whose "
-        f"last commit is at {last} (LSN {applied})",
-        hint="choose an earlier time; a later one would claim commits that may be missing",
+        f"time {_iso(to_time_ns or 0)} is in the future: the log shipped to "
+        f"{store.describe()} cannot hold commits made after now",
+        hint="choose a time up to now (the latest state: --to-time now)",
         param="target",
     )
 

@@ -36,8 +36,11 @@ from engine.replication.state import (
     mark_dropped,
 )
 from engine.replication.walsource import WalSource
+from engine.settings import Settings
 
 DEFAULT_INTERVAL = float(os.environ.get("TSADMIN_SHIP_INTERVAL", "1.0"))
+# How often a shipper looks whether a snapshot is due or the store needs pruning.
+UPKEEP_INTERVAL = float(os.environ.get("TSADMIN_UPKEEP_INTERVAL", "10"))
 
 
 def take_ship_lock(db_dir: Path) -> int | None:
@@ -75,8 +78,10 @@ class Replication:
         urls: tuple[str, ...],
         identity: Callable[[], tuple[str, int]],
         interval: float = DEFAULT_INTERVAL,
+        settings: Callable[[], Settings] | None = None,
     ) -> None:
         self.db_dir = db_dir
+        self.settings = settings or (lambda: Settings())
         self.database = database
         self.urls = urls
         self.identity = identity
@@ -95,6 +100,8 @@ class Replication:
         self._confirmed = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._upkeep: threading.Thread | None = None
+        self._upkept_at = 0.0
         self._ship_lock = threading.Lock()  # one round at a time: background, byrl, close
 
     # -- life cycle ------------------------------------------------------------------
@@ -105,6 +112,10 @@ class Replication:
         if background and self._lock_fd is not None:
             self._thread = threading.Thread(target=self._loop, name="tsadmin-shipper", daemon=True)
             self._thread.start()
+            self._upkeep = threading.Thread(
+                target=self._upkeep_loop, name="tsadmin-store-upkeep", daemon=True
+            )
+            self._upkeep.start()
 
     @property
     def owner(self) -> bool:
@@ -112,8 +123,9 @@ class Replication:
 
     def close(self, final: bool) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        for thread in (self._thread, self._upkeep):
+            if thread is not None:
+                thread.join()
         try:
             if final and self.owner and self.fenced is None:
                 self.ship_all()
@@ -124,6 +136,30 @@ class Replication:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self.ship_all()
+
+    def _upkeep_loop(self) -> None:
+        while not self._stop.wait(UPKEEP_INTERVAL):
+            self.keep_stores()
+
+    def keep_stores(self, *, now: float | None = None) -> list[str]:
+        """Periodic snapshots and the point-in-time window in every store
+        (:mod:`.storekeeping`); what was done, as notices. Beside shipping, never
+        holding it up; a failure is kept per store like a shipping error."""
+        self._upkept_at = time.monotonic()
+        uuid, epoch = self.identity()
+        done = []
+        for url in self.urls:
+            try:
+                said = self._shipper(url).upkeep(uuid, epoch, self.settings(), now=now)
+            except EngineError as exc:
+                self.errors[url] = f"store upkeep: {exc.message}"
+                continue
+            done += [f"replica {url}: {item}" for item in said]
+        self.notices += done
+        return done
+
+    def upkeep_due(self) -> bool:
+        return time.monotonic() - self._upkept_at >= UPKEEP_INTERVAL
 
     # -- shipping ---------------------------------------------------------------------
     def ship_all(self) -> dict[str, ShipReport]:
@@ -327,6 +363,7 @@ def replicate(
     snapshot: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
     on_error: Callable[[str, str], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> dict[str, ShipReport]:
     """Run the shipper alone (no writer needed): one round (``once``), or every
     ``interval`` seconds until ``should_stop``, with a last round before returning.
@@ -357,7 +394,10 @@ def replicate(
         manifest = manifest_format.load(db_dir)
         return manifest.uuid, manifest.epoch
 
-    rep = Replication(db_dir, name, settings.replicas, identity, interval)
+    def current_settings() -> Settings:
+        return Database.open(db_dir, name, readonly=True).settings
+
+    rep = Replication(db_dir, name, settings.replicas, identity, interval, current_settings)
     rep._load_fence()
     if rep.fenced:
         raise WritesRefused(rep.fenced, hint=FENCED_HINT)
@@ -369,6 +409,11 @@ def replicate(
     try:
         while True:
             reports = rep.ship_all()
+            if once or rep.upkeep_due():
+                rep.keep_stores()
+            for item in rep.take_notices():
+                if on_note is not None:
+                    on_note(item)
             if snapshot:
                 for url, report in reports.items():
                     report.snapshot = report.snapshot or rep._shipper(url).snapshot()

@@ -32,9 +32,11 @@ from engine.replication.state import (
     save_ship_state,
 )
 from engine.replication.walsource import WalGone, WalSource
+from engine.settings import Settings, format_duration_ns
 from engine.stores import Store, open_store
 
 SEGMENT_BYTES = 8 << 20
+PRUNE_EVERY = 3600.0  # the window moves on even while no snapshot is due
 DIGEST = logsegment.DIGEST_SIZE
 
 
@@ -114,6 +116,8 @@ class Shipper:
         # the last upload not yet confirmed: (last LSN, digest, last commit ns, key)
         self._uploaded: tuple[int, bytes, int, str] | None = None
         self._known = False  # the store's identity and our epoch's claim were checked
+        self._newest_snapshot: Snapshot | None = None  # upkeep's: the newest of the history
+        self._pruned_at = 0.0
 
     def ship(self, uuid: str, epoch: int) -> ShipReport:
         """Upload what is committed and not yet in the store; see the module docstring."""
@@ -211,9 +215,39 @@ class Shipper:
                 best = (snaps[-1].lsn, logsegment.NO_PREVIOUS)
         return best
 
-    def snapshot(self) -> str:
-        """Upload a snapshot now (a later starting point for restores and new standbys);
-        the log goes on as it was."""
+    def upkeep(
+        self, uuid: str, epoch: int, settings: Settings, *, now: float | None = None
+    ) -> list[str]:
+        """A snapshot if one is due, then the store pruned to the point-in-time window
+        (:mod:`.storekeeping`); what was done."""
+        from engine.replication import storekeeping
+
+        now = time.time() if now is None else now
+        if self._newest_snapshot is None:
+            claims = layout.read_claims(self.store)
+            ours = [s for s in snapshots_of(self.store, uuid) if in_history(s, claims)]
+            if not ours:
+                return []  # the shipper's first round seeds the store
+            self._newest_snapshot = max(ours, key=storekeeping.created_seconds)
+        said = []
+        why = storekeeping.snapshot_due(self.store, self._newest_snapshot, epoch, settings, now)
+        if why is not None:
+            report = self._take_snapshot()
+            self._newest_snapshot = Snapshot(report.name, report.lsn, epoch, report.created)
+            said.append(f"snapshot {report.name} at LSN {report.lsn} ({why})")
+        if why is not None or now - self._pruned_at >= PRUNE_EVERY:
+            pruned = storekeeping.prune_store(self.store, uuid, settings, now=now)
+            self._pruned_at = now
+            if pruned.snapshots_deleted or pruned.objects_deleted:
+                said.append(
+                    f"pruned to the {format_duration_ns(settings.replica_pitr_window_ns)} "
+                    f"window: {pruned.snapshots_deleted} snapshot(s) and "
+                    f"{pruned.objects_deleted} log object(s) ({pruned.bytes_deleted:,} bytes) "
+                    "deleted"
+                )
+        return said
+
+    def _take_snapshot(self) -> Snapshot:
         from engine.backup import BackupOptions, create_backup
 
         backup = create_backup(
@@ -221,7 +255,17 @@ class Shipper:
             self.database,
             BackupOptions(to=layout.child_url(self.url, layout.SNAPSHOTS)),
         )
-        return backup.archive.rsplit("/", 1)[-1]
+        name = backup.archive.rsplit("/", 1)[-1]
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return Snapshot(name, backup.snapshot_lsn, 0, created)
+
+    def snapshot(self, epoch: int | None = None) -> str:
+        """Upload a snapshot now (a later starting point for restores and new standbys);
+        the log goes on as it was."""
+        epoch = manifest_format.load(self.db_dir).epoch if epoch is None else epoch
+        snap = self._take_snapshot()
+        self._newest_snapshot = Snapshot(snap.name, snap.lsn, epoch, snap.created)
+        return snap.name
 
     def _reseed(
         self, uuid: str, state: ShipState, epoch: int, report: ShipReport, why: str
@@ -259,6 +303,8 @@ class Shipper:
             )
         self._position = (backup.snapshot_lsn, logsegment.NO_PREVIOUS)
         self._uploaded = None
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self._newest_snapshot = Snapshot(name, backup.snapshot_lsn, epoch, created)
         state.shipped_lsn = backup.snapshot_lsn
         state.key = ""
         save_ship_state(self.db_dir, state)

@@ -10,7 +10,7 @@ from engine import wal
 from engine.database import Database
 from engine.datadir import existing_database_dir
 from engine.errors import EngineError
-from engine.replication import layout
+from engine.replication import layout, storekeeping
 from engine.replication.state import (
     StandbyState,
     dropped_through,
@@ -73,11 +73,21 @@ def _replica(
         "error": None,
     }
     fenced = state.fenced if state else None
+    out.update(store_bytes=None, store_objects=None, snapshots=None, oldest_restorable=None)
+    out["newest_snapshot"] = None
     try:
-        claims = layout.read_claims(open_store(url))
-        newer = [c for c in claims if c.epoch > epoch]
-        if newer and fenced is None:
-            fenced = {"epoch": newer[0].epoch, "claimed_at": newer[0].claimed_at}
+        store = open_store(url)
+        newer = layout.read_epochs(store).newer_than(epoch)
+        if newer is not None and fenced is None:
+            fenced = {"epoch": newer.epoch, "claimed_at": newer.claimed_at}
+        summary = storekeeping.summarize(store, uuid)
+        out.update(
+            store_bytes=summary.bytes,
+            store_objects=summary.objects,
+            snapshots=summary.snapshots,
+            oldest_restorable=summary.oldest_restorable,
+            newest_snapshot=summary.newest_snapshot,
+        )
     except EngineError as exc:
         out["error"] = exc.message
     if fenced:

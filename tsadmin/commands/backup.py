@@ -246,6 +246,8 @@ def _restore_to_point(
             else ""
         ),
     )
+    for item in report.notes:
+        note(ctx, f"note: {item}")
     emit(report.to_json(), st.format)
 
 

@@ -56,8 +56,10 @@ def remove(ctx: typer.Context, db: Db, url: Url) -> None:
 
 @app.command("status")
 def status(ctx: typer.Context, db: Db) -> None:
-    """Per replica store: shipped LSN, lag (records, rows, bytes, seconds), held WAL and
-    state (ok, lagging, needs reseed, fenced); on a standby, its applied LSN and lag."""
+    """Per replica store: shipped LSN, lag (records, rows, bytes, seconds), held WAL,
+    state (ok, lagging, needs reseed, fenced), the store's size, snapshot count and oldest
+    restorable time; on a standby, its applied LSN, lag and state (ok, lagging, needs
+    rebuild, stopped, promoting) with the error that stopped it."""
     st = state(ctx)
     report = replica_status(st.data_dir, db)
     if st.format != "table":
@@ -83,6 +85,9 @@ def status(ctx: typer.Context, db: Db) -> None:
             "lag_bytes",
             "lag_seconds",
             "held_wal_bytes",
+            "snapshots",
+            "store_bytes",
+            "oldest_restorable",
             "error",
         ],
     )
@@ -117,6 +122,7 @@ def replicate(
             snapshot=snapshot,
             should_stop=stop.is_set,
             on_error=warn,
+            on_note=lambda item: note(ctx, f"note: {item}"),
         )
     if not reports:
         note(ctx, f"{db} is shipped by its writer now; nothing to do")
