@@ -399,3 +399,49 @@ def test_a_restore_to_a_time_after_the_last_shipped_commit_reaches_the_end_of_th
     assert checksum(b, "c") == checksum(a, "m")
     future = tsadmin(b, "restore", str(url), "--db", "d", "--to-time", "now+1h")
     assert future.code == 2 and "in the future" in future.err, future.err
+
+
+def test_compaction_merges_the_log_and_followers_at_every_position_continue(
+    tmp_path: Path,
+) -> None:
+    """Many small segments merged into one: a standby that applied some of them, one at
+    the snapshot, and a point-in-time restore inside the merged range all continue."""
+    from engine.replication import storekeeping
+    from engine.stores import open_store
+
+    a, b = sites(tmp_path)
+    url = tmp_path / "store"
+    ok(tsadmin(a, "db", "create", "m"))
+    ok(tsadmin(a, "replica", "add", "m", str(url)))
+    ok(tsadmin(b, "follow", str(url), "--db", "fresh_at_snapshot", "--once"))
+    for k in range(1, 4):
+        ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=lines(k)))
+    ok(tsadmin(b, "follow", str(url), "--db", "m", "--once"))  # applied 1-3
+    for k in range(4, 9):
+        ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=lines(k)))
+    log = url / "log" / "0000000001"
+    before = sorted(p.name for p in log.glob("*.tslog"))
+    assert len(before) >= 8
+    merged = storekeeping.compact_log(open_store(str(url)), age=0)
+    after = sorted(p.name for p in log.glob("*.tslog"))
+    assert merged == len(before) - 1 and len(after) == 2, after  # the newest stays as it was
+    assert any(name.endswith(".c.tslog") for name in after)
+    expected = checksum(a, "m")
+    ok(tsadmin(b, "follow", str(url), "--db", "m", "--once"))
+    assert checksum(b, "m") == expected
+    ok(tsadmin(b, "follow", str(url), "--db", "fresh_at_snapshot", "--once"))
+    assert checksum(b, "fresh_at_snapshot") == expected
+    ok(tsadmin(b, "follow", str(url), "--db", "new", "--once"))
+    assert checksum(b, "new") == expected
+    # the shipper goes on linking to the segment it shipped last
+    ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=lines(9)))
+    ok(tsadmin(b, "follow", str(url), "--db", "m", "--once"))
+    assert checksum(b, "m") == checksum(a, "m")
+    # a restore to a point inside the merged range stops exactly there
+    status = ok(tsadmin(a, "replica", "status", "m", "--format", "json")).json()
+    assert status["replicas"][0]["state"] == "ok"
+    result = ok(
+        tsadmin(b, "restore", str(url), "--db", "mid", "--to-lsn", "12", "--format", "json")
+    )
+    assert result.json()["reached_lsn"] <= 12
+    assert sorted(batches_in(b, "mid")) == list(range(1, len(batches_in(b, "mid")) + 1))

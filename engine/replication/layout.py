@@ -316,6 +316,8 @@ class SegmentRef:
     first_lsn: int
     last_lsn: int
     size: int
+    compacted: bool = False
+    modified: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -335,7 +337,8 @@ def list_log(store: Store, epoch: int, start_after: str = "") -> LogListing:
         newest = max(newest, info.key)
         parsed = logsegment.parse_key(info.key)
         if parsed is not None:
-            refs.append(SegmentRef(info.key, *parsed, info.size))
+            compacted = logsegment.is_compacted_key(info.key)
+            refs.append(SegmentRef(info.key, *parsed, info.size, compacted, info.modified))
             continue
         marker = parse_reseed_key(info.key)
         if marker is not None:

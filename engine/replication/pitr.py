@@ -165,6 +165,7 @@ def _plan(
     applied, previous, epoch = snap.lsn, "", snap.epoch
     reached_ns, records, rows = 0, 0, 0
     history = layout.history(claims)
+    listed: dict[int, list[layout.SegmentRef]] = {}  # one listing per epoch
     while True:
         if to_lsn is not None and applied >= to_lsn:  # the snapshot is the target's state
             return plan, applied, reached_ns, records, rows
@@ -172,13 +173,14 @@ def _plan(
         if limit is not None and applied >= limit:
             epoch = next(c.epoch for c in claims if c.epoch > epoch)
             continue
-        refs = layout.list_segments(store, epoch)
-        ref = next_segment(refs, applied, previous == "", limit)
+        if epoch not in listed:
+            listed[epoch] = layout.list_segments(store, epoch)
+        ref = next_segment(listed[epoch], applied, previous == "", limit)
         if ref is None:
             break
         segment, data = fetch_segment(store, ref)
         where = f"{store.describe()}/{ref.key}"
-        check_link(segment, where, claims[0].uuid, epoch, previous)
+        check_link(segment, where, claims[0].uuid, epoch, previous, applied)
         keep, done = _cut(segment, applied, to_lsn, to_time_ns)
         if keep:
             path = scratch / f"{len(plan):08d}.tslog"
@@ -194,7 +196,7 @@ def _plan(
             applied = wal.next_lsn_after(kept[-1]) - 1
         if done:
             return plan, applied, reached_ns, records, rows
-        previous = segment.digest.hex()
+        previous = segment.link.hex()
         if keep < len(segment.records):
             break
     _refuse_beyond(store, applied, reached_ns, to_lsn, to_time_ns)

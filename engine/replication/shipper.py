@@ -201,8 +201,12 @@ class Shipper:
         segments = layout.list_segments(self.store, epoch, start_after=state.key if known else "")
         if segments:
             newest = max(segments, key=lambda r: r.last_lsn)
-            tail = self.store.read_range(newest.key, newest.size - DIGEST, DIGEST)
-            best = (newest.last_lsn, tail)
+            if newest.compacted:  # its link is its last boundary, not its digest
+                where = f"{self.store.describe()}/{newest.key}"
+                link = logsegment.decode(self.store.read(newest.key), where).link
+            else:
+                link = self.store.read_range(newest.key, newest.size - DIGEST, DIGEST)
+            best = (newest.last_lsn, link)
         elif known:
             best = (state.shipped_lsn, bytes.fromhex(state.previous))
         if best is None:
@@ -245,6 +249,9 @@ class Shipper:
                     f"{pruned.objects_deleted} log object(s) ({pruned.bytes_deleted:,} bytes) "
                     "deleted"
                 )
+        merged = storekeeping.compact_log(self.store, now=now)
+        if merged:
+            said.append(f"compacted {merged} log segments")
         return said
 
     def _take_snapshot(self) -> Snapshot:

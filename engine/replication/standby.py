@@ -124,13 +124,17 @@ def fetch_segment(store: Store, ref: layout.SegmentRef) -> tuple[logsegment.Segm
 def next_segment(
     refs: list[layout.SegmentRef], applied: int, after_snapshot: bool, limit: int | None
 ) -> layout.SegmentRef | None:
-    """The segment that continues a chain at ``applied``: one starting right after it
-    (the shortest, if a longer one overlaps it: the chain's links run through the
-    shortest cut, a longer object is a re-upload), or right after a snapshot one that
-    covers ``applied + 1``. Ones at or below ``applied`` are duplicates, ones past
-    ``limit`` (a fenced primary's) not history; both are ignored. Raises :class:`Gap`
-    when only later segments exist."""
+    """The segment that continues a chain at ``applied``: the longest compacted one
+    starting at or before ``applied + 1`` (a reader inside its range continues at one
+    of its boundaries), else the shortest ordinary one starting right after it (a
+    longer overlapping one is a re-upload), else, right after a snapshot, the
+    shortest that covers ``applied + 1``. Ones at or below ``applied`` are
+    duplicates, ones past ``limit`` (a fenced primary's) not history; both are
+    ignored. Raises :class:`Gap` when only later segments exist."""
     live = [r for r in refs if r.last_lsn > applied and (limit is None or r.first_lsn <= limit)]
+    merged = [r for r in live if r.compacted and r.first_lsn <= applied + 1]
+    if merged:
+        return max(merged, key=lambda r: r.last_lsn)
     exact = [r for r in live if r.first_lsn == applied + 1]
     if after_snapshot:
         exact += [r for r in live if r.first_lsn <= applied + 1]
@@ -150,15 +154,22 @@ def next_segment(
 
 
 def check_link(
-    segment: logsegment.Segment, where: str, uuid: str, epoch: int, previous: str
+    segment: logsegment.Segment,
+    where: str,
+    uuid: str,
+    epoch: int,
+    previous: str,
+    applied: int,
 ) -> None:
+    """Whether ``segment`` may continue a reader at ``applied`` whose last link is
+    ``previous`` ("": right after a snapshot, not checked)."""
     head = segment.header
     problem = None
     if head.uuid != uuid:
         problem = f"it is of database {head.uuid}, not {uuid}"
     elif head.epoch != epoch:
         problem = f"it is of epoch {head.epoch}, not {epoch}"
-    elif previous and head.previous.hex() != previous:
+    elif previous and not segment.continues(applied, bytes.fromhex(previous)):
         problem = "its link to the segment before does not match (another history)"
     if problem:
         raise Corruption(f"log segment {where}: {problem}", path=where)
@@ -175,6 +186,7 @@ class Follower:
         self.db_dir = database_dir(self.data_dir, name)
         self.report = FollowReport(name, url)
         self._listed_after = ""
+        self._progressed = False
         self.rebuild = True  # rebuild from a newer snapshot when the log cannot continue
         # promote stays in the epoch it found: a newer one means another standby won
         self.switch_epochs = True
@@ -272,7 +284,10 @@ class Follower:
         self.paused_by = None
         limit = self._epoch_limit(claims, db)
         state = self._state()
-        listing = layout.list_log(self.store, state.epoch, start_after=self._listed_after)
+        # the part listed since the last segment applied while busy; the whole log when
+        # idle (a compaction may have merged what comes next under an earlier key)
+        start = self._listed_after if self._progressed else ""
+        listing = layout.list_log(self.store, state.epoch, start_after=start)
         applied = 0
         while True:
             state = self._state()
@@ -280,12 +295,20 @@ class Follower:
             try:
                 ref = next_segment(listing.segments, state.applied_lsn, after_snapshot, limit)
             except Gap as gap:
+                if start:  # listed in part: what continues may sit under an earlier key
+                    start = ""
+                    listing = layout.list_log(self.store, state.epoch)
+                    continue
                 self._cannot_continue(db, state, claims, gap.message)
                 raise
             if ref is None:
                 break
-            self._apply(db, ref, state)
+            try:
+                self._apply(db, ref, state)
+            except NotFound:
+                break  # merged into a compacted segment meanwhile: the next listing has it
             applied += 1
+        self._progressed = applied > 0
         self._check_reseeds(db, listing, claims, limit)
         if applied:
             self._idle_since = time.monotonic()
@@ -365,12 +388,13 @@ class Follower:
             state.uuid,
             state.epoch,
             "" if after_snapshot else state.previous,
+            state.applied_lsn,
         )
         IO.crash_point("follow.before_apply")
         rows = db.apply_shipped(segment.records)
         IO.crash_point("follow.after_apply")
         state.applied_lsn = segment.header.last_lsn
-        state.previous = segment.digest.hex()
+        state.previous = segment.link.hex()
         state.applied_commit_ns = segment.header.last_commit_ns or state.applied_commit_ns
         state.stopped = None
         save_standby(self.db_dir, state)

@@ -27,12 +27,14 @@ before it.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from engine import archivestore, logsegment
+from engine.errors import Corruption, NotFound
 from engine.replication import layout
 from engine.replication.shipper import Snapshot, in_history, snapshots_of
 from engine.settings import Settings
@@ -179,3 +181,75 @@ def summarize(store: Store, uuid: str) -> StoreSummary:
         oldest_restorable=ordered[0].created if ordered else None,
         newest_snapshot=ordered[-1].created if ordered else None,
     )
+
+
+# -- compaction of the log ------------------------------------------------------------------
+
+# Segments are merged once they are this old (a follower at the live edge has read
+# them), into objects of at most this many bytes.
+COMPACT_AGE = float(os.environ.get("TSADMIN_COMPACT_AGE", "60"))
+COMPACT_BYTES = 64 << 20
+
+
+def compact_log(store: Store, *, now: float | None = None, age: float = COMPACT_AGE) -> int:
+    """Merge runs of consecutive segments older than ``age`` into compacted segments
+    (``engine/logsegment.py``); how many segments were merged away. Never the newest
+    segment of the open epoch (the shipper links to it), never past an epoch's branch,
+    never an epoch whose successor's branch is not known yet (a promotion under way)."""
+    now = time.time() if now is None else now
+    epochs = layout.read_epochs(store)
+    pending = epochs.pending()
+    merged = 0
+    for claim, last in layout.history(epochs.claims):
+        if pending is not None and pending.epoch == claim.epoch + 1:
+            continue
+        refs = layout.list_segments(store, claim.epoch)
+        refs = refs[:-1] if last is None else [r for r in refs if r.last_lsn <= last]
+        for run in _runs(refs, now - age):
+            merged += _merge(store, run)
+    return merged
+
+
+def _runs(refs: list[layout.SegmentRef], before: float) -> list[list[layout.SegmentRef]]:
+    """Chains of consecutive segments all written before ``before``, each at most
+    ``COMPACT_BYTES`` and of two or more segments."""
+    runs: list[list[layout.SegmentRef]] = []
+    current: list[layout.SegmentRef] = []
+    for ref in refs:
+        eligible = ref.modified < before
+        continues = bool(current) and (
+            ref.first_lsn == current[-1].last_lsn + 1
+            and sum(r.size for r in current) + ref.size <= COMPACT_BYTES
+        )
+        if eligible and (continues or not current):
+            current.append(ref)
+            continue
+        if len(current) > 1:
+            runs.append(current)
+        current = [ref] if eligible else []
+    if len(current) > 1:
+        runs.append(current)
+    return runs
+
+
+def _merge(store: Store, run: list[layout.SegmentRef]) -> int:
+    """One compacted segment for ``run``, then the run deleted; 0 if the run is not one
+    chain (damage is the followers' to report, not ours to paper over)."""
+    segments: list[logsegment.Segment] = []
+    for ref in run:
+        try:
+            segment = logsegment.decode(store.read(ref.key), f"{store.describe()}/{ref.key}")
+        except (NotFound, Corruption):
+            return 0
+        if segments and segment.header.previous != segments[-1].link:
+            return 0
+        segments.append(segment)
+    data = logsegment.merge(segments)
+    key = logsegment.object_key(
+        run[0].epoch, run[0].first_lsn, run[-1].last_lsn, compacted=True
+    )
+    if not store.write_if_absent(key, data) and store.read(key) != data:
+        return 0
+    for ref in run:
+        store.delete(ref.key)
+    return len(run)
