@@ -84,13 +84,29 @@ def drive(url: str, bodies: list[bytes], clients: int) -> dict[str, Any]:
     return result
 
 
-def ours(work: Path, level: str, bodies: list[bytes], clients: int) -> dict[str, Any]:
+def ours(
+    work: Path,
+    level: str,
+    bodies: list[bytes],
+    clients: int,
+    replica: str | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """``tsadmin serve`` at ``level``; with ``replica``, shipping to that store (byrl:
+    every acknowledgement waits for the store)."""
     data = work / f"ours_{level}_{clients}"
     tsadmin = str(Path(sys.executable).parent / "tsadmin")
     base = [tsadmin, "--data-dir", str(data), "--quiet"]
-    subprocess.run([*base, "db", "create", "bench", "--wal-level", level], check=True)
+    environ = {**os.environ, **(env or {})}
+    create_level = "sync" if level == "byrl" else level
+    subprocess.run([*base, "db", "create", "bench", "--wal-level", create_level], check=True)
+    if replica is not None:
+        subprocess.run([*base, "replica", "add", "bench", replica], check=True, env=environ)
+        subprocess.run([*base, "replicate", "bench", "--once"], check=True, env=environ)
+    if level == "byrl":
+        subprocess.run([*base, "config", "set", "bench", "wal_level", "byrl"], check=True)
     port = _free_port()
-    server = subprocess.Popen([*base, "serve", "--bind", f"127.0.0.1:{port}"])
+    server = subprocess.Popen([*base, "serve", "--bind", f"127.0.0.1:{port}"], env=environ)
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_for(f"{url}/ping")

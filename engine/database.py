@@ -597,6 +597,8 @@ class Database:
 
     def _after_write(self) -> None:
         assert self._wal is not None
+        if self._replication is not None and self._settings.wal_level is not WalLevel.BYRL:
+            self._replication.notify()  # (a byrl write was shipped before it returned)
         pending = self.pending_bytes
         if pending > 2 * MEMTABLE_MAX_BYTES or (not self._threads and self._needs_checkpoint()):
             self.checkpoint("memory" if pending > MEMTABLE_MAX_BYTES else "wal size")

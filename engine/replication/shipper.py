@@ -37,6 +37,7 @@ from engine.stores import Store, open_store
 
 SEGMENT_BYTES = 8 << 20
 PRUNE_EVERY = 3600.0  # the window moves on even while no snapshot is due
+FENCE_CHECK_EVERY = 1.0  # an idle shipper looks for a promotion this often
 DIGEST = logsegment.DIGEST_SIZE
 
 
@@ -118,6 +119,7 @@ class Shipper:
         self._known = False  # the store's identity and our epoch's claim were checked
         self._newest_snapshot: Snapshot | None = None  # upkeep's: the newest of the history
         self._pruned_at = 0.0
+        self._fence_checked = 0.0
 
     def ship(self, uuid: str, epoch: int) -> ShipReport:
         """Upload what is committed and not yet in the store; see the module docstring."""
@@ -132,8 +134,6 @@ class Shipper:
                     self.store, layout.new_claim(uuid, epoch, 0, logsegment.NO_PREVIOUS)
                 )
             self._known = True
-        else:
-            self._check_fence(layout.read_epochs(self.store, after_epoch=epoch), epoch, state)
         if self._position is None:
             claims = layout.read_claims(self.store)
             self._position = self._position_in_store(uuid, epoch, claims, state)
@@ -160,16 +160,22 @@ class Shipper:
             uploaded = True
         if uploaded:
             self._confirm(epoch, state)
+        elif time.monotonic() - self._fence_checked >= FENCE_CHECK_EVERY:
+            # nothing to ship: still notice a promotion (the next write is refused)
+            self._check_fence(layout.read_epochs(self.store, after_epoch=epoch), epoch, state)
+            self._fence_checked = time.monotonic()
         report.shipped_lsn = state.shipped_lsn
         return report
 
     def _confirm(self, epoch: int, state: ShipState) -> None:
         """Record what was uploaded as shipped (what byrl acknowledges and checkpoints
-        release), once no newer epoch was fenced or claimed: a promotion drains the store
-        only after its fence, so a segment in the store before the fence reaches the new
-        primary, and one that landed after it is never confirmed."""
+        release), once no newer epoch was fenced: a promotion drains the store only after
+        its fence, so a segment in the store before the fence reaches the new primary,
+        and one that landed after it is never confirmed. (Every promotion fences the next
+        epoch first, so one object's existence is the whole check.)"""
         IO.crash_point("ship.before_confirm")
-        self._check_fence(layout.read_epochs(self.store, after_epoch=epoch), epoch, state)
+        if self.store.exists(layout.fence_key(epoch + 1)):  # every promotion fences first
+            self._check_fence(layout.read_epochs(self.store, after_epoch=epoch), epoch, state)
         assert self._position is not None and self._uploaded is not None
         lsn, digest, commit_ns, key = self._uploaded
         state.epoch, state.shipped_lsn, state.previous = epoch, lsn, digest.hex()

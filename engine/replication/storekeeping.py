@@ -245,9 +245,7 @@ def _merge(store: Store, run: list[layout.SegmentRef]) -> int:
             return 0
         segments.append(segment)
     data = logsegment.merge(segments)
-    key = logsegment.object_key(
-        run[0].epoch, run[0].first_lsn, run[-1].last_lsn, compacted=True
-    )
+    key = logsegment.object_key(run[0].epoch, run[0].first_lsn, run[-1].last_lsn, compacted=True)
     if not store.write_if_absent(key, data) and store.read(key) != data:
         return 0
     for ref in run:

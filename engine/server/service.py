@@ -34,7 +34,10 @@ from engine.replication import state as replication_state
 from engine.server import DEFAULT_BIND
 from engine.server.batcher import WORKERS, Batcher
 from engine.server.metrics import ServerStats
-from engine.settings import Settings
+from engine.settings import Settings, WalLevel
+
+# A byrl commit waits for the store: more groups in flight keep the disk and CPU busy.
+BYRL_WORKERS = 4
 
 DEFAULT_MAX_BODY = 25 << 20  # InfluxDB's max-body-size
 
@@ -132,11 +135,14 @@ class WriteService:
             )
             return
         db = Database.open(database_dir(self.data_dir, name), name)
+        workers = self.config.workers
+        if db.settings.wal_level is WalLevel.BYRL:  # a commit waits for the store: overlap more
+            workers = max(workers, BYRL_WORKERS)
         self.served[name] = Served(
             db,
             Batcher(
                 db,
-                workers=self.config.workers,
+                workers=workers,
                 on_commit=lambda group: self.stats.commit(name, group),
             ),
         )

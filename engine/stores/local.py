@@ -101,6 +101,10 @@ class LocalStore(Store):
         finally:
             IO.remove(temporary, missing_ok=True)
 
+    def exists(self, key: str) -> bool:
+        path = self._path(key)
+        return path.is_file() and not path.is_symlink()
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         IO.remove(path, missing_ok=True)

@@ -141,6 +141,13 @@ class S3Store(Store):
             return bool(self._call(key, _raise, exc))
         return True
 
+    def exists(self, key: str) -> bool:
+        try:
+            self._call(key, self._client.head_object, Bucket=self.bucket, Key=self._key(key))
+        except NotFound:
+            return False
+        return True
+
     def delete(self, key: str) -> None:
         self._call(key, self._client.delete_object, Bucket=self.bucket, Key=self._key(key))
 
