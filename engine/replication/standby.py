@@ -86,6 +86,7 @@ class FollowReport:
 # A snapshot newer than the standby that no segment continues for this long means the
 # log will not continue it (a live primary ships within seconds of a snapshot).
 STALE_GRACE = float(os.environ.get("TSADMIN_STALE_GRACE", "30"))
+APPLY_BYTES = 16 << 20  # segments applied together by a standby catching up
 
 
 class Gap(Corruption):
@@ -173,6 +174,18 @@ def check_link(
         problem = "its link to the segment before does not match (another history)"
     if problem:
         raise Corruption(f"log segment {where}: {problem}", path=where)
+
+
+def _exact_successor(
+    starting: dict[int, list[layout.SegmentRef]], applied: int, limit: int | None
+) -> layout.SegmentRef | None:
+    """The segment starting right after ``applied`` (``next_segment``'s choice among
+    those, found by index: a run of thousands of segments stays linear)."""
+    found = [r for r in starting.get(applied + 1, []) if limit is None or r.first_lsn <= limit]
+    merged = [r for r in found if r.compacted]
+    if merged:
+        return max(merged, key=lambda r: r.last_lsn)
+    return min(found, key=lambda r: r.last_lsn) if found else None
 
 
 class Follower:
@@ -303,11 +316,11 @@ class Follower:
                 raise
             if ref is None:
                 break
-            try:
-                self._apply(db, ref, state)
-            except NotFound:
+            run = self._run_from(ref, listing.segments, state, limit)
+            if not run:
                 break  # merged into a compacted segment meanwhile: the next listing has it
-            applied += 1
+            self._apply(db, run, state)
+            applied += len(run)
         self._progressed = applied > 0
         self._check_reseeds(db, listing, claims, limit)
         if applied:
@@ -379,27 +392,57 @@ class Follower:
             "follow into a new database",
         )
 
-    def _apply(self, db: Database, ref: layout.SegmentRef, state: StandbyState) -> None:
-        segment = read_segment(self.store, ref)
-        after_snapshot = state.previous == "" and state.applied_lsn == state.snapshot_lsn
-        check_link(
-            segment,
-            _where(self.store, ref.key),
-            state.uuid,
-            state.epoch,
-            "" if after_snapshot else state.previous,
-            state.applied_lsn,
-        )
+    def _run_from(
+        self,
+        first: layout.SegmentRef,
+        refs: list[layout.SegmentRef],
+        state: StandbyState,
+        limit: int | None,
+    ) -> list[tuple[layout.SegmentRef, logsegment.Segment]]:
+        """``first`` and the segments that continue it in ``refs``, downloaded and each
+        checked against the one before (its digest, records, header and link), up to
+        ``APPLY_BYTES``: applied together, one fsync and one position for all of them.
+        Stops early at a segment gone meanwhile (compacted) or a gap (the next step says
+        so)."""
+        run: list[tuple[layout.SegmentRef, logsegment.Segment]] = []
+        starting: dict[int, list[layout.SegmentRef]] = {}
+        for candidate in refs:
+            starting.setdefault(candidate.first_lsn, []).append(candidate)
+        applied, previous, size = state.applied_lsn, state.previous, 0
+        after_snapshot = previous == "" and applied == state.snapshot_lsn
+        ref: layout.SegmentRef | None = first
+        while ref is not None and size < APPLY_BYTES:
+            try:
+                segment = read_segment(self.store, ref)
+            except NotFound:
+                break
+            where = _where(self.store, ref.key)
+            link = "" if after_snapshot else previous
+            check_link(segment, where, state.uuid, state.epoch, link, applied)
+            run.append((ref, segment))
+            applied, previous = segment.header.last_lsn, segment.link.hex()
+            after_snapshot, size = False, size + ref.size
+            ref = _exact_successor(starting, applied, limit)
+        return run
+
+    def _apply(
+        self,
+        db: Database,
+        run: list[tuple[layout.SegmentRef, logsegment.Segment]],
+        state: StandbyState,
+    ) -> None:
         IO.crash_point("follow.before_apply")
-        rows = db.apply_shipped(segment.records)
+        rows = db.apply_shipped([r for _, segment in run for r in segment.records])
         IO.crash_point("follow.after_apply")
-        state.applied_lsn = segment.header.last_lsn
-        state.previous = segment.link.hex()
-        state.applied_commit_ns = segment.header.last_commit_ns or state.applied_commit_ns
+        ref, last = run[-1]
+        state.applied_lsn = last.header.last_lsn
+        state.previous = last.link.hex()
+        commits = [s.header.last_commit_ns for _, s in run if s.header.last_commit_ns]
+        state.applied_commit_ns = commits[-1] if commits else state.applied_commit_ns
         state.stopped = None
         save_standby(self.db_dir, state)
         self._listed_after = ref.key
-        self.report.segments += 1
+        self.report.segments += len(run)
         self.report.rows += rows
 
     def _epoch_limit(self, claims: list[layout.EpochClaim], db: Database) -> int | None:

@@ -9,6 +9,7 @@ temporary names and anything that is not a regular file.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -37,25 +38,37 @@ class LocalStore(Store):
         return LocalStore(self._path(prefix.strip("/")))
 
     def list(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
-        # walk only the directory the prefix is in: a replica's log is listed every second
+        # walk only the directory the prefix is in: a replica's log is listed often
         folder = prefix.rpartition("/")[0]
         top = self._path(folder) if folder else self.root
         if not top.is_dir():
             return
-        found = []
-        for directory, subdirs, files in os.walk(top):
-            subdirs.sort()
-            for name in files:
-                if name.startswith(".") and ".tmp-" in name:
+        found: list[ObjectInfo] = []
+        self._walk(str(top), f"{folder}/" if folder else "", prefix, start_after, found)
+        yield from sorted(found, key=lambda info: info.key)
+
+    def _walk(
+        self,
+        directory: str,
+        base: str,
+        prefix: str,
+        start_after: str,
+        found: builtins.list[ObjectInfo],
+    ) -> None:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                key = base + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    if prefix.startswith(key + "/") or key.startswith(prefix.rstrip("/")):
+                        self._walk(entry.path, key + "/", prefix, start_after, found)
+                    continue
+                if entry.name.startswith(".") and ".tmp-" in entry.name:
                     continue  # an object being written (or left by a killed writer)
-                path = Path(directory) / name
-                key = path.relative_to(self.root).as_posix()
                 if key <= start_after or not key.startswith(prefix):
                     continue
-                if path.is_file() and not path.is_symlink():
-                    stat = path.stat()
+                if entry.is_file(follow_symlinks=False):
+                    stat = entry.stat(follow_symlinks=False)
                     found.append(ObjectInfo(key, stat.st_size, stat.st_mtime))
-        yield from sorted(found, key=lambda info: info.key)
 
     def read(self, key: str) -> bytes:
         path = self._path(key)
