@@ -139,6 +139,9 @@ class AppendFile:
         inode = os.fstat(self._fd).st_ino
         layer.journal("C", inode) if create else layer.journal("O", inode, self.size)
 
+    def fileno(self) -> int:
+        return self._fd
+
     def write(self, data: bytes) -> None:
         """Append ``data``; on failure the file is cut back so no partial record stays."""
         start = self.size
@@ -281,12 +284,35 @@ class FileLayer:
         out = self.open_append(target, tag, create=True)
         try:
             with source.open("rb") as handle:
-                while chunk := handle.read(8 << 20):
-                    out.write(chunk)
+                if not self._kernel_copy(handle.fileno(), out, tag):
+                    while chunk := handle.read(8 << 20):
+                        out.write(chunk)
             out.fsync()
         finally:
             out.close()
         self.fsync_dir(target.parent)
+
+    def _kernel_copy(self, source_fd: int, out: AppendFile, tag: str) -> bool:
+        """Copy the whole source in the kernel (``copy_file_range``: no bytes through
+        Python, a reflink where the file system can); False when faults are injected
+        into ``tag`` (the copy goes through ``write`` then) or the kernel cannot."""
+        if self.faults.enospc or self.faults.torn or self.faults.journal_path:
+            return False
+        size = os.fstat(source_fd).st_size
+        try:
+            done = 0
+            while done < size:
+                step = os.copy_file_range(source_fd, out.fileno(), size - done, done, done)
+                if step == 0:
+                    raise StorageError(f"{out.path}: the source ended after {done} of {size} bytes")
+                done += step
+        except OSError as exc:
+            unsupported = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP)
+            if done == 0 and exc.errno in unsupported:
+                return False
+            raise self.translate(exc, out.path) from exc
+        out.size += done
+        return True
 
     def rename(self, src: Path, dst: Path) -> None:
         self.guard(lambda: os.replace(src, dst), src)
