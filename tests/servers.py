@@ -4,6 +4,7 @@ by the real client: no mocked client, no patched store)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -67,7 +68,10 @@ def make_bucket(env: dict[str, str], bucket: str) -> None:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        boto3.client("s3").create_bucket(Bucket=bucket)
+        client = boto3.client("s3")
+        # servers are shared by a test session: a bucket may be there already
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=bucket)
     finally:
         for key, value in saved.items():
             if value is None:

@@ -22,28 +22,23 @@ import pytest
 from engine import logsegment
 from engine.replication import layout
 from engine.stores import open_store
-from tests.conftest import CLEAN_ENV, Result, run_cli
+from tests.conftest import CLEAN_ENV, S3_SERVERS, Result, run_cli, s3_env_of
 from tests.servers import make_bucket, s3_server
 
 FAST = {"TSADMIN_SHIP_INTERVAL": "0.2"}
 T0 = 1_700_000_000_000_000_000
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[dict[str, str]]:
-    with s3_server() as env:
-        make_bucket(env, "replicas")
-        yield env
-
-
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", *S3_SERVERS])
 def store_url(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[tuple[str, dict[str, str]]]:
+    """A local directory, moto's S3 and a real SeaweedFS."""
     if request.param == "local":
         yield str(tmp_path / "store"), {}
     else:
-        env = request.getfixturevalue("s3")
+        env = s3_env_of(request, request.param)
+        make_bucket(env, "replicas")
         yield f"s3://replicas/{tmp_path.name}", env
 
 

@@ -15,17 +15,18 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import CLEAN_ENV, ROOT, run_cli
-from tests.servers import make_bucket, s3_server
+from tests.conftest import CLEAN_ENV, ROOT, S3_SERVERS, run_cli, s3_env_of
+from tests.servers import make_bucket
 
 T0 = 1_732_400_000_000_000_000
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[dict[str, str]]:
-    with s3_server() as env:
-        make_bucket(env, "backups")
-        yield env
+@pytest.fixture(scope="module", params=S3_SERVERS)
+def s3(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Each test against moto and against a real SeaweedFS."""
+    env = s3_env_of(request, request.param)
+    make_bucket(env, "backups")
+    yield env
 
 
 def _client(env: dict[str, str]):  # type: ignore[no-untyped-def]

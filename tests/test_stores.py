@@ -5,7 +5,6 @@ multipart uploads and streaming downloads, and a store that cannot be reached.""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,21 +12,16 @@ import pytest
 from engine.errors import InvalidArgument, NotFound, StoreUnavailable
 from engine.stores import open_store
 from engine.stores.base import Store
-from tests.servers import make_bucket, s3_server
+from tests.conftest import S3_SERVERS, s3_env_of
+from tests.servers import make_bucket
 
 
-@pytest.fixture(scope="module")
-def s3_env() -> Iterator[dict[str, str]]:
-    with s3_server() as env:
-        make_bucket(env, "backups")
-        yield env
-
-
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", *S3_SERVERS])
 def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     if request.param == "local":
         return open_store(str(tmp_path / "store"))
-    env = request.getfixturevalue("s3_env")
+    env = s3_env_of(request, request.param)
+    make_bucket(env, "backups")
     for key, value in env.items():
         monkeypatch.setenv(key, value)  # the client reads the standard AWS environment
     return open_store(f"s3://backups/{tmp_path.name}/nightly")
