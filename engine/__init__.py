@@ -2,35 +2,89 @@
 
 # The crash-test harness (engine.crashsim, engine.workload) is not imported here: it is
 # not part of the API, and the workload child runs as `python -m engine.workload`.
-from engine import dbverify, walcheck, walrepair
-from engine.checkpoint import CheckpointReport, CompactionReport
-from engine.database import Batch, CommitResult, Database
-from engine.datadir import (
-    create_database,
-    database_dir,
-    drop_database,
-    existing_database_dir,
-    list_databases,
-    resolve_data_dir,
-    writable_database_dir,
-)
-from engine.errors import (
-    AlreadyExists,
-    BadInput,
-    Corruption,
-    DiskFull,
-    EngineError,
-    InvalidArgument,
-    Locked,
-    NotFound,
-    SchemaConflict,
-    StorageError,
-    VerificationFailed,
-)
-from engine.recovery import RecoveryReport
-from engine.settings import Settings, WalLevel
+# Names are imported when first used (PEP 562): a command that needs a few modules
+# does not pay for all of them at start-up.
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    "dbverify": None,
+    "walcheck": None,
+    "walrepair": None,
+    "CheckpointReport": "engine.checkpoint",
+    "CompactionReport": "engine.checkpoint",
+    "Batch": "engine.database",
+    "CommitResult": "engine.database",
+    "Database": "engine.database",
+    "create_database": "engine.datadir",
+    "database_dir": "engine.datadir",
+    "drop_database": "engine.datadir",
+    "existing_database_dir": "engine.datadir",
+    "list_databases": "engine.datadir",
+    "resolve_data_dir": "engine.datadir",
+    "writable_database_dir": "engine.datadir",
+    "AlreadyExists": "engine.errors",
+    "BadInput": "engine.errors",
+    "Corruption": "engine.errors",
+    "DiskFull": "engine.errors",
+    "EngineError": "engine.errors",
+    "InvalidArgument": "engine.errors",
+    "Locked": "engine.errors",
+    "NotFound": "engine.errors",
+    "SchemaConflict": "engine.errors",
+    "StorageError": "engine.errors",
+    "VerificationFailed": "engine.errors",
+    "RecoveryReport": "engine.recovery",
+    "Settings": "engine.settings",
+    "WalLevel": "engine.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    home = _HOMES[name]
+    value = (
+        importlib.import_module(f"engine.{name}")
+        if home is None
+        else getattr(importlib.import_module(home), name)
+    )
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from engine import dbverify, walcheck, walrepair
+    from engine.checkpoint import CheckpointReport, CompactionReport
+    from engine.database import Batch, CommitResult, Database
+    from engine.datadir import (
+        create_database,
+        database_dir,
+        drop_database,
+        existing_database_dir,
+        list_databases,
+        resolve_data_dir,
+        writable_database_dir,
+    )
+    from engine.errors import (
+        AlreadyExists,
+        BadInput,
+        Corruption,
+        DiskFull,
+        EngineError,
+        InvalidArgument,
+        Locked,
+        NotFound,
+        SchemaConflict,
+        StorageError,
+        VerificationFailed,
+    )
+    from engine.recovery import RecoveryReport
+    from engine.settings import Settings, WalLevel
 
 __all__ = [
     "AlreadyExists",

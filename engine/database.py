@@ -203,8 +203,10 @@ class Database:
         thread.start()
         self._threads.append(thread)
 
-    def close(self) -> CheckpointReport | None:
-        """Checkpoint (a clean close) and release the writer lock."""
+    def close(self, *, checkpoint: bool = True) -> CheckpointReport | None:
+        """Checkpoint (a clean close) and release the writer lock. ``checkpoint=False``:
+        a standby handing over quickly (to a promotion): its fsynced WAL is replayed at
+        the next open instead."""
         if self._closed:
             return None
         self._stop.set()
@@ -215,8 +217,10 @@ class Database:
         try:
             if self._replication is not None:  # ship first, so the checkpoint frees the WAL
                 self._replication.close(final=self._broken is None)
-            if self.writable and self._broken is None:
+            if self.writable and self._broken is None and checkpoint:
                 report = self.checkpoint("close")
+            elif self._wal is not None and self._broken is None:
+                self._wal.fsync()
         finally:
             self._closed = True
             if self._wal is not None:

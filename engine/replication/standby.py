@@ -582,7 +582,7 @@ def follow(
                 if should_stop():
                     break
             report = follower.finish_report(db)
-            db.close()
+            db.close(checkpoint=once)  # a stopped service hands over at once (promote)
             return report
         except Reopen:
             continue
