@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench influxdb man lint typecheck clean
+.PHONY: demo test bench influxdb victoria-metrics man lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,15 @@ influxdb:
 	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q influxdb >/dev/null 2>&1; }; }; } || \
 	  echo "influxdb could not be installed: the InfluxDB test and benchmark rows are skipped"
 
-bench: $(STAMP) influxdb
+# VictoriaMetrics 1.79 (with vmbackup and vmrestore) is a peer of make bench, from Debian.
+victoria-metrics:
+	@command -v vmrestore >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q victoria-metrics >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q victoria-metrics >/dev/null 2>&1; }; }; } || \
+	  echo "victoria-metrics could not be installed: its benchmark rows are skipped"
+
+bench: $(STAMP) influxdb victoria-metrics
 	$(BIN)/python benchmarks/run_all.py
 
 man: $(STAMP)

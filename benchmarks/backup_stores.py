@@ -9,6 +9,11 @@ table and writes ``benchmarks/results/backup_stores.json``.
 The loopback S3 server is moto (pure Python, in memory): it measures our protocol's
 cost (claims, multipart uploads, conditional puts, downloads, verification), not a
 real object store's bandwidth.
+
+Peer: VictoriaMetrics (Debian's ``victoria-metrics``, with ``vmbackup`` and
+``vmrestore``) holding the same rows (written to its ``/write`` endpoint as line
+protocol), backed up to a local directory and restored from it; compared by the time
+each takes for the same rows.
 """
 
 from __future__ import annotations
@@ -90,6 +95,74 @@ def moto_server() -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     return server, env
 
 
+def victoria_metrics(root: Path, rows: int) -> dict[str, Any]:
+    """vmbackup and vmrestore of the same rows, to and from a local directory."""
+    if not all(shutil.which(c) for c in ("victoria-metrics", "vmbackup", "vmrestore")):
+        return {"skipped": "victoria-metrics not installed (apt-get install victoria-metrics)"}
+    from ingest_peers import _as_line_protocol
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    storage = root / "vm"
+    server = subprocess.Popen(
+        [
+            "victoria-metrics",
+            f"-storageDataPath={storage}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+            "-retentionPeriod=100y",
+            "-loggerLevel=ERROR",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.05)
+        for start in range(0, rows, 50_000):
+            body = _as_line_protocol(cpu_rows(start, min(50_000, rows - start)))
+            urllib.request.urlopen(urllib.request.Request(f"{url}/write", data=body))
+        urllib.request.urlopen(f"{url}/internal/force_flush")
+        backup_s, _ = timed(
+            lambda: subprocess.run(
+                [
+                    "vmbackup",
+                    f"-storageDataPath={storage}",
+                    f"-snapshot.createURL={url}/snapshot/create",
+                    f"-dst=fs://{root / 'vm-backup'}",
+                    "-loggerLevel=ERROR",
+                ],
+                check=True,
+            )
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    size = tree_bytes(root / "vm-backup")
+    subprocess.run(["sync"], check=True)
+    restore_s, _ = timed(
+        lambda: subprocess.run(
+            [
+                "vmrestore",
+                f"-src=fs://{root / 'vm-backup'}",
+                f"-storageDataPath={root / 'vm-restored'}",
+                "-loggerLevel=ERROR",
+            ],
+            check=True,
+        )
+    )
+    shutil.rmtree(root / "vm-restored")
+    shutil.rmtree(storage)
+    return {
+        "archive_bytes": size,
+        "backup": {"seconds": backup_s, "mb_per_s": size / MB / backup_s},
+        "restore": {"seconds": restore_s, "mb_per_s": size / MB / restore_s},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -132,6 +205,7 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
+        results["victoria_metrics"] = victoria_metrics(root, args.rows)
     print(render(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -159,6 +233,19 @@ def render(r: dict[str, Any]) -> str:
                     f"{v['mb_per_s']:,.0f} MB/s",
                     f"{cp['seconds'] / v['seconds']:.2f}x cp+sync, "
                     f"{v['mb_per_s'] / disk:.2f}x disk",
+                ]
+            )
+    vm = r.get("victoria_metrics", {})
+    if "restore" in vm:
+        for what in ("backup", "restore"):
+            v, ours = vm[what], r["local"][what]
+            rows.append(
+                [
+                    f"{'vmbackup' if what == 'backup' else 'vmrestore'} (VictoriaMetrics), "
+                    "local directory",
+                    f"{v['seconds']:.2f} s",
+                    f"{v['mb_per_s']:,.0f} MB/s",
+                    f"ours {v['seconds'] / ours['seconds']:.2f}x its speed (same rows)",
                 ]
             )
     head = (
