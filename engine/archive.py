@@ -658,9 +658,23 @@ def require_sound(archive: Path, manifest: ArchiveManifest, *, decode: bool = Tr
     pass its own digests could fail. ``backup verify`` decodes every column and page.
     ``decode=False``: an archive this process has just written from verified segments,
     where the point is that the bytes on disk are the bytes written."""
-    problems = check_tree(archive, manifest) or (
-        check_keys(archive, manifest) if decode else check_digests(archive, manifest)
-    )
+    _raise_problems(archive, check_tree(archive, manifest))
+    require_files_sound(archive, manifest, decode=decode)
+
+
+def require_tree_sound(archive: Path, manifest: ArchiveManifest) -> None:
+    """The tree part of :func:`require_sound`: no links, no unlisted, missing or
+    wrong-sized file (so its files may be read, before their contents are checked)."""
+    _raise_problems(archive, check_tree(archive, manifest))
+
+
+def require_files_sound(archive: Path, manifest: ArchiveManifest, *, decode: bool = True) -> None:
+    """The contents part of :func:`require_sound` (after :func:`require_tree_sound`)."""
+    problems = check_keys(archive, manifest) if decode else check_digests(archive, manifest)
+    _raise_problems(archive, problems)
+
+
+def _raise_problems(archive: Path, problems: list[str]) -> None:
     if problems:
         raise VerificationFailed(
             f"archive {archive.name} is damaged: {problems[0]}"

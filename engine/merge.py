@@ -84,8 +84,8 @@ def is_sorted_runs(rows: pa.Table, tags: list[str], before: pa.Table | None) -> 
     n = rows.num_rows
     if n == 0:
         return True
-    columns = [rows.column(t).combine_chunks() for t in tags]
-    ts = rows.column(TS).combine_chunks().cast(pa.int64())
+    columns = [_one_chunk(rows.column(t)) for t in tags]
+    ts = _one_chunk(rows.column(TS)).cast(pa.int64())
     changes: list[int] = []
     if n > 1:
         same = _same_series_as_next(columns, n)
@@ -129,6 +129,11 @@ def last_key(rows: pa.Table, tags: list[str]) -> pa.Table | None:
     tail = rows.slice(rows.num_rows - 1)
     plain = {t: _plain(tail.column(t).combine_chunks()) for t in tags}
     return pa.table({**plain, TS: tail.column(TS).combine_chunks().cast(pa.int64())})
+
+
+def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
+    """The column as one array (a row group read whole is one chunk: no copy then)."""
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
 
 
 def _plain(column: pa.Array) -> pa.Array:

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from engine import archive, archivestore, wal
 from engine import manifest as manifest_format
-from engine.archive import ArchiveFile
+from engine.archive import ArchiveFile, ArchiveManifest
 from engine.backup import chain, effective_files
 from engine.database import Database
 from engine.datadir import clear_leftovers, database_dir, require_data_dir, swap_in
@@ -88,7 +90,63 @@ def _restore(data_dir: Path, archive_dir: Path, options: RestoreOptions) -> Rest
     started = time.perf_counter()
     links = chain(archive_dir)
     for path, link in links:
-        archive.require_sound(path, link)
+        archive.require_tree_sound(path, link)
+    # the files' contents are checked while a whole restore copies them beside the
+    # target: nothing is swapped in before the check passed (a failed check wins over
+    # any other refusal, as if it had run first)
+    with ThreadPoolExecutor(1) as pool:
+        checked = pool.submit(_check_contents, links)
+        try:
+            tables, target, whole = _plan(data_dir, archive_dir, options, links)
+            if options.dry_run or not whole:
+                checked.result()
+            if options.dry_run:
+                pass  # verified and checked: the report says what would be restored
+            elif whole:
+                own = links[-1][1]
+                _restore_database(data_dir, target, own.settings, tables, checked.result)
+            else:
+                with Database.open(database_dir(data_dir, target), target, background=False) as db:
+                    db.restore_tables(
+                        {
+                            t: (s, [(p, _segment_of(f)) for p, f in fs])
+                            for t, (s, fs) in tables.items()
+                        },
+                        options.mode,
+                    )
+        except BaseException:
+            checked.result()  # a damaged archive is what to report
+            raise
+    own = links[-1][1]
+    files = [f for _, fs in tables.values() for _, f in fs]
+    return RestoreReport(
+        database=target,
+        archive=str(archive_dir),
+        chain=[p.name for p, _ in links],
+        tables=sorted(tables),
+        rows=sum(f.rows for f in files),
+        files=len(files),
+        bytes=sum(f.bytes for f in files),
+        mode=options.mode,
+        seconds=time.perf_counter() - started,
+        notes=list(own.notes),
+        dry_run=options.dry_run,
+    )
+
+
+def _check_contents(links: list[tuple[Path, ArchiveManifest]]) -> None:
+    for path, link in links:
+        archive.require_files_sound(path, link)
+
+
+def _plan(
+    data_dir: Path,
+    archive_dir: Path,
+    options: RestoreOptions,
+    links: list[tuple[Path, ArchiveManifest]],
+) -> tuple[Files, str, bool]:
+    """(the files to restore per table, the target database, whether it is restored
+    whole) once every refusal that does not depend on the files' contents is made."""
     own = links[-1][1]
     target = validate_name("database", options.db or own.database)
     tables = effective_files(links)
@@ -113,30 +171,7 @@ def _restore(data_dir: Path, archive_dir: Path, options: RestoreOptions) -> Rest
             )
         current = Database.open(target_dir, target, readonly=True).settings
         _require_same_layout(own.settings, current, archive_dir.name, target)
-    if options.dry_run:
-        pass  # verified and checked: the report says what would be restored
-    elif whole:
-        _restore_database(data_dir, target, own.settings, tables)
-    else:
-        with Database.open(target_dir, target, background=False) as db:
-            db.restore_tables(
-                {t: (s, [(p, _segment_of(f)) for p, f in fs]) for t, (s, fs) in tables.items()},
-                options.mode,
-            )
-    files = [f for _, fs in tables.values() for _, f in fs]
-    return RestoreReport(
-        database=target,
-        archive=str(archive_dir),
-        chain=[p.name for p, _ in links],
-        tables=sorted(tables),
-        rows=sum(f.rows for f in files),
-        files=len(files),
-        bytes=sum(f.bytes for f in files),
-        mode=options.mode,
-        seconds=time.perf_counter() - started,
-        notes=list(own.notes),
-        dry_run=options.dry_run,
-    )
+    return tables, target, whole
 
 
 def _require_same_layout(archived: Settings, target: Settings, archive: str, db: str) -> None:
@@ -167,11 +202,25 @@ def _segment_of(info: ArchiveFile) -> SegmentInfo:
     )
 
 
-def _restore_database(data_dir: Path, name: str, settings: Settings, tables: Files) -> None:
+def _restore_database(
+    data_dir: Path,
+    name: str,
+    settings: Settings,
+    tables: Files,
+    before_swap: Callable[[], object] | None = None,
+) -> None:
     # a restored copy is a database of its own: a new identity, and none of the
     # original's replica stores (they replicate the original)
     uuid, epoch = manifest_format.new_identity()
-    build_database(data_dir, name, settings.detached(), tables, uuid=uuid, epoch=epoch)
+    build_database(
+        data_dir,
+        name,
+        settings.detached(),
+        tables,
+        uuid=uuid,
+        epoch=epoch,
+        before_swap=before_swap,
+    )
 
 
 def build_database(
@@ -184,6 +233,7 @@ def build_database(
     epoch: int,
     lsn: int | None = None,
     extra: dict[str, bytes] | None = None,
+    before_swap: Callable[[], object] | None = None,
 ) -> None:
     """Build database ``name`` from archive files beside the data dir, then swap it in.
 
@@ -235,6 +285,8 @@ def build_database(
         for rel_name, data in (extra or {}).items():
             IO.write_file_atomic(staging / rel_name, data, "restore.write")
         manifest_format.install(staging, manifest)
+        if before_swap is not None:
+            before_swap()  # raises if what was copied may not be swapped in
         IO.crash_point("restore.before_swap")
         swap_in(data_dir, name, staging)
     except BaseException:
