@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -72,9 +73,21 @@ class LocalStore(Store):
 
     def read(self, key: str) -> bytes:
         path = self._path(key)
-        if not path.is_file():
-            raise NotFound(f"no {key} in {self.root}")
-        return IO.guard(path.read_bytes, path)
+        try:  # one open, no stat first: a follower reads many small objects
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(f"no {key} in {self.root}") from None
+        except OSError as exc:
+            raise IO.translate(exc, path) from exc
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise NotFound(f"no {key} in {self.root}")
+            chunks = []
+            while chunk := IO.guard(lambda: os.read(fd, CHUNK), path):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
         path = self._path(key)
