@@ -103,7 +103,7 @@ def victoria_metrics(root: Path, rows: int) -> dict[str, Any]:
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    storage = root / "vm"
+    storage = root / "victoria" / "data"
     server = subprocess.Popen(
         [
             "victoria-metrics",
@@ -132,7 +132,7 @@ def victoria_metrics(root: Path, rows: int) -> dict[str, Any]:
                     "vmbackup",
                     f"-storageDataPath={storage}",
                     f"-snapshot.createURL={url}/snapshot/create",
-                    f"-dst=fs://{root / 'vm-backup'}",
+                    f"-dst=fs://{root / 'vmbackup-dst'}",
                     "-loggerLevel=ERROR",
                 ],
                 check=True,
@@ -141,20 +141,20 @@ def victoria_metrics(root: Path, rows: int) -> dict[str, Any]:
     finally:
         server.terminate()
         server.wait(timeout=60)
-    size = tree_bytes(root / "vm-backup")
+    size = tree_bytes(root / "vmbackup-dst")
     subprocess.run(["sync"], check=True)
     restore_s, _ = timed(
         lambda: subprocess.run(
             [
                 "vmrestore",
-                f"-src=fs://{root / 'vm-backup'}",
-                f"-storageDataPath={root / 'vm-restored'}",
+                f"-src=fs://{root / 'vmbackup-dst'}",
+                f"-storageDataPath={root / 'vmrestore-dst'}",
                 "-loggerLevel=ERROR",
             ],
             check=True,
         )
     )
-    shutil.rmtree(root / "vm-restored")
+    shutil.rmtree(root / "vmrestore-dst")
     shutil.rmtree(storage)
     return {
         "archive_bytes": size,
