@@ -688,6 +688,7 @@ def _archives(store: Store) -> list[dict[str, Any]]:
                 "database": m.database,
                 "incremental": m.base is not None,
                 "tables": len(m.tables),
+                "table_names": sorted(m.tables),
                 "rows": m.rows,
                 "bytes": m.size,
                 "snapshot_lsn": m.snapshot_lsn,
@@ -748,6 +749,8 @@ class PruneReport:
     kept: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     kept_as_base: list[str] = field(default_factory=list)
+    # why each kept archive is kept: the rules that keep it (one line each)
+    reasons: dict[str, list[str]] = field(default_factory=dict)
     # what killed backups left: staging directories of dead processes (local stores),
     # and uploads no manifest commits, older than the grace period
     leftovers_removed: list[str] = field(default_factory=list)
@@ -765,9 +768,11 @@ def prune(
     dry_run: bool = False,
     grace_seconds: float = archivestore.GRACE_SECONDS,
 ) -> PruneReport:
-    """Keep the last N, the newest of each of the last D days and W ISO weeks, per database,
-    and every base a kept incremental needs; delete the rest, and what killed backups
-    left behind (uploads no manifest commits, once older than ``grace_seconds``)."""
+    """Keep the last N, the newest of each of the last D days and W ISO weeks, counted
+    per database and kind (whole-database backups apart from each set of tables
+    backed up alone), and every base a kept archive's chain needs; delete the rest,
+    and what killed backups left behind (uploads no manifest commits, once older than
+    ``grace_seconds``). ``reasons`` says why each kept archive stays."""
     if keep_last < 1:
         raise InvalidArgument(
             "keep-last must be at least 1",
@@ -778,28 +783,13 @@ def prune(
     archivestore.require_store(store)
     report = PruneReport(store.describe(), dry_run)
     archives = [a for a in _archives(store) if "error" not in a]
-    by_db: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for item in archives:
-        by_db[item["database"]].append(item)
-    keep: set[str] = set()
-    for items in by_db.values():
-        items.sort(key=lambda a: (a["created"], a["snapshot_lsn"]), reverse=True)
-        keep |= {a["name"] for a in items[:keep_last]}
-        keep |= _newest_per(items, keep_daily, lambda d: d.isoformat())
-        keep |= _newest_per(
-            items, keep_weekly, lambda d: f"{d.isocalendar()[0]}-W{d.isocalendar()[1]:02d}"
-        )
-    bases = {a["name"]: a["base"] for a in archives}
-    needed = set()
-    for name in list(keep):
-        base = bases.get(name)
-        while base:
-            needed.add(base)
-            base = bases.get(base)
-    report.kept_as_base = sorted(needed - keep)
-    keep |= needed
-    report.kept = sorted(keep)
-    report.deleted = sorted(a["name"] for a in archives if a["name"] not in keep)
+    reasons = _retained(archives, keep_last, keep_daily, keep_weekly)
+    report.reasons = {name: reasons[name] for name in sorted(reasons)}
+    report.kept = sorted(reasons)
+    report.kept_as_base = sorted(
+        name for name, why in reasons.items() if all(w.startswith("base of ") for w in why)
+    )
+    report.deleted = sorted(a["name"] for a in archives if a["name"] not in reasons)
     unreferenced = archivestore.unreferenced(store, grace_seconds)
     local = store.root if isinstance(store, LocalStore) else None
     if dry_run:
@@ -815,7 +805,46 @@ def prune(
     return report
 
 
-def _newest_per(items: list[dict[str, Any]], count: int, bucket: Callable[[date], str]) -> set[str]:
+def _series_of(item: dict[str, Any]) -> str:
+    """What retention counts an archive among: the backups of one database, whole, or
+    of one set of its tables (as pgBackRest counts full backups apart from the rest)."""
+    if item["kind"] == "database":
+        return f"database backups of {item['database']}"
+    return f"backups of table(s) {', '.join(item.get('table_names', []))} of {item['database']}"
+
+
+def _retained(
+    archives: list[dict[str, Any]], keep_last: int, keep_daily: int, keep_weekly: int
+) -> dict[str, list[str]]:
+    """Every archive to keep, with the rules that keep it: the last N, the newest of each
+    of D days and W weeks, counted in each series (:func:`_series_of`), then every base
+    a kept archive's chain needs."""
+    series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in archives:
+        series[_series_of(item)].append(item)
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for label, items in series.items():
+        items.sort(key=lambda a: (a["created"], a["snapshot_lsn"]), reverse=True)
+        for item in items[:keep_last]:
+            reasons[item["name"]].append(f"one of the last {keep_last} {label}")
+        for rule, count, bucket in (
+            ("day", keep_daily, lambda d: d.isoformat()),
+            ("week", keep_weekly, lambda d: f"{d.isocalendar()[0]}-W{d.isocalendar()[1]:02d}"),
+        ):
+            for key, name in _newest_per(items, count, bucket).items():
+                reasons[name].append(f"the newest of {rule} {key} ({label})")
+    bases = {a["name"]: a["base"] for a in archives}
+    for name in list(reasons):
+        child, base = name, bases.get(name)
+        while base:
+            reasons[base].append(f"base of {child}")
+            child, base = base, bases.get(base)
+    return {name: list(dict.fromkeys(why)) for name, why in reasons.items()}
+
+
+def _newest_per(
+    items: list[dict[str, Any]], count: int, bucket: Callable[[date], str]
+) -> dict[str, str]:
     kept: dict[str, str] = {}
     for item in items:  # newest first
         key = bucket(datetime.strptime(item["created"][:10], "%Y-%m-%d").date())
@@ -823,4 +852,4 @@ def _newest_per(items: list[dict[str, Any]], count: int, bucket: Callable[[date]
             if len(kept) >= count:
                 break
             kept[key] = item["name"]
-    return set(kept.values())
+    return kept

@@ -278,6 +278,21 @@ class FileLayer:
         out.close()
         self.rename(tmp, path)
 
+    def write_file_visible(self, path: Path, data: bytes, tag: str) -> None:
+        """Replace ``path`` with ``data`` atomically for readers, without making it
+        durable (no fsync): for a hint that is rebuilt from elsewhere when a crash loses
+        or empties it (the caller reads it tolerantly)."""
+        tmp = path.with_name(path.name + ".tmp")
+        out = self.open_append(tmp, tag, create=True)
+        try:
+            out.write(data)
+        except BaseException:
+            out.close()
+            self.remove(tmp, missing_ok=True)
+            raise
+        out.close()
+        self.guard(lambda: os.replace(tmp, path), tmp)
+
     def copy_file(self, source: Path, target: Path, tag: str) -> None:
         """Copy ``source`` to a new file ``target``, fsynced, its directory entry durable."""
         self.mkdirs(target.parent)

@@ -409,6 +409,58 @@ def test_prune_keeps_last_and_daily(source, tmp_path: Path) -> None:  # type: ig
     assert cli("backup", "prune", str(bk), "--keep-last", "0").code == 2
 
 
+def test_prune_counts_table_backups_apart_and_keeps_the_full_chain(  # type: ignore[no-untyped-def]
+    source, tmp_path: Path
+) -> None:
+    """A table archive newer than the full chain must not push the only full database
+    backup (and its incrementals) out of --keep-last 1 (issue 25: it did)."""
+    cli = source
+    bk = tmp_path / "bk"
+    assert cli("backup", "create", "src", "--to", str(bk), "--name", "full").code == 0
+    assert (
+        cli(
+            "ingest", "lp", "src", "-", stdin="cpu,host=new,dc=d9 usage=1 1700000099000000000\n"
+        ).code
+        == 0
+    )
+    made = cli("backup", "create", "src", "--to", str(bk), "--name", "inc", "--incremental")
+    assert made.code == 0, made.err
+    assert (
+        cli("backup", "create", "src", "--table", "cpu", "--to", str(bk), "--name", "t1").code == 0
+    )
+    dry = cli("backup", "prune", str(bk), "--keep-last", "1", "--dry-run")
+    assert dry.code == 0
+    assert "would keep inc: one of the last 1 database backups of src" in dry.out, dry.out
+    assert "would keep full: base of inc" in dry.out
+    assert "would keep t1: one of the last 1 backups of table(s) cpu of src" in dry.out
+    report = cli("--format", "json", "backup", "prune", str(bk), "--keep-last", "1").json()
+    assert report["deleted"] == [] and report["kept"] == ["full", "inc", "t1"]
+    assert report["reasons"]["full"] == ["base of inc"] and report["kept_as_base"] == ["full"]
+    # one more table backup: the older one goes, the database chain stays
+    assert (
+        cli("backup", "create", "src", "--table", "cpu", "--to", str(bk), "--name", "t2").code == 0
+    )
+    for i, name in enumerate(["full", "inc", "t1", "t2"]):  # distinct creation times
+        path = bk / name / "manifest.json"
+        body = json.loads(path.read_text())
+        body["created"] = f"2026-11-0{i + 1}T00:00:00.000000Z"
+        path.write_text(json.dumps(reseal(body)))
+    fix_bases(bk)
+    report = cli("--format", "json", "backup", "prune", str(bk), "--keep-last", "1").json()
+    assert report["deleted"] == ["t1"] and report["kept"] == ["full", "inc", "t2"]
+    assert cli("restore", str(bk / "inc"), "--db", "back").code == 0
+
+
+def fix_bases(bk: Path) -> None:
+    """Re-point each incremental at its base's resealed manifest (its recorded digest)."""
+    for path in bk.glob("*/manifest.json"):
+        body = json.loads(path.read_text())
+        if body.get("base"):
+            base = bk / body["base"]["name"] / "manifest.json"
+            body["base"]["manifest_sha256"] = hashlib.sha256(base.read_bytes()).hexdigest()
+            path.write_text(json.dumps(reseal(body)))
+
+
 def test_backup_of_unknown_things(source, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cli = source
     assert cli("backup", "create", "nodb", "--to", str(tmp_path)).code == 1

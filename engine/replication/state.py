@@ -13,7 +13,9 @@ first 16 hex digits of the SHA-256 of the store's URL)::
 
 ``shipped_lsn`` is a lower bound (the store is the authority: a shipper that
 restarts reads its position from the store): a checkpoint keeps every WAL
-record past the smallest ``shipped_lsn``. The shipper's position is valid only
+record past the smallest ``shipped_lsn``. The ``.json`` file is a hint, written
+without fsync (a crash may lose it: then the WAL is held until the next round);
+the ``.dropped`` file is durable. The shipper's position is valid only
 while it is at or past ``through_lsn``; below it the replica needs a reseed.
 
 In a standby's database directory, ``standby.json``::
@@ -92,14 +94,25 @@ def ship_state_path(db_dir: Path, url: str) -> Path:
 
 
 def load_ship_state(db_dir: Path, url: str) -> ShipState | None:
-    raw = _load(ship_state_path(db_dir, url))
+    """The shipper's last position, or None (never shipped, or the file was lost or
+    emptied by a crash: it is a hint, see :func:`save_ship_state`)."""
+    try:
+        raw = _load(ship_state_path(db_dir, url))
+    except Corruption:
+        return None
     if raw is None:
         return None
     return ShipState(**{k: raw[k] for k in ShipState.__dataclass_fields__ if k in raw})
 
 
 def save_ship_state(db_dir: Path, state: ShipState) -> None:
-    _save(ship_state_path(db_dir, state.url), asdict(state))
+    """Written for other processes to see at once, not fsynced (it is written at every
+    confirmation, a byrl write's path): after a crash an older or missing position only
+    holds more WAL, and the shipper takes its position from the store anyway."""
+    path = ship_state_path(db_dir, state.url)
+    if not path.parent.exists():
+        IO.mkdirs(path.parent)
+    IO.write_file_visible(path, _encode(asdict(state)), "replication.state")
 
 
 def dropped_through(db_dir: Path, url: str) -> int:

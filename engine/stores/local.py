@@ -121,10 +121,14 @@ class LocalStore(Store):
         path = self._path(key)
         IO.mkdirs(path.parent)
         temporary = self._temporary(path)
-        IO.write_file_atomic(temporary, data, "store.write")
+        out = IO.open_append(temporary, "store.write", create=True)
         try:
-            return IO.link_new(temporary, path)
+            out.write(data)
+            out.fsync()
+            out.close()
+            return IO.link_new(temporary, path)  # durable: the directory is fsynced
         finally:
+            out.close()
             IO.remove(temporary, missing_ok=True)
 
     def exists(self, key: str) -> bool:

@@ -119,7 +119,13 @@ def prune_(
     ctx: typer.Context,
     directory: Dir,
     keep_last: Annotated[
-        int, typer.Option("--keep-last", help="Keep the newest N per database.", show_default=False)
+        int,
+        typer.Option(
+            "--keep-last",
+            help="Keep the newest N per database and kind (whole-database backups are "
+            "counted apart from table backups).",
+            show_default=False,
+        ),
     ],
     keep_daily: Annotated[
         int, typer.Option("--keep-daily", help="And the newest of each of N days.")
@@ -153,6 +159,9 @@ def prune_(
     if st.format == "table":
         for name in report.deleted:
             typer.echo(("would delete " if dry_run else "deleted ") + name)
+        if dry_run:
+            for name, why in report.reasons.items():
+                typer.echo(f"would keep {name}: {'; '.join(why)}")
         note(
             ctx,
             f"kept {len(report.kept)} archive(s)"
