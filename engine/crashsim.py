@@ -1,7 +1,11 @@
 """``crash simulate``: crash real writer processes and hold recovery to the wal_level's promise.
 
 Each trial creates a scratch database with the settings of the database under
-test (whose own data is never touched), starts a writer child
+test (whose own data is never touched) but its retention and its replica
+stores: the workload writes fixed timestamps that a retention period would
+refuse, and a scratch copy must never ship to the database's replicas (a
+``byrl`` database is tried at ``sync``, the local half of its promise). It
+starts a writer child
 (``engine.workload``) that acknowledges batches on stdout, crashes it as the
 mode says, reopens the database, and compares acknowledged with recovered
 data against DESIGN.md's table:
@@ -32,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +134,10 @@ class SimReport:
 
 
 def simulate(data_dir: Path, name: str, options: SimOptions, progress: Any = None) -> SimReport:
-    """Run ``options.trials`` crash trials with the settings of database ``name``."""
+    """Run ``options.trials`` crash trials with the settings of database ``name`` (but
+    its retention and replicas: see the module docstring)."""
     settings = Database.open(existing_database_dir(data_dir, name), name, readonly=True).settings
+    settings = replace(settings.detached(), retention_ns=0)
     report = SimReport(name, options.mode, settings.wal_level.label, options.seed)
     rng = random.Random(options.seed)
     scratch_root = Path(tempfile.mkdtemp(prefix=".crashsim-", dir=data_dir))

@@ -168,6 +168,25 @@ def test_simulate_every_mode_keeps_the_promise(cli, level: str) -> None:  # type
     assert cli("--format", "json", "table", "list", "sim").json() == []  # its data untouched
 
 
+def test_simulate_of_a_database_with_retention_and_a_replica_keeps_the_promise(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    """The workload writes 2023 timestamps: a scratch copy keeping the database's
+    retention refused or expired them all and reported every trial BROKEN (issue 25);
+    nor may a scratch copy ship to the database's replica store."""
+    assert cli("db", "create", "kept", "--retention", "30d").code == 0
+    store = tmp_path / "store"
+    assert cli("replica", "add", "kept", str(store)).code == 0
+    for mode in ("kill", "checkpoint"):
+        result = cli(
+            "--format", "json", "crash", "simulate", "kept", "--mode", mode,
+            "--trials", "2", "--seed", "3", "--rows", "5000",
+        )  # fmt: skip
+        assert result.code == 0, (mode, result.err)
+        assert all(t["verdict"] == "ok" and t["acked"] > 0 for t in result.json()["trials"])
+    assert not list(store.glob("log/*/*")), "a scratch trial shipped to the real store"
+
+
 def test_simulate_catches_a_planted_missing_fsync(cli) -> None:  # type: ignore[no-untyped-def]
     cli("db", "create", "bug")
     result = cli(
