@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine import manifest as manifest_format
 from engine import wal
-from engine.errors import AlreadyExists, NotFound, StorageError
+from engine.errors import AlreadyExists, InvalidArgument, NotFound, StorageError
 from engine.fileio import IO
 from engine.lock import WriterLock, process_alive
 from engine.manifest import Manifest
@@ -36,6 +36,16 @@ def require_data_dir(data_dir: Path) -> Path:
             f"data directory {data_dir} does not exist",
             hint="check the path; creating a database creates its data directory",
         )
+    return data_dir
+
+
+def ensure_data_dir(data_dir: Path) -> Path:
+    """``data_dir``, created (owner-only, durably) if missing: for the commands that
+    create a database (a second site starts from nothing). A path that exists and is not
+    a directory is refused."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise InvalidArgument(f"data directory {data_dir} is a file, not a directory")
+    IO.mkdirs(data_dir)
     return data_dir
 
 
@@ -68,8 +78,6 @@ def writable_database_dir(data_dir: Path, name: str) -> Path:
 
 def create_database(data_dir: Path, name: str, settings: Settings) -> Path:
     """Create an empty database; its settings are logged as the WAL's first record."""
-    from engine.errors import InvalidArgument
-
     target = database_dir(data_dir, name)
     if settings.wal_level is WalLevel.BYRL:
         raise InvalidArgument(
@@ -78,7 +86,7 @@ def create_database(data_dir: Path, name: str, settings: Settings) -> Path:
         )
     if target.exists():
         raise AlreadyExists(f"database {name} already exists in {data_dir}")
-    IO.mkdirs(data_dir)
+    ensure_data_dir(data_dir)
     clear_leftovers(data_dir)
     staging = data_dir / f"{_HIDDEN_PREFIX}{name}.creating.{os.getpid()}"
     IO.remove_tree(staging)

@@ -27,7 +27,13 @@ from engine import manifest as manifest_format
 from engine.archive import ArchiveFile, ArchiveManifest
 from engine.backup import chain, effective_files
 from engine.database import Database
-from engine.datadir import clear_leftovers, database_dir, require_data_dir, swap_in
+from engine.datadir import (
+    clear_leftovers,
+    database_dir,
+    ensure_data_dir,
+    require_data_dir,
+    swap_in,
+)
 from engine.errors import AlreadyExists, InvalidArgument, NotFound
 from engine.fileio import IO
 from engine.manifest import Manifest, SegmentInfo, TableEntry
@@ -155,7 +161,11 @@ def _plan(
         if missing:
             raise NotFound(f"archive {archive_dir.name} has no table {', '.join(missing)}")
         tables = {t: tables[t] for t in sorted(set(options.tables))}
-    target_dir = database_dir(require_data_dir(data_dir), target)
+    if options.tables is not None:
+        base = require_data_dir(data_dir)  # tables go into a database that exists
+    else:  # a whole database is made here (a dry run only says it would be)
+        base = data_dir if options.dry_run else ensure_data_dir(data_dir)
+    target_dir = database_dir(base, target)
     exists = (target_dir / manifest_format.FILENAME).exists()
     if options.tables is None and exists and options.mode == "fail":
         raise AlreadyExists(

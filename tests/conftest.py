@@ -101,7 +101,7 @@ def run_cli(
         text=True,
         env={**CLEAN_ENV, **(env or {})},
         timeout=timeout,
-        cwd=data_dir,
+        cwd=next(p for p in (data_dir, *data_dir.parents) if p.is_dir()),  # it may not exist yet
     )
     return Result(done.returncode, done.stdout, done.stderr)
 

@@ -106,7 +106,11 @@ def test_serve_examples_run_as_written(data_dir: Path, tmp_path: Path) -> None:
     args = unit["ExecStart"].split()[1:]
     args = [a.replace(DEFAULT_BIND, f"127.0.0.1:{port}") for a in args]
     assert f"127.0.0.1:{port}" in args
-    env = {**CLEAN_ENV, "TSADMIN_DATA_DIR": str(data_dir), "TSADMIN_TOKEN": "tok"}
+    # a new host: the data dir is the unit's state directory, which does not exist yet
+    assert unit["StateDirectory"] == "tsadmin" and unit["StateDirectoryMode"] == "0700"
+    assert unit["Environment"] == f"TSADMIN_DATA_DIR=/var/lib/{unit['StateDirectory']}"
+    state_dir = tmp_path / "var-lib" / unit["StateDirectory"]
+    env = {**CLEAN_ENV, "TSADMIN_DATA_DIR": str(state_dir), "TSADMIN_TOKEN": "tok"}
     server = subprocess.Popen(
         [sys.executable, "-m", "tsadmin", *args], env=env, stderr=subprocess.PIPE, text=True
     )
@@ -132,6 +136,7 @@ def test_serve_examples_run_as_written(data_dir: Path, tmp_path: Path) -> None:
         _, err = server.communicate(timeout=int(unit["TimeoutStopSec"]))
         assert server.returncode == 0, err
         assert all(line.startswith("{") for line in err.splitlines())  # --format json logs
+        assert (state_dir / name).is_dir() and state_dir.stat().st_mode & 0o777 == 0o700
     finally:
         if server.poll() is None:
             server.kill()

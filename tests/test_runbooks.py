@@ -98,12 +98,11 @@ def test_runbook_runs_as_written(runbook: Path, tmp_path: Path) -> None:
     settings_before = run_cli(data_dir, "--format", "json", "config", "get", DEMO).out
     extra = {}
     if runbook.stem == "second-site":  # two sites and a store, all on this machine
-        (tmp_path / "site-b").mkdir()
-        extra = {
+        extra = {  # site B is a new host: its data dir does not exist, nor its parent
             "DB": DEMO,
             "STORE": str(tmp_path / "store"),
             "SITE_A": str(data_dir),
-            "SITE_B": str(tmp_path / "site-b"),
+            "SITE_B": str(tmp_path / "host-b" / "var-lib-tsadmin"),
         }
     done = run_runbook(runbook, data_dir, tmp_path, extra)
     assert done.returncode == 0, (

@@ -445,3 +445,30 @@ def test_compaction_merges_the_log_and_followers_at_every_position_continue(
     )
     assert result.json()["reached_lsn"] <= 12
     assert sorted(batches_in(b, "mid")) == list(range(1, len(batches_in(b, "mid")) + 1))
+
+
+def test_commands_that_make_a_database_start_from_a_data_dir_that_does_not_exist(
+    tmp_path: Path,
+) -> None:
+    """follow, restore and a point-in-time restore on a new host (issue 25: they refused a
+    missing data dir, and the hint sent the operator to db create): the data dir is made
+    owner-only, as db create makes it; a typo still fails for the commands that read."""
+    a, _ = sites(tmp_path)
+    url = tmp_path / "store"
+    ok(tsadmin(a, "db", "create", "m"))
+    ok(tsadmin(a, "replica", "add", "m", str(url)))
+    ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=lines(1)))
+    ok(tsadmin(a, "backup", "create", "m", "--to", str(tmp_path / "bk"), "--name", "full"))
+    for new, args in (
+        ("follow-host", ("follow", str(url), "--db", "m", "--once")),
+        ("restore-host", ("restore", str(tmp_path / "bk" / "full"))),
+        ("pitr-host", ("restore", str(url), "--db", "m", "--to-time", "now")),
+    ):
+        data = tmp_path / new / "var-lib-tsadmin"
+        ok(tsadmin(data, *args))
+        assert data.stat().st_mode & 0o777 == 0o700
+        assert checksum(data, "m") == checksum(a, "m")
+    missing = tsadmin(tmp_path / "typo", "db", "list")
+    assert missing.code == 1 and "does not exist" in missing.err
+    dry = tsadmin(tmp_path / "dry-host", "restore", str(tmp_path / "bk" / "full"), "--dry-run")
+    assert dry.code == 0 and not (tmp_path / "dry-host").exists()

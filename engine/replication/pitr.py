@@ -23,7 +23,7 @@ from typing import Any
 from engine import logsegment, wal, walkinds
 from engine import manifest as manifest_format
 from engine.database import Database
-from engine.datadir import clear_leftovers, database_dir, require_data_dir
+from engine.datadir import clear_leftovers, database_dir, ensure_data_dir
 from engine.errors import AlreadyExists, InvalidArgument
 from engine.fileio import IO
 from engine.names import validate_name
@@ -76,7 +76,7 @@ def restore_to_point(
     if (to_lsn is None) == (to_time_ns is None):
         raise InvalidArgument("give one target: an LSN or a time", param="target")
     started = time.perf_counter()
-    data_dir = require_data_dir(data_dir)
+    data_dir = data_dir if dry_run else ensure_data_dir(data_dir)
     validate_name("database", name)
     if database_dir(data_dir, name).exists():
         raise AlreadyExists(

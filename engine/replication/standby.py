@@ -44,7 +44,7 @@ from typing import Any
 from engine import archive, archivestore, logsegment
 from engine.backup import chain, effective_files
 from engine.database import Database
-from engine.datadir import database_dir, require_data_dir
+from engine.datadir import database_dir, ensure_data_dir
 from engine.errors import (
     AlreadyExists,
     Corruption,
@@ -192,7 +192,7 @@ class Follower:
     """Keeps standby ``name`` of ``data_dir`` up with the store at ``url``."""
 
     def __init__(self, data_dir: Path, url: str, name: str) -> None:
-        self.data_dir = require_data_dir(data_dir)
+        self.data_dir = ensure_data_dir(data_dir)  # a second site starts from nothing
         self.url = url
         self.name = name
         self.store = open_store(url)

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from engine import database as database_module
 from engine.database import Database
-from engine.datadir import create_database, database_dir, list_databases, require_data_dir
+from engine.datadir import create_database, database_dir, ensure_data_dir, list_databases
 from engine.errors import EngineError, InvalidArgument, WritesRefused
 from engine.names import validate_name
 from engine.replication import state as replication_state
@@ -117,7 +117,7 @@ class WriteService:
         return {name: s.db for name, s in self.served.items()}
 
     def open(self) -> None:
-        require_data_dir(self.data_dir)
+        ensure_data_dir(self.data_dir)  # serving an empty data dir waits for CREATE DATABASE
         names = list(self.config.databases) or list_databases(self.data_dir)
         try:
             for name in names:
