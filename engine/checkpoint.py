@@ -40,6 +40,9 @@ class CheckpointReport:
     rows_deleted: int = 0
     segments_rewritten: int = 0
     segments_dropped: int = 0
+    # the retention's expiry at this checkpoint: rows as stored, partitions emptied
+    rows_expired: int = 0
+    partitions_expired: int = 0
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:

@@ -134,6 +134,7 @@ class Database:
         self._threads: list[threading.Thread] = []
         self._checkpoint_requested = False
         self.background_error: EngineError | None = None
+        self._expiring: retention.ExpiryPreview | None = None  # the checkpoint's expiry
 
     # -- opening and closing -----------------------------------------------------
     @classmethod
@@ -561,10 +562,17 @@ class Database:
         if self._replication is not None and self._replication.fenced:
             return None
         with self._write_lock:
-            spec = retention.expiry_due(
-                self._settings, self._manifest, [self._memtable, *self._immutables]
-            )
+            memtables = [self._memtable, *self._immutables]
+            spec = retention.expiry_due(self._settings, self._manifest, memtables)
+            if spec is not None:
+                self._expiring = retention.preview_expiry(self._settings, self._manifest, memtables)
         return None if spec is None else self.log_delete(spec)
+
+    def preview_expiry(self, settings: Settings) -> retention.ExpiryPreview:
+        """What an expiry under ``settings`` (a retention about to be set) removes now."""
+        with self._write_lock:
+            memtables = [self._memtable, *self._immutables]
+            return retention.preview_expiry(settings, self._manifest, memtables)
 
     def _raise_background_failure(self) -> None:
         """A background checkpoint, compaction or WAL flush that failed is reported by the
@@ -822,8 +830,14 @@ class Database:
         """Expire what the retention period says, write the memtable to segments (and
         rewrite the segments deletes touch), install the manifest, drop the old WAL file."""
         self._check_open()
+        self._expiring = None
         self._expire_due()
-        return self._checkpoint(reason)
+        report = self._checkpoint(reason)
+        if self._expiring is not None:  # say what the retention removed
+            report.rows_expired = self._expiring.rows
+            report.partitions_expired = len(self._expiring.partitions)
+            self._expiring = None
+        return report
 
     def _checkpoint(self, reason: str) -> CheckpointReport:
         self._check_open()

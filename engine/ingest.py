@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import select
 import stat
 import time
@@ -58,6 +59,26 @@ class IngestOptions:
             raise InvalidArgument("batch size must be at least 1 row")
 
 
+MAX_REASON_KINDS = 20
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NUMBER = re.compile(r"(?<![\w.-])-?\d+(?:\.\d+)?(?![\w.])")
+
+
+def reason_kind(reason: str) -> str:
+    """A refusal's reason with the values in it left out (quoted text, numbers), so
+    refusals of one kind count together: ``invalid value '1x' for field 'v'`` ->
+    ``invalid value … for field …``."""
+    return _NUMBER.sub("N", _QUOTED.sub("…", reason))
+
+
+@dataclass
+class RejectedReason:
+    reason: str  # the kind (reason_kind)
+    count: int
+    first_where: str  # source:line[:column] of the first one
+    first_reason: str  # its reason in full
+
+
 @dataclass
 class IngestReport:
     database: str
@@ -70,6 +91,19 @@ class IngestReport:
     bytes: int = 0
     seconds: float = 0.0
     replication: list[str] = field(default_factory=list)  # what the shipper had to say
+    # per kind of reason (its text with values left out): how many, and the first one
+    rejected_reasons: list[RejectedReason] = field(default_factory=list)
+
+    def count_rejected(self, reason: str, where: str) -> None:
+        kind = reason_kind(reason)
+        for item in self.rejected_reasons:
+            if item.reason == kind:
+                item.count += 1
+                return
+        if len(self.rejected_reasons) < MAX_REASON_KINDS:
+            self.rejected_reasons.append(RejectedReason(kind, 1, where, reason))
+        else:
+            self.rejected_reasons[-1].count += 1  # folded into the last kind kept
 
     @property
     def rows_per_second(self) -> float:
@@ -188,6 +222,7 @@ class Run:
             )
         self.rejects.write(Refused(line, column, reason, text, where))
         self.report.rejected += 1
+        self.report.count_rejected(reason, where)
 
     def expired(self, ts: pa.Array | pa.ChunkedArray) -> list[int]:
         """Indices of the timestamps (in the database's precision) that the retention

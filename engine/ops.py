@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 
 from engine import checksum as checksum_mod
 from engine import lock, segment, wal
+from engine import retention as retention_module
 from engine.checkpoint import CheckpointReport, CompactionReport
 from engine.database import Database
 from engine.datadir import existing_database_dir, list_databases, writable_database_dir
@@ -215,22 +216,56 @@ def config_get(data_dir: Path, name: str, key: str | None = None) -> dict[str, A
     return {canonical: values[canonical]}
 
 
-def config_set(data_dir: Path, name: str, key: str, value: str) -> dict[str, Any]:
+def config_set(
+    data_dir: Path, name: str, key: str, value: str, *, dry_run: bool = False
+) -> dict[str, Any]:
+    """Change a setting (logged and fsynced). A retention that expires data now says what
+    it removes (``expired``: rows as stored, partitions, tables) and removes it at the
+    checkpoint of this close; ``dry_run`` only says what the change would do."""
     canonical = canonical_key(key)
+    if dry_run:
+        with reading(data_dir, name) as db:
+            before = db.settings.to_display()[canonical]
+            new = db.settings.with_value(canonical, value)
+            expired = db.preview_expiry(new) if canonical == "retention" else None
+        after = new.to_display()[canonical]
+        return _change(name, canonical, before, after, expired, dry_run=True)
     db = Database.open(writable_database_dir(data_dir, name), name, background=False)
     try:
         before = db.settings.to_display()[canonical]
+        new = db.settings.with_value(canonical, value)
+        expired = db.preview_expiry(new) if canonical == "retention" else None
         after = db.set_setting(canonical, value).to_display()[canonical]
     except BaseException:
         db.abandon()
         raise
-    result = {"database": name, "key": canonical, "old": before, "new": after, "warning": None}
+    result = _change(name, canonical, before, after, expired, dry_run=False)
     try:
         db.close()
     except EngineError as exc:  # the change is committed (fsynced in the WAL) all the same
         result["warning"] = f"the checkpoint at close failed ({exc.message}); the change is "
         result["warning"] += "committed in the WAL and applies from the next open on"
     return result
+
+
+def _change(
+    name: str,
+    key: str,
+    before: Any,
+    after: Any,
+    expired: retention_module.ExpiryPreview | None,
+    *,
+    dry_run: bool,
+) -> dict[str, Any]:
+    return {
+        "database": name,
+        "key": key,
+        "old": before,
+        "new": after,
+        "warning": None,
+        "dry_run": dry_run,
+        "expired": expired.to_json() if expired is not None else None,
+    }
 
 
 def checkpoint(data_dir: Path, names: list[str]) -> list[CheckpointReport]:

@@ -18,6 +18,8 @@ it never stops the ingest.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,7 +27,8 @@ import pyarrow.compute as pc
 from engine.deletes import DeleteSpec
 from engine.manifest import Manifest
 from engine.memtable import Memtable
-from engine.settings import Settings, units_from_ns
+from engine.schema import TS
+from engine.settings import Settings, ns_per_unit, units_from_ns
 
 
 def oldest_kept_ns(settings: Settings, now_ns: int | None = None) -> int | None:
@@ -64,6 +67,56 @@ def expiry_due(
     if not (stored or pending):
         return None
     return DeleteSpec(table=None, start=None, end=cutoff, reason="retention")
+
+
+@dataclass
+class ExpiryPreview:
+    """What an expiry under some settings removes now: the partitions (their start, ns)
+    and tables it empties, and the rows they hold as stored (a point overwritten in a
+    later segment of its partition counts once per segment: expiry drops files unread,
+    so their rows are not merged to count them)."""
+
+    cutoff_ns: int | None
+    partitions: list[int] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    rows: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "partition_count": len(self.partitions)}
+
+
+def preview_expiry(
+    settings: Settings, manifest: Manifest, memtables: list[Memtable], now_ns: int | None = None
+) -> ExpiryPreview:
+    """What :func:`expiry_due` would remove now under ``settings`` (see the class)."""
+    cutoff = expiry_cutoff_ns(settings, now_ns)
+    preview = ExpiryPreview(cutoff)
+    if cutoff is None:
+        return preview
+    cutoff_units = units_from_ns(cutoff, settings.precision)
+    width = settings.partition_units
+    partitions: set[int] = set()  # partition starts, in the database's unit
+    tables: set[str] = set()
+    for table, entry in manifest.tables.items():
+        for info in entry.segments:
+            if info.min_ts < cutoff_units:
+                partitions.add(info.min_ts - info.min_ts % width)
+                tables.add(table)
+                preview.rows += info.rows
+    for memtable in memtables:
+        for table, batches in memtable.batches.items():
+            for rows in batches:
+                ts = rows.column(TS).cast(pa.int64())
+                old = pc.filter(ts, pc.less(ts, cutoff_units))
+                if len(old):
+                    tables.add(table)
+                    preview.rows += len(old)
+                    starts = {t - t % width for t in (pc.min(old).as_py(), pc.max(old).as_py())}
+                    partitions |= {p for p in range(min(starts), max(starts) + 1, width)}
+    unit = ns_per_unit(settings.precision)
+    preview.partitions = sorted(p * unit for p in partitions)
+    preview.tables = sorted(tables)
+    return preview
 
 
 def too_old(ts: pa.Array | pa.ChunkedArray, oldest_ns: int, precision: str) -> pa.Array:

@@ -130,12 +130,14 @@ def test_select_with_range_filter_limit_and_formats(loaded) -> None:  # type: ig
 def test_config_names_numbers_kwdb_keys_and_durations(loaded) -> None:  # type: ignore[no-untyped-def]
     assert loaded("config", "get", "m", "wal_level").out.strip() == "sync"
     changed = loaded("--format", "json", "config", "set", "m", "ts.wal.wal_level", "2").json()
-    assert changed == {
+    assert changed == {  # JSON only gains fields (dry_run, expired came with issue 25)
         "database": "m",
         "key": "wal_level",
         "old": "sync",
         "new": "flush",
         "warning": None,
+        "dry_run": False,
+        "expired": None,
     }
     assert loaded("config", "set", "m", "ts.wal.checkpoint_interval", "5m").code == 0
     assert loaded("config", "set", "m", "wal_fsync_period", "2s").code == 0

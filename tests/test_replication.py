@@ -568,7 +568,7 @@ def test_deletes_and_expiry_are_shipped_and_applied_by_the_standby(
     ok(tsadmin(a, "replicate", "m", "--once", env=env))
     ok(tsadmin(b, "follow", url, "--db", "m", "--once", env=env))
     assert checksum(a, "m") == checksum(b, "m") and batches_in(b, "m")[2] == 8
-    ok(tsadmin(a, "config", "set", "m", "retention", "30d", env=env))  # T0 is in 2023
+    ok(tsadmin(a, "config", "set", "m", "retention", "30d", "--yes", env=env))  # T0: 2023
     assert _rows(a, "mem") == [] and _rows(a, "cpu") == []
     ok(tsadmin(a, "replicate", "m", "--once", env=env))
     ok(tsadmin(b, "follow", url, "--db", "m", "--once", env=env))

@@ -56,8 +56,23 @@ def test_setting_a_retention_expires_exactly_the_partitions_outside_it(data_dir:
     files_before = set((data_dir / "m" / "tables").rglob("*.parquet"))
     assert len(_segment_partitions(data_dir)["cpu"]) == 10
 
-    changed = run_cli(data_dir, "config", "set", "m", "retention", "3d")
+    # a retention that removes data now says what, and wants --yes (issue 25: it deleted
+    # at once, without a word)
+    refused = run_cli(data_dir, "config", "set", "m", "retention", "3d")
+    assert refused.code == 2 and "--yes" in refused.err and "would remove" in refused.err
+    assert "in 6 partition(s) of cpu, mem" in refused.err, refused.err
+    assert set((data_dir / "m" / "tables").rglob("*.parquet")) == files_before
+    dry = run_cli(
+        data_dir, "config", "set", "m", "retention", "3d", "--dry-run", "--format", "json"
+    )
+    assert dry.code == 0 and dry.json()["dry_run"] and dry.json()["expired"]["partition_count"] == 6
+    assert run_cli(data_dir, "config", "get", "m", "retention").out.strip() == "none"
+    changed = run_cli(data_dir, "config", "set", "m", "retention", "3d", "--yes")
     assert changed.code == 0, changed.err
+    expired_rows = sum(
+        1 for t in ("cpu", "mem") for ts in before[t] if ts < _day_start(now - 3 * DAY)
+    )
+    assert f"removed {expired_rows:,} rows (as stored) in 6 partition(s)" in changed.err
     cutoff = _day_start(now - 3 * DAY)  # the oldest partition kept starts here
     for table in ("cpu", "mem"):
         assert _times(data_dir, table) == [t for t in before[table] if t >= cutoff]
@@ -92,6 +107,9 @@ def test_a_checkpoint_expires_what_aged_out_and_a_standby_never_does(data_dir: P
     done = run_cli(data_dir, "checkpoint", "m", "--format", "json")
     assert done.code == 0, done.err
     cutoff = _day_start(now - 2 * DAY)
+    gone = [t for t in old if t < cutoff]
+    assert done.json()[0]["rows_expired"] == len(gone)  # the report says what went
+    assert done.json()[0]["partitions_expired"] == len(gone)
     assert _times(data_dir, "cpu") == sorted(t for t in old if t >= cutoff)
     assert _segment_partitions(data_dir)["cpu"] == {_day_start(t) for t in old if t >= cutoff}
 
@@ -164,7 +182,7 @@ def test_retention_keeps_an_incremental_chain_restorable(data_dir: Path, tmp_pat
     store = tmp_path / "store"
     backup = ["backup", "create", "m", "--to", str(store)]
     assert run_cli(data_dir, *backup, "--name", "full").code == 0
-    assert run_cli(data_dir, "config", "set", "m", "retention", "4d").code == 0
+    assert run_cli(data_dir, "config", "set", "m", "retention", "4d", "--yes").code == 0
     assert run_cli(data_dir, *backup, "--incremental", "--name", "inc").code == 0
     restored = run_cli(data_dir, "restore", str(store / "inc"), "--db", "back")
     assert restored.code == 0, restored.err
@@ -180,3 +198,26 @@ def _future(now: int) -> int:
     """Points of today's schedule still in the future (not written), over both tables."""
     today = _day_start(now)
     return 2 * sum(1 for hour in (1, 7, 13, 19) if today + hour * 3600 * 10**9 > now)
+
+
+def test_rejected_lines_are_counted_by_reason_without_a_rejects_file(data_dir: Path) -> None:
+    """Issue 25: 300 rows rejected and not a word why unless --rejects was given."""
+    assert run_cli(data_dir, "db", "create", "m", "--retention", "30d").code == 0
+    sample = ROOT / "examples" / "data" / "weather.csv"
+    result = run_cli(data_dir, "ingest", "csv", "m", str(sample), "--ts-column", "time")
+    assert result.code == 7
+    assert (
+        "300 rejected: point is older than the retention period (30d) of the database "
+        f"(first: {sample}:2)" in result.err
+    ), result.err
+    now = time.time_ns()
+    lines = f"cpu v=1 {now}\ncpu v=x {now}\ncpu v=y {now}\ncpu v=1 {now - 90 * DAY}\n"
+    report = run_cli(
+        data_dir, "--format", "json", "ingest", "lp", "m", "-", "--on-error", "skip", stdin=lines
+    ).json()
+    kinds = {r["reason"]: r for r in report["rejected_reasons"]}
+    assert kinds["field value … of field … has unrecognized type"]["count"] == 2
+    assert kinds["field value … of field … has unrecognized type"]["first_where"] == "stdin:2:7"
+    older = kinds["point is older than the retention period (30d) of the database"]
+    assert older["count"] == 1 and older["first_where"] == "stdin:4"
+    assert report["rejected"] == 3 and report["rows"] == 1

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 
@@ -46,13 +47,41 @@ def set_(
         ),
     ],
     value: Annotated[str, typer.Argument(help="e.g. sync, 2, 500ms, 30s, 5m.", metavar="VALUE")],
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Say what the change would do (what a retention expires)."),
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Confirm a retention that removes data now.")
+    ] = False,
 ) -> None:
-    """Change a setting; logged and fsynced. Switching to or from off checkpoints first."""
+    """Change a setting; logged and fsynced. Switching to or from off checkpoints first. A
+    retention that would remove data now says what and asks for --yes."""
     st = state(ctx)
-    change = ops.config_set(st.data_dir, db, key, value)
+    if not dry_run and not yes:
+        preview = ops.config_set(st.data_dir, db, key, value, dry_run=True)
+        if preview["expired"] and preview["expired"]["rows"]:
+            raise typer.BadParameter(
+                f"retention {preview['new']} would remove {_expired(preview['expired'])} now; "
+                "check it with --dry-run, then add --yes",
+                param_hint="--yes",
+            )
+    change = ops.config_set(st.data_dir, db, key, value, dry_run=dry_run)
     if change["warning"]:
         note(ctx, f"warning: {change['warning']}")
     if st.format == "table":
-        note(ctx, f"{db}: {change['key']} {change['old']} -> {change['new']}")
+        verb = "would change" if dry_run else "changed"
+        note(ctx, f"{db}: {verb} {change['key']} {change['old']} -> {change['new']}")
+        if change["expired"] and change["expired"]["rows"]:
+            removed = "would remove" if dry_run else "removed"
+            note(ctx, f"{db}: {removed} {_expired(change['expired'])}")
     else:
         emit(change, st.format)
+
+
+def _expired(expired: dict[str, Any]) -> str:
+    before = datetime.fromtimestamp(expired["cutoff_ns"] / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"{expired['rows']:,} rows (as stored) in {expired['partition_count']} partition(s) of "
+        f"{', '.join(expired['tables'])}, everything before {before}"
+    )

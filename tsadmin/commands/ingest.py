@@ -48,6 +48,11 @@ def _run(
         report: Any = ops.ingest(st.data_dir, db, kind, source, options, csv_options, progress)
     if st.format == "table":
         note(ctx, _summary(report, db))
+        for item in report.rejected_reasons:  # why, even without a rejects file
+            first = item.first_where
+            if item.first_reason != item.reason:
+                first += f": {item.first_reason}"
+            note(ctx, f"  {item.count:,} rejected: {item.reason} (first: {first})")
     else:
         emit(report.to_json(), st.format)
     for item in report.replication:

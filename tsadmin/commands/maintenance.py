@@ -49,6 +49,8 @@ def checkpoint(
                 "segments_written",
                 "bytes_written",
                 "wal_bytes_removed",
+                "rows_expired",
+                "partitions_expired",
                 "seconds",
                 *(["error"] if all_ else []),
             ],
