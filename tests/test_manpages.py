@@ -40,3 +40,27 @@ def test_every_group_has_a_page() -> None:
     groups = [n for n, c in root.commands.items() if hasattr(c, "commands")]  # type: ignore[attr-defined]
     assert {f"tsadmin-{g}.1" for g in groups} | {"tsadmin.1"} == set(render_pages())
     assert {"db", "wal", "backup", "crash", "ingest", "config", "table"} <= set(groups)
+
+
+def test_no_command_summary_is_cut_in_the_help_lists() -> None:
+    """Issue 25: `tsadmin --help` cut summaries ("Keep a standby of the primary...")."""
+    import click
+    import typer
+
+    from tsadmin.app import app
+
+    root = typer.main.get_command(app)
+    cut = []
+
+    def walk(group: click.Group, ctx: click.Context, path: str) -> None:
+        for name in group.list_commands(ctx):
+            command = group.get_command(ctx, name)
+            assert command is not None
+            summary = command.get_short_help_str(limit=60)
+            if summary.endswith("..."):
+                cut.append(f"{path}{name}: {summary}")
+            if isinstance(command, click.Group):
+                walk(command, click.Context(command, parent=ctx), f"{path}{name} ")
+
+    walk(root, click.Context(root), "")  # type: ignore[arg-type]
+    assert not cut, cut

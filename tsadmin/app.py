@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from engine import EngineError, __version__, resolve_data_dir
+from engine import EngineError, InvalidArgument, __version__, resolve_data_dir
 from tsadmin import signals
 from tsadmin.commands import (
     backup,
@@ -74,7 +74,10 @@ def main_options(
     fmt: Annotated[
         str,
         typer.Option(
-            "--format", envvar="TSADMIN_FORMAT", help="Output format: table, json or csv."
+            "--format",
+            envvar="TSADMIN_FORMAT",
+            help="Output format: table, json or csv.",
+            metavar="table|json|csv",
         ),
     ] = "table",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No messages on stderr.")] = False,
@@ -132,8 +135,8 @@ def hoist_global_options(args: list[str]) -> list[str]:
 
 def _committed(exc: BaseException) -> str:
     rows = getattr(exc, "committed_rows", None)
-    if rows is None:
-        return ""
+    if rows is None or (rows == 0 and isinstance(exc, InvalidArgument)):
+        return ""  # a refused option or value: nothing was written, nothing to say
     lsn = getattr(exc, "committed_lsn", None)
     at = f", up to LSN {lsn}" if lsn else ""
     return f" ({rows:,} rows committed before it{at}; re-running is safe)"

@@ -38,11 +38,13 @@ def note(ctx: typer.Context, message: str) -> None:
         typer.echo(message, err=True)
 
 
-def command_group(help_text: str) -> typer.Typer:
+def command_group(help_text: str, short_help: str | None = None) -> typer.Typer:
     """A command group with the house settings: plain text errors and help (scripts and
-    man pages read them), -h as well as --help."""
+    man pages read them), -h as well as --help; ``short_help`` for the command list when
+    the help's first sentence would be cut there."""
     return typer.Typer(
         help=help_text,
+        short_help=short_help,
         no_args_is_help=True,
         rich_markup_mode=None,
         pretty_exceptions_enable=False,

@@ -32,10 +32,19 @@ class S3Store(Store):
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
 
+        from botocore.exceptions import BotoCoreError
+
         self.bucket = bucket
         self.prefix = prefix
         config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10)
-        self._client: Any = boto3.client("s3", config=config)
+        try:
+            self._client: Any = boto3.client("s3", config=config)
+        except BotoCoreError as exc:  # partial credentials, a bad region or profile
+            raise StoreUnavailable(
+                f"{self.describe()}: {exc}",
+                hint="set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or a profile), "
+                "and AWS_REGION",
+            ) from None
         self._transfer = TransferConfig(
             multipart_threshold=PART_BYTES,
             multipart_chunksize=PART_BYTES,

@@ -17,7 +17,10 @@ from tsadmin.progress import byte_progress
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
 
-app = command_group("Back up databases or tables to Parquet archives; list, verify and prune them.")
+app = command_group(
+    "Back up databases or tables to Parquet archives; list, verify and prune them.",
+    short_help="Back up to Parquet archives; list, verify, prune.",
+)
 
 Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 Dir = Annotated[
@@ -38,7 +41,7 @@ Archive = Annotated[
 ]
 
 
-@app.command("create")
+@app.command("create", short_help="Write a consistent archive of a database or tables.")
 def create(
     ctx: typer.Context,
     db: Db,
@@ -78,7 +81,7 @@ def create(
         emit(report.to_json(), st.format)
 
 
-@app.command("list")
+@app.command("list", short_help="The archives of a store.")
 def list_(ctx: typer.Context, directory: Dir) -> None:
     """Archives in DIR: kind, database, tables, rows, size, LSN, time, base."""
     st = state(ctx)
@@ -99,7 +102,7 @@ def list_(ctx: typer.Context, directory: Dir) -> None:
     )
 
 
-@app.command("verify")
+@app.command("verify", short_help="Check an archive and its base chain; exit 3 if damaged.")
 def verify(ctx: typer.Context, archive: Archive) -> None:
     """Manifest, files, sizes, SHA-256, Parquet schemas and rows, base chain; exit 3 if damaged."""
     st = state(ctx)
@@ -114,7 +117,7 @@ def verify(ctx: typer.Context, archive: Archive) -> None:
         raise VerificationFailed(f"archive {archive} has {len(report.problems)} problem(s)")
 
 
-@app.command("prune")
+@app.command("prune", short_help="Delete archives outside the retention policy.")
 def prune_(
     ctx: typer.Context,
     directory: Dir,
@@ -181,7 +184,11 @@ def restore_command(
         list[str] | None, typer.Option("--table", help="Only this table (repeatable).")
     ] = None,
     mode: Annotated[
-        str, typer.Option(help="fail if the target exists, replace it, or merge (upsert).")
+        str,
+        typer.Option(
+            help="fail if the target exists, replace it, or merge (upsert).",
+            metavar="fail|replace|merge",
+        ),
     ] = "fail",
     yes: Annotated[bool, typer.Option("--yes", help="Confirm --mode replace.")] = False,
     dry_run: Annotated[
@@ -262,4 +269,6 @@ def _restore_to_point(
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="backup")
-    root.command("restore")(restore_command)
+    root.command(
+        "restore", short_help="Restore an archive, or a replica store to a point in time."
+    )(restore_command)

@@ -11,7 +11,10 @@ from engine import ops
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
 
-app = command_group("Read and change durability settings (KWDB keys ts.wal.* accepted too).")
+app = command_group(
+    "Read and change durability settings (KWDB keys ts.wal.* accepted too).",
+    short_help="Read and change a database's settings.",
+)
 Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 
 

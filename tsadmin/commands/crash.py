@@ -11,10 +11,13 @@ from tsadmin.progress import count_progress
 from tsadmin.render import emit
 from tsadmin.state import command_group, state
 
-app = command_group("Prove recovery: crash real writer processes and check what survived.")
+app = command_group(
+    "Prove recovery: crash real writer processes and check what survived.",
+    short_help="Prove recovery by crashing real writers.",
+)
 
 
-@app.command("simulate")
+@app.command("simulate", short_help="Crash real writers; exit 3 if a promise broke.")
 def simulate(
     ctx: typer.Context,
     db: Annotated[
@@ -28,7 +31,9 @@ def simulate(
     mode: Annotated[
         str,
         typer.Option(
-            help="kill, power-loss, torn-write, bitflip or checkpoint.", show_default=False
+            help="kill, power-loss, torn-write, bitflip or checkpoint.",
+            show_default=False,
+            metavar="kill|power-loss|torn-write|bitflip|checkpoint",
         ),
     ],
     trials: Annotated[int, typer.Option(help="How many crashes.", min=1)] = 10,

@@ -28,7 +28,9 @@ Name = Annotated[str, typer.Argument(help="Database name.", show_default=False, 
 def create(
     ctx: typer.Context,
     name: Name,
-    precision: Annotated[str, typer.Option(help="Timestamp precision: ms, us or ns.")] = "ns",
+    precision: Annotated[
+        str, typer.Option(help="Timestamp precision: ms, us or ns.", metavar="ms|us|ns")
+    ] = "ns",
     wal_level: Annotated[
         str, typer.Option("--wal-level", help="off|sync|flush (or 0|1|2).")
     ] = "sync",
@@ -127,7 +129,7 @@ def drop(
         note(ctx, f"dropped database {name}")
 
 
-@app.command("checksum")
+@app.command("checksum", short_help="Order-independent SHA-256 of the rows.")
 def checksum(
     ctx: typer.Context,
     name: Name,
@@ -145,7 +147,7 @@ def checksum(
         emit(result if st.format == "json" else result["tables"], st.format)
 
 
-@app.command("verify")
+@app.command("verify", short_help="Check manifest, segments and WAL; exit 3 on damage.")
 def verify(ctx: typer.Context, name: Name) -> None:
     """Check the manifest, every segment (digest, page CRCs, rows, time range) and the WAL;
     exit 3 if anything is wrong. Safe beside a writer."""
@@ -170,7 +172,7 @@ def verify(ctx: typer.Context, name: Name) -> None:
         )
 
 
-@app.command("salvage")
+@app.command("salvage", short_help="Drop the segments db verify finds damaged.")
 def salvage(
     ctx: typer.Context,
     name: Name,

@@ -68,4 +68,4 @@ def _iso(ns: int | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("delete")(delete)
+    app.command("delete", short_help="Remove the rows of a table in a time range.")(delete)

@@ -36,4 +36,4 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
+    app.command("demo", short_help="The end-to-end demonstration.")(demo)

@@ -16,7 +16,10 @@ from tsadmin.progress import byte_progress
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
 
-app = command_group("Load line protocol or CSV (files, .gz, .zst, or - for stdin).")
+app = command_group(
+    "Load line protocol or CSV (files, .gz, .zst, or - for stdin).",
+    short_help="Load line protocol or CSV.",
+)
 
 Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 Source = Annotated[
@@ -25,7 +28,10 @@ Source = Annotated[
         help="Input file, or - for standard input.", show_default=False, metavar="FILE|-"
     ),
 ]
-OnError = Annotated[str, typer.Option("--on-error", help="abort (default) or skip bad lines.")]
+OnError = Annotated[
+    str,
+    typer.Option("--on-error", help="abort (default) or skip bad lines.", metavar="abort|skip"),
+]
 Rejects = Annotated[Path | None, typer.Option("--rejects", help="With skip: write bad lines here.")]
 BatchRows = Annotated[int, typer.Option("--batch-rows", help="Rows per transaction.")]
 FlushInterval = Annotated[
@@ -84,7 +90,10 @@ def lp(
     db: Db,
     source: Source,
     precision: Annotated[
-        str, typer.Option(help="Timestamps in the input: ns, us, ms, s, m or h.")
+        str,
+        typer.Option(
+            help="Timestamps in the input: ns, us, ms, s, m or h.", metavar="ns|us|ms|s|m|h"
+        ),
     ] = "ns",
     on_error: OnError = "abort",
     rejects: Rejects = None,

@@ -92,6 +92,6 @@ def recover(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("checkpoint")(checkpoint)
+    app.command("checkpoint", short_help="Write the memtable to segments now.")(checkpoint)
     app.command("compact")(compact)
-    app.command("recover")(recover)
+    app.command("recover", short_help="Replay the WAL after a crash and report.")(recover)

@@ -30,7 +30,7 @@ Url = Annotated[
 Interval = Annotated[str, typer.Option("--interval", help="Time between rounds.")]
 
 
-@app.command("add")
+@app.command("add", short_help="Ship a database's log to a store from now on.")
 def add(ctx: typer.Context, db: Db, url: Url) -> None:
     """Ship DB's log to the store URL from now on (logged and fsynced; the first round
     uploads a snapshot)."""
@@ -39,7 +39,7 @@ def add(ctx: typer.Context, db: Db, url: Url) -> None:
     emit({"database": db, "replicas": list(settings.replicas)}, st.format)
 
 
-@app.command("remove")
+@app.command("remove", short_help="Stop shipping a database to a store.")
 def remove(ctx: typer.Context, db: Db, url: Url) -> None:
     """Stop shipping DB to the store URL (what it holds stays there)."""
     st = state(ctx)
@@ -54,7 +54,7 @@ def remove(ctx: typer.Context, db: Db, url: Url) -> None:
     )
 
 
-@app.command("status")
+@app.command("status", short_help="Replication lag and state, of a primary or a standby.")
 def status(ctx: typer.Context, db: Db) -> None:
     """Per replica store: shipped LSN, lag (records, rows, bytes, seconds), held WAL,
     state (ok, lagging, needs reseed, fenced), the store's size, snapshot count and oldest
@@ -192,6 +192,6 @@ def promote(
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="replica")
-    root.command("replicate")(replicate)
-    root.command("follow")(follow)
-    root.command("promote")(promote)
+    root.command("replicate", short_help="Run the shipper alone (a service, or --once).")(replicate)
+    root.command("follow", short_help="Keep a standby of a replica store in sync.")(follow)
+    root.command("promote", short_help="Make a standby the primary.")(promote)

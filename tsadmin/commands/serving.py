@@ -118,4 +118,4 @@ def describe(event: dict[str, Any]) -> str:
 
 
 def register(root: typer.Typer) -> None:
-    root.command("serve")(serve)
+    root.command("serve", short_help="InfluxDB-compatible write endpoint over HTTP.")(serve)

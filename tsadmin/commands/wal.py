@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,7 +21,7 @@ app = command_group("See inside the WAL, check it, and repair it.")
 Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 
 
-@app.command("inspect")
+@app.command("inspect", short_help="The WAL files and their records.")
 def inspect(
     ctx: typer.Context,
     db: Db,
@@ -40,10 +40,21 @@ def inspect(
     if st.format == "json":
         emit(result, "json")
     else:
-        emit_sections([result["files"], result["records"]], st.format)
+        files = [{**f, "problem": _problem_text(f.get("problem"))} for f in result["files"]]
+        emit_sections([files, result["records"]], st.format)
 
 
-@app.command("verify")
+def _problem_text(problem: Any) -> Any:
+    """A file's problem as one line of text (the JSON keeps its fields)."""
+    if not isinstance(problem, dict):
+        return problem
+    text = str(problem.get("reason", problem))
+    if problem.get("offset") is not None:
+        text += f" (at byte {problem['offset']})"
+    return text
+
+
+@app.command("verify", short_help="Check the WAL; exit 3 if anything is wrong.")
 def verify(ctx: typer.Context, db: Db) -> None:
     """Check headers, CRCs, LSNs, payloads and transactions; exit 3 if anything is wrong."""
     st = state(ctx)
@@ -62,7 +73,7 @@ def verify(ctx: typer.Context, db: Db) -> None:
         )
 
 
-@app.command("dump")
+@app.command("dump", short_help="The rows of one WAL record.")
 def dump(
     ctx: typer.Context,
     db: Db,
@@ -82,7 +93,7 @@ def dump(
     emit(to_records(content), st.format, columns=content.column_names)
 
 
-@app.command("repair")
+@app.command("repair", short_help="Cut a torn tail, or salvage around corruption.")
 def repair(
     ctx: typer.Context,
     db: Db,

@@ -1,0 +1,60 @@
+"""Day one for an operator (issue 25): the smaller things that wear trust down, each
+checked through the real CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import run_cli
+
+
+def test_partial_aws_credentials_are_one_store_line_not_an_internal_error(
+    data_dir: Path,
+) -> None:
+    result = run_cli(
+        data_dir,
+        "backup",
+        "list",
+        "s3://bucket/prefix",
+        env={"AWS_ACCESS_KEY_ID": "only-half", "AWS_REGION": "us-east-1"},
+    )
+    assert result.code == 1, result.err
+    assert "internal error" not in result.err and "Traceback" not in result.err
+    assert "Partial credentials" in result.err and "AWS_SECRET_ACCESS_KEY" in result.err
+    assert len(result.err.strip().splitlines()) == 2  # Error: ... / Try: ...
+
+
+def test_a_refused_option_is_not_told_what_was_committed(data_dir: Path) -> None:
+    assert run_cli(data_dir, "db", "create", "m").code == 0
+    (data_dir / "a.csv").write_text("time,v\n2026-01-01T00:00:00Z,1\n")
+    result = run_cli(data_dir, "ingest", "csv", "m", str(data_dir / "a.csv"), "--tz", "Mars/Base")
+    assert result.code == 2 and "unknown time zone" in result.err
+    assert "rows committed" not in result.err, result.err
+
+
+def test_wal_inspect_shows_a_damaged_files_problem_as_text(data_dir: Path) -> None:
+    assert run_cli(data_dir, "db", "create", "m").code == 0
+    assert run_cli(data_dir, "ingest", "lp", "m", "-", stdin="c v=1 1\n").code == 0
+    path = data_dir / "m" / "wal" / "current.wal"
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0xFF  # inside the file header
+    path.write_bytes(bytes(data))
+    shown = run_cli(data_dir, "wal", "inspect", "m")
+    assert "header checksum mismatch" in shown.out
+    assert "{'reason'" not in shown.out, shown.out
+    as_json = run_cli(data_dir, "--format", "json", "wal", "inspect", "m").json()
+    problems = [f["problem"] for f in as_json["files"] if f.get("problem")]
+    assert problems and "reason" in problems[0]  # the JSON keeps its fields
+
+
+def test_help_lists_the_choices_of_options_that_have_them(data_dir: Path) -> None:
+    for args, choices in (
+        (("--help",), "table|json|csv"),
+        (("ingest", "lp", "--help"), "abort|skip"),
+        (("ingest", "lp", "--help"), "ns|us|ms|s|m|h"),
+        (("db", "create", "--help"), "ms|us|ns"),
+        (("restore", "--help"), "fail|replace|merge"),
+        (("crash", "simulate", "--help"), "kill|power-loss|torn-write|bitflip|checkpoint"),
+    ):
+        shown = run_cli(data_dir, *args, env={"COLUMNS": "200"})
+        assert choices in shown.out, (args, shown.out)
