@@ -31,7 +31,6 @@ class S3Store(Store):
         import boto3
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
-
         from botocore.exceptions import BotoCoreError
 
         self.bucket = bucket
