@@ -73,7 +73,9 @@ def list_summaries(data_dir: Path) -> list[dict[str, Any]]:
         try:
             info = database_summary(data_dir, name)
         except EngineError as exc:  # one damaged database must not hide the others
-            out.append({"name": name, "error": exc.message})
+            # the writer's PID needs only the lock file: a runbook asks it of a damaged one
+            pid = lock.holder_pid(data_dir / name)
+            out.append({"name": name, "writer_pid": pid, "error": exc.message})
             continue
         out.append(
             {

@@ -140,3 +140,26 @@ def test_restore_a_table_runbook_before_any_backup_exists(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
     after = run_cli(data_dir, "--format", "json", "db", "checksum", DEMO).json()["sha256"]
     assert after == before
+
+
+def test_no_runbook_exits_the_shell_it_is_pasted_into() -> None:
+    """An operator pastes runbook blocks into an interactive shell: `exit` would close it."""
+    import re as regex
+
+    for runbook in RUNBOOKS:
+        shell = regex.sub(r'"[^"]*"|\'[^\']*\'|#.*', "", shell_of(runbook))  # strings, comments
+        assert not regex.search(r"(^|[;&|({]|then|else|do)\s*exit\b", shell, flags=regex.M), (
+            runbook.name
+        )
+
+
+def test_the_will_not_open_runbook_starts_with_a_command_that_works_on_it(
+    tmp_path: Path,
+) -> None:
+    """Step 1 must work on the database that will not open (db show does not)."""
+    data_dir = demo_data(tmp_path)
+    damage_the_wal(data_dir)
+    listed = run_cli(data_dir, "--format", "json", "db", "list")
+    assert listed.code == 0
+    entry = next(d for d in listed.json() if d["name"] == DEMO)
+    assert "writer_pid" in entry and "error" in entry
