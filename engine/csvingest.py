@@ -29,7 +29,7 @@ import csv as stdcsv
 import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
@@ -69,12 +69,14 @@ class CsvOptions:
     schema: dict[str, str] = field(
         default_factory=dict
     )  # field -> float64|int64|uint64|bool|string
-    delimiter: str = ","
+    delimiter: str = ""  # "": the one of , ; tab | the header line holds most of
     tz: str = "UTC"  # the zone of timestamps written without one
 
     def __post_init__(self) -> None:
         if self.delimiter in ("\\t", "tab"):
             self.delimiter = "\t"
+        if self.delimiter == "":
+            return
         if len(self.delimiter) != 1 or self.delimiter in ('"', "\n", "\r"):
             raise InvalidArgument(
                 f"invalid delimiter {self.delimiter!r}",
@@ -130,6 +132,8 @@ class _Csv:
         self.options = ingest.options
         self.committer = ingest.committer
         self.kinds = FieldKinds(db, source)
+        if not csv.delimiter:
+            csv = self.csv = replace(csv, delimiter=sniff_delimiter(head))
         self.header = header_names(head, csv.delimiter, source)
         self.ts_column = check_header(self.header, csv, source)
         self.fields = [
@@ -559,6 +563,25 @@ class RowNumbers:
         return sorted(done)
 
 
+SNIFFED = (",", ";", "\t", "|")
+
+
+def sniff_delimiter(head: bytes) -> str:
+    """The delimiter of a CSV whose header line is at the start of ``head``: the one of
+    ``SNIFFED`` it holds most of outside quotes (Grafana writes ``;``, spreadsheets tab);
+    a comma when it holds none."""
+    line = head.split(b"\n", 1)[0].decode("utf-8", "replace")
+    outside, quoted = [], False
+    for char in line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted:
+            outside.append(char)
+    counts = {d: outside.count(d) for d in SNIFFED}
+    best = max(SNIFFED, key=lambda d: counts[d])  # ties: the earlier in SNIFFED
+    return best if counts[best] else ","
+
+
 def header_names(head: bytes, delimiter: str, source: str) -> list[str]:
     """The column names of the header row (the first record of ``head``)."""
     lines = head.split(b"\n")
@@ -608,7 +631,7 @@ def check_header(names: list[str], csv: CsvOptions, source: str) -> str:
                 "rename one of them in the header",
             )
         seen.add(name)
-    ts_column = csv.ts_column or next((n for n in TS_CANDIDATES if n in seen), "")
+    ts_column = csv.ts_column or _candidate(names)
     if not ts_column:
         raise _header_error(
             source,
@@ -640,6 +663,16 @@ def check_header(names: list[str], csv: CsvOptions, source: str) -> str:
 
 def _header_error(source: str, what: str, hint: str) -> BadInput:
     return BadInput(f"{source}:1: {what}", hint=hint, source=source, line=1)
+
+
+def _candidate(names: list[str]) -> str:
+    """The first of ``TS_CANDIDATES`` the header has, in any case (Grafana writes
+    ``Time``); "" when none."""
+    for candidate in TS_CANDIDATES:
+        for name in names:
+            if name.lower() == candidate:
+                return name
+    return ""
 
 
 def _row_text(raw: pa.Table, index: int, delimiter: str) -> str:

@@ -58,3 +58,24 @@ def test_help_lists_the_choices_of_options_that_have_them(data_dir: Path) -> Non
     ):
         shown = run_cli(data_dir, *args, env={"COLUMNS": "200"})
         assert choices in shown.out, (args, shown.out)
+
+
+def test_a_grafana_csv_export_loads_without_options(data_dir: Path) -> None:
+    """Grafana writes `"Time";"Series";"Value"`: the header's `Time` is the timestamp
+    column (candidates match in any case) and `;` is found from the header line."""
+    assert run_cli(data_dir, "db", "create", "m").code == 0
+    export = data_dir / "grafana.csv"
+    export.write_text(
+        '"Time";"Series";"Value"\n'
+        '"2026-11-24 10:00:00";"cpu, host a";0.5\n'
+        '"2026-11-24 10:00:10";"cpu, host a";0.7\n'
+    )
+    done = run_cli(data_dir, "ingest", "csv", "m", str(export), "--table", "g", "--tags", "Series")
+    assert done.code == 0, done.err
+    rows = run_cli(data_dir, "--format", "json", "select", "m", "g").json()
+    assert [r["Value"] for r in rows] == [0.5, 0.7]
+    assert rows[0]["Series"] == "cpu, host a"  # the comma inside quotes is no delimiter
+    tabbed = data_dir / "tabbed.tsv"
+    tabbed.write_text("timestamp\thost\tv\n1732442400\ta\t1\n")
+    assert run_cli(data_dir, "ingest", "csv", "m", str(tabbed), "--table", "t").code == 0
+    assert run_cli(data_dir, "--format", "json", "select", "m", "t").json()[0]["v"] == 1

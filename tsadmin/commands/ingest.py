@@ -137,8 +137,14 @@ def csv(
         str, typer.Option("--schema", help="Field types instead of inferred: a:float64,b:int64,...")
     ] = "",
     delimiter: Annotated[
-        str, typer.Option("--delimiter", help="Column separator: , ; | or tab.")
-    ] = ",",
+        str,
+        typer.Option(
+            "--delimiter",
+            help="Column separator: , ; | or tab [default: the one the header line holds most "
+            "of, else ,].",
+            show_default=False,
+        ),
+    ] = "",
     tz: Annotated[
         str, typer.Option("--tz", help="Time zone of timestamps written without one.")
     ] = "UTC",
