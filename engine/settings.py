@@ -28,7 +28,7 @@ class WalLevel(IntEnum):
 PRECISIONS = ("ms", "us", "ns")
 UNITS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*(ns|us|µs|ms|s|m|h|d|w)?\s*$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d|w)?\s*$")
 _DURATION_NS = {
     "ns": 1,
     "us": 1_000,
@@ -101,8 +101,16 @@ LIMITS = {
 }
 
 
-def parse_duration_ns(text: str | int, default_unit: str = "s", what: str = "duration") -> int:
-    """Parse ``30s``, ``5m``, ``1d``, ``250ms`` (or a bare number in ``default_unit``)."""
+def parse_duration_ns(
+    text: str | int,
+    default_unit: str = "s",
+    what: str = "duration",
+    *,
+    require_unit: bool = False,
+) -> int:
+    """Parse ``30s``, ``5m``, ``1d``, ``250ms``, ``1.5s`` (or a bare number in
+    ``default_unit``; with ``require_unit`` a bare number other than 0 is refused, where
+    a reader could not tell its unit: ``retention 6``)."""
     if isinstance(text, int):
         return text * _DURATION_NS[default_unit]
     match = _DURATION_RE.match(str(text))
@@ -110,8 +118,13 @@ def parse_duration_ns(text: str | int, default_unit: str = "s", what: str = "dur
         raise InvalidArgument(
             f"invalid {what} {text!r}", hint="use a number with a unit: 500ms, 30s, 5m, 1h, 1d"
         )
-    number, unit = int(match.group(1)), match.group(2) or default_unit
-    return number * _DURATION_NS[unit]
+    number, unit = match.group(1), match.group(2)
+    if unit is None and require_unit and float(number) != 0:
+        raise InvalidArgument(
+            f"{what} {text!r} has no unit",
+            hint=f"give one: {number}s, {number}m, {number}h or {number}d",
+        )
+    return int(float(number) * _DURATION_NS[unit or default_unit])
 
 
 def format_duration_ns(ns: int) -> str:
@@ -345,7 +358,7 @@ def _parse_fsync_period(value: str | int) -> int:
 
 
 def _parse_checkpoint_interval(value: str | int) -> int:
-    ns = parse_duration_ns(value, default_unit="s", what="checkpoint_interval")
+    ns = parse_duration_ns(value, default_unit="s", what="checkpoint_interval", require_unit=True)
     if ns < 1_000_000_000:
         raise InvalidArgument(f"checkpoint_interval {value!r} is too short", hint="use at least 1s")
     return ns
@@ -364,7 +377,7 @@ def parse_retention(value: str | int) -> int:
     text = str(value).strip().lower()
     if text in ("0", "none", "inf", "forever", ""):
         return 0
-    ns = parse_duration_ns(text, default_unit="d", what="retention")
+    ns = parse_duration_ns(text, default_unit="d", what="retention", require_unit=True)
     if ns < 3600 * 1_000_000_000:
         raise InvalidArgument(
             f"retention {value!r} is too short", hint="use 1h or more, or none to keep forever"
@@ -401,7 +414,7 @@ def _parse_hold_bytes(value: str | int) -> int:
 
 
 def _parse_hold_age(value: str | int) -> int:
-    ns = parse_duration_ns(value, default_unit="s", what="replica_hold_age")
+    ns = parse_duration_ns(value, default_unit="s", what="replica_hold_age", require_unit=True)
     if ns < 60 * 1_000_000_000:
         raise InvalidArgument(f"replica_hold_age {value!r} is too short", hint="use 1m or more")
     return ns
@@ -409,12 +422,7 @@ def _parse_hold_age(value: str | int) -> int:
 
 def _parse_store_duration(key: str, value: str | int) -> int:
     """A duration of the replica store's upkeep: a unit is required (``1h``, ``7d``)."""
-    text = str(value).strip()
-    if text.isdigit():
-        raise InvalidArgument(
-            f"{key} {value!r} has no unit", hint="give a unit: 30m, 1h, 7d (s, m, h, d, w)"
-        )
-    ns = parse_duration_ns(text, what=key)
+    ns = parse_duration_ns(str(value).strip(), what=key, require_unit=True)
     if ns < 1_000_000_000:
         raise InvalidArgument(f"{key} {value!r} is too short", hint="use 1s or more")
     return ns
@@ -430,7 +438,10 @@ def _parse_snapshot_bytes(value: str | int) -> int:
 
 
 def _parse_replica_timeout(value: str | int) -> int:
-    ms = parse_duration_ns(value, default_unit="ms", what="replica_timeout") // 1_000_000
+    ms = (
+        parse_duration_ns(value, default_unit="ms", what="replica_timeout", require_unit=True)
+        // 1_000_000
+    )
     if not 100 <= ms <= 600_000:
         raise InvalidArgument(f"replica_timeout {value!r} out of range", hint="use 100ms to 10m")
     return ms

@@ -79,3 +79,23 @@ def test_a_grafana_csv_export_loads_without_options(data_dir: Path) -> None:
     tabbed.write_text("timestamp\thost\tv\n1732442400\ta\t1\n")
     assert run_cli(data_dir, "ingest", "csv", "m", str(tabbed), "--table", "t").code == 0
     assert run_cli(data_dir, "--format", "json", "select", "m", "t").json()[0]["v"] == 1
+
+
+def test_durations_take_units_and_an_ambiguous_bare_number_is_refused(data_dir: Path) -> None:
+    """`config set retention 6` meant 6 days: a bare number is refused where a reader could
+    not tell its unit; duration options take units (`--flush-interval 500ms`)."""
+    assert run_cli(data_dir, "db", "create", "m").code == 0
+    for key in ("retention", "checkpoint_interval", "replica_hold_age", "replica_timeout"):
+        refused = run_cli(data_dir, "config", "set", "m", key, "6")
+        assert refused.code == 2 and "has no unit" in refused.err, (key, refused.err)
+        assert "Input should be" not in refused.err
+    assert run_cli(data_dir, "config", "set", "m", "checkpoint_interval", "90s").code == 0
+    assert run_cli(data_dir, "config", "set", "m", "wal_fsync_period", "200").code == 0  # ms
+    assert run_cli(data_dir, "db", "create", "n", "--checkpoint-interval", "30").code == 2
+    for flush in ("500ms", "0.5", "1s"):
+        done = run_cli(
+            data_dir, "ingest", "lp", "m", "-", "--flush-interval", flush, stdin="c v=1 1\n"
+        )
+        assert done.code == 0, (flush, done.err)
+    bad = run_cli(data_dir, "ingest", "lp", "m", "-", "--flush-interval", "soon", stdin="")
+    assert bad.code == 2 and "invalid flush interval" in bad.err

@@ -11,6 +11,7 @@ import typer
 from engine import ops
 from engine.csvingest import CsvOptions, parse_schema
 from engine.ingest import IngestOptions
+from engine.settings import parse_duration_ns
 from tsadmin.errors import Exit
 from tsadmin.progress import byte_progress
 from tsadmin.render import emit
@@ -35,8 +36,11 @@ OnError = Annotated[
 Rejects = Annotated[Path | None, typer.Option("--rejects", help="With skip: write bad lines here.")]
 BatchRows = Annotated[int, typer.Option("--batch-rows", help="Rows per transaction.")]
 FlushInterval = Annotated[
-    float,
-    typer.Option("--flush-interval", help="Commit what has arrived at least every N seconds."),
+    str,
+    typer.Option(
+        "--flush-interval",
+        help="Commit what has arrived at least this often: 1s, 500ms (a bare number: seconds).",
+    ),
 ]
 
 
@@ -65,6 +69,10 @@ def _run(
         note(ctx, f"warning: {item}")
     if report.rejected:
         raise typer.Exit(Exit.PARTIAL)  # cron can tell a partial load from a clean one
+
+
+def _seconds(text: str) -> float:
+    return parse_duration_ns(text, what="flush interval") / 1e9
 
 
 def _summary(report: Any, db: str) -> str:
@@ -98,7 +106,7 @@ def lp(
     on_error: OnError = "abort",
     rejects: Rejects = None,
     batch_rows: BatchRows = 5000,
-    flush_interval: FlushInterval = 1.0,
+    flush_interval: FlushInterval = "1s",
 ) -> None:
     """Ingest InfluxDB line protocol."""
     options = IngestOptions(
@@ -106,7 +114,7 @@ def lp(
         on_error=on_error,
         rejects=rejects,
         precision=precision,
-        flush_interval=flush_interval,
+        flush_interval=_seconds(flush_interval),
     )
     _run(ctx, db, "lp", source, options)
 
@@ -151,7 +159,7 @@ def csv(
     on_error: OnError = "abort",
     rejects: Rejects = None,
     batch_rows: BatchRows = 5000,
-    flush_interval: FlushInterval = 1.0,
+    flush_interval: FlushInterval = "1s",
 ) -> None:
     """Ingest CSV with a header row. With --ts-format auto, epoch integers are read in the
     unit their magnitude shows (s, ms, us or ns)."""
@@ -171,6 +179,9 @@ def csv(
         tz=tz,
     )
     options = IngestOptions(
-        batch_rows=batch_rows, on_error=on_error, rejects=rejects, flush_interval=flush_interval
+        batch_rows=batch_rows,
+        on_error=on_error,
+        rejects=rejects,
+        flush_interval=_seconds(flush_interval),
     )
     _run(ctx, db, "csv", source, options, csv_options)
