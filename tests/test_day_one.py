@@ -99,3 +99,16 @@ def test_durations_take_units_and_an_ambiguous_bare_number_is_refused(data_dir: 
         assert done.code == 0, (flush, done.err)
     bad = run_cli(data_dir, "ingest", "lp", "m", "-", "--flush-interval", "soon", stdin="")
     assert bad.code == 2 and "invalid flush interval" in bad.err
+
+
+def test_no_raw_validation_phrases_reach_the_operator(data_dir: Path) -> None:
+    assert run_cli(data_dir, "db", "create", "m").code == 0
+    for args in (
+        ("ingest", "lp", "m", "-", "--batch-rows", "abc"),
+        ("wal", "dump", "m", "--lsn", "x"),
+        ("select", "m", "cpu", "--limit", "x"),
+        ("wal", "inspect", "m", "--limit", "-3"),
+    ):
+        result = run_cli(data_dir, *args, stdin="")
+        assert result.code == 2, (args, result.err)
+        assert "Input should be" not in result.err and "expected" in result.err, result.err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import os
+import re
 import signal
 import sys
 import traceback
@@ -147,7 +148,22 @@ def _usage_error(exc: UsageError) -> int:
         typer.echo(exc.ctx.get_help(), err=True)
         return Exit.USAGE
     where = exc.ctx.command_path if exc.ctx is not None else "tsadmin"
-    return _fail(exc.format_message(), f"{where} --help", Exit.USAGE)
+    return _fail(_plain_words(exc.format_message()), f"{where} --help", Exit.USAGE)
+
+
+# The parser's validation phrases, as an operator would say them.
+_PHRASES = (
+    (re.compile(r"Input should be a valid integer[^.]*"), "expected a whole number, like 5000"),
+    (re.compile(r"Input should be a valid number[^.]*"), "expected a number, like 0.5"),
+    (re.compile(r"Input should be a valid boolean[^.]*"), "expected true or false"),
+    (re.compile(r"Input should be greater than or equal to (\S+)"), r"expected at least \1"),
+)
+
+
+def _plain_words(message: str) -> str:
+    for pattern, words in _PHRASES:
+        message = pattern.sub(words, message)
+    return message
 
 
 def run(argv: list[str] | None = None) -> int:
