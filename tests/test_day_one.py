@@ -112,3 +112,23 @@ def test_no_raw_validation_phrases_reach_the_operator(data_dir: Path) -> None:
         result = run_cli(data_dir, *args, stdin="")
         assert result.code == 2, (args, result.err)
         assert "Input should be" not in result.err and "expected" in result.err, result.err
+
+
+def test_with_format_json_an_error_is_one_json_object_on_stderr(data_dir: Path) -> None:
+    import json
+
+    assert run_cli(data_dir, "db", "create", "m").code == 0
+    for args, code in (
+        (("--format", "json", "select", "m", "nope"), 1),
+        (("select", "m", "nope", "--format", "json"), 1),
+        (("--format", "json", "ingest", "lp", "m", "-", "--batch-rows", "x"), 2),
+        (("--format", "json", "db", "drop", "m"), 2),  # no --yes
+    ):
+        result = run_cli(data_dir, *args, stdin="")
+        assert result.code == code, (args, result.err)
+        lines = result.err.strip().splitlines()
+        assert len(lines) == 1, result.err
+        body = json.loads(lines[0])
+        assert body["exit_code"] == code and body["error"] and "hint" in body
+    plain = run_cli(data_dir, "select", "m", "nope")
+    assert plain.err.startswith("Error: ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import json
 import os
 import re
 import signal
@@ -102,11 +103,30 @@ def main_options(
     )
 
 
+_ERRORS_AS_JSON = [False]  # set by run() when the output format is json
+
+
 def _fail(message: str, hint: str | None, code: int) -> int:
+    """The one way an error leaves: two lines on stderr, or with ``--format json`` one
+    JSON object (``error``, ``hint``, ``exit_code``) that a script can parse."""
+    if _ERRORS_AS_JSON[0]:
+        body = {"error": message, "hint": hint, "exit_code": int(code)}
+        typer.echo(json.dumps(body, ensure_ascii=False), err=True)
+        return code
     typer.echo(f"Error: {message}", err=True)
     if hint:
         typer.echo(f"Try: {hint}", err=True)
     return code
+
+
+def _output_format(args: list[str]) -> str:
+    """The --format the line asks for (global options are hoisted to the front)."""
+    for i, arg in enumerate(args):
+        if arg == "--format" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--format="):
+            return arg.split("=", 1)[1]
+    return os.environ.get("TSADMIN_FORMAT", "table")
 
 
 # Global options are accepted anywhere on the line, as restic, kubectl and the influx CLI
@@ -170,6 +190,7 @@ def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; every error leaves through here."""
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    _ERRORS_AS_JSON[0] = _output_format(args) == "json"
     signals.install()
     try:
         code = app(args=args, prog_name="tsadmin", standalone_mode=False)
