@@ -343,21 +343,29 @@ def apply_vs_replay(data: Path, commits: int) -> dict[str, float]:
 
 
 def byrl_serve(
-    work: Path, stores: dict[str, tuple[str, dict[str, str]]], rows: int
+    work: Path, stores: dict[str, tuple[str, dict[str, str]]], rows: int, trials: int = 3
 ) -> dict[str, Any]:
+    """16 clients at sync and at byrl, alternated ``trials`` times per store: the median
+    of each (a single 3 s run on two shared cores varies by a third)."""
     sys.path.insert(0, str(Path(__file__).parent))
     from serve import batches, ours
 
     bodies = batches(rows)
     out: dict[str, Any] = {}
     for name, (url, env) in stores.items():
-        sync = ours(work, "sync", bodies, 16)
-        byrl = ours(work, "byrl", bodies, 16, replica=url, env=env)
+        syncs, byrls, failed = [], [], []
+        for trial in range(trials):
+            syncs.append(ours(work, "sync", bodies, 16)["rows_per_s"])
+            byrl = ours(work, "byrl", bodies, 16, replica=f"{url}-{trial}", env=env)
+            byrls.append(byrl["rows_per_s"])
+            failed += [byrl["failed"]] if byrl.get("failed") else []
+        sync_rate, byrl_rate = statistics.median(syncs), statistics.median(byrls)
         out[name] = {
-            "sync_rows_per_s": sync["rows_per_s"],
-            "byrl_rows_per_s": byrl["rows_per_s"],
-            "ratio": round(byrl["rows_per_s"] / sync["rows_per_s"], 3),
-            "failed": byrl.get("failed"),
+            "sync_rows_per_s": sync_rate,
+            "byrl_rows_per_s": byrl_rate,
+            "ratio": round(byrl_rate / sync_rate, 3),
+            "trials": {"sync": syncs, "byrl": byrls},
+            "failed": failed[0] if failed else None,
         }
         print(f"byrl under serve, {name}: {out[name]}", flush=True)
     return out

@@ -309,12 +309,21 @@ class Database:
         return schema.copy()
 
     # -- writes ------------------------------------------------------------------------
-    def write(self, batches: Iterable[Batch], *, count_overwrites: bool = True) -> CommitResult:
+    def write(
+        self,
+        batches: Iterable[Batch],
+        *,
+        count_overwrites: bool = True,
+        confirm_replicas: bool = True,
+    ) -> CommitResult:
         """Commit ``batches`` as one transaction; returns once the wal_level's promise holds.
 
         ``count_overwrites``: count the rows whose key was already there (the ingest
         report's figure). It reads what the batch's time span meets, under the write lock;
-        a caller that does not report it (the write endpoint) saves that work."""
+        a caller that does not report it (the write endpoint) saves that work.
+        ``confirm_replicas=False`` (byrl): return once the commit is durable here; the
+        caller acknowledges it only after :meth:`wait_replicas` of the result's LSN (the
+        write endpoint does, so its workers commit the next group meanwhile)."""
         self._check_writable()
         self._raise_background_failure()
         prepared = [
@@ -343,10 +352,16 @@ class Database:
         durable = bool(changes) or self._sync_each_commit()
         if durable:
             self._wait_durable(lsn)
-        if self._settings.wal_level is WalLevel.BYRL and self._replication is not None:
-            self._replication.wait_confirmed(lsn, self._settings.replica_timeout_ms / 1000)
+        if confirm_replicas:
+            self.wait_replicas(lsn)
         self._after_write()
         return CommitResult(txn=txn, lsn=lsn, rows=rows, durable=durable, overwritten=overwritten)
+
+    def wait_replicas(self, lsn: int) -> None:
+        """At byrl, block until every replica store holds ``lsn`` (or raise
+        :class:`ReplicaTimeout`, :class:`WritesRefused`); at other levels return."""
+        if self._settings.wal_level is WalLevel.BYRL and self._replication is not None:
+            self._replication.wait_confirmed(lsn, self._settings.replica_timeout_ms / 1000)
 
     def apply_shipped(self, records: list[wal.Record]) -> int:
         """Standby: append the primary's records past our last LSN to our WAL, verbatim

@@ -137,11 +137,14 @@ class Committer:
         options: IngestOptions,
         *,
         count_overwrites: bool = True,
+        confirm_replicas: bool = True,
     ) -> None:
         self.db = db
         self.report = report
         self.options = options
         self.count_overwrites = count_overwrites
+        self.confirm_replicas = confirm_replicas
+        self.last_lsn = 0  # of the last commit
         self.pending: list[Batch] = []
         self.pending_rows = 0
         self.last_commit = time.monotonic()
@@ -162,13 +165,16 @@ class Committer:
         if self.pending:
             try:
                 result = self.db.write(
-                    _one_per_table(self.pending), count_overwrites=self.count_overwrites
+                    _one_per_table(self.pending),
+                    count_overwrites=self.count_overwrites,
+                    confirm_replicas=self.confirm_replicas,
                 )
             except InvalidArgument as exc:  # a name or a value the data carries
                 raise BadInput(exc.message, exc.hint) from exc
             self.report.rows += self.pending_rows
             self.report.overwritten += result.overwritten
             self.report.batches += 1
+            self.last_lsn = result.lsn
         self.pending, self.pending_rows = [], 0
         self.last_commit = time.monotonic()
 

@@ -531,6 +531,56 @@ def test_byrl_acknowledged_points_are_at_the_standby_after_a_kill(tmp_path: Path
     assert [r["v"] for r in _standby_rows(site_b, store)] == [float(i) for i in range(10)]
 
 
+def _wait_for_file(path: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("promoted", [False, True])
+def test_byrl_requests_are_answered_only_once_the_store_holds_them(
+    tmp_path: Path, promoted: bool
+) -> None:
+    """The workers commit on while a group waits for the store; its answer still waits
+    (held here in the shipping round) and, if the standby is promoted meanwhile, is a
+    refusal of points the new primary does not hold."""
+    site_a, site_b, store = _primary_with_a_replica(tmp_path)
+    assert run_cli(site_a, "ingest", "lp", "m", "-", stdin="cpu v=0 0\n").code == 0
+    assert run_cli(site_a, "config", "set", "m", "wal_level", "byrl").code == 0
+    assert run_cli(site_b, "follow", str(store), "--db", "m", "--once").code == 0
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    env = {"TSADMIN_SHIP_HOLD": "1", "TSADMIN_FAULTS": f"gate={gate};pause@ship.before_upload"}
+    answers: dict[int, Answer] = {}
+    with serving(site_a, env=env) as server:
+        senders = [
+            threading.Thread(
+                target=lambda i=i: answers.__setitem__(
+                    i, post(f"{server.url}/write?db=m", b"cpu v=%d %d\n" % (i, i))
+                )
+            )
+            for i in (1, 2)
+        ]
+        senders[0].start()
+        _wait_for_file(gate / "ship.before_upload.reached")
+        senders[1].start()
+        assert not answers  # the round that would carry them is held
+        if promoted:
+            assert run_cli(site_b, "promote", "m").code == 0
+        (gate / "ship.before_upload.go").write_bytes(b"")
+        for sender in senders:
+            sender.join(timeout=60)
+        server.stop()
+    on_b = [r["v"] for r in rows(site_b, "m", "cpu")] if promoted else None
+    if promoted:
+        assert [a.status for a in answers.values()] == [403, 403], answers
+        assert on_b == [0.0]
+    else:
+        assert [a.status for a in answers.values()] == [204, 204], answers
+        assert [r["v"] for r in _standby_rows(site_b, store)] == [0.0, 1.0, 2.0]
+
+
 def test_a_full_disk_answers_500_and_keeps_what_was_acknowledged(data_dir: Path) -> None:
     new_db(data_dir, "m", wal_level="sync")
     faults = {"TSADMIN_FAULTS": "enospc@wal.append:4"}

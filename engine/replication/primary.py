@@ -148,6 +148,9 @@ class Replication:
             if final and self.owner and self.fenced is None:
                 self.ship_all()
         finally:
+            with self._ship_lock:
+                for shipper in self._shippers.values():
+                    shipper.flush_state()
             release_ship_lock(self._lock_fd)
             self._lock_fd = None
 
@@ -235,7 +238,8 @@ class Replication:
         """Per store: what it confirmed, its reseeds and its last error (for metrics)."""
         out = []
         for url in self.urls:
-            state = load_ship_state(self.db_dir, url)
+            shipper = self._shippers.get(url)
+            state = shipper.state if shipper is not None else load_ship_state(self.db_dir, url)
             out.append(
                 ReplicaProgress(
                     url=url,

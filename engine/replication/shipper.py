@@ -38,6 +38,10 @@ from engine.stores import Store, open_store
 SEGMENT_BYTES = 8 << 20
 PRUNE_EVERY = 3600.0  # the window moves on even while no snapshot is due
 FENCE_CHECK_EVERY = 1.0  # an idle shipper looks for a promotion this often
+# The ship state file is a hint for other processes (status, a byrl writer that does not
+# own the shipping): rewritten at most this often while confirmations stream, and at
+# once when shipping goes idle, on a fence, a reseed and the shipper's close.
+STATE_SAVE_EVERY = 0.05
 DIGEST = logsegment.DIGEST_SIZE
 
 
@@ -120,11 +124,33 @@ class Shipper:
         self._newest_snapshot: Snapshot | None = None  # upkeep's: the newest of the history
         self._pruned_at = 0.0
         self._fence_checked = 0.0
+        # this process owns shipping to the store (the ship lock), so its state is the
+        # state: read from disk once, kept here, written behind (see STATE_SAVE_EVERY)
+        self._state: ShipState | None = None
+        self._saved_at = 0.0
+        self._unsaved = False
+
+    @property
+    def state(self) -> ShipState | None:
+        """The position as this process knows it (newer than the file between saves)."""
+        return self._state if self._state is not None else load_ship_state(self.db_dir, self.url)
+
+    def flush_state(self) -> None:
+        """Write a confirmation not yet written (idle shipping, close)."""
+        if self._unsaved and self._state is not None:
+            self._save(self._state)
+
+    def _save(self, state: ShipState) -> None:
+        save_ship_state(self.db_dir, state)
+        self._saved_at = time.monotonic()
+        self._unsaved = False
 
     def ship(self, uuid: str, epoch: int) -> ShipReport:
         """Upload what is committed and not yet in the store; see the module docstring."""
         report = ShipReport(self.url)
-        state = load_ship_state(self.db_dir, self.url) or ShipState(self.url, epoch)
+        if self._state is None:
+            self._state = load_ship_state(self.db_dir, self.url) or ShipState(self.url, epoch)
+        state = self._state
         if not self._known:
             epochs = layout.read_epochs(self.store)
             layout.require_database(self.store, epochs.claims, uuid)
@@ -160,7 +186,9 @@ class Shipper:
             uploaded = True
         if uploaded:
             self._confirm(epoch, state)
-        elif time.monotonic() - self._fence_checked >= FENCE_CHECK_EVERY:
+        else:
+            self.flush_state()
+        if not uploaded and time.monotonic() - self._fence_checked >= FENCE_CHECK_EVERY:
             # nothing to ship: still notice a promotion (the next write is refused)
             self._check_fence(layout.read_epochs(self.store, after_epoch=epoch), epoch, state)
             self._fence_checked = time.monotonic()
@@ -182,7 +210,10 @@ class Shipper:
         state.shipped_commit_ns = commit_ns or state.shipped_commit_ns
         state.shipped_at = time.time()
         state.key = key
-        save_ship_state(self.db_dir, state)
+        if time.monotonic() - self._saved_at >= STATE_SAVE_EVERY:
+            self._save(state)
+        else:
+            self._unsaved = True
 
     def _check_fence(self, epochs: layout.Epochs, epoch: int, state: ShipState) -> None:
         newer = epochs.newer_than(epoch)
@@ -194,7 +225,7 @@ class Shipper:
                 "claimed_at": newer.claimed_at,
                 "host": newer.host,
             }
-            save_ship_state(self.db_dir, state)
+            self._save(state)
         raise WritesRefused(fenced_message(self.database, self.url, newer), hint=FENCED_HINT)
 
     def _position_in_store(
@@ -293,7 +324,7 @@ class Shipper:
         state.epoch = epoch
         state.shipped_lsn = manifest_format.load(self.db_dir).checkpoint_lsn
         state.previous = ""
-        save_ship_state(self.db_dir, state)
+        self._save(state)
         backup = create_backup(
             self.db_dir.parent,
             self.database,
@@ -320,7 +351,7 @@ class Shipper:
         self._newest_snapshot = Snapshot(name, backup.snapshot_lsn, epoch, created)
         state.shipped_lsn = backup.snapshot_lsn
         state.key = ""
-        save_ship_state(self.db_dir, state)
+        self._save(state)
         report.snapshot, report.reseeded = name, why
 
     def _upload(self, uuid: str, epoch: int, batch: Any, report: ShipReport) -> None:

@@ -17,7 +17,12 @@ Guarantees:
 - a refused line refuses that line only (InfluxDB's partial write); the request's
   other lines are written and the request is told which lines were refused;
 - a later request never loses to an earlier one: groups are taken in arrival order
-  and a request acknowledged before another was sent is in an earlier transaction.
+  and a request acknowledged before another was sent is in an earlier transaction;
+- at ``byrl`` a request is answered only once every replica store holds its
+  transaction. The worker does not wait for that: it hands the group to a
+  confirming thread and commits the next group, so the next shipping round takes
+  every group committed during this one (the ship rounds and the commits overlap,
+  as the WAL fsyncs of several workers do).
 
 Bodies are parsed together only while no point's string spans lines: a string
 left open at the end of one body must not swallow the next body's lines. A
@@ -32,7 +37,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from engine.database import Database
@@ -47,10 +52,12 @@ from engine.ingest import (
     Rejects,
     Run,
 )
+from engine.settings import WalLevel
 
 SOURCE = "request"
 GROUP_BYTES = 8 << 20
 WORKERS = 2
+CONFIRMING = 16  # groups awaiting the replica stores at once (threads that only wait)
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,9 @@ class Batcher:
         self.queued_bytes = 0
         self._cond = threading.Condition()
         self._closing = False
+        self._confirming = ThreadPoolExecutor(
+            CONFIRMING, thread_name_prefix=f"tsadmin-confirm-{db.name}"
+        )
         self._threads = [
             threading.Thread(target=self._work, name=f"tsadmin-commit-{db.name}-{i}", daemon=True)
             for i in range(workers)
@@ -145,6 +155,7 @@ class Batcher:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join()
+        self._confirming.shutdown(wait=True)
 
     # -- workers -----------------------------------------------------------------------
     def _work(self) -> None:
@@ -172,7 +183,7 @@ class Batcher:
     def _commit_group(self, group: list[_Request]) -> None:
         started = time.perf_counter()
         try:
-            rows = self._parse_and_commit(group)
+            rows, lsn = self._parse_and_commit(group)
         except (BadInput, SchemaConflict, InvalidArgument) as exc:
             if len(group) > 1:
                 # one request's rows clash with another's: alone, only the culprit fails
@@ -185,6 +196,23 @@ class Batcher:
             for request in group:
                 request.future.set_exception(exc)
             return
+        if rows and self.db.settings.wal_level is WalLevel.BYRL:
+            self._confirming.submit(self._answer_once_replicated, group, rows, lsn, started)
+        else:
+            self._answer(group, rows, started)
+
+    def _answer_once_replicated(
+        self, group: list[_Request], rows: int, lsn: int, started: float
+    ) -> None:
+        try:
+            self.db.wait_replicas(lsn)
+        except Exception as exc:  # not acknowledged: a timeout, a fence; or a bug
+            for request in group:
+                request.future.set_exception(exc)
+            return
+        self._answer(group, rows, started)
+
+    def _answer(self, group: list[_Request], rows: int, started: float) -> None:
         if self.on_commit is not None:  # counted before answering: a client that reads
             # the metrics after its answer finds its own request in them
             self.on_commit(
@@ -199,9 +227,10 @@ class Batcher:
         for request in group:
             request.future.set_result(WriteResult(request.refused))
 
-    def _parse_and_commit(self, group: list[_Request]) -> int:
+    def _parse_and_commit(self, group: list[_Request]) -> tuple[int, int]:
         """Parse the group's bodies and commit their good points as one transaction;
-        each request's refused lines are set on it. Returns the rows committed."""
+        each request's refused lines are set on it. Returns the rows committed and the
+        commit's LSN (at byrl not yet in the replica stores)."""
         attempt = _Attempt(self.db)
         if not attempt.parse_together(group):
             attempt = _Attempt(self.db)
@@ -216,7 +245,9 @@ class _Attempt:
         self.db = db
         self.options = IngestOptions(batch_rows=2**62, on_error="skip", flush_interval=math.inf)
         self.report = IngestReport(database=db.name, source=SOURCE)
-        self.committer = Committer(db, self.report, self.options, count_overwrites=False)
+        self.committer = Committer(
+            db, self.report, self.options, count_overwrites=False, confirm_replicas=False
+        )
         self.kinds = FieldKinds(db, SOURCE)
 
     def _reader(self, precision: str, rejects: _Collected) -> LineProtocolReader:
@@ -264,10 +295,10 @@ class _Attempt:
             reader.finish(commit=False)
             request.refused = rejects.items
 
-    def commit(self) -> int:
+    def commit(self) -> tuple[int, int]:
         rows = self.committer.pending_rows
         self.committer.commit()
-        return rows
+        return rows, self.committer.last_lsn
 
 
 def _renumbered(refused: Refused, first_line: int) -> Refused:

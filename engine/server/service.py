@@ -34,10 +34,7 @@ from engine.replication import state as replication_state
 from engine.server import DEFAULT_BIND
 from engine.server.batcher import WORKERS, Batcher
 from engine.server.metrics import ServerStats
-from engine.settings import Settings, WalLevel
-
-# A byrl commit waits for the store: more groups in flight keep the disk and CPU busy.
-BYRL_WORKERS = 4
+from engine.settings import Settings
 
 DEFAULT_MAX_BODY = 25 << 20  # InfluxDB's max-body-size
 
@@ -136,8 +133,6 @@ class WriteService:
             return
         db = Database.open(database_dir(self.data_dir, name), name)
         workers = self.config.workers
-        if db.settings.wal_level is WalLevel.BYRL:  # a commit waits for the store: overlap more
-            workers = max(workers, BYRL_WORKERS)
         self.served[name] = Served(
             db,
             Batcher(
