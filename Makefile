@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench influxdb victoria-metrics man lint typecheck clean
+.PHONY: demo test bench influxdb victoria-metrics prometheus man lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/tsadmin demo
 	@echo "man pages: PATH=\"$$PWD/$(BIN):\$$PATH\" man tsadmin (or man -l man/tsadmin.1)"
 
-test: $(STAMP) influxdb
+test: $(STAMP) influxdb prometheus
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -30,6 +30,16 @@ influxdb:
 	    { apt-get update -q >/dev/null 2>&1 && \
 	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q influxdb >/dev/null 2>&1; }; }; } || \
 	  echo "influxdb could not be installed: the InfluxDB test and benchmark rows are skipped"
+
+# Prometheus 2.42 (with promtool) and node_exporter scrape tsadmin in the metrics tests
+# and check the example alert rules; from Debian, as InfluxDB is.
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus-node-exporter >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-node-exporter >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus prometheus-node-exporter >/dev/null 2>&1; }; }; } || \
+	  echo "prometheus could not be installed: the Prometheus and promtool tests are skipped"
 
 # VictoriaMetrics 1.79 (with vmbackup and vmrestore) is a peer of make bench, from Debian.
 victoria-metrics:

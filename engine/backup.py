@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine import archive, archivestore, deletes, segment
+from engine import archive, archivestore, deletes, health, segment
 from engine.archive import ArchiveFile, ArchiveManifest, ArchiveTable
 from engine.database import Database
 from engine.datadir import existing_database_dir
@@ -67,6 +67,7 @@ class BackupOptions:
     name: str | None = None
     incremental: bool = False
     base: str | None = None  # an archive of the same store (its name, path or URL)
+    record: bool = True  # remembered as the store's last backup (engine.health); not snapshots
 
 
 @dataclass
@@ -186,6 +187,15 @@ def create_backup(
             )
         finally:
             archivestore.remove_staging(staging)
+    if options.record:
+        health.record_backup(
+            db_dir,
+            options.to,
+            archivestore.describe(store, name),
+            kind,
+            options.incremental,
+            time.time(),
+        )
     return BackupReport(
         archive=archivestore.describe(store, name),
         kind=kind,

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from engine import checksum as checksum_mod
-from engine import lock, segment, wal
+from engine import health, lock, segment, wal
 from engine import retention as retention_module
 from engine.checkpoint import CheckpointReport, CompactionReport
 from engine.database import Database
@@ -24,6 +24,7 @@ from engine.datadir import existing_database_dir, list_databases, writable_datab
 from engine.deletes import DeleteReport, DeleteSpec
 from engine.errors import EngineError, InvalidArgument, NotFound
 from engine.fileio import IO
+from engine.health import DatabaseHealth
 from engine.names import key_of_column, validate_name
 from engine.recovery import RecoveryReport
 from engine.rows import iso_time
@@ -122,7 +123,22 @@ def database_stats(data_dir: Path, name: str) -> dict[str, Any]:
             "wal_bytes": sum(size for _, size in wal_files),
             "checkpoint_lsn": view.manifest.checkpoint_lsn,
             "last_lsn": view.last_lsn,
+            "health": health.database_health(db.dir, name, view.last_lsn).to_json(),
         }
+
+
+def database_healths(data_dir: Path, names: list[str] | None = None) -> list[DatabaseHealth]:
+    """:func:`engine.health.database_health` of the named databases, else of every one
+    that opens (a damaged one is left out: ``db list`` names it)."""
+    out = []
+    for name in names if names is not None else list_databases(data_dir):
+        try:
+            with reading(data_dir, name) as db:
+                out.append(health.database_health(db.dir, name, db.view().last_lsn))
+        except EngineError:
+            if names is not None:
+                raise
+    return out
 
 
 def database_checksum(data_dir: Path, name: str, tables: list[str] | None = None) -> dict[str, Any]:

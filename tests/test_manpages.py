@@ -35,11 +35,15 @@ def test_every_command_and_option_has_help() -> None:
     assert not missing, f"without help text: {missing}"
 
 
-def test_every_group_has_a_page() -> None:
+def test_every_group_and_command_has_a_page() -> None:
     root = typer.main.get_command(app)
+    commands = list(root.commands)  # type: ignore[attr-defined]
     groups = [n for n, c in root.commands.items() if hasattr(c, "commands")]  # type: ignore[attr-defined]
-    assert {f"tsadmin-{g}.1" for g in groups} | {"tsadmin.1"} == set(render_pages())
+    assert {f"tsadmin-{c}.1" for c in commands} | {"tsadmin.1"} == set(render_pages())
     assert {"db", "wal", "backup", "crash", "ingest", "config", "table"} <= set(groups)
+    assert {"serve", "restore", "follow", "promote", "metrics"} <= set(commands)
+    serve = render_pages()["tsadmin-serve.1"]
+    assert ".SH OPTIONS" in serve and "\\-\\-bind" in serve
 
 
 def test_no_command_summary_is_cut_in_the_help_lists() -> None:

@@ -388,7 +388,10 @@ def test_metrics_and_the_json_stats_log(data_dir: Path) -> None:
         for s in family.samples
     }
     assert samples[("tsadmin_write_rows_total", (("database", "m"),))] == 200
-    assert samples[("tsadmin_write_refused_lines_total", (("database", "m"),))] == 1
+    refused = {k: v for k, v in samples.items() if k[0] == "tsadmin_write_refused_lines_total"}
+    [(labels, count)] = [(dict(k[1]), v) for k, v in refused.items()]
+    assert count == 1 and labels["database"] == "m" and labels["reason"]
+    assert samples[("tsadmin_wal_bytes", (("database", "m"),))] > 0  # what operators alert on
     assert samples[("tsadmin_http_requests_total", (("code", "204"), ("endpoint", "/write")))] == 20
     commits = samples[("tsadmin_commits_total", (("database", "m"),))]
     assert samples[("tsadmin_wal_fsyncs_total", (("database", "m"),))] >= commits >= 1

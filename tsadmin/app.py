@@ -33,6 +33,7 @@ from tsadmin.commands import (
     wal,
 )
 from tsadmin.commands import demo as demo_cmd
+from tsadmin.commands import metrics as metrics_cmd
 from tsadmin.errors import Exit, exit_code_for, worded
 from tsadmin.render import FORMATS
 from tsadmin.state import State, command_group
@@ -54,6 +55,7 @@ demo_cmd.register(app)
 replication.register(app)
 deleting.register(app)
 serving.register(app)
+metrics_cmd.register(app)
 
 
 def _version(value: bool) -> None:

@@ -2,7 +2,8 @@
 
 ``python -m tsadmin.manpage DIR`` writes ``tsadmin.1`` (global options, the
 top-level commands, exit codes, environment, files) and one
-``tsadmin-<group>.1`` per command group. ``make man`` runs it; a test fails
+``tsadmin-<group>.1`` per command group and ``tsadmin-<command>.1`` per top-level
+command. ``make man`` runs it; a test fails
 when the committed pages differ from what the CLI generates.
 """
 
@@ -99,6 +100,19 @@ def _group_page(name: str, group: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _command_page(name: str, command: Any) -> str:
+    """A page of its own for a top-level command (``man tsadmin-serve``)."""
+    summary = command.short_help or (command.help or "").split("\n", 1)[0]
+    lines = _header(f"tsadmin-{name}", summary.rstrip("."))
+    lines += [".SH SYNOPSIS", _synopsis(f"tsadmin {name}", command)]
+    lines += [".SH DESCRIPTION", _esc(command.help or "")]
+    options = _option_lines(command)
+    if options:
+        lines += [".SH OPTIONS", *options]
+    lines += [".SH SEE ALSO", "\\fBtsadmin\\fR(1)"]
+    return "\n".join(lines) + "\n"
+
+
 def _main_page(root: Any, groups: list[str]) -> str:
     lines = _header("tsadmin", root.help or "")
     lines += [
@@ -136,7 +150,7 @@ def _main_page(root: Any, groups: list[str]) -> str:
         "\\fIDATA_DIR/DB/tables/\\fR",
         "zstd Parquet segments, one per table, time partition and checkpoint.",
         ".SH SEE ALSO",
-        ", ".join(f"\\fBtsadmin\\-{_esc(n)}\\fR(1)" for n in groups),
+        ", ".join(f"\\fBtsadmin\\-{_esc(n)}\\fR(1)" for n in root.commands),
     ]
     return "\n".join(lines) + "\n"
 
@@ -146,8 +160,9 @@ def render_pages() -> dict[str, str]:
     root = typer.main.get_command(app)
     groups = [name for name, cmd in root.commands.items() if hasattr(cmd, "commands")]  # type: ignore[attr-defined]
     pages = {"tsadmin.1": _main_page(root, groups)}
-    for name in groups:
-        pages[f"tsadmin-{name}.1"] = _group_page(name, root.commands[name])  # type: ignore[attr-defined]
+    for name, command in root.commands.items():  # type: ignore[attr-defined]
+        page = _group_page(name, command) if name in groups else _command_page(name, command)
+        pages[f"tsadmin-{name}.1"] = page
     return pages
 
 

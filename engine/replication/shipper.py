@@ -297,7 +297,7 @@ class Shipper:
         backup = create_backup(
             self.db_dir.parent,
             self.database,
-            BackupOptions(to=layout.child_url(self.url, layout.SNAPSHOTS)),
+            BackupOptions(to=layout.child_url(self.url, layout.SNAPSHOTS), record=False),
         )
         name = backup.archive.rsplit("/", 1)[-1]
         created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -328,7 +328,7 @@ class Shipper:
         backup = create_backup(
             self.db_dir.parent,
             self.database,
-            BackupOptions(to=layout.child_url(self.url, layout.SNAPSHOTS)),
+            BackupOptions(to=layout.child_url(self.url, layout.SNAPSHOTS), record=False),
         )
         name = backup.archive.rsplit("/", 1)[-1]
         IO.crash_point("ship.reseed_before_marker")

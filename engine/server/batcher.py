@@ -35,7 +35,7 @@ import bisect
 import math
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -51,6 +51,7 @@ from engine.ingest import (
     Refused,
     Rejects,
     Run,
+    reason_kind,
 )
 from engine.settings import WalLevel
 
@@ -75,6 +76,7 @@ class GroupStats:
     rows: int
     refused: int
     bytes: int
+    refused_reasons: dict[str, int]  # refused lines per kind of reason
     seconds: float  # from the group's taking to its commit returning
 
 
@@ -220,6 +222,9 @@ class Batcher:
                     requests=len(group),
                     rows=rows,
                     refused=sum(len(r.refused) for r in group),
+                    refused_reasons=dict(
+                        Counter(reason_kind(x.reason) for r in group for x in r.refused)
+                    ),
                     bytes=sum(len(r.body) for r in group),
                     seconds=time.perf_counter() - started,
                 )

@@ -9,16 +9,20 @@ Metrics (all ``tsadmin_`` prefixed):
 
 - ``http_requests_total{endpoint,code}``: requests answered, by endpoint and status;
 - ``write_rows_total{database}``: points committed;
-- ``write_refused_lines_total{database}``: lines refused (partial writes);
+- ``write_refused_lines_total{database,reason}``: lines refused (partial writes), by
+  kind of reason (``beyond retention``, ``bad line``... as ``ingest`` counts them);
 - ``commits_total{database}``: transactions, each holding one or more requests;
 - ``commit_requests_total{database}``: requests those transactions held;
 - ``commit_seconds{database}``: histogram, from a group's taking to its commit;
 - ``wal_fsyncs_total{database}``: WAL fsyncs (``/ commits_total``: fsyncs per commit);
-- ``unflushed_bytes{database}``: rows committed and not yet checkpointed;
-- ``replica_behind_records{database,replica}``: LSNs committed and not yet confirmed
-  by the replica store;
-- ``replica_shipped_commit_timestamp_seconds{database,replica}``: commit time of the
-  newest transaction the store confirmed (``time() -`` it: the replication lag);
+- ``unflushed_bytes{database}``: bytes (in memory) of rows committed and not yet
+  checkpointed;
+- what operators alert on, as ``db stats`` and ``tsadmin metrics --textfile`` give
+  them (:mod:`engine.health`): ``wal_bytes``, ``last_checkpoint_timestamp_seconds``,
+  ``checkpoint_age_seconds``, ``replica_behind_records``, ``replica_lag_seconds``
+  (age of the oldest commit the store has not confirmed),
+  ``replica_shipped_commit_timestamp_seconds``, ``last_backup_timestamp_seconds`` and
+  ``backup_age_seconds`` per store;
 - ``replica_reseeds_total{database,replica}``: fresh snapshots uploaded because the
   WAL a replica needed was gone (its standbys rebuild);
 - ``replica_up{database,replica}``: 0 while the store refuses or does not answer.
@@ -42,6 +46,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from engine import health
 from engine.database import Database
 from engine.server.batcher import GroupStats
 
@@ -53,6 +58,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class _Commits:
     rows: int = 0
     refused: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
     commits: int = 0
     requests: int = 0
     seconds: float = 0.0
@@ -74,6 +80,7 @@ class ServerStats:
         with self._lock:
             c = self._commits.setdefault(database, _Commits())
             c.refused += group.refused
+            c.reasons.update(group.refused_reasons)
             if not group.rows:  # every line refused: no transaction
                 return
             c.rows += group.rows
@@ -173,9 +180,6 @@ class _Collector(Collector):
             "rows": CounterMetricFamily(
                 "tsadmin_write_rows", "Points committed", labels=["database"]
             ),
-            "refused": CounterMetricFamily(
-                "tsadmin_write_refused_lines", "Lines refused", labels=["database"]
-            ),
             "commits": CounterMetricFamily(
                 "tsadmin_commits", "Transactions committed", labels=["database"]
             ),
@@ -188,20 +192,28 @@ class _Collector(Collector):
             "Time from a group's taking to its commit",
             labels=["database"],
         )
+        refused = CounterMetricFamily(
+            "tsadmin_write_refused_lines",
+            "Lines refused, by kind of reason",
+            labels=["database", "reason"],
+        )
         for name, c in sorted(commits.items()):
             for key, family in families.items():
                 family.add_metric([name], getattr(c, key))
+            for reason, n in sorted(c.reasons.items()):
+                refused.add_metric([name, reason], n)
             cumulative, running = [], 0
             for bound, n in zip([*map(str, BUCKETS), "+Inf"], c.buckets, strict=True):
                 running += n
                 cumulative.append((bound, running))
             latency.add_metric([name], cumulative, sum_value=c.seconds)
         yield from families.values()
+        yield refused
         yield latency
         fsyncs = CounterMetricFamily("tsadmin_wal_fsyncs", "WAL fsyncs", labels=["database"])
         unflushed = GaugeMetricFamily(
             "tsadmin_unflushed_bytes",
-            "Rows committed and not yet checkpointed",
+            "Bytes (in memory, as Arrow holds them) of rows committed and not yet checkpointed",
             labels=["database"],
         )
         for name, db in sorted(self.databases().items()):
@@ -214,16 +226,10 @@ class _Collector(Collector):
 
 def _replica_families(databases: dict[str, Database]) -> Iterator[Metric]:
     labels = ["database", "replica"]
-    behind = GaugeMetricFamily(
-        "tsadmin_replica_behind_records",
-        "LSNs committed and not yet confirmed by the replica store",
-        labels=labels,
-    )
-    shipped = GaugeMetricFamily(
-        "tsadmin_replica_shipped_commit_timestamp_seconds",
-        "Commit time of the newest transaction the replica store confirmed",
-        labels=labels,
-    )
+    healths = [
+        health.database_health(db.dir, name, db.last_lsn) for name, db in sorted(databases.items())
+    ]
+    yield from health.families(healths)
     reseeds = CounterMetricFamily(
         "tsadmin_replica_reseeds",
         "Fresh snapshots uploaded because the WAL a replica needed was gone",
@@ -238,12 +244,12 @@ def _replica_families(databases: dict[str, Database]) -> Iterator[Metric]:
             continue
         for item in rep.progress():
             key = [name, item.url]
-            behind.add_metric(key, max(0, db.last_lsn - item.shipped_lsn))
-            shipped.add_metric(key, item.shipped_commit_ns / 1e9)
             reseeds.add_metric(key, item.reseeds)
             up.add_metric(key, 0 if item.error else 1)
-    yield from (behind, shipped, reseeds, up)
+    yield from (reseeds, up)
 
 
 def _copy(c: _Commits) -> _Commits:
-    return _Commits(c.rows, c.refused, c.commits, c.requests, c.seconds, list(c.buckets))
+    return _Commits(
+        c.rows, c.refused, Counter(c.reasons), c.commits, c.requests, c.seconds, list(c.buckets)
+    )
