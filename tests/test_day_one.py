@@ -132,3 +132,38 @@ def test_with_format_json_an_error_is_one_json_object_on_stderr(data_dir: Path) 
         assert body["exit_code"] == code and body["error"] and "hint" in body
     plain = run_cli(data_dir, "select", "m", "nope")
     assert plain.err.startswith("Error: ")
+
+
+def _complete(data_dir: Path, words: str) -> list[str]:
+    """What bash completion offers for the last word of ``words`` (Typer's protocol)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import CLEAN_ENV
+
+    line = f"tsadmin --data-dir {data_dir} {words}"
+    done = subprocess.run(
+        [sys.executable, "-m", "tsadmin"],
+        env={
+            **CLEAN_ENV,
+            "_TSADMIN_COMPLETE": "complete_bash",
+            "COMP_WORDS": line,
+            "COMP_CWORD": str(len(line.split()) - (0 if line.endswith(" ") else 1)),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_shell_completion_offers_databases_tables_and_setting_keys(data_dir: Path) -> None:
+    for name in ("metrics", "mydb", "other"):
+        assert run_cli(data_dir, "db", "create", name).code == 0
+    assert run_cli(data_dir, "ingest", "lp", "metrics", "-", stdin="cpu v=1\nmem v=2\n").code == 0
+    assert _complete(data_dir, "select m") == ["metrics", "mydb"]
+    assert _complete(data_dir, "db drop ") == ["metrics", "mydb", "other"]
+    assert _complete(data_dir, "select metrics ") == ["cpu", "mem"]
+    assert _complete(data_dir, "config set metrics wal_") == ["wal_level", "wal_fsync_period"]
+    assert _complete(data_dir / "missing", "select ") == []  # no data dir: nothing, no error

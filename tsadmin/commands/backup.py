@@ -13,6 +13,7 @@ from engine.replication.pitr import restore_to_point
 from engine.restore import RestoreOptions, restore
 from engine.settings import parse_duration_ns
 from engine.timeparse import parse_time
+from tsadmin.params import Db
 from tsadmin.progress import byte_progress
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
@@ -22,7 +23,6 @@ app = command_group(
     short_help="Back up to Parquet archives; list, verify, prune.",
 )
 
-Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 Dir = Annotated[
     str,
     typer.Argument(

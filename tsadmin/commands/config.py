@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from engine import ops
+from tsadmin.params import Db, complete_key
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
 
@@ -15,7 +16,6 @@ app = command_group(
     "Read and change durability settings (KWDB keys ts.wal.* accepted too).",
     short_help="Read and change a database's settings.",
 )
-Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 
 
 @app.command("get")
@@ -47,6 +47,7 @@ def set_(
             help="wal_level, wal_fsync_period, checkpoint_interval, max_line_bytes, "
             "max_tags_per_series, max_fields_per_table.",
             metavar="KEY",
+            autocompletion=complete_key,
         ),
     ],
     value: Annotated[str, typer.Argument(help="e.g. sync, 2, 500ms, 30s, 5m.", metavar="VALUE")],

@@ -16,12 +16,13 @@ from engine import (
     ops,
     writable_database_dir,
 )
+from tsadmin.params import Db
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
 
 app = command_group("Create, inspect, compare and drop databases.")
 
-Name = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="NAME")]
+Name = Db
 
 
 @app.command("create")

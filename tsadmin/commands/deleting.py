@@ -9,14 +9,15 @@ import typer
 
 from engine import ops
 from engine.deletes import DeleteReport, check_where
+from tsadmin.params import Db, Table
 from tsadmin.render import emit
 from tsadmin.state import note, state
 
 
 def delete(
     ctx: typer.Context,
-    db: Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")],
-    table: Annotated[str, typer.Argument(help="Table name.", show_default=False, metavar="TABLE")],
+    db: Db,
+    table: Table,
     start: Annotated[
         str,
         typer.Option(

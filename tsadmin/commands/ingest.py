@@ -13,6 +13,7 @@ from engine.csvingest import CsvOptions, parse_schema
 from engine.ingest import IngestOptions
 from engine.settings import parse_duration_ns
 from tsadmin.errors import Exit
+from tsadmin.params import Db
 from tsadmin.progress import byte_progress
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
@@ -22,7 +23,6 @@ app = command_group(
     short_help="Load line protocol or CSV.",
 )
 
-Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 Source = Annotated[
     str,
     typer.Argument(

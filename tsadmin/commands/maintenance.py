@@ -7,10 +7,9 @@ from typing import Annotated
 import typer
 
 from engine import CheckpointReport, list_databases, ops
+from tsadmin.params import Db
 from tsadmin.render import emit
 from tsadmin.state import note, state
-
-Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 
 
 def checkpoint(

@@ -14,14 +14,15 @@ import typer
 from engine import ops
 from engine.deletes import check_where
 from engine.rows import ISO_FORMAT, to_records
+from tsadmin.params import Db, Table
 from tsadmin.render import cell_text, strict
 from tsadmin.state import state
 
 
 def select(
     ctx: typer.Context,
-    db: Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")],
-    table: Annotated[str, typer.Argument(help="Table name.", show_default=False, metavar="TABLE")],
+    db: Db,
+    table: Table,
     start: Annotated[
         str | None, typer.Option(help="From this time (inclusive): ISO 8601, epoch, now-1h.")
     ] = None,

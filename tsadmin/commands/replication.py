@@ -13,12 +13,12 @@ from engine.replication.standby import follow as run_follower
 from engine.replication.status import replica_status
 from engine.settings import parse_duration_ns
 from tsadmin import signals
+from tsadmin.params import Db
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
 
 app = command_group("Replica stores of a primary: add, remove, and their status.")
 
-Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 Url = Annotated[
     str,
     typer.Argument(

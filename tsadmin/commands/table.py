@@ -7,13 +7,11 @@ from typing import Annotated
 import typer
 
 from engine import ops
+from tsadmin.params import Db, Table
 from tsadmin.render import emit, emit_sections
 from tsadmin.state import command_group, note, state
 
 app = command_group("Inspect and drop tables.")
-
-Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
-Table = Annotated[str, typer.Argument(help="Table name.", show_default=False, metavar="TABLE")]
 
 
 @app.command("list")

@@ -14,11 +14,11 @@ from engine import (
     writable_database_dir,
 )
 from engine.rows import to_records
+from tsadmin.params import Db
 from tsadmin.render import emit, emit_sections
 from tsadmin.state import command_group, note, state
 
 app = command_group("See inside the WAL, check it, and repair it.")
-Db = Annotated[str, typer.Argument(help="Database name.", show_default=False, metavar="DB")]
 
 
 @app.command("inspect", short_help="The WAL files and their records.")
