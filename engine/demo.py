@@ -92,10 +92,10 @@ def run_demo(data_dir: Path, *, kill_after_acks: int = 40) -> DemoReport:
             seconds=round(ckpt.seconds, 3),
         )
 
-    acks, killed_at = _kill_a_writer(target, kill_after_acks)
+    acks, killed_at, pid = _kill_a_writer(target, kill_after_acks)
     report.add(
         "crash",
-        f"writer PID killed with SIGKILL after {len(acks.acked)} acknowledged batches",
+        f"writer PID {pid} killed with SIGKILL after {len(acks.acked)} acknowledged batches",
         acked_batches=len(acks.acked),
         kill_seconds=round(killed_at, 3),
     )
@@ -184,8 +184,9 @@ def _post(url: str, body: bytes) -> int:
         return int(exc.code)
 
 
-def _kill_a_writer(target: Path, kill_after_acks: int) -> tuple[workload.Acks, float]:
-    """Start a writer child, kill it once it has acknowledged ``kill_after_acks`` batches."""
+def _kill_a_writer(target: Path, kill_after_acks: int) -> tuple[workload.Acks, float, int]:
+    """Start a writer child, kill it once it has acknowledged ``kill_after_acks`` batches;
+    its acknowledgements, the seconds it ran and its PID."""
     cmd = [
         sys.executable,
         "-m",
@@ -212,4 +213,4 @@ def _kill_a_writer(target: Path, kill_after_acks: int) -> tuple[workload.Acks, f
     child.send_signal(signal.SIGKILL)
     rest, _ = child.communicate()
     lines.append(rest)
-    return workload.Acks.parse("".join(lines)), time.perf_counter() - started
+    return workload.Acks.parse("".join(lines)), time.perf_counter() - started, child.pid

@@ -29,6 +29,7 @@ from engine import wal
 from engine.errors import EngineError
 from engine.fileio import IO
 from engine.replication.state import load_ship_state
+from engine.timeparse import iso_utc
 
 BACKUPS = "backups.json"
 TEXTFILE = "tsadmin.prom"
@@ -65,11 +66,16 @@ class DatabaseHealth:
     backups: list[BackupRecord] = field(default_factory=list)
 
     def to_json(self, now: float | None = None) -> dict[str, Any]:
+        """Moments as ISO 8601 text (Prometheus gets unix seconds), ages in seconds."""
         now = time.time() if now is None else now
         body = asdict(self)
+        body["last_checkpoint_at"] = iso_utc(self.last_checkpoint_at)
         body["checkpoint_age_seconds"] = round(max(0.0, now - self.last_checkpoint_at), 3)
+        for item in body["replicas"]:
+            item["shipped_commit_at"] = iso_utc(item["shipped_commit_at"])
         for item in body["backups"]:
             item["age_seconds"] = round(max(0.0, now - item["at"]), 3)
+            item["at"] = iso_utc(item["at"])
         return body
 
 

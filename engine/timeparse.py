@@ -48,3 +48,12 @@ def parse_time(text: str, precision: str) -> int:
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
     return micros * per_second // 1_000_000
+
+
+def iso_utc(unix_seconds: float | None) -> str | None:
+    """A moment as reports print it: ISO 8601 in UTC to the millisecond
+    (``2026-12-06T05:30:07.123Z``); None stays None."""
+    if unix_seconds is None:
+        return None
+    moment = datetime.fromtimestamp(unix_seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -167,3 +167,23 @@ def test_shell_completion_offers_databases_tables_and_setting_keys(data_dir: Pat
     assert _complete(data_dir, "select metrics ") == ["cpu", "mem"]
     assert _complete(data_dir, "config set metrics wal_") == ["wal_level", "wal_fsync_period"]
     assert _complete(data_dir / "missing", "select ") == []  # no data dir: nothing, no error
+
+
+def test_reports_say_what_they_show(data_dir: Path) -> None:
+    """db show lists the WAL files, a checksum of chosen tables says so, a dry-run repair
+    of a sound WAL says one plain line, durations are to the millisecond."""
+    import json
+
+    assert run_cli(data_dir, "db", "create", "m").code == 0
+    assert run_cli(data_dir, "ingest", "lp", "m", "-", stdin="cpu v=1\nmem v=2\n").code == 0
+    for fmt in ("table", "csv"):
+        shown = run_cli(data_dir, "--format", fmt, "db", "show", "m")
+        assert "file=current.wal bytes=" in shown.out and "item(s)" not in shown.out
+    checksum = run_cli(data_dir, "db", "checksum", "m", "--table", "cpu").out
+    assert "table(s) cpu of m: sha256" in checksum and "database m:" not in checksum
+    dry = run_cli(data_dir, "wal", "repair", "m", "--dry-run")
+    assert dry.code == 0 and dry.out.strip().splitlines() == [
+        "nothing to repair: the WAL is sound"
+    ], dry.out
+    report = json.loads(run_cli(data_dir, "--format", "json", "checkpoint", "m").out)[0]
+    assert report["seconds"] == round(report["seconds"], 3)

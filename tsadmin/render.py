@@ -2,7 +2,9 @@
 
 JSON is strict (RFC 8259): a float that is not finite is written as the string
 ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, never as a bare token. Floats are
-printed in full (Python's shortest round-trip form), never rounded.
+printed in full (Python's shortest round-trip form), never rounded, except
+durations in reports (a key ``seconds`` or ending in ``_seconds`` or ``_s``), which
+are milliseconds at best: they are shown to the millisecond.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ FORMATS = ("table", "json", "csv")
 
 def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None) -> None:
     """Print ``data`` (a list of records or one record) in ``fmt``."""
+    data = _durations_to_ms(data)
     if fmt == "json":
         sys.stdout.write(json.dumps(strict(data), indent=2, default=_jsonable, allow_nan=False))
         sys.stdout.write("\n")
@@ -47,6 +50,20 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _is_duration(key: str) -> bool:
+    return key == "seconds" or key.endswith(("_seconds", "_s"))
+
+
+def _durations_to_ms(value: Any, key: str = "") -> Any:
+    if isinstance(value, float) and _is_duration(key) and math.isfinite(value):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {k: _durations_to_ms(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_durations_to_ms(v, key) for v in value]
+    return value
+
+
 def strict(value: Any) -> Any:
     """``value`` with every non-finite float spelled as a string."""
     if isinstance(value, float):
@@ -67,7 +84,12 @@ def _flatten(record: dict[str, Any]) -> dict[str, Any]:
             for inner, item in _flatten(value).items():
                 flat[f"{key}.{inner}"] = item
         elif isinstance(value, list) and value and isinstance(value[0], dict):
-            flat[key] = f"{len(value)} item(s)"
+            # a few items in full (db show's WAL files), many as a count
+            flat[key] = (
+                "; ".join(" ".join(f"{k}={v}" for k, v in item.items()) for item in value)
+                if len(value) <= 4
+                else f"{len(value)} item(s)"
+            )
         elif isinstance(value, list):
             flat[key] = ", ".join(str(v) for v in value)
         else:

@@ -18,6 +18,7 @@ from engine.replication.state import (
     load_standby,
 )
 from engine.stores import open_store
+from engine.timeparse import iso_utc
 
 # A replica more than this many seconds behind its newest commit is "lagging".
 LAGGING_SECONDS = 10.0
@@ -68,7 +69,7 @@ def _replica(
         "lag_rows": sum(rows for _, rows, _, _ in behind),
         "lag_bytes": sum(size for _, _, size, _ in behind),
         "lag_seconds": round(max(0.0, time.time() - oldest / 1e9), 3) if oldest else 0.0,
-        "last_shipped_at": state.shipped_at if state else None,
+        "last_shipped_at": iso_utc(state.shipped_at) if state and state.shipped_at else None,
         "held_wal_bytes": held,
         "error": None,
     }
@@ -144,6 +145,9 @@ def _standby_status(name: str, standby: StandbyState) -> dict[str, Any]:
         "epoch": standby.epoch,
         "applied_lsn": standby.applied_lsn,
         "applied_commit_ns": standby.applied_commit_ns,
+        "applied_commit_at": iso_utc(standby.applied_commit_ns / 1e9)
+        if standby.applied_commit_ns
+        else None,
         "store_lsn": None,
         "behind_records": None,
         "apply_lag_seconds": None,

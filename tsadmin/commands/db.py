@@ -143,7 +143,8 @@ def checksum(
     result = ops.database_checksum(st.data_dir, name, table)
     if st.format == "table":
         emit(result["tables"], "table")
-        typer.echo(f"database {name}: sha256 {result['sha256']} ({result['rows']} rows)")
+        what = f"database {name}" if not table else f"table(s) {', '.join(table)} of {name}"
+        typer.echo(f"{what}: sha256 {result['sha256']} ({result['rows']} rows)")
     else:
         emit(result if st.format == "json" else result["tables"], st.format)
 

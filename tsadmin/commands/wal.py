@@ -125,8 +125,11 @@ def _show(ctx: typer.Context, report: walrepair.RepairReport) -> None:
     if st.format != "table":
         emit(report.to_json(), st.format)
         return
+    nothing = all(a.startswith("nothing to repair") for a in report.actions)
+    if report.dry_run and not nothing:
+        typer.echo("dry run, nothing was changed; a repair would:")
     for action in report.actions:
-        typer.echo(("would: " if report.dry_run else "") + action)
+        typer.echo(("  " if report.dry_run and not nothing else "") + action)
     if report.dropped_regions or report.lost_lsn_ranges or report.transactions_dropped:
         lost = {
             k: v
