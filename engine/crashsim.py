@@ -73,7 +73,7 @@ class SimOptions:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise InvalidArgument(
-                f"unknown mode {self.mode!r}", hint=f"use one of {', '.join(MODES)}"
+                f"unknown fault {self.mode!r}", hint=f"use one of {', '.join(MODES)}"
             )
         if self.trials < 1 or self.batch_rows < 1 or self.rows < self.batch_rows:
             raise InvalidArgument(

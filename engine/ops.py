@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,6 +30,8 @@ from engine.recovery import RecoveryReport
 from engine.rows import iso_time
 from engine.settings import SETTABLE_KEYS, Settings, canonical_key, ns_per_unit
 from engine.timeparse import parse_time
+
+Report = TypeVar("Report")
 
 
 @contextlib.contextmanager
@@ -294,19 +296,37 @@ def checkpoint(data_dir: Path, names: list[str]) -> list[CheckpointReport]:
     return reports
 
 
-def checkpoint_each(
-    data_dir: Path, names: list[str]
-) -> list[tuple[str, CheckpointReport | EngineError]]:
-    """Checkpoint every database named; one that is locked or fails is reported and
-    skipped, never stops the others."""
-    results: list[tuple[str, CheckpointReport | EngineError]] = []
+def each_database(
+    names: list[str], operation: Callable[[str], Report]
+) -> list[tuple[str, Report | EngineError]]:
+    """``operation`` on every database named; one that is locked or fails is reported
+    and skipped, never stops the others."""
+    results: list[tuple[str, Report | EngineError]] = []
     for name in names:
         try:
-            with writing(data_dir, name, background=False) as db:
-                results.append((name, db.checkpoint("command")))
+            results.append((name, operation(name)))
         except EngineError as exc:
             results.append((name, exc))
     return results
+
+
+def checkpoint_each(
+    data_dir: Path, names: list[str]
+) -> list[tuple[str, CheckpointReport | EngineError]]:
+    """Checkpoint every database named (see :func:`each_database`)."""
+
+    def one(name: str) -> CheckpointReport:
+        with writing(data_dir, name, background=False) as db:
+            return db.checkpoint("command")
+
+    return each_database(names, one)
+
+
+def compact_each(
+    data_dir: Path, names: list[str]
+) -> list[tuple[str, CompactionReport | EngineError]]:
+    """Compact every database named (see :func:`each_database`)."""
+    return each_database(names, lambda name: compact(data_dir, name))
 
 
 def compact(data_dir: Path, name: str) -> CompactionReport:

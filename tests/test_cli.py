@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -288,6 +289,8 @@ def test_demo_runs_end_to_end(cli, data_dir: Path) -> None:  # type: ignore[no-u
     report = result.json()
     assert report["ok"] is True
     steps = {s["step"]: s for s in report["steps"]}
+    assert report["data_dir"] == str(data_dir / "demo")  # the global --data-dir, hoisted
+    assert re.search(r"writer PID \d+ killed", steps["crash"]["result"]), steps["crash"]
     assert set(steps) == {
         "create",
         "ingest",

@@ -187,3 +187,31 @@ def test_reports_say_what_they_show(data_dir: Path) -> None:
     ], dry.out
     report = json.loads(run_cli(data_dir, "--format", "json", "checkpoint", "m").out)[0]
     assert report["seconds"] == round(report["seconds"], 3)
+
+
+def test_one_grammar_positional_database_with_the_old_spellings_kept(tmp_path: Path) -> None:
+    """DB is positional in restore and follow (serve: tests/test_serve.py), --db still
+    works there, and the two must agree; compact takes --all."""
+    data, store = tmp_path / "d", tmp_path / "store"
+    assert run_cli(data, "db", "create", "m").code == 0
+    assert run_cli(data, "db", "create", "n").code == 0
+    assert run_cli(data, "ingest", "lp", "m", "-", stdin="cpu v=1\n").code == 0
+    assert run_cli(data, "backup", "create", "m", "--to", str(store)).code == 0
+    [archive] = [p for p in store.iterdir() if not p.name.startswith(".")]
+    assert run_cli(data, "restore", str(archive), "copy_a").code == 0
+    assert run_cli(data, "restore", str(archive), "--db", "copy_b").code == 0
+    clash = run_cli(data, "restore", str(archive), "copy_c", "--db", "copy_d")
+    assert clash.code == 2 and "name it once" in clash.err
+    listed = {d["name"] for d in run_cli(data, "--format", "json", "db", "list").json()}
+    assert {"copy_a", "copy_b"} <= listed and not {"copy_c", "copy_d"} & listed
+    assert run_cli(data, "replica", "add", "m", str(tmp_path / "rs")).code == 0
+    assert run_cli(data, "replicate", "m", "--once").code == 0
+    site_b = tmp_path / "b"
+    assert run_cli(site_b, "follow", str(tmp_path / "rs"), "m", "--once").code == 0
+    assert run_cli(site_b, "follow", str(tmp_path / "rs"), "--db", "m", "--once").code == 0
+    assert run_cli(site_b, "follow", str(tmp_path / "rs"), "--once").code == 2
+    compacted = run_cli(data, "--format", "json", "compact", "--all")
+    assert compacted.code == 0, compacted.err
+    assert {r["database"] for r in compacted.json()} == listed
+    assert all(r["status"] == "ok" for r in compacted.json())
+    assert run_cli(data, "compact").code == 2

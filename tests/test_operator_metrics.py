@@ -217,7 +217,7 @@ def test_prometheus_scrapes_serve_and_the_textfile(tmp_path: Path) -> None:
     assert run_cli(data, "metrics", "cron", "--textfile", str(textfiles)).code == 0
     exporter = f"127.0.0.1:{free_port()}"
     with (
-        serving(data, "--db", "m") as server,
+        serving(data, "m") as server,  # the database positional, as everywhere
         running(
             [
                 "prometheus-node-exporter",

@@ -66,11 +66,13 @@ def test_salvage_reports_exactly_what_was_lost(data_dir: Path, cli) -> None:  # 
     assert cli("wal", "verify", "s").code == 3
     assert cli("select", "s", "w_a").code == 5
     assert cli("wal", "repair", "s").code == 5  # a tail cut cannot fix this
-    refused = cli("wal", "repair", "s", "--salvage")
-    assert refused.code == 2 and "--yes" in refused.err
-    dry = cli("--format", "json", "wal", "repair", "s", "--salvage", "--dry-run")
-    assert dry.code == 0 and path.read_bytes() == original
-    done = cli("--format", "json", "wal", "repair", "s", "--salvage", "--yes")
+    for spelling in (["salvage"], ["repair", "--salvage"]):  # one verb, as db salvage
+        refused = cli("wal", *spelling, "s")
+        assert refused.code == 2 and "--yes" in refused.err
+        dry = cli("--format", "json", "wal", *spelling, "s", "--dry-run")
+        assert dry.code == 0 and path.read_bytes() == original
+        assert dry.json()["transactions_dropped"] == [4]
+    done = cli("--format", "json", "wal", "salvage", "s", "--yes")
     assert done.code == 0, done.err
     report = done.json()
     assert report["transactions_dropped"] == [4] and report["rows_dropped"] == 8
@@ -147,7 +149,7 @@ def test_simulate_every_mode_keeps_the_promise(cli, level: str) -> None:  # type
             "crash",
             "simulate",
             "sim",
-            "--mode",
+            "--fault",
             mode,
             "--trials",
             "2",
@@ -208,10 +210,13 @@ def test_simulate_catches_a_planted_missing_fsync(cli) -> None:  # type: ignore[
     assert "broke the sync promise" in result.err
 
 
-def test_simulate_refuses_unknown_mode(cli) -> None:  # type: ignore[no-untyped-def]
+def test_simulate_refuses_unknown_fault(cli) -> None:  # type: ignore[no-untyped-def]
     cli("db", "create", "x")
-    result = cli("crash", "simulate", "x", "--mode", "meteor")
-    assert result.code == 2 and "unknown mode" in result.err
+    for spelling in ("--fault", "--mode"):  # --mode: the old spelling, kept for a release
+        result = cli("crash", "simulate", "x", spelling, "meteor")
+        assert result.code == 2 and "unknown fault" in result.err
+    unnamed = cli("crash", "simulate", "x")
+    assert unnamed.code == 2 and "name the fault" in unnamed.err
 
 
 def test_a_salvage_on_a_full_disk_keeps_no_partial_copy_and_changes_nothing(

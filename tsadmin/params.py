@@ -58,3 +58,29 @@ Table = Annotated[
         help="Table name.", show_default=False, metavar="TABLE", autocompletion=complete_table
     ),
 ]
+
+
+# -- the database as a positional argument, --db kept as an alias for a release --------
+
+DbAlias = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="The same as the DB argument (kept for scripts written before it).",
+        hidden=True,
+        autocompletion=complete_database,
+    ),
+]
+
+
+def one_database(positional: str | None, alias: str | None, *, required: bool) -> str | None:
+    """The database named by the DB argument or by ``--db`` (the same name if both)."""
+    if positional is not None and alias is not None and positional != alias:
+        raise typer.BadParameter(
+            f"the DB argument says {positional}, --db says {alias}: name it once",
+            param_hint="DB",
+        )
+    name = positional if positional is not None else alias
+    if name is None and required:
+        raise typer.BadParameter("name the database", param_hint="DB")
+    return name

@@ -13,7 +13,7 @@ from engine.replication.pitr import restore_to_point
 from engine.restore import RestoreOptions, restore
 from engine.settings import parse_duration_ns
 from engine.timeparse import parse_time
-from tsadmin.params import Db
+from tsadmin.params import Db, DbAlias, complete_database, one_database
 from tsadmin.progress import byte_progress
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
@@ -28,13 +28,13 @@ Dir = Annotated[
     typer.Argument(
         help="Store holding archives: a directory, file:///dir or s3://bucket/prefix.",
         show_default=False,
-        metavar="STORE",
+        metavar="URL",
     ),
 ]
 Archive = Annotated[
     str,
     typer.Argument(
-        help="An archive: STORE/NAME (a directory, or s3://bucket/prefix/NAME).",
+        help="An archive: URL/NAME (its store's URL and its name).",
         show_default=False,
         metavar="ARCHIVE",
     ),
@@ -51,6 +51,7 @@ def create(
             "--to",
             help="Store to write the archive into: a directory, file:///dir or s3://bucket/prefix.",
             show_default=False,
+            metavar="URL",
         ),
     ],
     table: Annotated[
@@ -176,10 +177,25 @@ def prune_(
 
 def restore_command(
     ctx: typer.Context,
-    archive: Archive,
-    db: Annotated[
-        str | None, typer.Option("--db", help="Target database [default: the archive's].")
+    archive: Annotated[
+        str,
+        typer.Argument(
+            help="An archive (URL/NAME: its store's URL and its name); with "
+            "--to-time or --to-lsn, a replica store.",
+            show_default=False,
+            metavar="URL",
+        ),
+    ],
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            help="Target database [default: the archive's; a point-in-time restore needs it].",
+            show_default=False,
+            metavar="DB",
+            autocompletion=complete_database,
+        ),
     ] = None,
+    db_alias: DbAlias = None,
     table: Annotated[
         list[str] | None, typer.Option("--table", help="Only this table (repeatable).")
     ] = None,
@@ -211,8 +227,9 @@ def restore_command(
     """Restore an archive (following its base chain); verified first, swapped in atomically.
     --mode replace deletes the target's current data and needs --yes. With --to-time or
     --to-lsn, ARCHIVE is a replica store and the database is rebuilt from its newest
-    snapshot before the target plus the shipped log up to it (a new database, --db)."""
+    snapshot before the target plus the shipped log up to it (a new database, DB)."""
     st = state(ctx)
+    db = one_database(target, db_alias, required=False)
     if to_time is not None or to_lsn is not None:
         _restore_to_point(ctx, archive, db, to_time, to_lsn, dry_run)
         return
@@ -241,7 +258,7 @@ def _restore_to_point(
         raise typer.BadParameter("give --to-time or --to-lsn, not both", param_hint="--to-time")
     if db is None:
         raise typer.BadParameter(
-            "a point-in-time restore makes a new database: name it", param_hint="--db"
+            "a point-in-time restore makes a new database: name it", param_hint="DB"
         )
     report = restore_to_point(
         st.data_dir,

@@ -28,14 +28,21 @@ def simulate(
             metavar="DB",
         ),
     ],
-    mode: Annotated[
-        str,
+    fault: Annotated[
+        str | None,
         typer.Option(
+            "--fault",
             help="kill, power-loss, torn-write, bitflip or checkpoint.",
             show_default=False,
             metavar="kill|power-loss|torn-write|bitflip|checkpoint",
         ),
-    ],
+    ] = None,
+    mode_alias: Annotated[
+        str | None,
+        typer.Option(
+            "--mode", help="The same as --fault (kept for scripts written before it).", hidden=True
+        ),
+    ] = None,
     trials: Annotated[int, typer.Option(help="How many crashes.", min=1)] = 10,
     seed: Annotated[int, typer.Option(help="Seed of the random choices (reproducible runs).")] = 0,
     rows: Annotated[
@@ -47,6 +54,14 @@ def simulate(
 ) -> None:
     """One row per trial and a verdict; exit 3 if any promise was broken."""
     st = state(ctx)
+    if fault is not None and mode_alias is not None and fault != mode_alias:
+        raise typer.BadParameter("--fault and --mode say different things", param_hint="--fault")
+    mode = fault or mode_alias
+    if mode is None:
+        raise typer.BadParameter(
+            "name the fault: kill, power-loss, torn-write, bitflip or checkpoint",
+            param_hint="--fault",
+        )
     options = crashsim.SimOptions(
         mode=mode, trials=trials, seed=seed, rows=rows, batch_rows=batch_rows
     )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
 from engine import VerificationFailed
@@ -13,15 +10,11 @@ from tsadmin.render import emit
 from tsadmin.state import state
 
 
-def demo(
-    ctx: typer.Context,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Where to build the demo database.")
-    ] = None,
-) -> None:
-    """Create a database, ingest, checkpoint, kill a writer, recover, verify; print figures."""
+def demo(ctx: typer.Context) -> None:
+    """Create a database, ingest, checkpoint, kill a writer, recover, verify; print figures.
+    Built in the data directory (the global --data-dir, as every command)."""
     st = state(ctx)
-    report = run_demo(data_dir or st.data_dir)
+    report = run_demo(st.data_dir)
     if st.format == "table":
         rows = [
             {**step, "figures": " ".join(f"{k}={v}" for k, v in step["figures"].items())}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from engine import CheckpointReport, list_databases, ops
-from tsadmin.params import Db
+from engine import list_databases, ops
+from engine.errors import EngineError
+from tsadmin.params import Db, complete_database
 from tsadmin.render import emit
 from tsadmin.state import note, state
 
@@ -15,7 +16,13 @@ from tsadmin.state import note, state
 def checkpoint(
     ctx: typer.Context,
     db: Annotated[
-        str | None, typer.Argument(help="Database name.", show_default=False, metavar="DB")
+        str | None,
+        typer.Argument(
+            help="Database name.",
+            show_default=False,
+            metavar="DB",
+            autocompletion=complete_database,
+        ),
     ] = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Every database of the data directory.")
@@ -23,18 +30,12 @@ def checkpoint(
 ) -> None:
     """Write the memtable to segments now and drop the checkpointed WAL."""
     st = state(ctx)
-    if (db is None) == (not all_):
-        raise typer.BadParameter("name one database, or give --all")
+    _one_or_all(db, all_)
     if not all_:
         reports = [r.to_json() for r in ops.checkpoint(st.data_dir, [db or ""])]
     else:
         results = ops.checkpoint_each(st.data_dir, list_databases(st.data_dir))
-        reports = [
-            {**r.to_json(), "status": "ok"}
-            if isinstance(r, CheckpointReport)
-            else {"database": name, "status": "failed", "error": r.message}
-            for name, r in results
-        ]
+        reports = _each_as_rows(results)
     if st.format == "table":
         emit(
             reports,
@@ -57,21 +58,59 @@ def checkpoint(
     else:
         emit(reports, st.format)
     if all_:
-        failed = [(n, r) for n, r in results if not isinstance(r, CheckpointReport)]
-        if failed:
-            _, first = failed[0]
-            raise type(first)(
-                f"{len(failed)} of {len(results)} database(s) were not checkpointed: "
-                + "; ".join(f"{n}: {r.message}" for n, r in failed),
-                hint=first.hint,
-            )
+        _raise_failures(results, "checkpointed")
 
 
-def compact(ctx: typer.Context, db: Db) -> None:
+def _one_or_all(db: str | None, all_: bool) -> None:
+    if (db is None) == (not all_):
+        raise typer.BadParameter("name one database, or give --all")
+
+
+def _each_as_rows(results: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"database": name, "status": "failed", "error": r.message}
+        if isinstance(r, EngineError)
+        else {**r.to_json(), "status": "ok"}
+        for name, r in results
+    ]
+
+
+def _raise_failures(results: list[tuple[str, Any]], done: str) -> None:
+    """After every database was tried: the first failure's kind, naming all of them."""
+    failed = [(n, r) for n, r in results if isinstance(r, EngineError)]
+    if failed:
+        _, first = failed[0]
+        raise type(first)(
+            f"{len(failed)} of {len(results)} database(s) were not {done}: "
+            + "; ".join(f"{n}: {r.message}" for n, r in failed),
+            hint=first.hint,
+        )
+
+
+def compact(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Argument(
+            help="Database name.",
+            show_default=False,
+            metavar="DB",
+            autocompletion=complete_database,
+        ),
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every database of the data directory.")
+    ] = False,
+) -> None:
     """Merge the segments of each partition into one."""
     st = state(ctx)
-    report = ops.compact(st.data_dir, db).to_json()
-    emit(report, st.format)
+    _one_or_all(db, all_)
+    if not all_:
+        emit(ops.compact(st.data_dir, db or "").to_json(), st.format)
+        return
+    results = ops.compact_each(st.data_dir, list_databases(st.data_dir))
+    emit(_each_as_rows(results), st.format)
+    _raise_failures(results, "compacted")
 
 
 def recover(
@@ -92,5 +131,5 @@ def recover(
 
 def register(app: typer.Typer) -> None:
     app.command("checkpoint", short_help="Write the memtable to segments now.")(checkpoint)
-    app.command("compact")(compact)
+    app.command("compact", short_help="Merge each partition's segments into one.")(compact)
     app.command("recover", short_help="Replay the WAL after a crash and report.")(recover)

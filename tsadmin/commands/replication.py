@@ -13,7 +13,7 @@ from engine.replication.standby import follow as run_follower
 from engine.replication.status import replica_status
 from engine.settings import parse_duration_ns
 from tsadmin import signals
-from tsadmin.params import Db
+from tsadmin.params import Db, DbAlias, complete_database, one_database
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
 
@@ -138,7 +138,16 @@ def follow(
             help="The replica store a primary ships to.", show_default=False, metavar="URL"
         ),
     ],
-    db: Annotated[str, typer.Option("--db", help="The standby database (made if missing).")],
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            help="The standby database (made if missing).",
+            show_default=False,
+            metavar="DB",
+            autocompletion=complete_database,
+        ),
+    ] = None,
+    db_alias: DbAlias = None,
     once: Annotated[bool, typer.Option("--once", help="Catch up, then exit.")] = False,
     interval: Interval = "1s",
 ) -> None:
@@ -146,6 +155,8 @@ def follow(
     every segment applied as it appears (a service until SIGTERM, or --once). Readable by
     every read-only command meanwhile; writes refused until promoted."""
     st = state(ctx)
+    db = one_database(target, db_alias, required=True)
+    assert db is not None
 
     def warn(error: Exception) -> None:
         note(ctx, f"warning: {error}")
@@ -169,7 +180,15 @@ def follow(
 
 def promote(
     ctx: typer.Context,
-    db: Annotated[str, typer.Argument(help="The standby.", show_default=False, metavar="NAME")],
+    db: Annotated[
+        str,
+        typer.Argument(
+            help="The standby.",
+            show_default=False,
+            metavar="DB",
+            autocompletion=complete_database,
+        ),
+    ],
     force: Annotated[
         bool,
         typer.Option(

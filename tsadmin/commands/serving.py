@@ -12,6 +12,7 @@ import typer
 from engine.server import DEFAULT_BIND
 from engine.settings import parse_duration_ns, parse_size
 from tsadmin import signals
+from tsadmin.params import complete_database
 from tsadmin.state import state
 
 
@@ -20,9 +21,18 @@ def serve(
     bind: Annotated[
         str, typer.Option("--bind", help="Address to listen on, host:port.")
     ] = DEFAULT_BIND,
+    databases: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="The databases to serve [default: every one of the data directory].",
+            show_default=False,
+            metavar="[DB]...",
+            autocompletion=complete_database,
+        ),
+    ] = None,
     db: Annotated[
         list[str] | None,
-        typer.Option("--db", help="A database to serve (repeatable) [default: all]."),
+        typer.Option("--db", help="The same as DB (repeatable; kept for scripts).", hidden=True),
     ] = None,
     token: Annotated[
         str | None,
@@ -63,7 +73,7 @@ def serve(
     st = state(ctx)
     config = ServeConfig(
         bind=bind,
-        databases=tuple(db or ()),
+        databases=tuple(dict.fromkeys([*(databases or ()), *(db or ())])),
         token=token,
         max_body_bytes=parse_size(max_body, "body limit"),
         memory_limit_bytes=parse_size(memory_limit, "memory limit") if memory_limit else 0,

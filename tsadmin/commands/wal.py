@@ -120,6 +120,21 @@ def repair(
     _show(ctx, walrepair.repair(db_dir, db, salvage=salvage, dry_run=dry_run))
 
 
+@app.command("salvage", short_help="Rebuild the WAL around corruption (as db salvage).")
+def salvage_command(
+    ctx: typer.Context,
+    db: Db,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be kept and lost; change nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Confirm (it loses data).")] = False,
+) -> None:
+    """Drop corrupt WAL records and keep the valid ones after them, originals kept: the
+    WAL's salvage, spelled as 'db salvage' is for segments ('wal repair --salvage' is the
+    same). Needs --yes unless --dry-run."""
+    repair(ctx, db, salvage=True, dry_run=dry_run, yes=yes)
+
+
 def _show(ctx: typer.Context, report: walrepair.RepairReport) -> None:
     st = state(ctx)
     if st.format != "table":
