@@ -10,6 +10,11 @@ successful backup per store, written by a backup when it has been published::
 
 It is a record for alerting, not a catalogue (the store is): written atomically; a
 lost or damaged file only forgets when backups last ran.
+
+``rejected.json`` beside it counts the rows ``ingest`` runs rejected, by kind of
+reason, since the file was made (the write endpoint counts its own in its metrics)::
+
+    {"beyond retention": 300, "bad line": 2}
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from engine import manifest as manifest_format
@@ -32,6 +37,7 @@ from engine.replication.state import load_ship_state
 from engine.timeparse import iso_utc
 
 BACKUPS = "backups.json"
+REJECTED = "rejected.json"
 TEXTFILE = "tsadmin.prom"
 
 
@@ -64,6 +70,7 @@ class DatabaseHealth:
     last_checkpoint_at: float  # unix seconds: when the manifest was last written
     replicas: list[ReplicaHealth] = field(default_factory=list)
     backups: list[BackupRecord] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)  # by ingest runs, per reason
 
     def to_json(self, now: float | None = None) -> dict[str, Any]:
         """Moments as ISO 8601 text (Prometheus gets unix seconds), ages in seconds."""
@@ -99,6 +106,7 @@ def database_health(
         wal_bytes=sum(_size(p) for p in wal_paths),
         last_checkpoint_at=_mtime(db_dir / manifest_format.FILENAME),
         backups=load_backups(db_dir),
+        rejected=load_rejected(db_dir),
     )
     for url in manifest.settings.replicas:
         state = load_ship_state(db_dir, url)
@@ -189,6 +197,29 @@ def record_backup(
     IO.write_file_atomic(db_dir / BACKUPS, json.dumps(body, indent=1).encode(), "backups.record")
 
 
+# -- rejected.json -----------------------------------------------------------------
+
+
+def load_rejected(db_dir: Path) -> dict[str, int]:
+    try:
+        raw = json.loads((db_dir / REJECTED).read_bytes())
+    except (FileNotFoundError, ValueError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): v for k, v in sorted(raw.items()) if isinstance(v, int) and v >= 0}
+
+
+def record_rejected(db_dir: Path, counts: dict[str, int]) -> None:
+    """Add an ingest run's rejected rows per reason to the database's totals."""
+    totals = load_rejected(db_dir)
+    for reason, n in counts.items():
+        totals[reason] = totals.get(reason, 0) + n
+    IO.write_file_atomic(
+        db_dir / REJECTED, json.dumps(totals, indent=1, sort_keys=True).encode(), "rejected"
+    )
+
+
 # -- Prometheus ---------------------------------------------------------------------
 
 
@@ -228,7 +259,14 @@ def families(healths: list[DatabaseHealth], now: float | None = None) -> list[Me
     backup_age = GaugeMetricFamily(
         "tsadmin_backup_age_seconds", "Seconds since the last successful backup", labels=bak
     )
+    rejected = CounterMetricFamily(
+        "tsadmin_ingest_rejected_rows",
+        "Rows ingest runs rejected, by kind of reason",
+        labels=["database", "reason"],
+    )
     for h in healths:
+        for reason, n in h.rejected.items():
+            rejected.add_metric([h.database, reason], n)
         wal_bytes.add_metric([h.database], h.wal_bytes)
         checkpoint_at.add_metric([h.database], h.last_checkpoint_at)
         checkpoint_age.add_metric([h.database], max(0.0, now - h.last_checkpoint_at))
@@ -249,6 +287,7 @@ def families(healths: list[DatabaseHealth], now: float | None = None) -> list[Me
         shipped,
         backup_at,
         backup_age,
+        rejected,
     ]
 
 

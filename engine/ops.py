@@ -413,6 +413,8 @@ def ingest(
         exc.committed_rows = report.rows  # type: ignore[attr-defined]
         raise
     report.replication = db.replication_notes()
+    if report.rejected_reasons:  # what operators alert on (engine.health)
+        health.record_rejected(db.dir, {r.reason: r.count for r in report.rejected_reasons})
     return report
 
 

@@ -81,17 +81,36 @@ def test_backup_create_records_the_last_backup_per_store(tmp_path: Path) -> None
     assert stats["health"]["checkpoint_age_seconds"] >= 0
 
 
+def test_rows_ingest_rejected_are_counted_by_reason(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    data.mkdir()
+    assert run_cli(data, "db", "create", "m", "--retention", "30d").code == 0
+    old = "cpu v=1 1000000000\ncpu v=2 2000000000\n"  # 1970: beyond the retention
+    for _ in range(2):
+        assert (
+            run_cli(
+                data, "ingest", "lp", "m", "-", "--on-error", "skip", stdin=old + "cpu v=\n"
+            ).code
+            == 7
+        )
+    rejected = health_of(data)["rejected"]
+    assert sum(rejected.values()) == 6 and len(rejected) == 2, rejected
+    assert 4 in rejected.values() and 2 in rejected.values()
+
+
 def test_a_textfile_for_node_exporter(tmp_path: Path) -> None:
     data, out = tmp_path / "d", tmp_path / "textfile"
     data.mkdir()
     new_db(data, "m", wal_level="sync")
     new_db(data, "n", wal_level="sync")
+    assert run_cli(data, "ingest", "lp", "m", "-", "--on-error", "skip", stdin="cpu v=\n").code == 7
     missing = run_cli(data, "metrics", "--textfile", str(out))
     assert missing.code == 2 and "does not exist" in missing.err
     out.mkdir()
     assert run_cli(data, "metrics", "--textfile", str(out)).code == 0
     assert sorted(p.name for p in out.iterdir()) == ["tsadmin.prom"]  # no temporary left
     text = (out / "tsadmin.prom").read_text()
+    assert 'tsadmin_ingest_rejected_rows_total{database="m",reason=' in text
     for name in ("m", "n"):
         assert f'tsadmin_wal_bytes{{database="{name}"}}' in text
         assert f'tsadmin_checkpoint_age_seconds{{database="{name}"}}' in text
