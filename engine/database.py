@@ -46,6 +46,7 @@ from engine.checkpoint import (
 from engine.deletes import DeleteSpec
 from engine.errors import (
     AlreadyExists,
+    BackgroundBug,
     EngineError,
     InvalidArgument,
     NotFound,
@@ -1004,6 +1005,8 @@ class Database:
                     self.compact(min_segments=COMPACT_TRIGGER + 1)
             except EngineError as exc:
                 self.background_error = exc  # the next checkpoint retries; close reports it
+            except Exception as exc:  # a bug: said by the next write and the close, never lost
+                self.background_error = BackgroundBug.of("checkpoint", exc)
 
     def _compaction_due(self) -> bool:
         """A partition holds more than COMPACT_TRIGGER small segments."""
@@ -1028,6 +1031,9 @@ class Database:
                     self._wait_durable(self._last_lsn)
                 except EngineError as exc:
                     self.background_error = exc
+                    return
+                except Exception as exc:  # a bug: reported, as a failed fsync is
+                    self.background_error = BackgroundBug.of("WAL flush", exc)
                     return
 
     def _remove_orphans(self) -> None:

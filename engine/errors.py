@@ -98,6 +98,19 @@ class StorageError(EngineError):
     """Any other operating-system failure while reading or writing database files."""
 
 
+class BackgroundBug(StorageError):
+    """An unexpected exception in a background thread (a bug): kept so that the next
+    write and the close report it, instead of the thread ending in silence."""
+
+    @classmethod
+    def of(cls, what: str, exc: BaseException) -> BackgroundBug:
+        return cls(
+            f"internal error in the background {what}: {type(exc).__name__}: {exc}",
+            hint="close and reopen the database (recovery replays what was acknowledged); "
+            "please report this",
+        )
+
+
 class VerificationFailed(EngineError):
     """A verification found problems (the report lists them)."""
 

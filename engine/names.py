@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import PurePosixPath
+from typing import Literal
 
 from engine.errors import InvalidArgument
 
@@ -64,7 +65,10 @@ def is_valid(kind: str, name: object) -> bool:
     return _data_name_problem(name) is None
 
 
-def validate_name(kind: str, name: str) -> str:
+NameKind = Literal["database", "archive", "table", "tag", "field", "column"]
+
+
+def validate_name(kind: NameKind, name: str) -> str:
     """Return ``name`` if it is a legal ``kind`` name (database, archive, table, tag,
     field, column), else raise :class:`InvalidArgument`."""
     if kind in _RULES:

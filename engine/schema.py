@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -99,7 +99,7 @@ class TableSchema:
         return grown if changed else None
 
 
-def _check_column_name(kind: str, name: str) -> None:
+def _check_column_name(kind: Literal["tag", "field"], name: str) -> None:
     if name == TS:
         raise InvalidArgument(f"{kind} name {name!r} is reserved for the timestamp")
     validate_name(kind, name)

@@ -167,3 +167,28 @@ def test_compaction_merges_neighbours_up_to_a_bounded_size(data_dir: Path, monke
     assert rows_of(db) == before
     db.close()
     assert rows_of(Database.open(db.dir, "b", readonly=True)) == before
+
+
+def test_an_unexpected_error_in_the_background_checkpoint_is_reported_not_lost(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug (any exception, not only the engine's own) in the checkpoint thread used to
+    end that thread in silence: checkpoints stopped for the life of the process."""
+    db = Database.open(new_db(data_dir, "bg"), "bg")
+    one = pa.table({"ts": pa.array([1], pa.int64()), "v": [1.0]})
+    db.write([Batch("cpu", one, [])])
+
+    def planted() -> bool:
+        raise RuntimeError("planted bug")
+
+    monkeypatch.setattr(db, "_compaction_due", planted)
+    db._wake.set()  # the checkpoint thread runs now
+    deadline = time.monotonic() + 30
+    while db.background_error is None:
+        assert time.monotonic() < deadline, "the background thread said nothing"
+        time.sleep(0.01)
+    assert "internal error in the background checkpoint" in db.background_error.message
+    assert "planted bug" in db.background_error.message
+    with pytest.raises(database.StorageError, match="planted bug"):
+        db.write([Batch("cpu", one, [])])
+    db.abandon()

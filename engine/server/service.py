@@ -153,7 +153,7 @@ class WriteService:
         with self._lock:
             if name in self.served:
                 return
-            validate_name(name, "database")
+            validate_name("database", name)
             if name not in list_databases(self.data_dir):
                 create_database(self.data_dir, name, Settings())
             self._open(name, named=False)
