@@ -52,6 +52,15 @@ Db = Annotated[
         autocompletion=complete_database,
     ),
 ]
+OptionalDb = Annotated[
+    str | None,
+    typer.Argument(
+        help="Database name.",
+        show_default=False,
+        metavar="DB",
+        autocompletion=complete_database,
+    ),
+]
 Table = Annotated[
     str,
     typer.Argument(

@@ -13,7 +13,7 @@ from engine.replication.pitr import restore_to_point
 from engine.restore import RestoreOptions, restore
 from engine.settings import parse_duration_ns
 from engine.timeparse import parse_time
-from tsadmin.params import Db, DbAlias, complete_database, one_database
+from tsadmin.params import Db, DbAlias, OptionalDb, one_database
 from tsadmin.progress import byte_progress
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
@@ -186,15 +186,7 @@ def restore_command(
             metavar="URL",
         ),
     ],
-    target: Annotated[
-        str | None,
-        typer.Argument(
-            help="Target database [default: the archive's; a point-in-time restore needs it].",
-            show_default=False,
-            metavar="DB",
-            autocompletion=complete_database,
-        ),
-    ] = None,
+    target: OptionalDb = None,
     db_alias: DbAlias = None,
     table: Annotated[
         list[str] | None, typer.Option("--table", help="Only this table (repeatable).")
@@ -225,6 +217,7 @@ def restore_command(
     ] = None,
 ) -> None:
     """Restore an archive (following its base chain); verified first, swapped in atomically.
+    DB is the target (default: the archive's database; a point-in-time restore needs it).
     --mode replace deletes the target's current data and needs --yes. With --to-time or
     --to-lsn, ARCHIVE is a replica store and the database is rebuilt from its newest
     snapshot before the target plus the shipped log up to it (a new database, DB)."""

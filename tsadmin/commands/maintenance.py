@@ -8,22 +8,14 @@ import typer
 
 from engine import list_databases, ops
 from engine.errors import EngineError
-from tsadmin.params import Db, complete_database
+from tsadmin.params import Db, OptionalDb
 from tsadmin.render import emit
 from tsadmin.state import note, state
 
 
 def checkpoint(
     ctx: typer.Context,
-    db: Annotated[
-        str | None,
-        typer.Argument(
-            help="Database name.",
-            show_default=False,
-            metavar="DB",
-            autocompletion=complete_database,
-        ),
-    ] = None,
+    db: OptionalDb = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Every database of the data directory.")
     ] = False,
@@ -89,15 +81,7 @@ def _raise_failures(results: list[tuple[str, Any]], done: str) -> None:
 
 def compact(
     ctx: typer.Context,
-    db: Annotated[
-        str | None,
-        typer.Argument(
-            help="Database name.",
-            show_default=False,
-            metavar="DB",
-            autocompletion=complete_database,
-        ),
-    ] = None,
+    db: OptionalDb = None,
     all_: Annotated[
         bool, typer.Option("--all", help="Every database of the data directory.")
     ] = False,

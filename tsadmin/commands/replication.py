@@ -13,7 +13,7 @@ from engine.replication.standby import follow as run_follower
 from engine.replication.status import replica_status
 from engine.settings import parse_duration_ns
 from tsadmin import signals
-from tsadmin.params import Db, DbAlias, complete_database, one_database
+from tsadmin.params import Db, DbAlias, OptionalDb, complete_database, one_database
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
 
@@ -138,22 +138,15 @@ def follow(
             help="The replica store a primary ships to.", show_default=False, metavar="URL"
         ),
     ],
-    target: Annotated[
-        str | None,
-        typer.Argument(
-            help="The standby database (made if missing).",
-            show_default=False,
-            metavar="DB",
-            autocompletion=complete_database,
-        ),
-    ] = None,
+    target: OptionalDb = None,
     db_alias: DbAlias = None,
     once: Annotated[bool, typer.Option("--once", help="Catch up, then exit.")] = False,
     interval: Interval = "1s",
 ) -> None:
-    """Keep a standby of the primary shipping to URL: built from the newest snapshot, then
-    every segment applied as it appears (a service until SIGTERM, or --once). Readable by
-    every read-only command meanwhile; writes refused until promoted."""
+    """Keep DB a standby of the primary shipping to URL (made if missing): built from the
+    newest snapshot, then every segment applied as it appears (a service until SIGTERM,
+    or --once). Readable by every read-only command meanwhile; writes refused until
+    promoted."""
     st = state(ctx)
     db = one_database(target, db_alias, required=True)
     assert db is not None
