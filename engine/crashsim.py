@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import dbverify, walcheck, workload
+from engine import manifest as manifest_format
 from engine.database import Database
 from engine.datadir import create_database, existing_database_dir
 from engine.errors import Corruption, EngineError, InvalidArgument
@@ -173,7 +174,9 @@ def _trial(
     hold = 0.0
     if options.mode == "power-loss" and settings.wal_level is WalLevel.FLUSH:
         hold = settings.wal_fsync_period_ms / 1000 + FLUSH_WINDOW_MARGIN
-    output, killed_at = _crash(child, options.mode, rng, hold)
+    # a segment flip needs a segment: the kill waits for the first checkpoint
+    after = "CKPT" if flip_target == "segment" else None
+    output, killed_at = _crash(child, options.mode, rng, hold, after)
     acks = workload.Acks.parse(output)
     detail = ""
     if options.mode == "power-loss":
@@ -246,14 +249,23 @@ def _start(
 
 
 def _crash(
-    child: subprocess.Popen[str], mode: str, rng: random.Random, hold: float = 0.0
+    child: subprocess.Popen[str],
+    mode: str,
+    rng: random.Random,
+    hold: float = 0.0,
+    after: str | None = None,
 ) -> tuple[str, float]:
-    """Let the child run (at least ``hold`` seconds), kill it (unless its fault killed it),
-    return its output and the monotonic time of the kill. The child never outlives this
-    call, whatever stops it (Ctrl-C included)."""
+    """Let the child run (at least ``hold`` seconds; with ``after``, at least until it
+    printed a line starting so), kill it (unless its fault killed it), return its output
+    and the monotonic time of the kill. The child never outlives this call, whatever
+    stops it (Ctrl-C included)."""
     assert child.stdout is not None
     try:
         first = child.stdout.readline()
+        while after is not None and (line := child.stdout.readline()):
+            first += line
+            if line.startswith(after):
+                break
         if mode in ("kill", "power-loss", "bitflip"):
             time.sleep(hold + rng.uniform(0.02, 0.5))
             if child.poll() is None:
@@ -300,7 +312,9 @@ def _flip_and_check(db_dir: Path, rng: random.Random, target: str) -> str | None
     was, or None if no flip landed anywhere that matters (the trial is then judged like a
     kill)."""
     if target == "segment":
-        files = sorted((db_dir / "tables").rglob("*.parquet"))
+        # the live ones: a file a crashed checkpoint left unlisted is removed at open,
+        # so damage there proves nothing
+        files = sorted(db_dir / f for f in manifest_format.load(db_dir).segment_files())
     else:
         files = [p for p in (db_dir / "wal").glob("*.wal") if p.stat().st_size > 64]
     if not files:

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -205,10 +206,17 @@ def running(cmd: list[str], ready: str) -> Iterator[None]:
         proc.wait(timeout=30)
 
 
-def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+def query(prometheus: str, expr: str) -> list[dict[str, Any]] | None:
+    """The query's result; None while Prometheus answers 503 (still starting: its
+    /-/ready and query API say so until the storage is open)."""
     url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        body = json.loads(answer.read())
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            body = json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 503:
+            return None
+        raise
     assert body["status"] == "success", body
     result = body["data"]["result"]
     assert isinstance(result, list)
