@@ -62,19 +62,22 @@ def test_a_terminated_backup_leaves_no_staging(data_dir: Path, tmp_path: Path) -
     assert run_cli(data_dir, "db", "create", "m").code == 0
     source = big_lp(tmp_path / "big.lp", 600_000)
     assert run_cli(data_dir, "ingest", "lp", "m", str(source)).code == 0
-    store = tmp_path / "store"
-    child = subprocess.Popen(  # a slow disk (injected), so the signal lands mid-backup
+    store, gate = tmp_path / "store", tmp_path / "gate"
+    gate.mkdir()
+    child = subprocess.Popen(  # held with its archive written, just before publishing it
         tsadmin(data_dir, "backup", "create", "m", "--to", str(store)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**CLEAN_ENV, "TSADMIN_FAULTS": "slowfsync=2000"},
+        env={**CLEAN_ENV, "TSADMIN_FAULTS": f"gate={gate};pause@backup.before_rename"},
     )
-    time.sleep(1.2)
+    deadline = time.monotonic() + 120
+    while not (gate / "backup.before_rename.reached").exists():
+        assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+        time.sleep(0.01)
+    assert any(store.iterdir())  # the staging directory, full: what must not be left
     child.send_signal(signal.SIGTERM)
     _, err = child.communicate(timeout=60)
-    if child.returncode == 0:
-        pytest.skip("the backup finished before the signal")
     assert child.returncode == 143 and "terminated" in err, err
     assert [p.name for p in store.iterdir()] == []
 

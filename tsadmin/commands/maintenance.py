@@ -12,13 +12,13 @@ from tsadmin.params import Db, OptionalDb
 from tsadmin.render import emit
 from tsadmin.state import note, state
 
+EveryDatabase = Annotated[bool, typer.Option("--all", help="Every database of the data directory.")]
+
 
 def checkpoint(
     ctx: typer.Context,
     db: OptionalDb = None,
-    all_: Annotated[
-        bool, typer.Option("--all", help="Every database of the data directory.")
-    ] = False,
+    all_: EveryDatabase = False,
 ) -> None:
     """Write the memtable to segments now and drop the checkpointed WAL."""
     st = state(ctx)
@@ -82,9 +82,7 @@ def _raise_failures(results: list[tuple[str, Any]], done: str) -> None:
 def compact(
     ctx: typer.Context,
     db: OptionalDb = None,
-    all_: Annotated[
-        bool, typer.Option("--all", help="Every database of the data directory.")
-    ] = False,
+    all_: EveryDatabase = False,
 ) -> None:
     """Merge the segments of each partition into one."""
     st = state(ctx)
