@@ -55,9 +55,11 @@ format change bumps ``version``); names follow ``engine/names.py``; each
 archive from before 0.3 may use the name itself when it is of the old rule) and listed once;
 ``partition`` is an integer partition start of the archive's width and holds
 ``min_ts <= max_ts``; a table's ``rows`` is the sum of its files'. Before a
-restore uses a file, its SHA-256 is checked and its contents decoded (page
-CRCs, columns, a row count equal to the declared one, timestamps exactly
-spanning ``min_ts..max_ts``), a batch at a time. Settings this build cannot
+restore uses a file, its SHA-256 is checked and its footer read (a row count
+equal to the declared one, the table's columns, each column chunk whole, the
+row groups' ``ts`` statistics inside ``min_ts..max_ts``); ``backup verify``
+also decodes every page (page CRCs, order, timestamps exactly spanning
+``min_ts..max_ts``), a batch at a time. Settings this build cannot
 honour are replaced and said (``wal_level byrl`` restores as ``sync``).
 
 A full archive has ``base: null`` and every table ``full``. An incremental
@@ -84,7 +86,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine.errors import EngineError, InvalidArgument, NotFound, VerificationFailed
-from engine.merge import is_sorted, is_sorted_runs, last_key
+from engine.merge import is_sorted
 from engine.names import check_archive_file_path, is_valid, validate_name
 from engine.schema import TS, TableSchema
 from engine.settings import LIMITS, REPLICA_DEFAULTS, Settings, WalLevel
@@ -489,14 +491,6 @@ def check_contents(archive: Path, manifest: ArchiveManifest) -> list[str]:
     return _check_files(archive, manifest, _content_problem)
 
 
-def check_keys(archive: Path, manifest: ArchiveManifest) -> list[str]:
-    """Every listed file's SHA-256 (which vouches for every byte), then what a reader of
-    the restored segments relies on and a digest cannot vouch for in a hostile archive:
-    the footer (rows, columns, every column chunk holding every row) and the decoded
-    key columns (series tags and ``ts``: sorted, inside the declared range)."""
-    return _check_files(archive, manifest, _key_problem)
-
-
 def check_digests(archive: Path, manifest: ArchiveManifest) -> list[str]:
     """Every listed file's SHA-256, and its footer's row count and columns."""
     return _check_files(archive, manifest, _footer_problem)
@@ -567,41 +561,6 @@ def _ts_statistics_problem(metadata: pq.FileMetaData, info: ArchiveFile) -> str 
     return None
 
 
-def _key_problem(path: Path, info: ArchiveFile, expected: pa.Schema, tags: list[str]) -> str | None:
-    """The footer, then the key columns decoded a row group at a time with their tags as
-    dictionaries (the cheap way to compare them): sorted, inside the declared range."""
-    try:
-        # page CRCs add nothing here: the file's SHA-256 matched
-        reader = pq.ParquetFile(path, read_dictionary=tags)
-        problem = _footer_problem(path, info, expected, tags)
-        if problem:
-            return problem
-        before, rows = None, 0
-        for group in range(reader.num_row_groups):
-            keys = reader.read_row_group(group, columns=[*tags, TS])
-            rows += keys.num_rows
-            if rows > info.rows:
-                return f"decodes to more than the {info.rows} rows it declares"
-            if not is_sorted_runs(keys, tags, before):
-                return "rows are not sorted by series and time"
-            before = last_key(keys, tags) or before
-            ts = keys.column(TS).cast(pa.int64())
-            if ts.null_count:
-                return "rows without a timestamp"
-            if keys.num_rows:
-                low, high = pc.min(ts).as_py(), pc.max(ts).as_py()
-                if low < info.min_ts or high > info.max_ts:
-                    return (
-                        f"timestamps run from {low} to {high}, the manifest says "
-                        f"{info.min_ts} to {info.max_ts}"
-                    )
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        return f"not readable as Parquet ({exc})"
-    if rows != info.rows:
-        return f"decodes to {rows} rows, the manifest says {info.rows}"
-    return None
-
-
 def _content_problem(
     path: Path, info: ArchiveFile, expected: pa.Schema, tags: list[str]
 ) -> str | None:
@@ -648,18 +607,18 @@ def _chunks_whole(metadata: pq.FileMetaData) -> bool:
     return True
 
 
-def require_sound(archive: Path, manifest: ArchiveManifest, *, decode: bool = True) -> None:
+def require_sound(archive: Path, manifest: ArchiveManifest) -> None:
     """Raise :class:`VerificationFailed` unless every file is present, listed and intact.
 
     Every byte is checked against its SHA-256 and every footer against the manifest
     (rows, columns, each column chunk whole, the row groups' time statistics inside the
-    declared range); with ``decode`` (a restore's check) also the key columns, decoded
-    (series tags and time: sorted, inside the range), which only an archive crafted to
-    pass its own digests could fail. ``backup verify`` decodes every column and page.
-    ``decode=False``: an archive this process has just written from verified segments,
-    where the point is that the bytes on disk are the bytes written."""
+    declared range): what restore, a standby's seeding and an incremental backup's base
+    need. Rows are not decoded here (that would cost restore several times the copy):
+    what only an archive crafted to pass its own digests could get wrong, rows out of
+    order or outside their range, is caught where segments are decoded (see
+    :mod:`engine.segment`), and ``backup verify`` decodes every column and page."""
     _raise_problems(archive, check_tree(archive, manifest))
-    require_files_sound(archive, manifest, decode=decode)
+    require_files_sound(archive, manifest)
 
 
 def require_tree_sound(archive: Path, manifest: ArchiveManifest) -> None:
@@ -668,10 +627,9 @@ def require_tree_sound(archive: Path, manifest: ArchiveManifest) -> None:
     _raise_problems(archive, check_tree(archive, manifest))
 
 
-def require_files_sound(archive: Path, manifest: ArchiveManifest, *, decode: bool = True) -> None:
+def require_files_sound(archive: Path, manifest: ArchiveManifest) -> None:
     """The contents part of :func:`require_sound` (after :func:`require_tree_sound`)."""
-    problems = check_keys(archive, manifest) if decode else check_digests(archive, manifest)
-    _raise_problems(archive, problems)
+    _raise_problems(archive, check_digests(archive, manifest))
 
 
 def _raise_problems(archive: Path, problems: list[str]) -> None:

@@ -174,7 +174,7 @@ def create_backup(
                     _incremental(db_dir, view, handles, tables, base_dir, manifest, writer)
             _finish(staging, manifest)
             # verified from disk before it is visible under its final name
-            archive.require_sound(staging, archive.load(staging), decode=False)
+            archive.require_sound(staging, archive.load(staging))
             IO.crash_point("backup.before_rename")
             name = archivestore.publish(
                 store,

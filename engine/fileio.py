@@ -53,6 +53,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -60,6 +61,7 @@ from typing import TypeVar
 from engine.errors import DiskFull, StorageError
 
 FAULTS_ENV = "TSADMIN_FAULTS"
+COPY_THREADS = 2
 T = TypeVar("T")
 
 
@@ -107,6 +109,18 @@ class Faults:
         if table is None or not name:
             raise ValueError(f"bad fault spec {item!r}")
         table[name] = int(nth or 1)
+
+    def active(self) -> bool:
+        """Whether any fault, pause, crash point or journal is configured."""
+        return bool(
+            self.crash_points
+            or self.pauses
+            or self.enospc
+            or self.torn
+            or self.nofsync
+            or self.slow_fsync_ms
+            or self.journal_path
+        )
 
     def clear(self) -> None:
         self.crash_points.clear()
@@ -296,6 +310,30 @@ class FileLayer:
     def copy_file(self, source: Path, target: Path, tag: str) -> None:
         """Copy ``source`` to a new file ``target``, fsynced, its directory entry durable."""
         self.mkdirs(target.parent)
+        self._copy_synced(source, target, tag)
+        self.fsync_dir(target.parent)
+
+    def copy_files(self, pairs: list[tuple[Path, Path]], tag: str) -> None:
+        """Copy each source to its new target, every target fsynced, then each target
+        directory once: durable together, as a tree that is swapped in afterwards needs.
+
+        Two copies run at a time (copying and fsync release the GIL; a restore overlaps
+        them with its checks), one by one while faults are injected, so that the N-th
+        write of a fault is the same write in every run."""
+        for directory in dict.fromkeys(target.parent for _, target in pairs):
+            self.mkdirs(directory)
+        if self.faults.active():
+            for source, target in pairs:
+                self._copy_synced(source, target, tag)
+        else:
+            with ThreadPoolExecutor(COPY_THREADS) as pool:
+                sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+                for _ in pool.map(self._copy_synced, sources, targets, [tag] * len(pairs)):
+                    pass
+        for directory in dict.fromkeys(target.parent for _, target in pairs):
+            self.fsync_dir(directory)
+
+    def _copy_synced(self, source: Path, target: Path, tag: str) -> None:
         out = self.open_append(target, tag, create=True)
         try:
             with source.open("rb") as handle:
@@ -305,7 +343,6 @@ class FileLayer:
             out.fsync()
         finally:
             out.close()
-        self.fsync_dir(target.parent)
 
     def _kernel_copy(self, source_fd: int, out: AppendFile, tag: str) -> bool:
         """Copy the whole source in the kernel (``copy_file_range``: no bytes through

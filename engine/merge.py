@@ -63,84 +63,15 @@ def _rows_le(left: pa.Table, right: pa.Table, tags: list[str]) -> pa.Array:
         after = right.column(name).combine_chunks()
         if name == TS:
             here, after = here.cast(pa.int64()), after.cast(pa.int64())
-        # a null tag sorts first: treat it as smaller than any value, equal to a null
-        less = pc.fill_null(pc.less(here, after), False)
-        less = pc.or_(less, pc.and_(pc.is_null(here), pc.is_valid(after)))
-        same = pc.fill_null(pc.equal(here, after), False)
-        same = pc.or_(same, pc.and_(pc.is_null(here), pc.is_null(after)))
+        less, same = pc.less(here, after), pc.equal(here, after)
+        if here.null_count or after.null_count:
+            # a null tag sorts first: smaller than any value, equal to a null
+            less = pc.or_(pc.fill_null(less, False), pc.and_(pc.is_null(here), pc.is_valid(after)))
+            same = pc.or_(pc.fill_null(same, False), pc.and_(pc.is_null(here), pc.is_null(after)))
         step = pc.or_(less, same) if ordered is None else pc.or_(less, pc.and_(same, ordered))
         ordered = step
     assert ordered is not None
     return ordered
-
-
-def is_sorted_runs(rows: pa.Table, tags: list[str], before: pa.Table | None) -> bool:
-    """:func:`is_sorted` for rows whose tags are dictionary-encoded with one dictionary
-    per column (a Parquet row group read with ``read_dictionary``), in time linear in the
-    rows and the series: a row whose tags' indices equal the next row's is in the same
-    series, where only ``ts`` may not fall; the few rows where the series changes are
-    compared by value. ``before``: the key of the row just before these (a one-row
-    table, :func:`last_key`), or None."""
-    n = rows.num_rows
-    if n == 0:
-        return True
-    columns = [_one_chunk(rows.column(t)) for t in tags]
-    ts = _one_chunk(rows.column(TS)).cast(pa.int64())
-    changes: list[int] = []
-    if n > 1:
-        same = _same_series_as_next(columns, n)
-        rising = pc.less_equal(ts.slice(0, n - 1), ts.slice(1))
-        within = rising if same is None else pc.or_(pc.invert(same), rising)
-        if not pc.all(within).as_py():
-            return False
-        if same is not None:
-            changes = pc.indices_nonzero(pc.invert(same)).to_pylist()
-
-    def rows_at(at: pa.Array) -> pa.Table:
-        picked = {t: _plain(c.take(at)) for t, c in zip(tags, columns, strict=True)}
-        return pa.table({**picked, TS: ts.take(at)})
-
-    if before is not None and not _rows_le(before, rows_at(pa.array([0])), tags)[0].as_py():
-        return False
-    if not changes:
-        return True
-    at = pa.array(changes, pa.int64())
-    return bool(pc.all(_rows_le(rows_at(at), rows_at(pc.add(at, 1)), tags)).as_py())
-
-
-def _same_series_as_next(columns: list[pa.Array], n: int) -> pa.Array | None:
-    """Per row but the last, whether every column (dictionary indices where encoded)
-    equals the next row's; None without columns."""
-    same = None
-    for column in columns:
-        values = column.indices if pa.types.is_dictionary(column.type) else column
-        here, after = values.slice(0, n - 1), values.slice(1)
-        equal = pc.fill_null(pc.equal(here, after), False)
-        if values.null_count:
-            equal = pc.or_(equal, pc.and_(pc.is_null(here), pc.is_null(after)))
-        same = equal if same is None else pc.and_(same, equal)
-    return same
-
-
-def last_key(rows: pa.Table, tags: list[str]) -> pa.Table | None:
-    """The key of the last row, as a one-row table (for :func:`is_sorted_runs`)."""
-    if rows.num_rows == 0:
-        return None
-    tail = rows.slice(rows.num_rows - 1)
-    plain = {t: _plain(tail.column(t).combine_chunks()) for t in tags}
-    return pa.table({**plain, TS: tail.column(TS).combine_chunks().cast(pa.int64())})
-
-
-def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
-    """The column as one array (a row group read whole is one chunk: no copy then)."""
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-
-
-def _plain(column: pa.Array) -> pa.Array:
-    """A dictionary column as its values (comparisons need the values themselves)."""
-    if pa.types.is_dictionary(column.type):
-        return column.dictionary_decode()
-    return column
 
 
 def _sort_keys(table: pa.Table, schema: TableSchema) -> pa.Table:

@@ -81,7 +81,7 @@ def scan_view(
             if limit is None:
                 batches.append(keep(segment.read(db_dir, info)))
             else:  # only as many rows of each segment as the merged result can need
-                batches.append(segment.read_head(db_dir, info, limit, keep))
+                batches.append(segment.read_head(db_dir, info, limit, keep, schema.tags))
     for memtable in view.memtables:
         batches += [prefilter(b, start, end, where) for b in memtable.batches.get(table, [])]
     merged = upsert_merge(batches, schema, view.settings.precision)

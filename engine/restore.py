@@ -263,13 +263,14 @@ def build_database(
             uuid=uuid,
             epoch=epoch,
         )
+        copies: list[tuple[Path, Path]] = []
         for table, (schema, files) in tables.items():
             entry = TableEntry(schema.copy())
             for source, info in files:
                 file_id = manifest.next_segment
                 manifest.next_segment += 1
                 rel = segment_path(table, info.partition, file_id)
-                IO.copy_file(source, staging / rel, "restore.write")
+                copies.append((source, staging / rel))
                 entry.segments.append(
                     SegmentInfo(
                         rel,
@@ -283,6 +284,7 @@ def build_database(
                     )
                 )
             manifest.tables[table] = entry
+        IO.copy_files(copies, "restore.write")
         start = 1 if lsn is None else lsn + 1
         writer = wal.WalWriter(
             staging / wal.WAL_DIR / wal.CURRENT, name, start, create=True, uuid=uuid, epoch=epoch

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from tests.conftest import ROOT
-from tsadmin.app import app
+from tsadmin.app import build_app
 from tsadmin.manpage import render_pages
 
 
@@ -28,7 +28,7 @@ def _commands(command: Any, path: str) -> list[tuple[str, Any]]:
 
 def test_every_command_and_option_has_help() -> None:
     missing = []
-    for path, command in _commands(typer.main.get_command(app), "tsadmin"):
+    for path, command in _commands(typer.main.get_command(build_app()), "tsadmin"):
         if not command.help:
             missing.append(path)
         missing += [f"{path} {p.name}" for p in command.params if not getattr(p, "help", None)]
@@ -36,7 +36,7 @@ def test_every_command_and_option_has_help() -> None:
 
 
 def test_every_group_and_command_has_a_page() -> None:
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(build_app())
     commands = list(root.commands)  # type: ignore[attr-defined]
     groups = [n for n, c in root.commands.items() if hasattr(c, "commands")]  # type: ignore[attr-defined]
     assert {f"tsadmin-{c}.1" for c in commands} | {"tsadmin.1"} == set(render_pages())
@@ -51,9 +51,9 @@ def test_no_command_summary_is_cut_in_the_help_lists() -> None:
     import click
     import typer
 
-    from tsadmin.app import app
+    from tsadmin.app import build_app
 
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(build_app())
     cut = []
 
     def walk(group: click.Group, ctx: click.Context, path: str) -> None:

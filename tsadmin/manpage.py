@@ -16,7 +16,7 @@ from typing import Any
 import typer
 
 from engine import __version__
-from tsadmin.app import app
+from tsadmin.app import build_app
 from tsadmin.errors import Exit
 
 _EXIT_MEANINGS = {
@@ -157,7 +157,7 @@ def _main_page(root: Any, groups: list[str]) -> str:
 
 def render_pages() -> dict[str, str]:
     """File name -> roff text of every page."""
-    root = typer.main.get_command(app)
+    root = typer.main.get_command(build_app())
     groups = [name for name, cmd in root.commands.items() if hasattr(cmd, "commands")]  # type: ignore[attr-defined]
     pages = {"tsadmin.1": _main_page(root, groups)}
     for name, command in root.commands.items():  # type: ignore[attr-defined]
