@@ -309,9 +309,7 @@ class FileLayer:
 
     def copy_file(self, source: Path, target: Path, tag: str) -> None:
         """Copy ``source`` to a new file ``target``, fsynced, its directory entry durable."""
-        self.mkdirs(target.parent)
-        self._copy_synced(source, target, tag)
-        self.fsync_dir(target.parent)
+        self.copy_files([(source, target)], tag)
 
     def copy_files(self, pairs: list[tuple[Path, Path]], tag: str) -> None:
         """Copy each source to its new target, every target fsynced, then each target
@@ -320,17 +318,17 @@ class FileLayer:
         Two copies run at a time (copying and fsync release the GIL; a restore overlaps
         them with its checks), one by one while faults are injected, so that the N-th
         write of a fault is the same write in every run."""
-        for directory in dict.fromkeys(target.parent for _, target in pairs):
+        directories = list(dict.fromkeys(target.parent for _, target in pairs))
+        for directory in directories:
             self.mkdirs(directory)
-        if self.faults.active():
+        if len(pairs) < 2 or self.faults.active():
             for source, target in pairs:
                 self._copy_synced(source, target, tag)
         else:
             with ThreadPoolExecutor(COPY_THREADS) as pool:
-                sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
-                for _ in pool.map(self._copy_synced, sources, targets, [tag] * len(pairs)):
+                for _ in pool.map(lambda pair: self._copy_synced(pair[0], pair[1], tag), pairs):
                     pass
-        for directory in dict.fromkeys(target.parent for _, target in pairs):
+        for directory in directories:
             self.fsync_dir(directory)
 
     def _copy_synced(self, source: Path, target: Path, tag: str) -> None:
