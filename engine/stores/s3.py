@@ -6,7 +6,8 @@ for the three things archives need and botocore does well: conditional writes
 (``If-None-Match: *`` on PutObject, the commit of a manifest and later of a
 promotion), multipart uploads with bounded memory (``upload_file``: parts of
 ``PART_BYTES``, a few at a time), and ranged reads; plus its standard retry mode
-(backoff with jitter on throttling, 5xx and dropped connections).
+(backoff with jitter on throttling, 5xx and dropped connections). Request
+checksums are sent only where S3 requires them: our objects carry their own.
 
 An object is visible only once PutObject or CompleteMultipartUpload succeeded, so a
 killed upload never shows as an object (the parts of an unfinished multipart
@@ -35,7 +36,17 @@ class S3Store(Store):
 
         self.bucket = bucket
         self.prefix = prefix
-        config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10)
+        config = Config(
+            retries={"mode": "standard", "max_attempts": 5},
+            connect_timeout=10,
+            # checksums only where an operation requires one: every object we write
+            # carries its own digests (SHA-256 in manifests and log segments, CRC32C
+            # per WAL record), checked when read; botocore's default CRC on every
+            # request costs CPU on the byrl path and trips S3-compatible stores that
+            # do not know its trailing-checksum encoding
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
         try:
             self._client: Any = boto3.client("s3", config=config)
         except BotoCoreError as exc:  # partial credentials, a bad region or profile
