@@ -22,13 +22,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from engine import archive
+from engine import archive, scratch
 from engine.errors import AlreadyExists, InvalidArgument, NotFound
 from engine.fileio import IO
 from engine.stores import Store, is_url, open_store
@@ -89,8 +88,7 @@ def fetched(store: Store, name: str) -> Iterator[Path]:
     if isinstance(store, LocalStore):
         yield store.root / name
         return
-    with tempfile.TemporaryDirectory(prefix="tsadmin-fetch-") as tmp:
-        root = Path(tmp)
+    with scratch.scratch("fetch") as root:
         pending, seen = [name], set()
         while pending:
             current = pending.pop()
@@ -126,11 +124,11 @@ def _download_all(store: Store, keys: list[str], root: Path) -> None:
 
 def staging_directory(store: Store, name: str, pid: int) -> Path:
     """Where an archive is built before it is published: beside its final place in a
-    local store (so publishing moves files, never copies them), else a temporary
-    directory of this machine."""
+    local store (so publishing moves files, never copies them), else a scratch
+    directory of this machine (:mod:`engine.scratch`)."""
     if isinstance(store, LocalStore):
         return store.root / f".{name}.tmp-{pid}"
-    return Path(tempfile.mkdtemp(prefix=f"tsadmin-{name}-"))
+    return scratch.make("stage")
 
 
 def publish(

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine import archive, archivestore, deletes, health, segment
+from engine import archive, archivestore, deletes, health, scratch, segment
 from engine.archive import ArchiveFile, ArchiveManifest, ArchiveTable
 from engine.database import Database
 from engine.datadir import existing_database_dir
@@ -135,7 +135,7 @@ def create_backup(
                 f"backup location {store.root} is a file, not a directory",
                 hint="name a directory (it is created if missing)",
             )
-        IO.mkdirs(store.root)
+        store.create()
         clear_dead_staging(store.root)
     base_name = _find_base(store, options, database) if options.incremental else None
     with _snapshot(db_dir, database) as (view, handles):
@@ -764,6 +764,8 @@ class PruneReport:
     # what killed backups left: staging directories of dead processes (local stores),
     # and uploads no manifest commits, older than the grace period
     leftovers_removed: list[str] = field(default_factory=list)
+    # what killed commands left on this machine (engine.scratch), whatever the store
+    scratch_removed: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -805,8 +807,10 @@ def prune(
     if dry_run:
         staged = [p.name for p in dead_staging(local)] if local else []
         report.leftovers_removed = staged + unreferenced
+        report.scratch_removed = [str(p) for p in scratch.dead()]
         return report
     report.leftovers_removed = clear_dead_staging(local) if local else []
+    report.scratch_removed = scratch.clear_dead()
     for name in unreferenced:
         archivestore.delete_unreferenced(store, name)
     report.leftovers_removed += unreferenced

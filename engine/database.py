@@ -593,12 +593,22 @@ class Database:
     def _raise_background_failure(self) -> None:
         """A background checkpoint, compaction or WAL flush that failed is reported by the
         next write (and by close): sticky until the database is reopened."""
-        failure = self.background_error
+        failure = self._background_failure()
         if failure is not None:
             raise type(failure)(
-                f"database {self.name}: a background checkpoint or flush failed: {failure.message}",
+                f"database {self.name}: {failure.message}",
                 hint=failure.hint or "close and reopen it; recovery replays what was acknowledged",
             )
+
+    def _background_failure(self) -> EngineError | None:
+        if self.background_error is not None:
+            return type(self.background_error)(
+                f"a background checkpoint or flush failed: {self.background_error.message}",
+                hint=self.background_error.hint,
+            )
+        if self._replication is not None and self._replication.bug is not None:
+            return self._replication.bug
+        return None
 
     def _check_writable(self) -> None:
         """Refuse a change of data, schema or settings: read-only, closed, broken, a
@@ -639,8 +649,9 @@ class Database:
         flush), or None: what a health check reports."""
         if self._broken is not None:
             return f"refuses writes: {self._broken}"
-        if self.background_error is not None:
-            return f"a background checkpoint or flush failed: {self.background_error.message}"
+        failure = self._background_failure()
+        if failure is not None:
+            return failure.message
         if self._replication is not None and self._replication.fenced:
             return self._replication.fenced
         return None
@@ -718,6 +729,7 @@ class Database:
                 hint="set wal_level to sync, flush or byrl first",
             )
         store = open_store(url)
+        store.create()
         replication_layout.require_database(
             store, replication_layout.read_claims(store), self._manifest.uuid
         )

@@ -10,7 +10,9 @@ import pyarrow as pa
 import pytest
 
 from engine import Batch, Database, InvalidArgument, database, workload
+from engine.errors import ReplicaTimeout
 from engine.fileio import IO
+from engine.replication.shipper import Shipper
 from engine.settings import WalLevel
 from engine.workload import Acks, verify
 from tests.conftest import new_db, start_writer, wait_ready
@@ -192,3 +194,61 @@ def test_an_unexpected_error_in_the_background_checkpoint_is_reported_not_lost(
     with pytest.raises(database.StorageError, match="planted bug"):
         db.write([Batch("cpu", one, [])])
     db.abandon()
+
+
+def test_an_unexpected_error_in_a_shipping_round_is_reported_not_lost(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in a shipping round would have ended the shipper thread in silence (the
+    replica falling behind unseen): status names it, the next write and /health too."""
+    db = Database.open(new_db(data_dir, "sh"), "sh")
+    db.add_replica(str(tmp_path / "store"))
+    one = pa.table({"ts": pa.array([1], pa.int64()), "v": [1.0]})
+    db.write([Batch("cpu", one, [])])
+    replication = db.replication
+    assert replication is not None
+
+    def planted(self: object, uuid: str, epoch: int) -> object:
+        raise RuntimeError("planted shipping bug")
+
+    monkeypatch.setattr(Shipper, "ship", planted)
+    replication.ship_all()  # what the background thread runs: it must not raise
+    assert db.problem is not None and "planted shipping bug" in db.problem
+    assert "internal error in the background shipping" in db.problem
+    (progress,) = replication.progress()
+    assert progress.error is not None and "planted shipping bug" in progress.error
+    with pytest.raises(database.StorageError, match="planted shipping bug"):
+        db.write([Batch("cpu", one, [])])
+    db.abandon()
+
+
+def test_a_store_that_never_answers_holds_one_thread_not_one_per_write(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """byrl writes against a store whose upload never returns (the round is held at the
+    upload) each fail after replica_timeout; the rounds run on one worker thread, so the
+    stuck upload holds that one thread and waiting writes add none."""
+    db = Database.open(new_db(data_dir, "hang"), "hang")
+    db.add_replica(str(tmp_path / "store"))
+    assert db.replication is not None
+    db.replication.ship_all()  # the first round: the snapshot
+    db.set_setting("replica_timeout", "200ms")
+    db.set_setting("wal_level", "byrl")
+    one = pa.table({"ts": pa.array([1], pa.int64()), "v": [1.0]})
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    IO.faults.add(f"gate={gate}")
+    IO.faults.add("pause@ship.before_upload")
+    try:
+        counts = []
+        for _ in range(6):
+            with pytest.raises(ReplicaTimeout):
+                db.write([Batch("cpu", one, [])])
+            counts.append(threading.active_count())
+        assert (gate / "ship.before_upload.reached").exists()  # the upload really hangs
+        assert counts == [counts[0]] * 6, counts  # no thread per write
+    finally:
+        (gate / "ship.before_upload.go").touch()
+        IO.faults.clear()
+        IO.faults.gate = None
+    db.close()

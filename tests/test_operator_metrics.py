@@ -56,6 +56,9 @@ def test_lag_is_the_age_of_the_oldest_unconfirmed_commit(tmp_path: Path) -> None
     assert behind["behind_records"] > 0
     assert 0 < behind["lag_seconds"] <= time.time() - committed + 1
     store.unlink()
+    gone = run_cli(data, "replicate", "m", "--once")  # a vanished store is not remade
+    assert gone.code == 1 and "does not exist" in gone.err, gone.err
+    store.mkdir()  # the operator brings it back
     assert run_cli(data, "replicate", "m", "--once").code == 0
     again = health_of(data)["replicas"][0]
     assert again["behind_records"] == 0 and again["lag_seconds"] == 0

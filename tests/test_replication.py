@@ -305,6 +305,45 @@ def test_a_corrupted_segment_stops_follow_and_restore_naming_it(
     assert not (b / "r").exists()
 
 
+def test_a_live_follower_stopped_by_damage_leaves_status_stopped_with_the_error(
+    tmp_path: Path, shipped: tuple[Path, Path]
+) -> None:
+    _, url = shipped
+    victim = _segments(url)[2]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    b = tmp_path / "site-b"
+    result = tsadmin(b, "follow", str(url), "--db", "m", "--interval", "0.1")  # not --once
+    assert result.code == 5 and victim.name in result.err, result.err
+    status = tsadmin(b, "--format", "json", "replica", "status", "m")
+    assert status.code == 0, status.err
+    report = status.json()
+    assert report["state"] == "stopped", report
+    assert victim.name in str(report["error"]), report
+
+
+def test_a_store_whose_directory_vanished_is_unavailable_not_recreated(tmp_path: Path) -> None:
+    a, _ = sites(tmp_path)
+    url = tmp_path / "volume" / "store"
+    setup_primary(a, str(url), {}, batches=2)
+    assert any(url.rglob("*.tslog"))
+    shutil.rmtree(tmp_path / "volume")  # the volume was unmounted
+    wrote = ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=lines(3)))  # sync: committed here
+    assert f"store {url} does not exist" in wrote.err  # its closing round could not ship
+    shipped = tsadmin(a, "replicate", "m", "--once")
+    assert shipped.code == 1 and f"store {url} does not exist" in shipped.err, shipped.err
+    assert not url.exists() and not (tmp_path / "volume").exists()
+    status = ok(tsadmin(a, "--format", "json", "replica", "status", "m")).json()
+    (replica,) = status["replicas"]
+    assert replica["state"] == "lagging" and "does not exist" in str(replica["error"]), replica
+    ok(tsadmin(a, "config", "set", "m", "wal_level", "byrl"))
+    ok(tsadmin(a, "config", "set", "m", "replica_timeout", "1s"))
+    refused = tsadmin(a, "ingest", "lp", "m", "-", stdin=lines(4))
+    assert refused.code == 8 and "does not exist" in refused.err, refused.err
+    assert not url.exists()
+
+
 def test_a_missing_segment_stops_follow_and_restore_naming_the_gap(
     tmp_path: Path, shipped: tuple[Path, Path]
 ) -> None:

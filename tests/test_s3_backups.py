@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -265,3 +267,55 @@ def test_incremental_backups_tell_apart_rows_a_joined_key_would_confuse(
     assert made.code == 0, made.err
     assert run_cli(data_dir, "restore", f"{store}/incr", "--db", "copy").code == 0
     assert _checksum(data_dir, "copy", {}) == _checksum(data_dir, "m", {})
+
+
+def _held_then_killed(data_dir: Path, env: dict[str, str], point: str, *args: str) -> None:
+    """Run the command until it reaches the crash point ``point``, then SIGKILL it."""
+    gate = Path(tempfile.mkdtemp(prefix="gate-", dir=Path(env["TMPDIR"]).parent))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tsadmin", "--data-dir", str(data_dir), *args],
+        env={**CLEAN_ENV, **env, "TSADMIN_FAULTS": f"gate={gate};pause@{point}"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    reached = gate / f"{point}.reached"
+    while not reached.exists():
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+
+
+def test_killed_commands_leave_scratch_that_the_next_one_clears(
+    s3: dict[str, str], data_dir: Path, tmp_path: Path
+) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**s3, "TMPDIR": str(tmp)}
+    scratch = tmp / f"tsadmin-{os.getuid()}"
+    _load(data_dir, "m", SOME_LINES, s3)
+    store = f"s3://backups/{tmp_path.name}/scratch"
+    made = run_cli(data_dir, "--format", "json", "backup", "create", "m", "--to", store, env=env)
+    assert made.code == 0, made.err
+    archive = str(made.json()["archive"])
+    assert os.listdir(scratch) == []  # a finished command leaves nothing
+
+    _held_then_killed(data_dir, env, "archive.uploaded", "backup", "create", "m", "--to", store)
+    assert [name.split("-")[0] for name in os.listdir(scratch)] == ["stage"]
+    # a restore clears what the dead backup left before it fetches; killed, it leaves its own
+    _held_then_killed(data_dir, env, "restore.before_swap", "restore", archive, "--db", "r")
+    assert [name.split("-")[0] for name in os.listdir(scratch)] == ["fetch"]
+
+    verified = run_cli(data_dir, "backup", "verify", archive, env=env)
+    assert verified.code == 0, verified.err
+    assert os.listdir(scratch) == []  # the dead processes' leftovers went first
+    assert os.listdir(tmp) == [scratch.name]  # and nothing else was ever made in $TMPDIR
+    assert not (data_dir / "r").exists()
+
+    _held_then_killed(data_dir, env, "archive.uploaded", "backup", "create", "m", "--to", store)
+    pruned = run_cli(
+        data_dir, "--format", "json", "backup", "prune", store, "--keep-last", "5", env=env
+    )
+    assert pruned.code == 0, pruned.err
+    assert [Path(p).name.split("-")[0] for p in pruned.json()["scratch_removed"]] == ["stage"]
+    assert os.listdir(scratch) == []

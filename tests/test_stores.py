@@ -19,12 +19,26 @@ from tests.servers import make_bucket
 @pytest.fixture(params=["local", *S3_SERVERS])
 def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
     if request.param == "local":
-        return open_store(str(tmp_path / "store"))
+        local = open_store(str(tmp_path / "store"))
+        local.create()  # what replica add and backup create do when they configure one
+        return local
     env = s3_env_of(request, request.param)
     make_bucket(env, "backups")
     for key, value in env.items():
         monkeypatch.setenv(key, value)  # the client reads the standard AWS environment
     return open_store(f"s3://backups/{tmp_path.name}/nightly")
+
+
+def test_a_local_store_is_made_only_by_create(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "volume" / "store"))
+    with pytest.raises(StoreUnavailable, match="does not exist"):
+        store.write("a/manifest.json", b"{}")
+    with pytest.raises(StoreUnavailable, match="does not exist"):
+        store.child("a").write_if_absent("manifest.json", b"{}")
+    assert not (tmp_path / "volume").exists()
+    store.create()
+    store.child("a").write("manifest.json", b"{}")
+    assert store.read("a/manifest.json") == b"{}"
 
 
 def test_write_read_list_delete(store: Store) -> None:
@@ -65,6 +79,7 @@ def test_large_objects_stream_both_ways(store: Store, tmp_path: Path) -> None:
 
 def test_local_store_hides_objects_being_written(tmp_path: Path) -> None:
     store = open_store(f"file://{tmp_path}/store")
+    store.create()
     store.write("a/manifest.json", b"{}")
     (tmp_path / "store" / "a" / ".000001.parquet.tmp-4242").write_bytes(b"partial")
     assert [o.key for o in store.list()] == ["a/manifest.json"]

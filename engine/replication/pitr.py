@@ -13,14 +13,13 @@ before it), checkpointed, given an identity of its own, and renamed into place.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine import logsegment, wal, walkinds
+from engine import logsegment, scratch, wal, walkinds
 from engine import manifest as manifest_format
 from engine.database import Database
 from engine.datadir import clear_leftovers, database_dir, ensure_data_dir
@@ -86,9 +85,9 @@ def restore_to_point(
     claims = layout.read_claims(store)
     layout.require_replica(store, claims)
     snap = _choose_snapshot(store, claims, to_lsn, to_time_ns)
-    with tempfile.TemporaryDirectory(prefix="tsadmin-pitr-") as scratch:
+    with scratch.scratch("pitr") as work:
         plan, reached, reached_ns, records, rows = _plan(
-            store, claims, snap, Path(scratch), to_lsn, to_time_ns
+            store, claims, snap, work, to_lsn, to_time_ns
         )
         if not dry_run:
             _build(data_dir, url, name, snap, plan)

@@ -27,7 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import wal
-from engine.errors import EngineError, ReplicaTimeout, StoreUnavailable, WritesRefused
+from engine.errors import (
+    BackgroundBug,
+    EngineError,
+    ReplicaTimeout,
+    StoreUnavailable,
+    WritesRefused,
+)
 from engine.fileio import IO
 from engine.replication import layout
 from engine.replication.shipper import FENCED_HINT, Shipper, ShipReport
@@ -98,6 +104,7 @@ class Replication:
         self.identity = identity
         self.interval = interval
         self.fenced: str | None = None
+        self.bug: BackgroundBug | None = None  # an unexpected exception in shipping or upkeep
         self.errors: dict[str, str] = {}
         self.notices: list[str] = []
         self._told = 0  # notices handed out by take_notices
@@ -183,6 +190,10 @@ class Replication:
             except EngineError as exc:
                 self.errors[url] = f"store upkeep: {exc.message}"
                 continue
+            except Exception as exc:  # a bug: as in a shipping round
+                self.bug = self.bug or BackgroundBug.of("store upkeep", exc)
+                self.errors[url] = self.bug.message
+                continue
             done += [f"replica {url}: {item}" for item in said]
         self.notices += done
         return done
@@ -209,6 +220,11 @@ class Replication:
                 continue
             except EngineError as exc:
                 self.errors[url] = exc.message
+                confirmed = -1
+                continue
+            except Exception as exc:  # a bug: said by status and the next write, never lost
+                self.bug = self.bug or BackgroundBug.of("shipping", exc)
+                self.errors[url] = self.bug.message
                 confirmed = -1
                 continue
             self.errors.pop(url, None)
@@ -468,11 +484,16 @@ def replicate(
                 for url, report in reports.items():
                     report.snapshot = report.snapshot or rep._shipper(url).snapshot()
                 snapshot = False
+            if rep.fenced:
+                raise WritesRefused(rep.fenced, hint=FENCED_HINT)
+            if once and rep.errors:  # a cron job must not take a failed round for done
+                raise StoreUnavailable(
+                    "; ".join(f"{url}: {message}" for url, message in rep.errors.items()),
+                    hint="the WAL is held until the store answers; run again then",
+                )
             for url, message in rep.errors.items():
                 if on_error is not None:
                     on_error(url, message)
-            if rep.fenced:
-                raise WritesRefused(rep.fenced, hint=FENCED_HINT)
             if once or should_stop():
                 return reports
             _until_written(db_dir, interval, should_stop)

@@ -78,6 +78,7 @@ def _replica(
     out["newest_snapshot"] = None
     try:
         store = open_store(url)
+        store.require_root()
         newer = layout.read_epochs(store).newer_than(epoch)
         if newer is not None and fenced is None:
             fenced = {"epoch": newer.epoch, "claimed_at": newer.claimed_at}

@@ -18,6 +18,7 @@ Endpoints (InfluxDB 1.x unless noted; errors in the shape the API's clients read
 Precision: ``ns``/``n``, ``us``/``u``, ``ms``, ``s``, ``m``, ``h`` (an unknown one is
 refused, never read as nanoseconds). Refusals before anything is read: 401 without
 the token (when the server has one), 413 for a body over the limit (after gzip too),
+415 for a ``Content-Encoding`` other than one gzip (or one coding aiohttp knows),
 503 with ``Retry-After`` while the database's unflushed rows are over the server's
 memory ceiling or the server is stopping.
 """
@@ -31,10 +32,11 @@ import contextlib
 import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from engine import __version__
 from engine.errors import (
@@ -62,9 +64,12 @@ PRECISIONS = {
     "m": "m",
     "h": "h",
 }
+# what aiohttp decompresses itself: a Content-Encoding that is exactly one of these
+_AIOHTTP_CODINGS = frozenset({"gzip", "deflate", "br", "zstd"})
 LISTED_REFUSALS = 10  # lines named in a partial-write error; the rest are counted
 RETRY_AFTER_S = 1
-_CREATE = re.compile(r'\s*create\s+database\s+("(?:[^"\\]|\\.)+"|\S+)', re.IGNORECASE)
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)+"', re.DOTALL)
+_CREATE = re.compile(rf"\s*create\s+database\s+({_QUOTED.pattern}|\S+)", re.IGNORECASE)
 _SHOW = re.compile(r"\s*show\s+databases\s*;?\s*\Z", re.IGNORECASE)
 SERVICE: web.AppKey[WriteService] = web.AppKey("service", WriteService)
 
@@ -189,18 +194,55 @@ def _check_room(service: WriteService, served: Served) -> None:
 
 
 async def _body(request: web.Request, limit: int) -> bytes:
-    """The request body, decompressed (aiohttp undoes ``Content-Encoding: gzip``)."""
+    """The request body, decompressed. aiohttp undoes a ``Content-Encoding`` that is
+    exactly one coding it knows; ``x-gzip`` and a list that comes down to one gzip
+    (``identity, gzip``) are undone here; any other list is refused (415), never read
+    as line protocol."""
     too_large = Refusal(413, f"request body too large: the limit is {limit:,} bytes")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
+    header = request.headers.get(hdrs.CONTENT_ENCODING, "")
+    codings = _codings(header)
+    undone_by_aiohttp = header.isascii() and header.lower() in _AIOHTTP_CODINGS
+    if codings and not undone_by_aiohttp and codings != ["gzip"]:
+        raise Refusal(
+            415,
+            f"Content-Encoding {clip(header, 60)!r} is not supported: send the body "
+            "plain or compressed once with gzip",
+        )
     try:
-        return await request.read()
+        body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
     except web.HTTPException as exc:
         raise Refusal(exc.status, exc.text or exc.reason) from None
     except Exception as exc:  # a body that does not decompress: aiohttp's ContentEncodingError
         raise Refusal(400, f"unreadable request body: {exc}") from None
+    if codings and not undone_by_aiohttp:
+        return _gunzip(body, limit, too_large)
+    return body
+
+
+def _codings(header: str) -> list[str]:
+    """The content codings of a ``Content-Encoding`` value, ``identity`` left out and
+    ``x-gzip`` read as ``gzip`` (RFC 9110, 8.4.1.3)."""
+    codings = (c.strip().lower() for c in header.split(","))
+    return ["gzip" if c == "x-gzip" else c for c in codings if c and c != "identity"]
+
+
+def _gunzip(body: bytes, limit: int, too_large: Refusal) -> bytes:
+    """``body`` gunzipped, never past ``limit`` bytes (a small body may inflate a
+    thousandfold)."""
+    stream = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    try:
+        plain = stream.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise Refusal(400, f"unreadable request body: not gzip ({exc})") from None
+    if len(plain) > limit:
+        raise too_large
+    if not stream.eof:
+        raise Refusal(400, "unreadable request body: the gzip stream ends early")
+    return plain
 
 
 def partial_write_message(refused: list[Refused]) -> str:
@@ -290,13 +332,25 @@ async def prometheus(request: web.Request) -> web.Response:
 async def query(request: web.Request) -> web.Response:
     try:
         _authorize(request)
-        form = await request.post() if request.method == "POST" else {}
+        form = await _form(request)
         text = str(request.query.get("q") or form.get("q") or "")
         service = request.app[SERVICE]
         result = await asyncio.get_running_loop().run_in_executor(None, _statement, service, text)
     except Refusal as refusal:
         return _v1_error(refusal)
     return web.json_response({"results": [{"statement_id": 0, **result}]})
+
+
+async def _form(request: web.Request) -> Mapping[str, object]:
+    """A POST's form fields (``q=...``); a body that is no form is a 400."""
+    if request.method != "POST":
+        return {}
+    try:
+        return await request.post()
+    except web.HTTPException as exc:
+        raise Refusal(exc.status, exc.text or exc.reason) from None
+    except Exception as exc:  # aiohttp's parsers raise what they meet: ValueError and more
+        raise Refusal(400, f"unreadable form body: {exc}") from None
 
 
 def _statement(service: WriteService, text: str) -> dict[str, Any]:
@@ -310,9 +364,7 @@ def _statement(service: WriteService, text: str) -> dict[str, Any]:
             "this server takes writes only: it answers CREATE DATABASE and SHOW DATABASES; "
             "read with tsadmin select",
         )
-    name = create.group(1).strip(";")
-    if name.startswith('"'):
-        name = json.loads(name)
+    name = _identifier(create.group(1).strip(";"))
     if name in service.served:
         return {}
     if name in service.not_served:
@@ -326,6 +378,16 @@ def _statement(service: WriteService, text: str) -> dict[str, Any]:
     return {}
 
 
+def _identifier(text: str) -> str:
+    """An InfluxQL identifier as written: bare, or double-quoted with ``\\"`` and
+    ``\\\\`` escaped."""
+    if not text.startswith('"'):
+        return text
+    if _QUOTED.fullmatch(text) is None:
+        raise Refusal(400, f'unterminated quoted name {clip(text, 60)}: close it with "')
+    return re.sub(r"\\(.)", r"\1", text[1:-1], flags=re.DOTALL)
+
+
 # -- error shapes -------------------------------------------------------------------------
 
 _V2_CODES = {
@@ -334,6 +396,7 @@ _V2_CODES = {
     403: "forbidden",
     404: "not found",
     413: "request too large",
+    415: "unsupported media type",
     500: "internal error",
     503: "unavailable",
 }
@@ -358,6 +421,11 @@ def _with_retry(response: web.Response, refusal: Refusal) -> web.Response:
 
 
 def _header_text(message: str) -> str:
-    """One line of ASCII, short enough for any proxy."""
+    """A header value any HTTP stack sends and any proxy passes: one line of printable
+    ASCII, at most 1,000 characters. Every other character is escaped the way Python
+    writes it in a string (a NUL as ``\\x00``, an accent as ``\\xe9``): a refused line
+    may hold any byte, and a header aiohttp will not send would drop the connection
+    without an answer."""
     flat = " ".join(message.split())
-    return clip(flat, 1000).encode("ascii", "backslashreplace").decode()
+    escaped = flat.encode("unicode_escape").decode("ascii")
+    return clip(escaped, 1000).replace("…", "...")

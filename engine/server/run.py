@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from engine.errors import EngineError
 from engine.server.http import build_app
@@ -41,7 +43,23 @@ def serve(data_dir: Path, config: ServeConfig, stop: threading.Event, log: Log) 
     return {"databases": closed, **totals}
 
 
+def _not_a_malformed_request(record: logging.LogRecord) -> bool:
+    """aiohttp answers a request it cannot parse with 400 itself (or, for a body a
+    handler did not read, drops it), then logs the parse error with its traceback:
+    bad input, not a fault of the server, so not logged (every other error of
+    aiohttp's still is)."""
+    failure = record.exc_info[1] if record.exc_info else None
+    while failure is not None:
+        if isinstance(failure, HttpProcessingError):
+            return False
+        failure = failure.__cause__ or failure.__context__
+    return True
+
+
 async def _listen(service: WriteService, host: str, port: int, stop: threading.Event) -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if _not_a_malformed_request not in server_log.filters:
+        server_log.addFilter(_not_a_malformed_request)
     runner = web.AppRunner(
         build_app(service), handle_signals=False, access_log=None, shutdown_timeout=DRAIN_TIMEOUT_S
     )

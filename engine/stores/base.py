@@ -66,3 +66,15 @@ class Store(ABC):
 
     def exists(self, key: str) -> bool:
         return any(info.key == key for info in self.list(key))
+
+    @abstractmethod
+    def create(self) -> None:
+        """Make the store's root where it is first configured (a replica added, a first
+        backup to it). Writes never make it afterwards: a root that vanished (an
+        unmounted volume, a deleted directory) is the store being unavailable, not a
+        new, empty store. A bucket is never made: a missing one is always an error."""
+
+    @abstractmethod
+    def require_root(self) -> None:
+        """Raise StoreUnavailable when the store's root is gone (see :meth:`create`);
+        a bucket that is gone fails the request that meets it."""

@@ -4,7 +4,9 @@ Every change goes through the fault-injecting I/O layer (:mod:`engine.fileio`): 
 object is written under a temporary name beside its final one (``.<name>.tmp-<pid>``),
 fsynced, then renamed over it (or, for :meth:`LocalStore.write_if_absent`, hard-linked
 to a name that must not exist) and the directory fsynced. Listing skips those
-temporary names and anything that is not a regular file.
+temporary names and anything that is not a regular file. The store's directory is
+made only by :meth:`LocalStore.create` (when the store is first configured): a write
+to a store whose directory is gone fails as the store being unavailable.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.errors import InvalidArgument, NotFound
+from engine.errors import InvalidArgument, NotFound, StoreUnavailable
 from engine.fileio import IO
 from engine.stores.base import ObjectInfo, Store
 
@@ -23,8 +25,9 @@ CHUNK = 8 << 20
 
 
 class LocalStore(Store):
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, top: Path | None = None) -> None:
         self.root = root
+        self.top = top or root  # the configured root; ``root`` of a child is inside it
 
     def describe(self) -> str:
         return str(self.root)
@@ -38,7 +41,18 @@ class LocalStore(Store):
         return self.root / key
 
     def child(self, prefix: str) -> LocalStore:
-        return LocalStore(self._path(prefix.strip("/")))
+        return LocalStore(self._path(prefix.strip("/")), self.top)
+
+    def create(self) -> None:
+        IO.mkdirs(self.top)
+
+    def require_root(self) -> None:
+        if not self.top.is_dir():
+            raise StoreUnavailable(
+                f"store {self.top} does not exist: an unmounted volume or a deleted directory?",
+                hint="mount or restore it (a store's directory is made only when the store "
+                "is first configured, never by a later write)",
+            )
 
     def list(self, prefix: str = "", start_after: str = "") -> Iterator[ObjectInfo]:
         # walk only the directory the prefix is in: a replica's log is listed often
@@ -102,11 +116,13 @@ class LocalStore(Store):
 
     def write(self, key: str, data: bytes) -> None:
         path = self._path(key)
+        self.require_root()
         IO.mkdirs(path.parent)
         IO.write_file_atomic(path, data, "store.write")
 
     def upload(self, key: str, source: Path, *, consume: bool = False) -> None:
         path = self._path(key)
+        self.require_root()
         if consume and source.stat().st_dev == _device_of(path.parent):
             IO.mkdirs(path.parent)
             IO.rename(source, path)  # durable: the directory is fsynced
@@ -121,6 +137,7 @@ class LocalStore(Store):
 
     def write_if_absent(self, key: str, data: bytes) -> bool:
         path = self._path(key)
+        self.require_root()
         IO.mkdirs(path.parent)
         temporary = self._temporary(path)
         out = IO.open_append(temporary, "store.write", create=True)

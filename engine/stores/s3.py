@@ -170,6 +170,12 @@ class S3Store(Store):
     def delete(self, key: str) -> None:
         self._call(key, self._client.delete_object, Bucket=self.bucket, Key=self._key(key))
 
+    def create(self) -> None:
+        pass  # a bucket is the operator's to make: a missing one fails every request
+
+    def require_root(self) -> None:
+        pass  # a missing bucket fails the request that meets it (NoSuchBucket)
+
 
 def _raise(exc: BaseException) -> None:
     raise exc
