@@ -104,7 +104,8 @@ def replication_rows(rep: dict[str, Any] | None) -> list[list[str]]:
     apply = rep["apply"]
     out.append(
         [
-            f"standby apply, log shipped as commits happened ({apply['segments']} segments)",
+            f"standby apply, log shipped as commits happened ({apply['segments']} segments; "
+            f"median of {len(apply.get('trials', [1]))} processes)",
             f"{apply['apply_rows_per_s']:,} rows/s",
             f"{apply['replay_rows_per_s']:,} rows/s (recovery replay)",
             f"{apply['apply_vs_replay']:.2f}x",
