@@ -45,7 +45,6 @@ from engine.errors import (
     VerificationFailed,
 )
 from engine.fileio import IO
-from engine.lock import process_alive
 from engine.merge import sort_rows, upsert_merge
 from engine.names import archive_file_path, validate_name
 from engine.reads import View
@@ -211,19 +210,12 @@ def create_backup(
     )
 
 
-_STAGING_RE = re.compile(r"\.(.+)\.tmp-([0-9]+)")
+_STAGING_RE = re.compile(r"\.(.+)\.tmp-(?P<pid>[0-9]+)")
 
 
 def dead_staging(directory: Path) -> list[Path]:
     """Archives being written by processes that died (``.NAME.tmp-PID``): never archives."""
-    if not directory.is_dir():
-        return []
-    found = []
-    for entry in sorted(directory.iterdir()):
-        match = _STAGING_RE.fullmatch(entry.name)
-        if match and not process_alive(int(match.group(2))):
-            found.append(entry)
-    return found
+    return scratch.of_dead_processes(directory, _STAGING_RE)
 
 
 def clear_dead_staging(directory: Path) -> list[str]:

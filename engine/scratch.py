@@ -23,7 +23,7 @@ from pathlib import Path
 from engine.fileio import IO
 from engine.lock import process_alive
 
-_NAME = re.compile(r"([a-z]+)-([0-9]+)-([0-9a-f]{8})")
+_NAME = re.compile(r"([a-z]+)-(?P<pid>[0-9]+)-([0-9a-f]{8})")
 
 
 def scratch_root() -> Path:
@@ -51,13 +51,18 @@ def scratch(kind: str) -> Iterator[Path]:
 
 def dead() -> list[Path]:
     """The scratch directories of processes that are gone."""
-    root = scratch_root()
-    if not root.is_dir():
+    return of_dead_processes(scratch_root(), _NAME)
+
+
+def of_dead_processes(directory: Path, names: re.Pattern[str]) -> list[Path]:
+    """The entries of ``directory`` whose name matches ``names`` and whose process (the
+    group named ``pid``) is gone: what a killed command left."""
+    if not directory.is_dir():
         return []
     found = []
-    for entry in sorted(root.iterdir()):
-        match = _NAME.fullmatch(entry.name)
-        if match and not process_alive(int(match.group(2))):
+    for entry in sorted(directory.iterdir()):
+        match = names.fullmatch(entry.name)
+        if match and not process_alive(int(match.group("pid"))):
             found.append(entry)
     return found
 

@@ -289,14 +289,18 @@ def shipped(tmp_path: Path) -> tuple[Path, Path]:
     return a, url
 
 
+def _flip_a_byte_of(victim: Path) -> Path:
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    return victim
+
+
 def test_a_corrupted_segment_stops_follow_and_restore_naming_it(
     tmp_path: Path, shipped: tuple[Path, Path]
 ) -> None:
     _, url = shipped
-    victim = _segments(url)[2]
-    data = bytearray(victim.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    victim.write_bytes(bytes(data))
+    victim = _flip_a_byte_of(_segments(url)[2])
     b = tmp_path / "site-b"
     result = tsadmin(b, "follow", str(url), "--db", "m", "--once")
     assert result.code == 5 and victim.name in result.err, result.err
@@ -309,10 +313,7 @@ def test_a_live_follower_stopped_by_damage_leaves_status_stopped_with_the_error(
     tmp_path: Path, shipped: tuple[Path, Path]
 ) -> None:
     _, url = shipped
-    victim = _segments(url)[2]
-    data = bytearray(victim.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    victim.write_bytes(bytes(data))
+    victim = _flip_a_byte_of(_segments(url)[2])
     b = tmp_path / "site-b"
     result = tsadmin(b, "follow", str(url), "--db", "m", "--interval", "0.1")  # not --once
     assert result.code == 5 and victim.name in result.err, result.err
