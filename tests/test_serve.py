@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
 import random
 import shutil
 import signal
@@ -340,6 +341,15 @@ def test_a_locked_database_or_a_taken_port_stops_serve_with_one_line(data_dir: P
         assert "cannot listen on" in port_taken.err and "Traceback" not in port_taken.err
         # it let go of database n again
         assert run_cli(data_dir, "config", "set", "n", "wal_level", "sync").code == 0
+
+
+def test_the_default_memory_ceiling_is_an_eighth_of_the_machine_with_a_floor() -> None:
+    from engine.server.service import ceiling_for, default_memory_ceiling
+
+    assert ceiling_for(512 << 20) == 96 << 20  # a small machine: the floor
+    assert ceiling_for(24 << 30) == 3 << 30  # this one: an eighth
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 96 << 20 <= default_memory_ceiling() <= max(96 << 20, physical // 8)
 
 
 def test_memory_ceiling_answers_503_with_retry_after_then_recovers(data_dir: Path) -> None:

@@ -52,7 +52,8 @@ def serve(
         typer.Option(
             "--memory-limit",
             help="Unflushed rows per database above which writes get 503 and Retry-After "
-            "[default: 1.5x the checkpoint's memory trigger, 96MiB].",
+            "[default: an eighth of the machine's memory (or its cgroup limit), at least "
+            "96MiB].",
             show_default=False,
         ),
     ] = None,
