@@ -15,6 +15,7 @@ network-reachable one without credentials would take it from anyone.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -64,9 +65,11 @@ class ServeConfig:
 MEMORY_SHARE = 8
 
 
+@functools.cache
 def default_memory_ceiling() -> int:
     """An eighth of the machine's memory (or of its cgroup's limit, when lower), at
-    least 1.5x the checkpoint's memory trigger (96 MiB)."""
+    least 1.5x the checkpoint's memory trigger (96 MiB). Looked up once: every write
+    request checks the ceiling."""
     return ceiling_for(_memory_available_to_us())
 
 
