@@ -347,6 +347,16 @@ def serve_rows(srv: dict[str, Any] | None) -> list[list[str]]:
                 f"{run['sync_vs_influxdb']:.2f}x" if "sync_vs_influxdb" in run else "",
             ]
         )
+    for clients, run in srv.get("host_batches", {}).items():
+        out.append(
+            [
+                f"serve, {clients} HTTP clients x {srv['host_batch_lines']:,}-line batches, "
+                "sync, default memory ceiling",
+                f"{run['rows_per_s']:,} rows/s",
+                f"{run['over_ceiling_503']} answers 503 of {run['requests']}",
+                "",
+            ]
+        )
     return out
 
 
@@ -444,7 +454,7 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
                 1.0,
             )
         )
-    return [
+    rows = [
         [
             name,
             "skipped (no peer)" if ratio is None else f"{ratio:.2f}x",
@@ -452,6 +462,16 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
         ]
         for name, ratio, goal in checks
     ]
+    for clients, run in r.get("serve", {}).get("host_batches", {}).items():
+        refused = run["over_ceiling_503"]
+        rows.append(
+            [
+                f"serve, {clients} clients x 1,000-host batches: no 503 with the default ceiling",
+                f"{refused} answers 503",
+                "met" if refused == 0 else "NOT met",
+            ]
+        )
+    return rows
 
 
 def markdown(r: dict[str, Any]) -> str:

@@ -13,6 +13,12 @@ sending its next batch, to:
 
 Every answer must be 204; a run with any other answer is reported as failed.
 
+Then the same server, at ``sync`` with its default memory ceiling, takes batches of
+1,000 lines (every TSBS host once, as a Telegraf agent in front of 1,000 hosts sends
+them) from 16 and 64 clients, and the run reports how many answers were 503 "over the
+memory ceiling" (target: none with the default; a client that does not retry would
+lose those batches).
+
 Run: ``make bench`` or ``.venv/bin/python benchmarks/serve.py [--rows N]``.
 Writes ``benchmarks/results/serve.json``.
 """
@@ -40,15 +46,18 @@ from tabulate import tabulate
 from tsbs import cpu_rows
 
 BATCH_LINES = 100
+HOST_BATCH_LINES = 1_000  # tsbs.HOSTS: one line per host
 CLIENTS = (16, 64)
 
 
-def batches(rows: int) -> list[bytes]:
+def batches(rows: int, lines_per_batch: int = BATCH_LINES) -> list[bytes]:
     bodies = []
     for start in range(0, rows, 10_000):
         text = _as_line_protocol(cpu_rows(start, min(10_000, rows - start)))
         lines = text.splitlines(keepends=True)
-        bodies += [b"".join(lines[i : i + BATCH_LINES]) for i in range(0, len(lines), BATCH_LINES)]
+        bodies += [
+            b"".join(lines[i : i + lines_per_batch]) for i in range(0, len(lines), lines_per_batch)
+        ]
     return bodies
 
 
@@ -79,6 +88,7 @@ def drive(url: str, bodies: list[bytes], clients: int) -> dict[str, Any]:
         "rows_per_s": round(rows / seconds),
         "requests_per_s": round(len(bodies) / seconds),
     }
+    result["over_ceiling_503"] = statuses.get(503, 0)
     if set(statuses) != {204}:
         result["failed"] = f"answers other than 204: {dict(statuses)}"
     return result
@@ -157,6 +167,11 @@ def main() -> None:
                 "flush": ours(work, "flush", bodies, clients),
                 "influxdb": influxdb(work, bodies, clients),
             }
+        host_bodies = batches(args.rows, HOST_BATCH_LINES)
+        results["host_batch_lines"] = HOST_BATCH_LINES
+        results["host_batches"] = {
+            str(clients): ours(work, "sync", host_bodies, clients) for clients in CLIENTS
+        }
     for run in results["runs"].values():
         sync, flush, peer = run["sync"], run["flush"], run["influxdb"]
         run["sync_vs_flush"] = round(sync["rows_per_s"] / flush["rows_per_s"], 2)
@@ -187,6 +202,14 @@ def render(results: dict[str, Any]) -> str:
                 f"{clients} clients, ratios",
                 f"sync/flush {run['sync_vs_flush']:.2f}x",
                 "" if peer is None else f"sync/InfluxDB {peer:.2f}x",
+            ]
+        )
+    for clients, r in results.get("host_batches", {}).items():
+        rows.append(
+            [
+                f"{clients} clients x {results['host_batch_lines']:,}-line batches, sync",
+                f"{r['rows_per_s']:,} rows/s",
+                f"{r['over_ceiling_503']} answers 503 (over the memory ceiling)",
             ]
         )
     header = f"write endpoint, {results['batch_lines']}-line batches, pid {os.getpid()}"
