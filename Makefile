@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bytecode influxdb victoria-metrics prometheus man lint typecheck clean
+.PHONY: demo test bench chaos bytecode influxdb victoria-metrics prometheus man lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ victoria-metrics:
 
 bench: $(STAMP) influxdb victoria-metrics bytecode
 	$(BIN)/python benchmarks/run_all.py
+
+# The fault campaign (tests/chaos): 1,000 seeded trials against real processes, ~30 min
+# on 2 cores; writes benchmarks/results/chaos.md. One trial alone: ARGS='--seed S --only I'.
+chaos: $(STAMP) bytecode
+	$(BIN)/python -m tests.chaos $(ARGS)
 
 # Compiled once here: an editable install leaves no bytecode, and where
 # PYTHONDONTWRITEBYTECODE is set every command would compile the package again as it

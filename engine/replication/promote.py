@@ -134,12 +134,24 @@ class _Promotion:
 
     def _drain(self, *, fenced: bool) -> None:
         """Apply what the store holds, rebuilding from a newer snapshot when the log
-        cannot continue the standby; refuse (unless forced) if it is still behind."""
+        cannot continue the standby; refuse (unless forced) if it is still behind.
+
+        Before the fence an old primary that still writes keeps adding segments: the
+        standby chases only what the store held when it first looked (reaching that
+        shows the log continues it), and the fenced drain applies the rest, which the
+        fence bounds. Chasing the moving end instead took as long as the old primary
+        out-wrote the standby."""
+        target: int | None = None
         while True:
             try:
-                self.applied += self.follower.catch_up(self.db)
+                if not fenced and target is None:
+                    ahead = self._behind(None)
+                    target = self.follower._state().applied_lsn if ahead is None else ahead.to_lsn
+                self.applied += self.follower.catch_up(self.db, until_lsn=target)
+                if target is not None and self.follower._state().applied_lsn >= target:
+                    return  # what landed since is the fenced drain's
                 behind = self._behind(None)
-                if behind is not None and self.follower.catch_up(self.db):
+                if behind is not None and self.follower.catch_up(self.db, until_lsn=target):
                     continue  # a segment landed meanwhile
                 if behind is not None:
                     self._rebuild_past(behind)

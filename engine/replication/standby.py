@@ -263,10 +263,14 @@ class Follower:
     def open(self) -> Database:
         return Database.open(self.db_dir, self.name, role="standby")
 
-    def catch_up(self, db: Database, *, stop_at_gap: bool = False) -> int:
-        """Apply every segment the store holds that continues the standby; segments applied."""
+    def catch_up(
+        self, db: Database, *, stop_at_gap: bool = False, until_lsn: int | None = None
+    ) -> int:
+        """Apply every segment the store holds that continues the standby (or only until
+        ``until_lsn`` is reached: a live primary may add segments faster than they are
+        applied); segments applied."""
         applied = 0
-        while True:
+        while until_lsn is None or self._state().applied_lsn < until_lsn:
             try:
                 count = self.step(db)
             except (Gap, NeedsRebuild):
@@ -276,6 +280,7 @@ class Follower:
             if count == 0:
                 return applied
             applied += count
+        return applied
 
     def step(self, db: Database) -> int:
         """One listing of the store and the segments it offers; how many were applied.

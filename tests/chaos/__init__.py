@@ -1,0 +1,1 @@
+"""A fault campaign against real processes (make chaos); see __main__.py."""
