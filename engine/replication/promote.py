@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ def promote(
     follower.switch_epochs = False
     follower.own_fence = state.promoting
     promotion = _Promotion(follower, state.promoting, force)
+    promotion.stop_holder = lambda: _stop_follower(db_dir, name, wait_seconds)
     return promotion.run()
 
 
@@ -109,9 +111,10 @@ class _Promotion:
         self.applied = 0
         self.gave_up: Behind | None = None
         self.db: Database
+        self.stop_holder: Callable[[], None] = lambda: None
 
     def run(self) -> PromoteReport:
-        self.db = self.follower.open()
+        self.db = self._open()
         try:
             claim = self._own_claim()
             if claim is None:
@@ -123,6 +126,16 @@ class _Promotion:
         except BaseException:
             self.db.abandon()
             raise
+
+    def _open(self, attempts: int = 3) -> Database:
+        """The standby, opened for writing. A follower (re)started just as the promotion
+        looked for one takes the lock a moment later: it is asked to stop as well."""
+        for _ in range(attempts - 1):
+            try:
+                return self.follower.open()
+            except Locked:
+                self.stop_holder()
+        return self.follower.open()
 
     # -- the steps ----------------------------------------------------------------------
     def _own_claim(self) -> layout.EpochClaim | None:

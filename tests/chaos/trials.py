@@ -192,9 +192,10 @@ class IngestSite:
 
     def delete(self, victim: bool) -> None:
         sent = [k for k in self.ctx.ledger.keys_of("i") if k not in self.ctx.ledger.old_keys]
-        if not sent:
+        acked = [k for k in sent if k in self.ctx.ledger.acked]
+        if not acked:  # the table may not exist yet: a delete would be refused (exit 1)
             return
-        first = self.ctx.rng.choice(sent)
+        first = self.ctx.rng.choice(acked)
         last = min(first + self.ctx.rng.randint(1, 800), sent[-1])
         start, end = T0 + first * STEP_NS, T0 + (last + 1) * STEP_NS
         args = ["delete", DB, "cpu", "--start", str(start), "--end", str(end), "--where", "w=i"]
@@ -209,9 +210,9 @@ class IngestSite:
 
 
 def ingest_mix(ctx: Context) -> None:
-    level = ctx.choose("level", ["off", "sync", "flush"])
+    level = ctx.choose("level", ["off", "sync", "flush", "byrl"])
     a = ctx.work / "a"
-    sites.create(a, level)
+    sites.create(a, level, replica=str(ctx.work / "store") if level == "byrl" else None)
     site = IngestSite(ctx, a, env=ctx.faults())
     steps = ctx.rng.randint(3, 6)
     victim = ctx.rng.randrange(steps)
@@ -255,15 +256,19 @@ def failover(ctx: Context) -> None:
     a, url, primary_env, standby_env = seeded_primary(ctx, level, store)
     b = ctx.work / "b"
     follower = spawn(b, "follow", url, DB, env=standby_env)
-    served = Served(a, ctx.ledger, env={**primary_env, **ctx.faults()})
+    store_fault, faults = "none", ""
+    if level == "byrl" and store == "s3":  # through the proxy, from a random moment on
+        store_fault = ctx.choose("store_fault", ["none", "refuse", "hang", "slow"])
+    elif level == "byrl":  # the local store's volume fills up after a random number of writes
+        store_fault = ctx.choose("store_fault", ["none", "full"])
+        if store_fault == "full":
+            faults = f"enospc@store.write:{ctx.rng.randint(1, 60)}"
+    served = Served(a, ctx.ledger, env={**primary_env, **ctx.faults(faults)})
     served.start()
     served.start_writers(ctx.rng.randint(1, 4), ctx.rng.choice([1, 20, 200]))
-    store_fault = "none"
-    if level == "byrl":
-        store_fault = ctx.choose("store_fault", ["none", "refuse", "hang", "slow"])
     follower_fault = ctx.choose("follower_fault", ["none", "kill", "stop"])
     wait(ctx.moment("fault_after", 0.1, 0.8))
-    if store_fault != "none" and ctx.s3 and store == "s3":
+    if store == "s3" and store_fault != "none" and ctx.s3:
         ctx.s3.proxy.set(store_fault)
     if follower_fault == "kill":
         kill(follower)
@@ -298,7 +303,17 @@ def failover(ctx: Context) -> None:
 def promote(ctx: Context, site: Path, env: dict[str, str]) -> bool:
     """Promote ``site`` (sometimes killing the first attempt at a random moment); whether
     it ended promoted."""
-    if ctx.choose("promote_fault", ["none", "none", "kill"]) == "kill":
+    fault = ctx.choose("promote_fault", ["none", "none", "kill", "stop"])
+    if fault == "stop":  # frozen for a while, then left to finish
+        process = spawn(site, "promote", DB, env=env)
+        wait(ctx.moment("promote_frozen_after", 0.0, 1.0))
+        process.send_signal(signal.SIGSTOP)
+        wait(ctx.moment("promote_frozen", 0.05, 1.0))
+        process.send_signal(signal.SIGCONT)
+        code, err = finish(process)
+        ctx.expect(code == 0, f"promote exited {code} after a freeze: {err.strip()}")
+        return code == 0
+    if fault == "kill":
         process = spawn(site, "promote", DB, env=env)
         wait(ctx.moment("promote_killed_after", 0.0, 1.0))
         kill(process)
@@ -321,7 +336,9 @@ def converge(ctx: Context) -> None:
     site = IngestSite(ctx, a, env={**primary_env, **ctx.faults()})
     for n in range(ctx.rng.randint(3, 6)):
         site.step(victim=ctx.rng.random() < 0.2)
-        fault = ctx.rng.choice(["none", "none", "shipper", "follower", "stop-follower"])
+        fault = ctx.rng.choice(
+            ["none", "none", "shipper", "stop-shipper", "follower", "stop-follower"]
+        )
         ctx.params.setdefault("faults", []).append(fault)
         if fault == "shipper":
             kill(shipper)
@@ -329,14 +346,15 @@ def converge(ctx: Context) -> None:
         elif fault == "follower":
             kill(follower)
             follower = spawn(b, "follow", url, DB, env=standby_env)
-        elif fault == "stop-follower":
-            follower.send_signal(signal.SIGSTOP)
+        elif fault.startswith("stop-"):
+            frozen = shipper if fault == "stop-shipper" else follower
+            frozen.send_signal(signal.SIGSTOP)
             wait(ctx.moment(f"frozen_{n}", 0.05, 0.5))
-            follower.send_signal(signal.SIGCONT)
-    for service in (shipper, follower):
+            frozen.send_signal(signal.SIGCONT)
+    for what, service in (("replicate", shipper), ("follow", follower)):
         service.terminate()
         code, err = finish(service)
-        ctx.expect(code in STOPPED, f"{service.args[5]} exited {code} on SIGTERM: {err.strip()}")
+        ctx.expect(code in STOPPED, f"{what} exited {code} on SIGTERM: {err.strip()}")
     for data, args, env in (
         (a, ["replicate", DB, "--once"], primary_env),
         (b, ["follow", url, DB, "--once"], standby_env),
