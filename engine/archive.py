@@ -85,7 +85,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine.errors import EngineError, InvalidArgument, NotFound, VerificationFailed
+from engine.errors import EngineError, InvalidArgument, NotFound, Remedy, VerificationFailed
 from engine.merge import is_sorted
 from engine.names import check_archive_file_path, is_valid, validate_name
 from engine.schema import TS, TableSchema
@@ -637,5 +637,5 @@ def _raise_problems(archive: Path, problems: list[str]) -> None:
         raise VerificationFailed(
             f"archive {archive.name} is damaged: {problems[0]}"
             + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
-            hint=f"'tsadmin backup verify {archive}' lists every problem",
-        )
+            hint="verifying the archive lists every problem",
+        ).advise(Remedy.VERIFY_ARCHIVE, str(archive))

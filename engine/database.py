@@ -50,6 +50,7 @@ from engine.errors import (
     EngineError,
     InvalidArgument,
     NotFound,
+    Remedy,
     StorageError,
     WritesRefused,
 )
@@ -70,7 +71,7 @@ from engine.recovery import (
 from engine.replication import layout as replication_layout
 from engine.replication import state as replication_state
 from engine.replication.primary import Replication, keep_checkpoint_wal
-from engine.replication.shipper import FENCED_HINT
+from engine.replication.shipper import fenced_refusal
 from engine.rows import normalize_rows
 from engine.schema import TableSchema, split_columns
 from engine.settings import Settings, WalLevel
@@ -551,8 +552,8 @@ class Database:
             raise StorageError(
                 f"database {self.name}: its WAL file is of an older format and cannot be "
                 "rotated while a replica still needs it",
-                hint="let the replica catch up (tsadmin replicate DB --once), then retry",
-            )
+                hint="let the replica catch up (one shipping round), then retry",
+            ).advise(Remedy.SHIP_ONCE, self.name)
 
     # -- deletes and retention ---------------------------------------------------------------
     def log_delete(self, spec: DeleteSpec) -> DeleteSpec:
@@ -619,7 +620,7 @@ class Database:
             if standby is not None:
                 raise standby_refusal(self.name, standby)
         if self._replication is not None and self._replication.fenced:
-            raise WritesRefused(self._replication.fenced, hint=FENCED_HINT)
+            raise fenced_refusal(self._replication.fenced, self.name)
 
     def _check_open(self) -> None:
         """Refuse any file change (a checkpoint too): read-only, closed or broken."""
@@ -684,8 +685,8 @@ class Database:
             raise InvalidArgument(
                 "wal_level byrl acknowledges a write once a replica store holds it, and "
                 f"database {self.name} has no replica",
-                hint="add one first: tsadmin replica add DB URL",
-            )
+                hint="add a replica store first",
+            ).advise(Remedy.ADD_REPLICA, self.name)
         if new.wal_level is WalLevel.OFF and new.replicas:
             raise InvalidArgument(
                 f"database {self.name} ships its WAL to replicas; wal_level off writes none",
@@ -1144,5 +1145,5 @@ def standby_refusal(name: str, standby: replication_state.StandbyState) -> Write
     return WritesRefused(
         f"database {name} is a standby of {standby.source} (applied up to LSN "
         f"{standby.applied_lsn}): it refuses writes until promoted",
-        hint=f"read from it freely; to make it the primary: tsadmin promote {name}",
-    )
+        hint="read from it freely; to make it the primary, promote it",
+    ).advise(Remedy.PROMOTE, name)

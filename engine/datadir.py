@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine import manifest as manifest_format
 from engine import wal
-from engine.errors import AlreadyExists, InvalidArgument, NotFound, StorageError
+from engine.errors import AlreadyExists, InvalidArgument, NotFound, Remedy, StorageError
 from engine.fileio import IO
 from engine.lock import WriterLock, process_alive
 from engine.manifest import Manifest
@@ -64,8 +64,8 @@ def existing_database_dir(data_dir: Path, name: str) -> Path:
             return aside[0][0]
         raise NotFound(
             f"database {name} does not exist in {data_dir}",
-            hint="list databases with 'tsadmin db list'",
-        )
+            hint="list the databases of the data directory",
+        ).advise(Remedy.LIST_DATABASES)
     return path
 
 

@@ -7,6 +7,28 @@ The CLI maps the classes to exit codes in one place (``tsadmin/errors.py``).
 
 from __future__ import annotations
 
+from enum import Enum
+from typing import Self
+
+
+class Remedy(Enum):
+    """What an operator can do next, for a front end to word as its own command. The
+    engine never names a command: its hint says the same in plain words (what an HTTP
+    client or a log reader sees), and the CLI names the command (``tsadmin/errors.py``).
+    The error's ``subject`` is the database or archive the remedy applies to."""
+
+    LIST_DATABASES = "list the databases"
+    LIST_WAL_RECORDS = "list the WAL's records"
+    VERIFY_WAL = "check the WAL, then see what a repair would keep"
+    REPAIR_WAL = "repair the WAL"
+    SHIP_ONCE = "run one shipping round"
+    ADD_REPLICA = "add a replica store"
+    OPEN_FOR_WRITING = "open the database for writing once"
+    PROMOTE = "promote the standby"
+    FOLLOW_NEW_PRIMARY = "follow the new primary into a fresh database"
+    VERIFY_ARCHIVE = "verify the archive"
+    VERIFY_DATABASE = "verify the database, then salvage or restore"
+
 
 class EngineError(Exception):
     """Base of every deliberate engine error."""
@@ -14,6 +36,8 @@ class EngineError(Exception):
     # Set by a command that writes when it stops on this error: how many rows it had
     # committed durably before (None: it committed nothing, or it does not write rows).
     committed_rows: int | None = None
+    remedy: Remedy | None = None
+    subject: str = ""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -22,6 +46,12 @@ class EngineError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def advise(self, remedy: Remedy, subject: str = "") -> Self:
+        """Name the remedy (and the database or archive it applies to) that a front
+        end words as its own command; returns the error, to raise."""
+        self.remedy, self.subject = remedy, subject
+        return self
 
 
 class InvalidArgument(EngineError):

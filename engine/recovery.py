@@ -18,7 +18,7 @@ from typing import Any
 from engine import manifest as manifest_format
 from engine import wal, walkinds
 from engine.deletes import DeleteSpec
-from engine.errors import Corruption
+from engine.errors import Corruption, Remedy
 from engine.fileio import IO
 from engine.manifest import Manifest
 from engine.memtable import Memtable
@@ -34,8 +34,8 @@ class WalGap(Corruption):
 
 
 REPAIR_HINT = (
-    "run 'tsadmin wal verify {db}' to see the damage, then "
-    "'tsadmin wal repair {db} --salvage --dry-run' to see what a repair would keep"
+    "check the WAL to see the damage, then a dry run of a salvaging repair to see what it "
+    "would keep"
 )
 
 
@@ -142,8 +142,8 @@ def _scan_files(db_dir: Path, database: str, *, repair: bool) -> tuple[list[wal.
                 if repair:
                     IO.remove(path)
                 continue
-            raise Corruption(
-                str(exc), hint=REPAIR_HINT.format(db=database), path=str(path), offset=exc.offset
+            raise Corruption(str(exc), hint=REPAIR_HINT, path=str(path), offset=exc.offset).advise(
+                Remedy.VERIFY_WAL, database
             ) from exc
         assert scan.header is not None
         if scan.header.database != database:
@@ -194,10 +194,10 @@ def _check_problems(
             raise Corruption(
                 f"{scan.path}: corrupt WAL record at offset {problem.offset}: "
                 f"{problem.reason}{where}",
-                hint=REPAIR_HINT.format(db=database),
+                hint=REPAIR_HINT,
                 path=str(scan.path),
                 offset=problem.offset,
-            )
+            ).advise(Remedy.VERIFY_WAL, database)
         report.bytes_truncated += scan.torn_bytes
         report.truncated_file = str(Path(wal.WAL_DIR) / scan.path.name)
         report.truncated_at = problem.offset
@@ -216,10 +216,10 @@ def _check_continuity(scans: list[wal.FileScan], manifest: Manifest, db_dir: Pat
             raise WalGap(
                 f"{scan.path}: WAL starts at LSN {start} but LSN {expected} is missing "
                 f"(checkpoint LSN {manifest.checkpoint_lsn})",
-                hint="records were lost; restore from a backup or run 'tsadmin wal repair'",
+                hint="records were lost; restore from a backup or repair the WAL",
                 path=str(scan.path),
                 offset=0,
-            )
+            ).advise(Remedy.REPAIR_WAL, manifest.database)
         end = wal.next_lsn_after(scan.records[-1]) if scan.records else start
         expected = max(expected, end)
 
@@ -281,10 +281,10 @@ def apply_record(
         raise Corruption(
             f"{where}: WAL record LSN {record.lsn} at offset {record.offset} "
             f"does not decode ({exc})",
-            hint=REPAIR_HINT.format(db=state.manifest.database),
+            hint=REPAIR_HINT,
             path=str(where),
             offset=record.offset,
-        ) from exc
+        ).advise(Remedy.VERIFY_WAL, state.manifest.database) from exc
 
 
 def roll_back(state: ReplayState, pending: dict[int, list[wal.Record]]) -> None:

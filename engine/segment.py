@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from engine.errors import Corruption
+from engine.errors import Corruption, Remedy
 from engine.fileio import IO
 from engine.manifest import SegmentInfo
 from engine.merge import is_sorted
@@ -150,10 +150,10 @@ def damaged(path: Path, why: str) -> Corruption:
     database = _database_of(path)
     return Corruption(
         f"segment {path} is damaged: {why}",
-        hint=f"'tsadmin db verify {database}' lists every damaged file; restore the table "
-        "from a backup, or drop the damaged segments with 'tsadmin db salvage'",
+        hint="verifying the database lists every damaged file; restore the table from a "
+        "backup, or salvage the database (drops the damaged segments)",
         path=str(path),
-    )
+    ).advise(Remedy.VERIFY_DATABASE, database)
 
 
 def _database_of(path: Path) -> str:

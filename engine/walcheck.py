@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from engine import manifest as manifest_format
 from engine import wal, walkinds
-from engine.errors import Corruption, NotFound
+from engine.errors import Corruption, NotFound, Remedy
 
 ROLES = {wal.CURRENT: "current", wal.CHECKPOINT: "checkpoint"}
 
@@ -339,4 +339,6 @@ def dump(db_dir: Path, lsn: int) -> tuple[RecordInfo, pa.Table | dict[str, Any]]
         if record.lsn != lsn:
             continue
         return record_info(scan, record), walkinds.of(record).content(record)
-    raise NotFound(f"no WAL record with LSN {lsn}", hint="list them with 'tsadmin wal inspect DB'")
+    raise NotFound(
+        f"no WAL record with LSN {lsn}", hint="list the WAL's records to see which LSNs it holds"
+    ).advise(Remedy.LIST_WAL_RECORDS, db_dir.name)

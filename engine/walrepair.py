@@ -28,7 +28,7 @@ from typing import Any
 
 from engine import manifest as manifest_format
 from engine import wal, walkinds
-from engine.errors import Corruption, StorageError
+from engine.errors import Corruption, Remedy, StorageError
 from engine.fileio import IO
 from engine.lock import WriterLock
 from engine.schema import TableSchema, split_columns
@@ -75,9 +75,9 @@ def repair(db_dir: Path, database: str, *, salvage: bool, dry_run: bool) -> Repa
             raise Corruption(
                 f"the WAL of {database} is damaged in a way a crash cannot cause; "
                 "cutting a torn tail will not fix it",
-                hint=f"see 'tsadmin wal verify {database}'; 'tsadmin wal repair {database} "
-                "--salvage --dry-run' says what salvaging would keep and lose",
-            )
+                hint="check the WAL to see the damage; a dry run of a salvaging repair says "
+                "what it would keep and lose",
+            ).advise(Remedy.VERIFY_WAL, database)
         _salvage(db_dir, database, files, checkpoint_lsn, report, dry_run)
         return report
     finally:

@@ -19,7 +19,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageErro
 
 from engine import EngineError, InvalidArgument, __version__, resolve_data_dir
 from tsadmin import signals
-from tsadmin.errors import Exit, exit_code_for, worded
+from tsadmin.errors import Exit, exit_code_for, hint_of, worded
 from tsadmin.render import FORMATS
 from tsadmin.state import State, command_group
 
@@ -249,7 +249,7 @@ def run(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         if debug:
             traceback.print_exc()
-        return _fail(worded(exc) + _committed(exc), exc.hint, exit_code_for(exc))
+        return _fail(worded(exc) + _committed(exc), hint_of(exc), exit_code_for(exc))
     except signals.Interrupted as exc:
         return _fail(
             exc.word + (_committed(exc) or "; nothing was left half-written"),

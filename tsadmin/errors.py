@@ -26,6 +26,7 @@ from engine.errors import (
     EngineError,
     InvalidArgument,
     Locked,
+    Remedy,
     ReplicaTimeout,
     SchemaConflict,
     VerificationFailed,
@@ -84,3 +85,33 @@ def exit_code_for(error: EngineError) -> Exit:
         if isinstance(error, cls):
             return code
     return Exit.FAILURE
+
+
+# The engine names what to do (a Remedy) and never a command; these are the commands.
+# {subject} is the database or archive the error concerns.
+REMEDY_HINTS: dict[Remedy, str] = {
+    Remedy.LIST_DATABASES: "list databases with 'tsadmin db list'",
+    Remedy.LIST_WAL_RECORDS: "list them with 'tsadmin wal inspect {subject}'",
+    Remedy.VERIFY_WAL: "run 'tsadmin wal verify {subject}' to see the damage, then "
+    "'tsadmin wal repair {subject} --salvage --dry-run' to see what a repair would keep",
+    Remedy.REPAIR_WAL: "records were lost; restore from a backup or run "
+    "'tsadmin wal repair {subject} --salvage'",
+    Remedy.SHIP_ONCE: "let the replica catch up (tsadmin replicate {subject} --once), then retry",
+    Remedy.ADD_REPLICA: "add one first: tsadmin replica add {subject} URL",
+    Remedy.OPEN_FOR_WRITING: "open it for writing once (tsadmin checkpoint {subject}) to give "
+    "it one",
+    Remedy.PROMOTE: "read from it freely; to make it the primary: tsadmin promote {subject}",
+    Remedy.FOLLOW_NEW_PRIMARY: "write to the new primary; to bring this site back, follow the "
+    "new primary into a fresh database (tsadmin follow URL NEW_NAME) and drop this one "
+    "(tsadmin db drop {subject} --yes)",
+    Remedy.VERIFY_ARCHIVE: "'tsadmin backup verify {subject}' lists every problem",
+    Remedy.VERIFY_DATABASE: "'tsadmin db verify {subject}' lists every damaged file; restore "
+    "the table from a backup, or drop the damaged segments with 'tsadmin db salvage {subject}'",
+}
+
+
+def hint_of(error: EngineError) -> str | None:
+    """The hint to print: the remedy as our command when the engine named one."""
+    if error.remedy is None:
+        return error.hint
+    return REMEDY_HINTS[error.remedy].format(subject=error.subject or "DB")

@@ -240,7 +240,7 @@ def _refuse_beyond(
     raise InvalidArgument(
         f"time {_iso(to_time_ns or 0)} is in the future: the log shipped to "
         f"{store.describe()} cannot hold commits made after now",
-        hint="choose a time up to now (the latest state: --to-time now)",
+        hint="choose a time up to now (the latest state: now)",
         param="target",
     )
 

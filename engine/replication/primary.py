@@ -36,7 +36,7 @@ from engine.errors import (
 )
 from engine.fileio import IO
 from engine.replication import layout
-from engine.replication.shipper import FENCED_HINT, Shipper, ShipReport
+from engine.replication.shipper import Shipper, ShipReport, fenced_refusal
 from engine.replication.state import (
     DIR,
     SHIP_LOCK,
@@ -285,7 +285,7 @@ class Replication:
             self._start_round_worker()
             while self._confirmed < lsn:
                 if self.fenced:
-                    raise WritesRefused(self.fenced, hint=FENCED_HINT)
+                    raise fenced_refusal(self.fenced, self.database)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise self._timeout(lsn, timeout)
@@ -438,7 +438,7 @@ def replicate(
     from engine import manifest as manifest_format
     from engine.database import Database, standby_refusal
     from engine.datadir import existing_database_dir
-    from engine.errors import InvalidArgument
+    from engine.errors import InvalidArgument, Remedy
     from engine.replication.state import load_standby
 
     db_dir = existing_database_dir(data_dir, name)
@@ -448,13 +448,13 @@ def replicate(
     settings = Database.open(db_dir, name, readonly=True).settings
     if not settings.replicas:
         raise InvalidArgument(
-            f"database {name} has no replica store", hint="add one: tsadmin replica add DB URL"
-        )
+            f"database {name} has no replica store", hint="add a replica store first"
+        ).advise(Remedy.ADD_REPLICA, name)
     if not manifest_format.load(db_dir).uuid:
         raise InvalidArgument(
             f"database {name} has no identity yet (made before 0.3)",
-            hint="open it for writing once (tsadmin checkpoint DB) to give it one",
-        )
+            hint="open it for writing once (a checkpoint will do) to give it one",
+        ).advise(Remedy.OPEN_FOR_WRITING, name)
 
     def identity() -> tuple[str, int]:
         manifest = manifest_format.load(db_dir)
@@ -466,7 +466,7 @@ def replicate(
     rep = Replication(db_dir, name, settings.replicas, identity, interval, current_settings)
     rep._load_fence()
     if rep.fenced:
-        raise WritesRefused(rep.fenced, hint=FENCED_HINT)
+        raise fenced_refusal(rep.fenced, name)
     while (fd := take_ship_lock(db_dir)) is None:
         if once or should_stop():
             return {}
@@ -485,7 +485,7 @@ def replicate(
                     report.snapshot = report.snapshot or rep._shipper(url).snapshot()
                 snapshot = False
             if rep.fenced:
-                raise WritesRefused(rep.fenced, hint=FENCED_HINT)
+                raise fenced_refusal(rep.fenced, name)
             if once and rep.errors:  # a cron job must not take a failed round for done
                 raise StoreUnavailable(
                     "; ".join(f"{url}: {message}" for url, message in rep.errors.items()),

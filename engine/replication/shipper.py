@@ -22,7 +22,7 @@ from typing import Any
 from engine import logsegment
 from engine import manifest as manifest_format
 from engine.archivestore import archive_names, read_manifest
-from engine.errors import Corruption, NotFound, VerificationFailed, WritesRefused
+from engine.errors import Corruption, NotFound, Remedy, VerificationFailed, WritesRefused
 from engine.fileio import IO
 from engine.replication import layout
 from engine.replication.state import (
@@ -104,10 +104,13 @@ def fenced_message(database: str, url: str, claim: layout.EpochClaim | layout.Fe
     )
 
 
-FENCED_HINT = (
-    "write to the new primary; to bring this site back, follow the new primary into a "
-    "fresh database ('tsadmin follow URL --db NAME') and drop this one"
-)
+def fenced_refusal(message: str, database: str) -> WritesRefused:
+    """The refusal of a write to a fenced primary: what to do instead."""
+    return WritesRefused(
+        message,
+        hint="write to the new primary; to bring this site back, follow the new primary "
+        "into a fresh database and drop this one",
+    ).advise(Remedy.FOLLOW_NEW_PRIMARY, database)
 
 
 class Shipper:
@@ -226,7 +229,7 @@ class Shipper:
                 "host": newer.host,
             }
             self._save(state)
-        raise WritesRefused(fenced_message(self.database, self.url, newer), hint=FENCED_HINT)
+        raise fenced_refusal(fenced_message(self.database, self.url, newer), self.database)
 
     def _position_in_store(
         self, uuid: str, epoch: int, claims: list[layout.EpochClaim], state: ShipState

@@ -362,7 +362,7 @@ def _statement(service: WriteService, text: str) -> dict[str, Any]:
         raise Refusal(
             400,
             "this server takes writes only: it answers CREATE DATABASE and SHOW DATABASES; "
-            "read with tsadmin select",
+            "read the data where it is stored",
         )
     name = _identifier(create.group(1).strip(";"))
     if name in service.served:
