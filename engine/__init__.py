@@ -9,7 +9,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+# The one version source (pyproject.toml reads it); archives record it. The on-disk
+# format versions each release introduced are listed in CHANGELOG.md.
+__version__ = "0.4.0"
 
 _HOMES = {
     "dbverify": None,

@@ -17,7 +17,7 @@ hold exactly its rows after upserts.
     {
       "format": "tsadmin-archive",
       "version": 1,
-      "tool_version": "0.1.0",
+      "tool_version": "0.4.0",
       "kind": "database" | "table",
       "database": "metrics",
       "settings": {...the database settings, as in its manifest...},

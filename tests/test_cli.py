@@ -283,6 +283,25 @@ def test_version_and_help(cli) -> None:  # type: ignore[no-untyped-def]
     assert "checkpoint" in cli("--help").out
 
 
+def test_one_version_everywhere(cli, data_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """One source (engine.__version__): the installed package, --version, the man pages,
+    what an archive records, and a released section of the CHANGELOG all say it."""
+    import importlib.metadata
+    import json
+
+    from engine import __version__
+
+    assert importlib.metadata.version("tsadmin") == __version__
+    assert cli("--version").out.split()[-1] == __version__
+    root = Path(__file__).resolve().parent.parent
+    assert f'"tsadmin {__version__}"' in (root / "man" / "tsadmin.1").read_text()
+    assert f"\n## {__version__} (" in (root / "CHANGELOG.md").read_text()
+    assert cli("db", "create", "m").code == 0
+    assert cli("backup", "create", "m", "--to", str(tmp_path / "s"), "--name", "a").code == 0
+    manifest = json.loads((tmp_path / "s" / "a" / "manifest.json").read_text())
+    assert manifest["tool_version"] == __version__
+
+
 def test_demo_runs_end_to_end(cli, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
     result = cli("--format", "json", "demo", "--data-dir", str(data_dir / "demo"))
     assert result.code == 0, result.err
