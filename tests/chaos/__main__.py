@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     trials = args.only if args.only is not None else list(range(args.trials))
+    if not trials:
+        parser.error("no trials to run (--trials must be at least 1)")
     pinned = dict(item.split("=", 1) for item in args.pin)
     plan = Plan(
         seed,

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.chaos import sites
+from tests.chaos.context import Context, S3Site
 from tests.chaos.proxy import FaultProxy
-from tests.chaos.trials import KINDS, WEIGHTS, Context, S3Site
+from tests.chaos.trials import KINDS, WEIGHTS
 
 TRIAL_SECONDS_LIMIT = 240  # a trial that takes longer is hung: a violation
 _S3: S3Site | None = None
