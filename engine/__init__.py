@@ -7,11 +7,33 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# The one version source (pyproject.toml reads it); archives record it. The on-disk
-# format versions each release introduced are listed in CHANGELOG.md.
-__version__ = "0.4.0"
+from engine import shipping
+from engine.version import __version__
+
+
+def _shipping() -> shipping.ShippingFactory:
+    from engine.replication.primary import Replication
+
+    def start(
+        db_dir: Path,
+        database: str,
+        urls: tuple[str, ...],
+        identity: Callable[[], tuple[str, int]],
+        *,
+        settings: Callable[[], Settings],
+    ) -> shipping.Shipping:
+        return Replication(db_dir, database, urls, identity, settings=settings)
+
+    return start
+
+
+# The database layer ships through this seam (engine/shipping.py); the replication layer
+# is imported only when a database with replicas is opened for writing.
+shipping.connect(_shipping)
 
 _HOMES = {
     "dbverify": None,

@@ -26,18 +26,16 @@ from __future__ import annotations
 import csv as stdcsv
 import io
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
 
+from engine.csvoptions import CsvOptions, TimeReader
 from engine.database import Batch
 from engine.errors import BadInput
 from engine.ingest import CountingReader, FieldKinds, Progress, Run, clip
 from engine.names import TIME_KEY, column_for_key, is_valid
 from engine.schema import FIELD_TYPES, TS
-
-if TYPE_CHECKING:
-    from engine.csvingest import CsvOptions
 
 ANNOTATIONS = ("#group", "#datatype", "#default")
 KINDS = {
@@ -62,8 +60,6 @@ def ingest(run: Run, stream: CountingReader, csv: CsvOptions, progress: Progress
 
 class _Annotated:
     def __init__(self, run: Run, csv: CsvOptions) -> None:
-        from engine.csvingest import CsvOptions, TimeReader
-
         self.run = run
         self.source = run.source
         self.table = csv.table

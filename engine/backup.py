@@ -235,7 +235,7 @@ def _after(progress: Progress | None, offset: int) -> Progress | None:
 
 
 def _tool_version() -> str:
-    from engine import __version__
+    from engine.version import __version__
 
     return __version__
 

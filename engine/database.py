@@ -33,8 +33,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine import deletes, names, retention, wal
+from engine import deletes, names, retention, shipping, wal
 from engine import manifest as manifest_format
+from engine import replicastate as replication_state
 from engine.checkpoint import (
     CheckpointInput,
     CheckpointReport,
@@ -68,14 +69,10 @@ from engine.recovery import (
     replay,
     roll_back,
 )
-from engine.replication import layout as replication_layout
-from engine.replication import state as replication_state
-from engine.replication.primary import Replication, keep_checkpoint_wal
-from engine.replication.shipper import fenced_refusal
+from engine.replicastate import fenced_refusal, keep_checkpoint_wal
 from engine.rows import normalize_rows
 from engine.schema import TableSchema, split_columns
 from engine.settings import Settings, WalLevel
-from engine.stores import open_store
 
 # Checkpoint triggers besides the interval; tests and benchmarks may lower them.
 WAL_MAX_BYTES = 64 * 1024 * 1024
@@ -121,7 +118,7 @@ class Database:
         self._committed_lsn = state.committed_lsn
         self.last_commit_ns = state.last_commit_ns
         self.role = role  # "primary", or "standby": applies shipped segments only
-        self._replication: Replication | None = None
+        self._replication: shipping.Shipping | None = None
         self._next_txn = state.next_txn
         self._write_lock = threading.RLock()
         self._ckpt_lock = threading.Lock()
@@ -186,7 +183,7 @@ class Database:
             self._start_replication(background)
 
     def _start_replication(self, background: bool) -> None:
-        self._replication = Replication(
+        self._replication = shipping.factory()(
             self.dir,
             self.name,
             self._settings.replicas,
@@ -278,7 +275,7 @@ class Database:
         return self._last_lsn if self.writable else self._committed_lsn
 
     @property
-    def replication(self) -> Replication | None:
+    def replication(self) -> shipping.Shipping | None:
         return self._replication
 
     def replication_notes(self) -> list[str]:
@@ -720,7 +717,8 @@ class Database:
 
     def add_replica(self, url: str) -> Settings:
         """Ship this database's log to the store ``url`` from now on (logged, fsynced). The
-        WAL after the current checkpoint is held until the store has a snapshot."""
+        WAL after the current checkpoint is held until the store has a snapshot. The
+        store is made and checked first by ``engine.replication.primary.add_replica``."""
         self._check_writable()
         if url in self._settings.replicas:
             raise AlreadyExists(f"database {self.name} already ships to {url}")
@@ -729,11 +727,6 @@ class Database:
                 f"database {self.name} has wal_level off: it has no WAL to ship",
                 hint="set wal_level to sync, flush or byrl first",
             )
-        store = open_store(url)
-        store.create()
-        replication_layout.require_database(
-            store, replication_layout.read_claims(store), self._manifest.uuid
-        )
         pin = replication_state.ShipState(
             url, self._manifest.epoch, shipped_lsn=self._manifest.checkpoint_lsn
         )

@@ -33,7 +33,7 @@ from engine import manifest as manifest_format
 from engine import wal
 from engine.errors import EngineError
 from engine.fileio import IO
-from engine.replication.state import load_ship_state
+from engine.replicastate import load_ship_state
 from engine.timeparse import iso_utc
 
 BACKUPS = "backups.json"

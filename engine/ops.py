@@ -27,6 +27,7 @@ from engine.fileio import IO
 from engine.health import DatabaseHealth
 from engine.names import key_of_column, validate_name
 from engine.recovery import RecoveryReport
+from engine.replication import primary as replication_primary
 from engine.rows import iso_time
 from engine.settings import SETTABLE_KEYS, Settings, canonical_key, ns_per_unit
 from engine.timeparse import parse_time
@@ -421,7 +422,7 @@ def ingest(
 def replica_change(data_dir: Path, name: str, url: str, *, add: bool) -> Settings:
     """Add or remove a replica store of a database (logged and fsynced)."""
     with writing(data_dir, name, background=False) as db:
-        return db.add_replica(url) if add else db.remove_replica(url)
+        return replication_primary.add_replica(db, url) if add else db.remove_replica(url)
 
 
 def delete_rows(

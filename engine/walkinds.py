@@ -13,18 +13,43 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from engine import deletes, wal
+from engine.memtable import Memtable
 from engine.schema import TableSchema
 from engine.settings import Settings
 
-if TYPE_CHECKING:
-    from engine.recovery import ReplayState
-
 Pending = dict[int, list[wal.Record]]
+
+
+class ReplayCounts(Protocol):
+    """The counters a replay keeps (``engine.recovery.RecoveryReport``)."""
+
+    transactions_applied: int
+    transactions_rolled_back: int
+    rows_applied: int
+    rows_rolled_back: int
+    ddl_applied: int
+    deletes_applied: int
+    rows_deleted: int
+
+
+class ReplayState(Protocol):
+    """What applying a record changes (``engine.recovery.ReplayState``, the database
+    layer's): this layer says what a record means, not how a database holds it."""
+
+    catalog: dict[str, TableSchema]
+    settings: Settings
+    memtable: Memtable
+    hidden_tables: set[str]
+    last_commit_ns: int | None
+    deletes: list[deletes.DeleteSpec]
+
+    @property
+    def report(self) -> ReplayCounts: ...
 
 
 @dataclass(frozen=True)

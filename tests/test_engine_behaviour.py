@@ -12,6 +12,7 @@ import pytest
 from engine import Batch, Database, InvalidArgument, database, workload
 from engine.errors import ReplicaTimeout
 from engine.fileio import IO
+from engine.replication.primary import add_replica
 from engine.replication.shipper import Shipper
 from engine.settings import WalLevel
 from engine.workload import Acks, verify
@@ -202,7 +203,7 @@ def test_an_unexpected_error_in_a_shipping_round_is_reported_not_lost(
     """A bug in a shipping round would have ended the shipper thread in silence (the
     replica falling behind unseen): status names it, the next write and /health too."""
     db = Database.open(new_db(data_dir, "sh"), "sh")
-    db.add_replica(str(tmp_path / "store"))
+    add_replica(db, str(tmp_path / "store"))
     one = pa.table({"ts": pa.array([1], pa.int64()), "v": [1.0]})
     db.write([Batch("cpu", one, [])])
     replication = db.replication
@@ -229,7 +230,7 @@ def test_a_store_that_never_answers_holds_one_thread_not_one_per_write(
     upload) each fail after replica_timeout; the rounds run on one worker thread, so the
     stuck upload holds that one thread and waiting writes add none."""
     db = Database.open(new_db(data_dir, "hang"), "hang")
-    db.add_replica(str(tmp_path / "store"))
+    add_replica(db, str(tmp_path / "store"))
     assert db.replication is not None
     db.replication.ship_all()  # the first round: the snapshot
     db.set_setting("replica_timeout", "200ms")

@@ -13,7 +13,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.csvingest import CsvOptions, ingest_csv
+from engine.csvingest import ingest_csv
+from engine.csvoptions import CsvOptions
 from engine.database import Database
 from engine.datadir import create_database
 from engine.errors import EngineError

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.replication.shipper import Snapshot
+from engine.replication.snapshots import Snapshot
 from engine.replication.storekeeping import DAY, created_seconds, snapshots_to_keep
 
 NOW = 1_800_000_000.0

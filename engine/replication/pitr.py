@@ -26,10 +26,10 @@ from engine.datadir import clear_leftovers, database_dir, ensure_data_dir
 from engine.errors import AlreadyExists, InvalidArgument
 from engine.fileio import IO
 from engine.names import validate_name
+from engine.replicastate import STANDBY
 from engine.replication import layout
-from engine.replication.shipper import Snapshot, usable_snapshots
+from engine.replication.snapshots import Snapshot, usable_snapshots
 from engine.replication.standby import Follower, check_link, fetch_segment, next_segment
-from engine.replication.state import STANDBY
 from engine.stores import open_store
 
 

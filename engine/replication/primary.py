@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import wal
+from engine.database import Database, standby_refusal
 from engine.errors import (
     BackgroundBug,
     EngineError,
@@ -35,17 +36,18 @@ from engine.errors import (
     WritesRefused,
 )
 from engine.fileio import IO
-from engine.replication import layout
-from engine.replication.shipper import Shipper, ShipReport, fenced_refusal
-from engine.replication.state import (
+from engine.replicastate import (
     DIR,
     SHIP_LOCK,
     ShipState,
+    fenced_refusal,
     load_ship_state,
-    mark_dropped,
 )
+from engine.replication import layout
+from engine.replication.shipper import Shipper, ShipReport
 from engine.replication.walsource import WalSource
 from engine.settings import Settings
+from engine.stores import open_store
 
 DEFAULT_INTERVAL = float(os.environ.get("TSADMIN_SHIP_INTERVAL", "1.0"))
 # How long the shipper waits after a commit for the ones right behind it.
@@ -358,43 +360,6 @@ class Replication:
                 self.fenced = exc.message
 
 
-def keep_checkpoint_wal(
-    db_dir: Path,
-    urls: tuple[str, ...],
-    path: Path,
-    last_lsn: int,
-    hold_bytes: int,
-    hold_age: float,
-    notices: list[str],
-) -> bool:
-    """Whether ``checkpoint.wal`` (records up to ``last_lsn``) must stay for a replica.
-    Past the hold limits it goes anyway and the replicas that needed it are marked for
-    a reseed, loudly (``notices``)."""
-    behind = [u for u in urls if _shipped(db_dir, u) < last_lsn]
-    if not behind:
-        return False
-    held = sum(p.stat().st_size for p in wal.wal_files(path.parent))
-    age = time.time() - path.stat().st_mtime
-    if held <= hold_bytes and age <= hold_age:
-        return True
-    reason = (
-        f"{held:,} WAL bytes held, over the {hold_bytes:,}-byte limit"
-        if held > hold_bytes
-        else f"WAL held {age:.0f}s, over the {hold_age:.0f}s limit"
-    )
-    for url in behind:
-        mark_dropped(db_dir, url, last_lsn, time.time(), reason)
-        notices.append(
-            f"replica {url} needs a reseed: {reason}; the shipper uploads a fresh snapshot"
-        )
-    return False
-
-
-def _shipped(db_dir: Path, url: str) -> int:
-    state = load_ship_state(db_dir, url)
-    return state.shipped_lsn if state is not None else 0
-
-
 def _state_of(db_dir: Path, url: str) -> ShipState:
     return load_ship_state(db_dir, url) or ShipState(url)
 
@@ -436,10 +401,9 @@ def replicate(
     While a writer of the database ships it, ``once`` leaves it to the writer (an
     empty result) and the service waits to take over."""
     from engine import manifest as manifest_format
-    from engine.database import Database, standby_refusal
     from engine.datadir import existing_database_dir
     from engine.errors import InvalidArgument, Remedy
-    from engine.replication.state import load_standby
+    from engine.replicastate import load_standby
 
     db_dir = existing_database_dir(data_dir, name)
     standby = load_standby(db_dir)
@@ -502,3 +466,15 @@ def replicate(
     finally:
         release_ship_lock(rep._lock_fd)
         rep._lock_fd = None
+
+
+def add_replica(db: Database, url: str) -> Settings:
+    """Make the store ``url`` (if it is a new local directory) and check it holds no
+    other database's log, then have ``db`` (open for writing) ship to it."""
+    from engine.replication import layout
+
+    if url not in db.settings.replicas:
+        store = open_store(url)
+        store.create()
+        layout.require_database(store, layout.read_claims(store), db.identity[0])
+    return db.add_replica(url)

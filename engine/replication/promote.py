@@ -35,10 +35,7 @@ from engine.datadir import database_dir, require_data_dir
 from engine.errors import AlreadyExists, Corruption, InvalidArgument, Locked
 from engine.fileio import IO
 from engine.lock import holder_pid
-from engine.replication import layout
-from engine.replication.shipper import usable_snapshots
-from engine.replication.standby import Follower, NeedsRebuild, Reopen
-from engine.replication.state import (
+from engine.replicastate import (
     STANDBY,
     ShipState,
     StandbyState,
@@ -46,6 +43,9 @@ from engine.replication.state import (
     save_ship_state,
     save_standby,
 )
+from engine.replication import layout
+from engine.replication.snapshots import usable_snapshots
+from engine.replication.standby import Follower, NeedsRebuild, Reopen
 from engine.stores import Store
 
 

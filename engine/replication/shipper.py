@@ -8,7 +8,7 @@ the store with a snapshot when it holds none or the WAL no longer reaches its
 position, then uploads every committed record past the position as segments of
 at most ``SEGMENT_BYTES``. Each segment is created with a conditional write, so
 two shippers can never both extend the chain; after each one the local state
-(:mod:`.state`) records the new position, which lets checkpoints release WAL.
+(:mod:`engine.replicastate`) records the new position, which lets checkpoints release WAL.
 """
 
 from __future__ import annotations
@@ -21,19 +21,20 @@ from typing import Any
 
 from engine import logsegment
 from engine import manifest as manifest_format
-from engine.archivestore import archive_names, read_manifest
-from engine.errors import Corruption, NotFound, Remedy, VerificationFailed, WritesRefused
+from engine.errors import Corruption
 from engine.fileio import IO
-from engine.replication import layout
-from engine.replication.state import (
+from engine.replicastate import (
     ShipState,
     dropped_through,
+    fenced_refusal,
     load_ship_state,
     save_ship_state,
 )
+from engine.replication import layout, storekeeping
+from engine.replication.snapshots import Snapshot, in_history, snapshots_of
 from engine.replication.walsource import WalGone, WalSource
 from engine.settings import Settings, format_duration_ns
-from engine.stores import Store, open_store
+from engine.stores import open_store
 
 SEGMENT_BYTES = 8 << 20
 PRUNE_EVERY = 3600.0  # the window moves on even while no snapshot is due
@@ -60,57 +61,11 @@ class ShipReport:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    name: str
-    lsn: int
-    epoch: int
-    created: str = ""  # UTC, ISO 8601: every commit it holds is older
-
-
-def snapshots_of(store: Store, uuid: str) -> list[Snapshot]:
-    """The store's snapshots of database ``uuid``, oldest first (by LSN)."""
-    snaps = store.child(layout.SNAPSHOTS)
-    out = []
-    for name in archive_names(snaps):
-        try:
-            manifest, _ = read_manifest(snaps, name)
-        except (VerificationFailed, NotFound, Corruption):
-            continue  # a damaged snapshot is never used; backup verify names it
-        if manifest.uuid == uuid and manifest.kind == "database" and manifest.base is None:
-            out.append(Snapshot(name, manifest.snapshot_lsn, manifest.epoch or 1, manifest.created))
-    return sorted(out, key=lambda s: s.lsn)
-
-
-def in_history(snap: Snapshot, claims: list[layout.EpochClaim]) -> bool:
-    """A snapshot a fenced primary took past its epoch's branch is not history."""
-    for claim, last in layout.history(claims):
-        if claim.epoch == snap.epoch:
-            return last is None or snap.lsn <= last
-    return False
-
-
-def usable_snapshots(store: Store, claims: list[layout.EpochClaim]) -> list[Snapshot]:
-    """The snapshots of the store's history (see :func:`in_history`), oldest first."""
-    if not claims:
-        return []
-    return [s for s in snapshots_of(store, claims[0].uuid) if in_history(s, claims)]
-
-
 def fenced_message(database: str, url: str, claim: layout.EpochClaim | layout.Fence) -> str:
     return (
         f"database {database} is fenced: its standby was promoted to epoch {claim.epoch} "
         f"at {claim.claimed_at} on {claim.host} (replica {url}); writes here would be lost"
     )
-
-
-def fenced_refusal(message: str, database: str) -> WritesRefused:
-    """The refusal of a write to a fenced primary: what to do instead."""
-    return WritesRefused(
-        message,
-        hint="write to the new primary; to bring this site back, follow the new primary "
-        "into a fresh database and drop this one",
-    ).advise(Remedy.FOLLOW_NEW_PRIMARY, database)
 
 
 class Shipper:
@@ -264,8 +219,6 @@ class Shipper:
     ) -> list[str]:
         """A snapshot if one is due, then the store pruned to the point-in-time window
         (:mod:`.storekeeping`); what was done."""
-        from engine.replication import storekeeping
-
         now = time.time() if now is None else now
         if self._newest_snapshot is None:
             claims = layout.read_claims(self.store)

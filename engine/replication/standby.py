@@ -53,15 +53,15 @@ from engine.errors import (
     NotFound,
 )
 from engine.fileio import IO
-from engine.replication import layout
-from engine.replication.shipper import Snapshot, usable_snapshots
-from engine.replication.state import (
+from engine.replicastate import (
     STANDBY,
     StandbyState,
     encode_standby,
     load_standby,
     save_standby,
 )
+from engine.replication import layout
+from engine.replication.snapshots import Snapshot, usable_snapshots
 from engine.restore import build_database
 from engine.stores import Store, open_store
 

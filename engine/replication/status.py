@@ -10,13 +10,13 @@ from engine import wal
 from engine.database import Database
 from engine.datadir import existing_database_dir
 from engine.errors import EngineError
-from engine.replication import layout, storekeeping
-from engine.replication.state import (
+from engine.replicastate import (
     StandbyState,
     dropped_through,
     load_ship_state,
     load_standby,
 )
+from engine.replication import layout, storekeeping
 from engine.stores import open_store
 from engine.timeparse import iso_utc
 

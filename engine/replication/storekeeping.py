@@ -36,7 +36,7 @@ from typing import Any
 from engine import archivestore, logsegment
 from engine.errors import Corruption, NotFound
 from engine.replication import layout
-from engine.replication.shipper import Snapshot, in_history, snapshots_of
+from engine.replication.snapshots import Snapshot, in_history, snapshots_of
 from engine.settings import Settings
 from engine.stores import Store
 

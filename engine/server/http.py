@@ -38,7 +38,6 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from engine import __version__
 from engine.errors import (
     BadInput,
     EngineError,
@@ -50,6 +49,7 @@ from engine.errors import (
 from engine.ingest import Refused, clip
 from engine.server import metrics
 from engine.server.service import Served, WriteService
+from engine.version import __version__
 
 VERSION = f"tsadmin-{__version__}"
 PRECISIONS = {

@@ -28,11 +28,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from engine import database as database_module
+from engine import replicastate as replication_state
 from engine.database import Database
 from engine.datadir import create_database, database_dir, ensure_data_dir, list_databases
 from engine.errors import EngineError, InvalidArgument, WritesRefused
 from engine.names import validate_name
-from engine.replication import state as replication_state
 from engine.server import DEFAULT_BIND
 from engine.server.batcher import WORKERS, Batcher
 from engine.server.metrics import ServerStats

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from engine import ops
-from engine.csvingest import CsvOptions, parse_schema
+from engine.csvingest import parse_schema
+from engine.csvoptions import CsvOptions
 from engine.ingest import IngestOptions
 from engine.settings import parse_duration_ns
 from tsadmin.errors import Exit

@@ -32,17 +32,23 @@ step, so ``replica status`` tells why a standby is not moving.
 ``previous`` is the digest of the last segment applied ("" right after the
 snapshot, whose first segment's link is not checked). Every file is replaced
 atomically through the I/O layer.
+
+They live in the database layer (issue 26): a database's writer reads them to refuse
+writes on a standby or a fenced primary and to hold WAL a replica still needs, without
+importing the replication layer that writes them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import Corruption
+from engine import wal
+from engine.errors import Corruption, Remedy, WritesRefused
 from engine.fileio import IO
 
 DIR = "replication"
@@ -164,3 +170,49 @@ def encode_standby(state: StandbyState) -> bytes:
 
 def is_standby(db_dir: Path) -> bool:
     return (db_dir / STANDBY).exists()
+
+
+def fenced_refusal(message: str, database: str) -> WritesRefused:
+    """The refusal of a write to a fenced primary: what to do instead."""
+    return WritesRefused(
+        message,
+        hint="write to the new primary; to bring this site back, follow the new primary "
+        "into a fresh database and drop this one",
+    ).advise(Remedy.FOLLOW_NEW_PRIMARY, database)
+
+
+def keep_checkpoint_wal(
+    db_dir: Path,
+    urls: tuple[str, ...],
+    path: Path,
+    last_lsn: int,
+    hold_bytes: int,
+    hold_age: float,
+    notices: list[str],
+) -> bool:
+    """Whether ``checkpoint.wal`` (records up to ``last_lsn``) must stay for a replica.
+    Past the hold limits it goes anyway and the replicas that needed it are marked for
+    a reseed, loudly (``notices``)."""
+    behind = [u for u in urls if _shipped(db_dir, u) < last_lsn]
+    if not behind:
+        return False
+    held = sum(p.stat().st_size for p in wal.wal_files(path.parent))
+    age = time.time() - path.stat().st_mtime
+    if held <= hold_bytes and age <= hold_age:
+        return True
+    reason = (
+        f"{held:,} WAL bytes held, over the {hold_bytes:,}-byte limit"
+        if held > hold_bytes
+        else f"WAL held {age:.0f}s, over the {hold_age:.0f}s limit"
+    )
+    for url in behind:
+        mark_dropped(db_dir, url, last_lsn, time.time(), reason)
+        notices.append(
+            f"replica {url} needs a reseed: {reason}; the shipper uploads a fresh snapshot"
+        )
+    return False
+
+
+def _shipped(db_dir: Path, url: str) -> int:
+    state = load_ship_state(db_dir, url)
+    return state.shipped_lsn if state is not None else 0

@@ -1,0 +1,212 @@
+"""The engine's layers, held by its import graph (issue 26).
+
+Every module of ``engine/`` has a layer (``LAYERS``); a module may import from its own
+layer and the layers below it, never above, and no two modules may import each other
+through any path (a cycle), counting imports inside functions and under
+``TYPE_CHECKING``. From the bottom up:
+
+=============  ==========================================================================
+ground         errors, settings, names, time parsing, the version: what every layer uses
+io             the one door to the file system (fileio, lock, scratch)
+storage        rows, schemas, memtables, segments, manifests, merges, deletes, retention
+stores         archive and replica stores (local, S3): only io and the ground below
+log            the WAL (format, record kinds, group commit)
+db             the database: lifecycle, write path, checkpoints, recovery, reads, verify,
+               repair, the data directory, health
+ingest         line protocol and CSV in
+archive        backup archives: format, backup, restore, the archive store
+replication    shipping, following, promotion, point-in-time restore, log segments
+server         the write endpoint
+api            ``engine.ops`` (what the CLI calls) and the package's facade
+harness        crash simulation, the workload child and the demo: programs of their own
+=============  ==========================================================================
+
+The database layer ships through a seam it owns (``engine/shipping.py``), which the
+package connects to the replication layer; what a database needs to know of replication
+(is it a standby, is it fenced, which WAL a replica still needs) is read from its own
+files (``engine/replicastate.py``). A planted upward import, even inside a function,
+fails ``test_no_upward_import``."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ENGINE = Path(__file__).resolve().parent.parent / "engine"
+
+ORDER = [
+    "ground", "io", "storage", "stores", "log", "db", "ingest", "archive", "replication",
+    "server", "api", "harness",
+]  # fmt: skip
+LAYERS = {
+    "ground": {"errors", "settings", "names", "timeparse", "version"},
+    "io": {"fileio", "lock", "scratch"},
+    "storage": {
+        "memtable",
+        "segment",
+        "manifest",
+        "schema",
+        "merge",
+        "rows",
+        "deletes",
+        "retention",
+        "checksum",
+    },
+    "stores": {"stores", "stores.base", "stores.local", "stores.s3"},
+    "log": {"wal", "walkinds", "groupcommit"},
+    "db": {
+        "replicastate",
+        "shipping",
+        "database",
+        "checkpoint",
+        "recovery",
+        "reads",
+        "dbverify",
+        "walcheck",
+        "walrepair",
+        "datadir",
+        "health",
+    },
+    "ingest": {"lineprotocol", "lpfast", "csvingest", "csvoptions", "annotatedcsv", "ingest"},
+    "archive": {"archive", "backup", "restore", "archivestore"},
+    "replication": {
+        "replication",
+        "replication.layout",
+        "replication.pitr",
+        "replication.primary",
+        "replication.promote",
+        "replication.shipper",
+        "replication.standby",
+        "replication.snapshots",
+        "replication.status",
+        "replication.storekeeping",
+        "replication.walsource",
+        "logsegment",
+    },
+    "server": {
+        "server",
+        "server.batcher",
+        "server.http",
+        "server.metrics",
+        "server.run",
+        "server.service",
+    },
+    "api": {"ops", ""},  # "": the package itself (engine/__init__.py)
+    "harness": {"crashsim", "workload", "demo"},
+}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(ENGINE.rglob("*.py")):
+        parts = path.relative_to(ENGINE).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def imported(path: Path, name: str, known: set[str]) -> set[str]:
+    """The engine modules ``path`` imports anywhere in it (functions included)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".") if package else []
+                up = up[: len(up) - (node.level - 1)]
+                base = ".".join([*up, base] if base else up)
+            elif base == "engine" or base.startswith("engine."):
+                base = base[len("engine.") :] if base != "engine" else ""
+            else:
+                continue
+            # "from engine import wal" depends on engine.wal; "from engine.wal import X"
+            # on engine.wal; "from engine import X" (not a module) on the package
+            named = [f"{base}.{a.name}" if base else a.name for a in node.names]
+            targets = [t for t in named if t in known] or [base]
+        for target in targets:
+            if target.startswith("engine."):
+                target = target[len("engine.") :]
+            elif target == "engine":
+                target = ""
+            if target in known and target != name:
+                out.add(target)
+    return out
+
+
+def layer_of(name: str) -> str:
+    for layer, names in LAYERS.items():
+        if name in names:
+            return layer
+    raise AssertionError(f"engine module {name or 'engine'} has no layer: add it to LAYERS")
+
+
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    known = set(found)
+    return {name: imported(path, name, known) for name, path in found.items()}
+
+
+def upward(edges: dict[str, set[str]]) -> set[tuple[str, str]]:
+    rank = {layer: i for i, layer in enumerate(ORDER)}
+    return {
+        (a, b)
+        for a, targets in edges.items()
+        for b in targets
+        if rank[layer_of(b)] > rank[layer_of(a)]
+        or (layer_of(a) == "stores" and layer_of(b) not in ("stores", "io", "ground"))
+    }
+
+
+def cycles(edges: dict[str, set[str]]) -> list[set[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[set[str]] = []
+
+    def visit(v: str) -> Iterator[None]:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                yield from visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(component)
+        yield
+
+    for v in sorted(edges):
+        if v not in index:
+            for _ in visit(v):
+                pass
+    return out
+
+
+def test_every_module_has_a_layer() -> None:
+    for name in modules():
+        layer_of(name)
+
+
+def test_no_upward_import() -> None:
+    found = upward(graph())
+    assert found == set(), "upward imports:\n" + "\n".join(
+        f"  {a} ({layer_of(a)}) -> {b} ({layer_of(b)})" for a, b in sorted(found)
+    )
+
+
+def test_no_cycle() -> None:
+    assert cycles(graph()) == []
