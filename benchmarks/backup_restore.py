@@ -22,8 +22,8 @@ from tabulate import tabulate
 from tsbs import TAGS, cpu_rows
 
 from engine import Batch, Database, Settings, create_database
-from engine.backup import BackupOptions, create_backup
-from engine.restore import RestoreOptions, restore
+from engine.archive.backup import BackupOptions, create_backup
+from engine.archive.restore import RestoreOptions, restore
 
 
 def tree_bytes(path: Path) -> int:

@@ -36,8 +36,8 @@ from tabulate import tabulate
 from tsbs import TAGS, cpu_rows
 
 from engine import Batch, Database, Settings, create_database
-from engine.backup import BackupOptions, create_backup
-from engine.restore import RestoreOptions, restore
+from engine.archive.backup import BackupOptions, create_backup
+from engine.archive.restore import RestoreOptions, restore
 
 MB = 1024 * 1024
 

@@ -22,7 +22,7 @@ from tabulate import tabulate
 from tsbs import TAGS, cpu_rows
 
 from engine import Batch, Database, Settings, create_database
-from engine.ingest import IngestOptions, ingest_lp
+from engine.ingest.pipeline import IngestOptions, ingest_lp
 
 T0 = 1_700_000_000_000_000_000
 WIDTHS = (1_000, 2_000, 5_000, 10_000)

@@ -20,7 +20,8 @@ from typing import Any
 from tabulate import tabulate
 from tsbs import FIELDS, TAGS, cpu_rows
 
-from engine import Batch, Database, Settings, create_database, database
+from engine import Batch, Database, Settings, create_database
+from engine.db import database
 
 
 def disk_fsync_limit(directory: Path, count: int = 500) -> dict[str, float]:

@@ -51,8 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from engine import Settings, create_database  # noqa: E402
-from engine.database import Batch, Database  # noqa: E402
-from engine.recovery import replay  # noqa: E402
+from engine.db.database import Batch, Database  # noqa: E402
+from engine.db.recovery import replay  # noqa: E402
 from engine.replication.standby import Follower  # noqa: E402
 
 BATCH = 1_000
@@ -306,7 +306,7 @@ def _runner() -> Callable[..., None]:
 def apply_vs_replay(data: Path, commits: int) -> dict[str, float]:
     """A log shipped as commits happened (background shipping on), then a standby
     catching up with all of it in process, against recovery replay of the same WAL."""
-    import engine.database as database_module
+    import engine.db.database as database_module
 
     database_module.WAL_MAX_BYTES = 1 << 40  # keep the whole log in the WAL for replay
     database_module.MEMTABLE_MAX_BYTES = 1 << 40

@@ -31,9 +31,10 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import Settings, create_database, ops, segment  # noqa: E402
-from engine.database import Batch, Database  # noqa: E402
-from engine.manifest import load as load_manifest  # noqa: E402
+from engine import Settings, create_database, ops  # noqa: E402
+from engine.db.database import Batch, Database  # noqa: E402
+from engine.storage import segment  # noqa: E402
+from engine.storage.manifest import load as load_manifest  # noqa: E402
 
 DAY = 86400 * 10**9
 HOSTS = 100

@@ -1,7 +1,7 @@
 """tsadmin's embedded time-series engine: a Python API, no printing, no CLI code."""
 
-# The crash-test harness (engine.crashsim, engine.workload) is not imported here: it is
-# not part of the API, and the workload child runs as `python -m engine.workload`.
+# The crash-test harness (engine.harness) is not imported here: it is not part of the
+# API, and the workload child runs as `python -m engine.harness.workload`.
 # Names are imported when first used (PEP 562): a command that needs a few modules
 # does not pay for all of them at start-up.
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import shipping
+from engine.db import shipping
 from engine.version import __version__
 
 
@@ -31,26 +31,26 @@ def _shipping() -> shipping.ShippingFactory:
     return start
 
 
-# The database layer ships through this seam (engine/shipping.py); the replication layer
+# The database layer ships through this seam (engine/db/shipping.py); the replication layer
 # is imported only when a database with replicas is opened for writing.
 shipping.connect(_shipping)
 
-_HOMES = {
-    "dbverify": None,
-    "walcheck": None,
-    "walrepair": None,
-    "CheckpointReport": "engine.checkpoint",
-    "CompactionReport": "engine.checkpoint",
-    "Batch": "engine.database",
-    "CommitResult": "engine.database",
-    "Database": "engine.database",
-    "create_database": "engine.datadir",
-    "database_dir": "engine.datadir",
-    "drop_database": "engine.datadir",
-    "existing_database_dir": "engine.datadir",
-    "list_databases": "engine.datadir",
-    "resolve_data_dir": "engine.datadir",
-    "writable_database_dir": "engine.datadir",
+_HOMES: dict[str, str] = {
+    "dbverify": "engine.db.dbverify",  # modules: a value of the form engine.X.NAME
+    "walcheck": "engine.db.walcheck",
+    "walrepair": "engine.db.walrepair",
+    "CheckpointReport": "engine.db.checkpoint",
+    "CompactionReport": "engine.db.checkpoint",
+    "Batch": "engine.db.database",
+    "CommitResult": "engine.db.database",
+    "Database": "engine.db.database",
+    "create_database": "engine.db.datadir",
+    "database_dir": "engine.db.datadir",
+    "drop_database": "engine.db.datadir",
+    "existing_database_dir": "engine.db.datadir",
+    "list_databases": "engine.db.datadir",
+    "resolve_data_dir": "engine.db.datadir",
+    "writable_database_dir": "engine.db.datadir",
     "AlreadyExists": "engine.errors",
     "BadInput": "engine.errors",
     "Corruption": "engine.errors",
@@ -62,7 +62,7 @@ _HOMES = {
     "SchemaConflict": "engine.errors",
     "StorageError": "engine.errors",
     "VerificationFailed": "engine.errors",
-    "RecoveryReport": "engine.recovery",
+    "RecoveryReport": "engine.db.recovery",
     "Settings": "engine.settings",
     "WalLevel": "engine.settings",
 }
@@ -73,8 +73,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'engine' has no attribute {name!r}")
     home = _HOMES[name]
     value = (
-        importlib.import_module(f"engine.{name}")
-        if home is None
+        importlib.import_module(home)
+        if home.rpartition(".")[2] == name
         else getattr(importlib.import_module(home), name)
     )
     globals()[name] = value
@@ -82,10 +82,10 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from engine import dbverify, walcheck, walrepair
-    from engine.checkpoint import CheckpointReport, CompactionReport
-    from engine.database import Batch, CommitResult, Database
-    from engine.datadir import (
+    from engine.db import dbverify, walcheck, walrepair
+    from engine.db.checkpoint import CheckpointReport, CompactionReport
+    from engine.db.database import Batch, CommitResult, Database
+    from engine.db.datadir import (
         create_database,
         database_dir,
         drop_database,
@@ -94,6 +94,7 @@ if TYPE_CHECKING:
         resolve_data_dir,
         writable_database_dir,
     )
+    from engine.db.recovery import RecoveryReport
     from engine.errors import (
         AlreadyExists,
         BadInput,
@@ -107,7 +108,6 @@ if TYPE_CHECKING:
         StorageError,
         VerificationFailed,
     )
-    from engine.recovery import RecoveryReport
     from engine.settings import Settings, WalLevel
 
 __all__ = [

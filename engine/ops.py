@@ -15,21 +15,24 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from engine import checksum as checksum_mod
-from engine import health, lock, segment, wal
-from engine import retention as retention_module
-from engine.checkpoint import CheckpointReport, CompactionReport
-from engine.database import Database
-from engine.datadir import existing_database_dir, list_databases, writable_database_dir
-from engine.deletes import DeleteReport, DeleteSpec
+from engine.db import health
+from engine.db.checkpoint import CheckpointReport, CompactionReport
+from engine.db.database import Database
+from engine.db.datadir import existing_database_dir, list_databases, writable_database_dir
+from engine.db.health import DatabaseHealth
+from engine.db.recovery import RecoveryReport
 from engine.errors import EngineError, InvalidArgument, NotFound
-from engine.fileio import IO
-from engine.health import DatabaseHealth
+from engine.io import lock
+from engine.io.fileio import IO
+from engine.log import wal
 from engine.names import key_of_column, validate_name
-from engine.recovery import RecoveryReport
 from engine.replication import primary as replication_primary
-from engine.rows import iso_time
 from engine.settings import SETTABLE_KEYS, Settings, canonical_key, ns_per_unit
+from engine.storage import checksum as checksum_mod
+from engine.storage import retention as retention_module
+from engine.storage import segment
+from engine.storage.deletes import DeleteReport, DeleteSpec
+from engine.storage.rows import iso_time
 from engine.timeparse import parse_time
 
 Report = TypeVar("Report")
@@ -131,7 +134,7 @@ def database_stats(data_dir: Path, name: str) -> dict[str, Any]:
 
 
 def database_healths(data_dir: Path, names: list[str] | None = None) -> list[DatabaseHealth]:
-    """:func:`engine.health.database_health` of the named databases, else of every one
+    """:func:`engine.db.health.database_health` of the named databases, else of every one
     that opens (a damaged one is left out: ``db list`` names it)."""
     out = []
     for name in names if names is not None else list_databases(data_dir):
@@ -387,8 +390,8 @@ def ingest(
     progress: Any = None,
 ) -> Any:
     """Ingest ``path`` (``-`` for stdin) as ``lp`` or ``csv`` into database ``name``."""
-    from engine import csvingest
-    from engine import ingest as ingest_mod
+    from engine.ingest import csvingest
+    from engine.ingest import pipeline as ingest_mod
 
     stream, _size, position = ingest_mod.open_source(path)
     source = "stdin" if path == "-" else path
@@ -414,7 +417,7 @@ def ingest(
         exc.committed_rows = report.rows  # type: ignore[attr-defined]
         raise
     report.replication = db.replication_notes()
-    if report.rejected_reasons:  # what operators alert on (engine.health)
+    if report.rejected_reasons:  # what operators alert on (engine.db.health)
         health.record_rejected(db.dir, {r.reason: r.count for r in report.rejected_reasons})
     return report
 

@@ -1,6 +1,6 @@
 """Database settings: names, validation and parsing of user-facing values.
 
-Settings live in the manifest (``engine/manifest.py``) and every change is
+Settings live in the manifest (``engine/storage/manifest.py``) and every change is
 also logged, fsynced, in the WAL. This module only knows values, not files.
 """
 
@@ -183,7 +183,7 @@ class Settings:
     replica_snapshot_interval_ns: int = 3600 * 1_000_000_000
     replica_snapshot_bytes: int = REPLICA_DEFAULTS["replica_snapshot_bytes"]
     replica_pitr_window_ns: int = 7 * 86400 * 1_000_000_000
-    retention_ns: int = 0  # 0: keep forever (engine/retention.py)
+    retention_ns: int = 0  # 0: keep forever (engine/storage/retention.py)
 
     def to_json(self) -> dict[str, Any]:
         # replication keys only when set: files of databases without replicas stay as

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from engine import Settings, create_database
-from engine.fileio import IO
+from engine.io.fileio import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 CLEAN_ENV = {
@@ -119,9 +119,9 @@ def new_db(data_dir: Path, name: str = "t", **settings: Any) -> Path:
 
 
 def start_writer(db_dir: Path, name: str, *args: str, faults: str = "") -> subprocess.Popen[str]:
-    """A workload writer child (engine/workload.py) on ``db_dir``."""
+    """A workload writer child (engine/harness/workload.py) on ``db_dir``."""
     env = {**CLEAN_ENV, "TSADMIN_FAULTS": faults}
-    cmd = [sys.executable, "-m", "engine.workload", str(db_dir), name, *args]
+    cmd = [sys.executable, "-m", "engine.harness.workload", str(db_dir), name, *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 

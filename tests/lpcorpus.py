@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.lineprotocol import LineError, Point, parse
-from engine.lpfast import LINE, parse_lines, plain_mask, split_lines
+from engine.ingest.lineprotocol import LineError, Point, parse
+from engine.ingest.lpfast import LINE, parse_lines, plain_mask, split_lines
 from engine.names import column_for_key
-from engine.schema import TS
+from engine.storage.schema import TS
 
 CORPUS_PRECISION = {"1ns": "ns", "1µs": "us", "1ms": "ms", "1s": "s"}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from engine import Batch, Database, Settings, create_database
-from engine.fileio import IO
+from engine.io.fileio import IO
 
 
 def main() -> None:

@@ -13,9 +13,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from engine import Database, workload
+from engine import Database
+from engine.harness import workload
+from engine.harness.workload import Acks, verify
 from engine.settings import WalLevel
-from engine.workload import Acks, verify
 from tests.conftest import kill_after, new_db, start_writer, wait_ready
 
 HOUR = 3_600_000_000_000
@@ -46,12 +47,12 @@ def source(cli):  # type: ignore[no-untyped-def]
 def wal_rows(data_dir: Path, lines: list[str]) -> None:
     """Commit ``lines`` and leave them in the WAL only (the writer dies uncleanly)."""
     from engine import ops
-    from engine.ingest import IngestOptions
+    from engine.ingest.pipeline import IngestOptions
 
     db = Database.open(data_dir / "src", "src", background=False)
     import io
 
-    from engine.ingest import ingest_lp
+    from engine.ingest.pipeline import ingest_lp
 
     ingest_lp(db, io.BytesIO(("\n".join(lines) + "\n").encode()), "x", IngestOptions())
     db.abandon()

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine import Batch, Corruption, Database
-from engine import manifest as manifest_format
+from engine.storage import manifest as manifest_format
 from tests.conftest import new_db, run_cli
 
 T0 = 1_700_000_000_000_000_000

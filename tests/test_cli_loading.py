@@ -31,7 +31,7 @@ def test_a_command_line_loads_only_its_module() -> None:
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == "['tsadmin.commands.replication']"
-    assert "engine.backup" not in out
+    assert "engine.archive.backup" not in out
 
 
 def test_an_unknown_word_still_lists_every_command() -> None:

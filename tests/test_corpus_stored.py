@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from engine.database import Database
-from engine.datadir import create_database
+from engine.db.database import Database
+from engine.db.datadir import create_database
 from engine.errors import BadInput
-from engine.ingest import IngestOptions, ingest_lp
+from engine.ingest.pipeline import IngestOptions, ingest_lp
 from engine.names import key_of_column
 from engine.settings import Settings
 from tests.lpcorpus import CORPUS_PRECISION, decode_cases, expected_points, text_of

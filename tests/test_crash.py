@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from engine import Database
+from engine.harness.workload import Acks, verify
 from engine.settings import WalLevel
-from engine.workload import Acks, verify
 from tests.conftest import kill_after, new_db, start_writer, wait_ready
 
 TRIALS = 6

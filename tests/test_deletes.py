@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import ops
-from engine.database import Batch, Database
-from engine.deletes import DeleteSpec
+from engine.db.database import Batch, Database
+from engine.storage.deletes import DeleteSpec
 from tests.conftest import CLEAN_ENV, ROOT, new_db, run_cli
 
 HOUR = 3600 * 10**9
@@ -312,7 +312,7 @@ def test_a_delete_record_in_an_older_wal_file_is_damage(data_dir: Path) -> None:
     data[8:10] = b"\x02\x00"
     import crc32c
 
-    from engine import wal
+    from engine.log import wal
 
     size = wal.header_size("m")
     data[size - 4 : size] = crc32c.crc32c(bytes(data[: size - 4])).to_bytes(4, "little")

@@ -9,13 +9,15 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from engine import Batch, Database, InvalidArgument, database, workload
+from engine import Batch, Database, InvalidArgument
+from engine.db import database
 from engine.errors import ReplicaTimeout
-from engine.fileio import IO
+from engine.harness import workload
+from engine.harness.workload import Acks, verify
+from engine.io.fileio import IO
 from engine.replication.primary import add_replica
 from engine.replication.shipper import Shipper
 from engine.settings import WalLevel
-from engine.workload import Acks, verify
 from tests.conftest import new_db, start_writer, wait_ready
 
 
@@ -144,7 +146,7 @@ def test_interval_checkpoint_runs_in_a_long_writer(data_dir: Path) -> None:
 def test_compaction_merges_neighbours_up_to_a_bounded_size(data_dir: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Merges stay under the target size (bounded memory) and keep the upsert order: a value
     written later still wins after its older neighbours were merged."""
-    from engine import checkpoint
+    from engine.db import checkpoint
 
     monkeypatch.setattr(checkpoint, "COMPACT_TARGET_ROWS", 100)
     db = Database.open(new_db(data_dir, "b"), "b", background=False)

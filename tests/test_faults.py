@@ -18,11 +18,11 @@ from engine import (
     Locked,
     NotFound,
     StorageError,
-    workload,
 )
-from engine.fileio import IO, simulate_power_loss
+from engine.harness import workload
+from engine.harness.workload import Acks, verify
+from engine.io.fileio import IO, simulate_power_loss
 from engine.settings import WalLevel
-from engine.workload import Acks, verify
 from tests.conftest import kill_after, new_db, start_writer, wait_ready
 
 ROWS = 10

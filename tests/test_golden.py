@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from engine import wal
+from engine.log import wal
 from tests.conftest import CLEAN_ENV, ROOT, run_cli
 
 GOLDEN = ROOT / "tests" / "testdata"

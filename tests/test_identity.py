@@ -8,7 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
-from engine import wal
+from engine.log import wal
 from tests.conftest import ROOT, run_cli
 
 T0 = 1_732_400_000_000_000_000

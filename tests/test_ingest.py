@@ -180,7 +180,7 @@ def test_line_protocol_last_write_wins_across_shapes_and_paths(cli, tmp_path: Pa
 def test_a_multiline_string_across_a_block_boundary(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The reader cuts its input into 1 MiB blocks at newlines; a string field whose
     newlines straddle a cut must still arrive whole."""
-    from engine.ingest import BLOCK_BYTES
+    from engine.ingest.pipeline import BLOCK_BYTES
 
     cli("db", "create", "s")
     filler = "cpu,host=p v=0i 0\n" * ((BLOCK_BYTES - 100) // 18)  # 18 bytes a line

@@ -13,12 +13,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.csvingest import ingest_csv
-from engine.csvoptions import CsvOptions
-from engine.database import Database
-from engine.datadir import create_database
+from engine.db.database import Database
+from engine.db.datadir import create_database
 from engine.errors import EngineError
-from engine.ingest import IngestOptions, ingest_lp
+from engine.ingest.csvingest import ingest_csv
+from engine.ingest.csvoptions import CsvOptions
+from engine.ingest.pipeline import IngestOptions, ingest_lp
 from engine.settings import Settings
 
 PIECES = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.lineprotocol import LineError, parse
+from engine.ingest.lineprotocol import LineError, parse
 from tests.lpcorpus import decode_cases, expected_points, our_points
 
 # Cases we knowingly decode differently from the corpus, with the reason. None so far.

@@ -1,6 +1,6 @@
-"""The shipped log segment format (engine/logsegment.py): a round trip keeps every record
-byte for byte, any damage is refused naming the object, and the chain rules catch a gap,
-an overlap, a foreign database, another epoch and another history."""
+"""The shipped log segment format (engine/replication/logsegment.py): a round trip keeps
+every record byte for byte, any damage is refused naming the object, and the chain rules
+catch a gap, an overlap, a foreign database, another epoch and another history."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import logsegment, wal
 from engine.errors import Corruption
+from engine.log import wal
+from engine.replication import logsegment
 
 DB = str(uuid.uuid4())
 

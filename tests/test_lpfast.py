@@ -10,7 +10,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.lineprotocol import LineError, parse
+from engine.ingest.lineprotocol import LineError, parse
 from tests.lpcorpus import fast_points
 
 NAMES = st.sampled_from(["cpu", "mem", "h", "héllo", "a_b", "x1", "ts", "t", "i"])
@@ -80,7 +80,7 @@ def test_vectorised_path_gives_the_exact_parsers_points(
 
 def test_most_plain_lines_take_the_fast_path() -> None:
     """Guard against a PLAIN_LINE that quietly sends everything to the fallback."""
-    from engine.lpfast import plain_mask, split_lines
+    from engine.ingest.lpfast import plain_mask, split_lines
 
     text = (
         'cpu,host=a,region=eu usage=1i,idle=2.5,up=t,name="x" 1700000000000000000\n'

@@ -351,7 +351,8 @@ def test_config_set_on_a_full_disk(data_dir: Path) -> None:
 def test_a_reader_probing_the_lock_never_fails_a_starting_writer(data_dir: Path) -> None:
     import threading
 
-    from engine import Database, lock
+    from engine import Database
+    from engine.io import lock
     from tests.conftest import new_db
 
     db_dir = new_db(data_dir, "m")
@@ -375,7 +376,7 @@ def test_a_failed_background_checkpoint_is_reported_by_the_next_write(data_dir: 
     import pyarrow as pa
 
     from engine import Batch, Database, DiskFull
-    from engine.fileio import IO
+    from engine.io.fileio import IO
     from tests.conftest import new_db
 
     db_dir = new_db(data_dir, "m", checkpoint_interval="1s")

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import Corruption, Database, wal, workload
+from engine import Corruption, Database
+from engine.harness import workload
+from engine.log import wal
 from engine.settings import WalLevel
 from tests.conftest import new_db
 

@@ -19,8 +19,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from engine import logsegment
-from engine.replication import layout
+from engine.replication import layout, logsegment
 from engine.stores import open_store
 from tests.conftest import CLEAN_ENV, S3_SERVERS, Result, run_cli, s3_env_of
 from tests.servers import make_bucket, s3_server
@@ -189,7 +188,7 @@ def test_kill_of_the_primary_leaves_the_follower_an_exact_prefix(tmp_path: Path,
 BYRL_CHILD = """
 import sys, pyarrow as pa
 from pathlib import Path
-from engine.database import Database, Batch
+from engine.db.database import Database, Batch
 db = Database.open(Path(sys.argv[1]), "m")
 rows = pa.table({"ts": pa.array([1_700_000_000_000_000_000], pa.int64()), "host": ["acked"],
                  "usage": [42.0]})
@@ -393,7 +392,7 @@ def test_duplicated_segments_change_nothing(tmp_path: Path, shipped: tuple[Path,
 
 
 def _raw(record: Any) -> bytes:
-    from engine import wal
+    from engine.log import wal
 
     return wal.encode_record(record.lsn, record.txn, record.type, record.payload)
 
@@ -455,7 +454,7 @@ def test_two_promotes_one_wins_old_primary_fenced_followers_ignore_its_uploads(
 
 
 def _raw_commit_ddl(lsn: int) -> bytes:
-    from engine import wal
+    from engine.log import wal
 
     change = {"op": "table", "table": "forged", "tags": [], "fields": {"x": "float64"}}
     return wal.encode_record(lsn, 0, wal.RecordType.DDL, wal.encode_ddl(change))
@@ -478,7 +477,7 @@ def _s3_store(url: str, env: dict[str, str]) -> Any:
 
 
 def test_point_in_time_restore_equals_the_state_at_that_point(tmp_path: Path) -> None:
-    from engine.database import Batch, Database
+    from engine.db.database import Batch, Database
     from engine.ops import database_checksum
 
     a, b = sites(tmp_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from engine.database import Batch, Database
+from engine.db.database import Batch, Database
 from tests.conftest import CLEAN_ENV, ROOT, new_db, run_cli
 
 DAY = 86400 * 10**9

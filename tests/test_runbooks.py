@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import Database, wal
+from engine import Database
+from engine.log import wal
 from tests.conftest import CLEAN_ENV, ROOT, run_cli, start_writer
 
 RUNBOOKS = sorted((ROOT / "examples" / "runbooks").glob("*.md"))

@@ -263,7 +263,7 @@ def test_byrl_acknowledged_writes_survive_promotions_at_random_moments(
 LOOP_CHILD = """
 import sys, pyarrow as pa
 from pathlib import Path
-from engine.database import Database, Batch
+from engine.db.database import Database, Batch
 from engine.errors import EngineError
 db = Database.open(Path(sys.argv[1]), "m")
 T0 = 1_700_000_000_000_000_000

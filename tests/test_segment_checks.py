@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from engine import segment
 from engine.errors import Corruption
+from engine.storage import segment
 
 T0 = 1_700_000_000_000_000_000
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from engine import Batch, Corruption, Database, dbverify
+from engine import Batch, Corruption, Database
+from engine.db import dbverify
 from tests.conftest import new_db, run_cli
 
 T0 = 1_700_000_000_000_000_000
@@ -59,7 +60,7 @@ def test_page_crcs_catch_damaged_pages_of_a_segment_without_a_digest(data_dir: P
     import pyarrow.parquet as pq
 
     db_dir, segment = _small_segment(data_dir)
-    from engine import manifest as manifest_format
+    from engine.storage import manifest as manifest_format
 
     loaded = manifest_format.load(db_dir)
     for entry in loaded.tables.values():

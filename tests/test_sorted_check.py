@@ -10,8 +10,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.merge import is_sorted, sort_rows
-from engine.schema import TableSchema
+from engine.storage.merge import is_sorted, sort_rows
+from engine.storage.schema import TableSchema
 
 tag = st.one_of(st.none(), st.sampled_from(["", "a", "ab", "b", "é", "z"]))
 row = st.tuples(tag, tag, st.integers(-5, 5))

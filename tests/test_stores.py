@@ -117,7 +117,7 @@ def test_a_backup_finishing_while_another_claims_its_name(
     the moment the second is about to claim it. The second must see the finished
     archive and take the next name, not upload into a committed name (CI once caught
     the check-then-claim order losing that race)."""
-    from engine import archivestore
+    from engine.archive import store as archivestore
 
     def staged(label: str) -> Path:
         staging = tmp_path / f"staging-{label}"

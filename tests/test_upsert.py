@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import Batch, Database, SchemaConflict
-from engine.rows import to_records
+from engine.storage.rows import to_records
 from tests.conftest import new_db
 
 

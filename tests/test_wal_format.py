@@ -9,7 +9,8 @@ import crc32c
 import pyarrow as pa
 import pytest
 
-from engine import Corruption, wal
+from engine import Corruption
+from engine.log import wal
 
 
 def write_file(path: Path, records: list[bytes], start_lsn: int = 1) -> None:

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from engine import Database, wal, walcheck, walrepair, workload
+from engine import Database
+from engine.db import walcheck, walrepair
+from engine.harness import workload
+from engine.harness.workload import Acks, verify
+from engine.log import wal
 from engine.settings import WalLevel
-from engine.workload import Acks, verify
 from tests.conftest import new_db, start_writer, wait_ready
 
 

@@ -5,10 +5,10 @@ to ``replica add``)::
 
     epochs/<epoch, 10 digits>.fence      a promotion to that epoch has begun (below)
     epochs/<epoch, 10 digits>.json       one claim per history (below)
-    log/<epoch>/<first>-<last>.tslog     shipped log segments (engine/logsegment.py)
+    log/<epoch>/<first>-<last>.tslog     shipped log segments (engine/replication/logsegment.py)
     log/<epoch>/<lsn, 20 digits>.reseed  the log before <lsn> will never be shipped:
                                          continue from the snapshot it names (below)
-    snapshots/<archive>/...              ordinary archives (engine/archive.py) whose
+    snapshots/<archive>/...              ordinary archives (engine/archive/format.py) whose
                                          manifest's snapshot_lsn is where the log
                                          takes over
 
@@ -71,8 +71,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from engine import logsegment
 from engine.errors import Corruption, InvalidArgument, NotFound
+from engine.replication import logsegment
 from engine.stores import Store, is_url
 
 EPOCHS = "epochs/"

@@ -19,17 +19,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine import logsegment, scratch, wal, walkinds
-from engine import manifest as manifest_format
-from engine.database import Database
-from engine.datadir import clear_leftovers, database_dir, ensure_data_dir
+from engine.db.database import Database
+from engine.db.datadir import clear_leftovers, database_dir, ensure_data_dir
+from engine.db.replicastate import STANDBY
 from engine.errors import AlreadyExists, InvalidArgument
-from engine.fileio import IO
+from engine.io import scratch
+from engine.io.fileio import IO
+from engine.log import wal, walkinds
 from engine.names import validate_name
-from engine.replicastate import STANDBY
-from engine.replication import layout
+from engine.replication import layout, logsegment
 from engine.replication.snapshots import Snapshot, usable_snapshots
 from engine.replication.standby import Follower, check_link, fetch_segment, next_segment
+from engine.storage import manifest as manifest_format
 from engine.stores import open_store
 
 

@@ -26,8 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import wal
-from engine.database import Database, standby_refusal
+from engine.db.database import Database, standby_refusal
+from engine.db.replicastate import (
+    DIR,
+    SHIP_LOCK,
+    ShipState,
+    fenced_refusal,
+    load_ship_state,
+)
 from engine.errors import (
     BackgroundBug,
     EngineError,
@@ -35,14 +41,8 @@ from engine.errors import (
     StoreUnavailable,
     WritesRefused,
 )
-from engine.fileio import IO
-from engine.replicastate import (
-    DIR,
-    SHIP_LOCK,
-    ShipState,
-    fenced_refusal,
-    load_ship_state,
-)
+from engine.io.fileio import IO
+from engine.log import wal
 from engine.replication import layout
 from engine.replication.shipper import Shipper, ShipReport
 from engine.replication.walsource import WalSource
@@ -400,10 +400,10 @@ def replicate(
     ``interval`` seconds until ``should_stop``, with a last round before returning.
     While a writer of the database ships it, ``once`` leaves it to the writer (an
     empty result) and the service waits to take over."""
-    from engine import manifest as manifest_format
-    from engine.datadir import existing_database_dir
+    from engine.db.datadir import existing_database_dir
+    from engine.db.replicastate import load_standby
     from engine.errors import InvalidArgument, Remedy
-    from engine.replicastate import load_standby
+    from engine.storage import manifest as manifest_format
 
     db_dir = existing_database_dir(data_dir, name)
     standby = load_standby(db_dir)

@@ -30,12 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.database import Database
-from engine.datadir import database_dir, require_data_dir
-from engine.errors import AlreadyExists, Corruption, InvalidArgument, Locked
-from engine.fileio import IO
-from engine.lock import holder_pid
-from engine.replicastate import (
+from engine.db.database import Database
+from engine.db.datadir import database_dir, require_data_dir
+from engine.db.replicastate import (
     STANDBY,
     ShipState,
     StandbyState,
@@ -43,6 +40,9 @@ from engine.replicastate import (
     save_ship_state,
     save_standby,
 )
+from engine.errors import AlreadyExists, Corruption, InvalidArgument, Locked
+from engine.io.fileio import IO
+from engine.io.lock import holder_pid
 from engine.replication import layout
 from engine.replication.snapshots import usable_snapshots
 from engine.replication.standby import Follower, NeedsRebuild, Reopen

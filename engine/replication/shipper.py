@@ -8,7 +8,7 @@ the store with a snapshot when it holds none or the WAL no longer reaches its
 position, then uploads every committed record past the position as segments of
 at most ``SEGMENT_BYTES``. Each segment is created with a conditional write, so
 two shippers can never both extend the chain; after each one the local state
-(:mod:`engine.replicastate`) records the new position, which lets checkpoints release WAL.
+(:mod:`engine.db.replicastate`) records the new position, which lets checkpoints release WAL.
 """
 
 from __future__ import annotations
@@ -19,21 +19,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine import logsegment
-from engine import manifest as manifest_format
-from engine.errors import Corruption
-from engine.fileio import IO
-from engine.replicastate import (
+from engine.db.replicastate import (
     ShipState,
     dropped_through,
     fenced_refusal,
     load_ship_state,
     save_ship_state,
 )
-from engine.replication import layout, storekeeping
+from engine.errors import Corruption
+from engine.io.fileio import IO
+from engine.replication import layout, logsegment, storekeeping
 from engine.replication.snapshots import Snapshot, in_history, snapshots_of
 from engine.replication.walsource import WalGone, WalSource
 from engine.settings import Settings, format_duration_ns
+from engine.storage import manifest as manifest_format
 from engine.stores import open_store
 
 SEGMENT_BYTES = 8 << 20
@@ -248,7 +247,7 @@ class Shipper:
         return said
 
     def _take_snapshot(self) -> Snapshot:
-        from engine.backup import BackupOptions, create_backup
+        from engine.archive.backup import BackupOptions, create_backup
 
         backup = create_backup(
             self.db_dir.parent,
@@ -274,7 +273,7 @@ class Shipper:
         checkpoint is pinned first, so the records after the snapshot are still there.
         A store that held a position before gets a reseed marker, so a standby behind it
         knows at once that the log will never continue it."""
-        from engine.backup import BackupOptions, create_backup
+        from engine.archive.backup import BackupOptions, create_backup
 
         lost_after = self._position[0] if self._position is not None else None
         state.epoch = epoch

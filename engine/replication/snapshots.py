@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.archivestore import archive_names, read_manifest
+from engine.archive.store import archive_names, read_manifest
 from engine.errors import Corruption, NotFound, VerificationFailed
 from engine.replication import layout
 from engine.stores import Store

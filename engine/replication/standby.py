@@ -41,10 +41,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engine import archive, archivestore, logsegment
-from engine.backup import chain, effective_files
-from engine.database import Database
-from engine.datadir import database_dir, ensure_data_dir
+from engine.archive import format as archive
+from engine.archive import store as archivestore
+from engine.archive.backup import chain, effective_files
+from engine.archive.restore import build_database
+from engine.db.database import Database
+from engine.db.datadir import database_dir, ensure_data_dir
+from engine.db.replicastate import (
+    STANDBY,
+    StandbyState,
+    encode_standby,
+    load_standby,
+    save_standby,
+)
 from engine.errors import (
     AlreadyExists,
     Corruption,
@@ -52,17 +61,9 @@ from engine.errors import (
     InvalidArgument,
     NotFound,
 )
-from engine.fileio import IO
-from engine.replicastate import (
-    STANDBY,
-    StandbyState,
-    encode_standby,
-    load_standby,
-    save_standby,
-)
-from engine.replication import layout
+from engine.io.fileio import IO
+from engine.replication import layout, logsegment
 from engine.replication.snapshots import Snapshot, usable_snapshots
-from engine.restore import build_database
 from engine.stores import Store, open_store
 
 

@@ -6,16 +6,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import wal
-from engine.database import Database
-from engine.datadir import existing_database_dir
-from engine.errors import EngineError
-from engine.replicastate import (
+from engine.db.database import Database
+from engine.db.datadir import existing_database_dir
+from engine.db.replicastate import (
     StandbyState,
     dropped_through,
     load_ship_state,
     load_standby,
 )
+from engine.errors import EngineError
+from engine.log import wal
 from engine.replication import layout, storekeeping
 from engine.stores import open_store
 from engine.timeparse import iso_utc

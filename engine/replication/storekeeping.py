@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from engine import archivestore, logsegment
+from engine.archive import store as archivestore
 from engine.errors import Corruption, NotFound
-from engine.replication import layout
+from engine.replication import layout, logsegment
 from engine.replication.snapshots import Snapshot, in_history, snapshots_of
 from engine.settings import Settings
 from engine.stores import Store
@@ -193,7 +193,7 @@ COMPACT_BYTES = 64 << 20
 
 def compact_log(store: Store, *, now: float | None = None, age: float = COMPACT_AGE) -> int:
     """Merge runs of consecutive segments older than ``age`` into compacted segments
-    (``engine/logsegment.py``); how many segments were merged away. Never the newest
+    (``engine/replication/logsegment.py``); how many segments were merged away. Never the newest
     segment of the open epoch (the shipper links to it), never past an epoch's branch,
     never an epoch whose successor's branch is not known yet (a promotion under way)."""
     now = time.time() if now is None else now

@@ -21,9 +21,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import wal, walkinds
 from engine.errors import EngineError
-from engine.fileio import IO
+from engine.io.fileio import IO
+from engine.log import wal, walkinds
 
 
 class WalGone(EngineError):

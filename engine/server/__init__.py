@@ -7,6 +7,8 @@
 - :mod:`engine.server.service`: which databases are served, the bind and token rules;
 - :mod:`engine.server.metrics`: the counters behind ``/metrics`` and the stats log line;
 - :mod:`engine.server.run`: listening, the periodic report, draining on stop.
+
+Layer 9 of the engine: may import every layer below it.
 """
 
 # Here, not in the modules that need aiohttp: the CLI reads it at every start.

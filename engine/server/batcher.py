@@ -40,9 +40,9 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from engine.database import Database
+from engine.db.database import Database
 from engine.errors import BadInput, InvalidArgument, SchemaConflict
-from engine.ingest import (
+from engine.ingest.pipeline import (
     Committer,
     FieldKinds,
     IngestOptions,

@@ -46,7 +46,7 @@ from engine.errors import (
     SchemaConflict,
     WritesRefused,
 )
-from engine.ingest import Refused, clip
+from engine.ingest.pipeline import Refused, clip
 from engine.server import metrics
 from engine.server.service import Served, WriteService
 from engine.version import __version__

@@ -18,7 +18,7 @@ Metrics (all ``tsadmin_`` prefixed):
 - ``unflushed_bytes{database}``: bytes (in memory) of rows committed and not yet
   checkpointed;
 - what operators alert on, as ``db stats`` and ``tsadmin metrics --textfile`` give
-  them (:mod:`engine.health`): ``wal_bytes``, ``last_checkpoint_timestamp_seconds``,
+  them (:mod:`engine.db.health`): ``wal_bytes``, ``last_checkpoint_timestamp_seconds``,
   ``checkpoint_age_seconds``, ``replica_behind_records``, ``replica_lag_seconds``
   (age of the oldest commit the store has not confirmed),
   ``replica_shipped_commit_timestamp_seconds``, ``last_backup_timestamp_seconds`` and
@@ -46,8 +46,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from engine import health
-from engine.database import Database
+from engine.db import health
+from engine.db.database import Database
 from engine.server.batcher import GroupStats
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

@@ -27,10 +27,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from engine import database as database_module
-from engine import replicastate as replication_state
-from engine.database import Database
-from engine.datadir import create_database, database_dir, ensure_data_dir, list_databases
+from engine.db import database as database_module
+from engine.db import replicastate as replication_state
+from engine.db.database import Database
+from engine.db.datadir import create_database, database_dir, ensure_data_dir, list_databases
 from engine.errors import EngineError, InvalidArgument, WritesRefused
 from engine.names import validate_name
 from engine.server import DEFAULT_BIND

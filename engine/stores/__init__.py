@@ -8,6 +8,8 @@
 
 Every store offers the same small interface (:class:`engine.stores.base.Store`), so
 a further one (GCS, Azure, SFTP) is one new module and one line in :func:`open_store`.
+
+Layer 4 of the engine: imports only io and the ground (``tests/test_layers.py``).
 """
 
 from __future__ import annotations

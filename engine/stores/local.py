@@ -1,6 +1,6 @@
 """The local file-system store: a directory; keys are relative paths under it.
 
-Every change goes through the fault-injecting I/O layer (:mod:`engine.fileio`): an
+Every change goes through the fault-injecting I/O layer (:mod:`engine.io.fileio`): an
 object is written under a temporary name beside its final one (``.<name>.tmp-<pid>``),
 fsynced, then renamed over it (or, for :meth:`LocalStore.write_if_absent`, hard-linked
 to a name that must not exist) and the directory fsynced. Listing skips those
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine.errors import InvalidArgument, NotFound, StoreUnavailable
-from engine.fileio import IO
+from engine.io.fileio import IO
 from engine.stores.base import ObjectInfo, Store
 
 CHUNK = 8 << 20

@@ -119,7 +119,7 @@ class S3Store(Store):
         return bytes(self._call(key, reply["Body"].read))
 
     def download(self, key: str, target: Path) -> None:
-        from engine.fileio import IO
+        from engine.io.fileio import IO
 
         IO.mkdirs(target.parent)
         self._call(

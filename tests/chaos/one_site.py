@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.fileio import simulate_power_loss
+from engine.io.fileio import simulate_power_loss
 from tests.chaos import sites
 from tests.chaos.context import FLUSH_SLACK, Context, wait
 from tests.chaos.ledger import STEP_NS, T0, check, lost_window, present_keys, rows_of

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine import datadir, ops
+from engine import ops
+from engine.db import datadir
 from engine.settings import Settings, WalLevel
 from tests.chaos.ledger import Ledger
 from tests.conftest import CLEAN_ENV

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from engine import Batch, Database, Settings, create_database, ops
-from engine.backup import BackupOptions, create_backup
+from engine.archive.backup import BackupOptions, create_backup
 
 T0 = 1_700_000_000_000_000_000
 HOUR = 3_600_000_000_000
@@ -47,7 +47,7 @@ def main() -> None:
     db.write([Batch("cpu", rows(30, 20, 2.0), ["host"])])  # upserts over segment rows
     db.write([Batch("mem", rows(0, 5, 1.0).drop_columns(["usage"]), ["host"])])
     if hasattr(db, "log_delete"):  # 0.4: a DELETE record (WAL version 3)
-        from engine.deletes import DeleteSpec
+        from engine.storage.deletes import DeleteSpec
 
         db.log_delete(DeleteSpec("cpu", T0 + 5 * HOUR, T0 + 35 * HOUR, (("host", "h1"),)))
     db.abandon()  # these stay in the WAL only

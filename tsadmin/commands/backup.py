@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from engine import VerificationFailed
-from engine.backup import BackupOptions, create_backup, list_archives, prune, verify_archive
+from engine.archive.backup import BackupOptions, create_backup, list_archives, prune, verify_archive
+from engine.archive.restore import RestoreOptions, restore
 from engine.replication.pitr import restore_to_point
-from engine.restore import RestoreOptions, restore
 from engine.settings import parse_duration_ns
 from engine.timeparse import parse_time
 from tsadmin.params import Db, DbAlias, OptionalDb, one_database

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from engine import VerificationFailed, crashsim
+from engine import VerificationFailed
+from engine.harness import crashsim
 from tsadmin.progress import count_progress
 from tsadmin.render import emit
 from tsadmin.state import command_group, state

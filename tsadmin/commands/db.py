@@ -10,12 +10,12 @@ from engine import (
     Settings,
     VerificationFailed,
     create_database,
-    dbverify,
     drop_database,
     existing_database_dir,
     ops,
     writable_database_dir,
 )
+from engine.db import dbverify
 from tsadmin.params import Db
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state

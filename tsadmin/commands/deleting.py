@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from engine import ops
-from engine.deletes import DeleteReport, check_where
+from engine.storage.deletes import DeleteReport, check_where
 from tsadmin.params import Db, Table
 from tsadmin.render import emit
 from tsadmin.state import note, state

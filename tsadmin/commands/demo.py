@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from engine import VerificationFailed
-from engine.demo import run_demo
+from engine.harness.demo import run_demo
 from tsadmin.render import emit
 from tsadmin.state import state
 

@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 
 from engine import ops
-from engine.csvingest import parse_schema
-from engine.csvoptions import CsvOptions
-from engine.ingest import IngestOptions
+from engine.ingest.csvingest import parse_schema
+from engine.ingest.csvoptions import CsvOptions
+from engine.ingest.pipeline import IngestOptions
 from engine.settings import parse_duration_ns
 from tsadmin.errors import Exit
 from tsadmin.params import Db

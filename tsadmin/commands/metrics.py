@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from engine import health, ops
+from engine import ops
+from engine.db import health
 from engine.errors import InvalidArgument
 from tsadmin.render import emit
 from tsadmin.state import note, state

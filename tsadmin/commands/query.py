@@ -12,8 +12,8 @@ import pyarrow.csv as pacsv
 import typer
 
 from engine import ops
-from engine.deletes import check_where
-from engine.rows import ISO_FORMAT, to_records
+from engine.storage.deletes import check_where
+from engine.storage.rows import ISO_FORMAT, to_records
 from tsadmin.params import Db, Table
 from tsadmin.render import cell_text, strict
 from tsadmin.state import state

@@ -6,14 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
-from engine import (
-    VerificationFailed,
-    existing_database_dir,
-    walcheck,
-    walrepair,
-    writable_database_dir,
-)
-from engine.rows import to_records
+from engine import VerificationFailed, existing_database_dir, writable_database_dir
+from engine.db import walcheck, walrepair
+from engine.storage.rows import to_records
 from tsadmin.params import Db
 from tsadmin.render import emit, emit_sections
 from tsadmin.state import command_group, note, state

@@ -1,0 +1,532 @@
+"""The write-ahead log: file format, writer and tolerant reader.
+
+Files
+-----
+Per database, ``wal/current.wal`` receives every record. A checkpoint renames
+it to ``wal/checkpoint.wal`` and starts a new ``current.wal``; once the
+checkpoint's manifest is durable, ``checkpoint.wal`` is deleted.
+
+File header (all integers little-endian), version 3::
+
+    offset size  field
+    0      8     magic       b"TSADWAL\\n"
+    8      2     version     u16, 3
+    10     2     flags       u16, 0
+    12     8     start_lsn   u64, the LSN the first record of this file may carry
+    20     16    uuid        the database's identity (16 zero bytes: not known, a
+                             database made before 0.3 whose manifest has none yet)
+    36     8     epoch       u64, the epoch of its history (a promotion starts N+1)
+    44     2     name_len    u16
+    46     n     name        database name, UTF-8
+    46+n   4     header_crc  u32, CRC32C (Castagnoli) of bytes [0, 46+n)
+
+Version 1 files (before 0.3: no ``uuid`` and ``epoch``, ``name_len`` at offset
+20) and version 2 files (0.3: the same header as version 3) are still read;
+every file this version starts is version 3.
+
+Version rule: a record type may appear only in files of at least the version
+that introduced it (``DELETE``: 3). A reader meets a newer type only in a
+file whose header version it refuses by name ("WAL format version N is not
+supported"), never as an "unknown record type" it would take for damage; a
+type in a file older than it is damage. So a writer appending to an older
+file starts a new one (a checkpoint rotates the WAL) before its first record
+of a newer type.
+
+Records follow the header back to back, with no padding::
+
+    offset size  field
+    0      4     crc       u32, CRC32C of bytes [4, 28+length): the rest of the
+                           header and the payload
+    4      4     length    u32, payload bytes (at most 1 GiB)
+    8      8     lsn       u64, log sequence number: the previous record's + 1
+    16     8     txn       u64, transaction id (0 for auto-committed records)
+    24     1     type      u8, see below
+    25     1     flags     u8, 0
+    26     2     reserved  u16, 0
+    28     len   payload
+
+Record types:
+
+* ``DATA`` (1): rows for one table in one transaction. Payload: u16 table
+  name length, the name (UTF-8), then a zstd frame holding an Arrow IPC
+  stream of the rows (column ``ts`` then tags then fields).
+* ``COMMIT`` (2): the transaction ``txn`` is committed. Payload: u32 number
+  of ``DATA`` records of the transaction, u64 rows in them, and (since
+  version 2 files; 12-byte payloads of version 1 have none) i64 commit time,
+  ns since the Unix epoch, which point-in-time restore goes by. Recovery
+  applies a transaction only if it found exactly that many ``DATA`` records,
+  so a salvaged WAL that lost a record mid-transaction never applies half of it.
+* ``DDL`` (3): an auto-committed catalog or settings change; payload is a JSON
+  object (``{"op": "table", "table": ..., "tags": [...], "fields": {...}}``,
+  ``{"op": "drop_table", "table": ...}``, ``{"op": "settings", ...}``).
+* ``GAP`` (4, version 2 files only): the records from this one's LSN to the
+  payload's u64 *last lost LSN* were lost to damage (``wal repair --salvage``
+  writes it, so every kept record keeps its LSN: replicas address records by
+  LSN). The next record carries last lost LSN + 1. Nothing is applied for it.
+
+A batch of rows is written as its ``DATA`` records followed by one
+``COMMIT``, all in a single ``write()``. Recovery applies a transaction only
+when its ``COMMIT`` is found; ``DATA`` records without one are rolled back.
+
+Worked example: one row to table ``cpu`` in transaction 7 at LSN 42 gives a
+``DATA`` record (28 header bytes + 2 + 3 + the zstd frame) followed by
+``COMMIT`` (48 bytes: crc, length 20, lsn 43, txn 7, type 2, then the payload
+``01 00 00 00`` ``01 00 00 00 00 00 00 00`` and eight bytes of commit time:
+one DATA record, one row).
+
+What a crash leaves
+-------------------
+A crash mid-``write()`` leaves a prefix of the batch: the last record is cut
+short (its length runs past the end of the file) or, after a torn page write,
+complete in length but failing its CRC. Either way nothing valid follows it:
+that is a *torn tail*, cut off at the next open and reported (``wal verify``
+flags the second kind, which a flipped bit also produces). An invalid record
+followed by a valid one cannot come from a crash: it is *corruption*, and so
+is a last record whose bytes verify once its length field is corrected to end
+at the end of the file (a damaged length, not a short write). The database
+refuses to open on corruption until ``tsadmin wal repair`` has run.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import crc32c
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import zstandard
+
+from engine.errors import Corruption, EngineError, InvalidArgument
+from engine.io.fileio import IO, AppendFile
+
+MAGIC = b"TSADWAL\n"
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+FILE_HEADER_FIXED = struct.Struct("<8sHHQ")  # magic, version, flags, start_lsn
+IDENTITY = struct.Struct("<16sQ")  # uuid, epoch (version 2)
+NAME_LEN = struct.Struct("<H")
+RECORD_HEADER = struct.Struct("<IIQQBBH")  # crc, length, lsn, txn, type, flags, reserved
+RECORD_HEADER_SIZE = RECORD_HEADER.size  # 28
+MAX_PAYLOAD = 1 << 30
+COMMIT_PAYLOAD_V1 = struct.Struct("<IQ")  # data records, rows
+COMMIT_PAYLOAD = struct.Struct("<IQq")  # data records, rows, commit time (ns)
+WAL_DIR = "wal"
+CURRENT = "current.wal"
+CHECKPOINT = "checkpoint.wal"
+ZSTD_LEVEL = 1
+
+
+class RecordType(IntEnum):
+    DATA = 1
+    COMMIT = 2
+    DDL = 3
+    GAP = 4
+    DELETE = 5
+
+
+# The file version that introduced each record type newer than version 1.
+INTRODUCED_IN = {RecordType.GAP: 2, RecordType.DELETE: 3}
+
+
+@dataclass(frozen=True)
+class WalHeader:
+    version: int
+    start_lsn: int
+    database: str
+    size: int
+    uuid: str = ""  # "" when not known (version 1, or a database without an identity yet)
+    epoch: int = 0
+
+
+@dataclass
+class Record:
+    lsn: int
+    txn: int
+    type: RecordType
+    payload: bytes
+    offset: int
+    size: int
+
+
+@dataclass
+class Problem:
+    """Why reading stopped early, at ``offset``.
+
+    ``kind``: ``short`` (the last record runs past the end of the file: a torn
+    write), ``bad_tail`` (the last record is whole but fails its CRC: a torn
+    page write or a flipped bit), ``corrupt`` (valid records follow, or the
+    damage cannot come from a crash).
+    """
+
+    offset: int
+    reason: str
+    kind: str
+    next_valid_offset: int | None = None
+
+    @property
+    def valid_after(self) -> bool:
+        return self.next_valid_offset is not None
+
+    @property
+    def is_tail(self) -> bool:
+        return self.kind != "corrupt"
+
+
+@dataclass
+class FileScan:
+    path: Path
+    header: WalHeader | None
+    records: list[Record] = field(default_factory=list)
+    file_size: int = 0
+    end_offset: int = 0
+    problem: Problem | None = None
+
+    @property
+    def torn_bytes(self) -> int:
+        """Bytes past the last valid record when they look like a torn tail."""
+        if self.problem is None or not self.problem.is_tail:
+            return 0
+        return self.file_size - self.end_offset
+
+
+# -- encoding ------------------------------------------------------------------
+
+
+def encode_file_header(database: str, start_lsn: int, uuid: str = "", epoch: int = 0) -> bytes:
+    import uuid as uuids
+
+    name = database.encode()
+    raw_uuid = uuids.UUID(uuid).bytes if uuid else bytes(16)
+    body = (
+        FILE_HEADER_FIXED.pack(MAGIC, VERSION, 0, start_lsn)
+        + IDENTITY.pack(raw_uuid, epoch)
+        + NAME_LEN.pack(len(name))
+        + name
+    )
+    return body + struct.pack("<I", crc32c.crc32c(body))
+
+
+def header_size(database: str) -> int:
+    """The size of the header this version writes for ``database``."""
+    return FILE_HEADER_FIXED.size + IDENTITY.size + NAME_LEN.size + len(database.encode()) + 4
+
+
+def encode_record(lsn: int, txn: int, rtype: RecordType, payload: bytes = b"") -> bytes:
+    if len(payload) > MAX_PAYLOAD:  # the reader would take such a record for damage
+        raise InvalidArgument(
+            f"a WAL record of {len(payload):,} bytes is over the {MAX_PAYLOAD:,}-byte limit",
+            hint="write the rows in smaller batches",
+        )
+    head = RECORD_HEADER.pack(0, len(payload), lsn, txn, int(rtype), 0, 0)
+    crc = crc32c.crc32c(payload, crc32c.crc32c(head[4:]))
+    return struct.pack("<I", crc) + head[4:] + payload
+
+
+_local = threading.local()
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    if not hasattr(_local, "cctx"):
+        _local.cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        _local.dctx = zstandard.ZstdDecompressor()
+    return _local.cctx  # type: ignore[no-any-return]
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    _compressor()
+    return _local.dctx  # type: ignore[no-any-return]
+
+
+def encode_commit(data_records: int, rows: int, time_ns: int | None = None) -> bytes:
+    """A COMMIT payload; ``time_ns`` defaults to now."""
+    return COMMIT_PAYLOAD.pack(data_records, rows, time.time_ns() if time_ns is None else time_ns)
+
+
+def decode_commit(payload: bytes) -> tuple[int, int]:
+    """(data records, rows) of a COMMIT payload (either version)."""
+    if len(payload) == COMMIT_PAYLOAD_V1.size:
+        records, rows = COMMIT_PAYLOAD_V1.unpack(payload)
+    else:
+        records, rows, _time = COMMIT_PAYLOAD.unpack(payload)
+    return int(records), int(rows)
+
+
+GAP_PAYLOAD = struct.Struct("<Q")  # the last lost LSN
+
+
+def encode_gap(last_lost_lsn: int) -> bytes:
+    return GAP_PAYLOAD.pack(last_lost_lsn)
+
+
+def decode_gap(payload: bytes) -> int:
+    """The last LSN a GAP record stands for."""
+    return int(GAP_PAYLOAD.unpack(payload)[0])
+
+
+def next_lsn_after(record: Record) -> int:
+    """The LSN the record after ``record`` carries: the next one, or past a GAP's range."""
+    if record.type is RecordType.GAP:
+        try:
+            return max(decode_gap(record.payload), record.lsn) + 1
+        except struct.error:
+            return record.lsn + 1
+    return record.lsn + 1
+
+
+def commit_time(payload: bytes) -> int | None:
+    """A COMMIT's time (ns since the Unix epoch), None for a version 1 record."""
+    if len(payload) == COMMIT_PAYLOAD_V1.size:
+        return None
+    return int(COMMIT_PAYLOAD.unpack(payload)[2])
+
+
+def encode_data(table_name: str, rows: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, rows.schema) as writer:
+        writer.write_table(rows)
+    name = table_name.encode()
+    frame = _compressor().compress(sink.getvalue().to_pybytes())
+    return struct.pack("<H", len(name)) + name + frame
+
+
+def decode_data(payload: bytes) -> tuple[str, pa.Table]:
+    (name_len,) = struct.unpack_from("<H", payload)
+    name = payload[2 : 2 + name_len].decode()
+    raw = _decompressor().decompress(payload[2 + name_len :])
+    with ipc.open_stream(pa.py_buffer(raw)) as reader:
+        return name, reader.read_all()
+
+
+def data_table_name(payload: bytes) -> str:
+    (name_len,) = struct.unpack_from("<H", payload)
+    return payload[2 : 2 + name_len].decode()
+
+
+def encode_ddl(change: dict[str, Any]) -> bytes:
+    return json.dumps(change, sort_keys=True).encode()
+
+
+def decode_ddl(payload: bytes) -> dict[str, Any]:
+    value = json.loads(payload)
+    if not isinstance(value, dict):
+        raise ValueError("DDL payload is not an object")
+    return value
+
+
+# a DELETE payload is a JSON object too (its fields: engine/storage/deletes.py)
+encode_delete = encode_ddl
+decode_delete = decode_ddl
+
+
+# -- reading -------------------------------------------------------------------
+
+
+def parse_file_header(data: bytes, path: Path) -> WalHeader:
+    import uuid as uuids
+
+    truncated = Corruption(f"{path}: WAL header is truncated", path=str(path), offset=0)
+    if len(data) < FILE_HEADER_FIXED.size + NAME_LEN.size + 4:
+        raise truncated
+    magic, version, _flags, start_lsn = FILE_HEADER_FIXED.unpack_from(data)
+    if magic != MAGIC:
+        raise Corruption(f"{path}: not a tsadmin WAL file (bad magic)", path=str(path), offset=0)
+    if version not in READABLE_VERSIONS:
+        raise Corruption(
+            f"{path}: WAL format version {version} is not supported (this build reads "
+            f"{', '.join(map(str, READABLE_VERSIONS))})",
+            path=str(path),
+            offset=8,
+        )
+    at, uuid, epoch = FILE_HEADER_FIXED.size, "", 0
+    if version >= 2:
+        if len(data) < at + IDENTITY.size + NAME_LEN.size:
+            raise truncated
+        raw_uuid, epoch = IDENTITY.unpack_from(data, at)
+        uuid = str(uuids.UUID(bytes=raw_uuid)) if any(raw_uuid) else ""
+        at += IDENTITY.size
+    (name_len,) = NAME_LEN.unpack_from(data, at)
+    end = at + NAME_LEN.size + name_len
+    if len(data) < end + 4:
+        raise truncated
+    (stored,) = struct.unpack_from("<I", data, end)
+    if stored != crc32c.crc32c(data[:end]):
+        raise Corruption(f"{path}: WAL header checksum mismatch", path=str(path), offset=0)
+    database = data[at + NAME_LEN.size : end].decode(errors="replace")
+    return WalHeader(version, start_lsn, database, end + 4, uuid, int(epoch))
+
+
+def record_at(data: bytes, offset: int) -> tuple[Record | None, str]:
+    """Decode the record at ``offset`` or say why it is not valid."""
+    if offset + RECORD_HEADER_SIZE > len(data):
+        return None, "record header cut short by end of file"
+    crc, length, lsn, txn, rtype, _flags, _res = RECORD_HEADER.unpack_from(data, offset)
+    if length > MAX_PAYLOAD:
+        return None, f"record length {length} is implausible"
+    end = offset + RECORD_HEADER_SIZE + length
+    if end > len(data):
+        return None, "record cut short by end of file"
+    actual = crc32c.crc32c(memoryview(data)[offset + 4 : end])
+    if actual != crc:
+        return None, f"checksum mismatch (stored {crc:#010x}, computed {actual:#010x})"
+    if rtype not in RecordType._value2member_map_:
+        return None, f"unknown record type {rtype}"
+    payload = bytes(data[offset + RECORD_HEADER_SIZE : end])
+    record = Record(lsn, txn, RecordType(rtype), payload, offset, end - offset)
+    return record, ""
+
+
+def find_valid_after(data: bytes, start: int, min_lsn: int) -> int | None:
+    """The offset of the first valid record after ``start`` whose LSN is past ``min_lsn``."""
+    for offset in range(start, len(data) - RECORD_HEADER_SIZE + 1):
+        _crc, length, lsn, _txn, rtype, flags, reserved = RECORD_HEADER.unpack_from(data, offset)
+        if rtype not in RecordType._value2member_map_ or flags or reserved or lsn <= min_lsn:
+            continue
+        if offset + RECORD_HEADER_SIZE + length > len(data):
+            continue
+        record, _ = record_at(data, offset)
+        if record is not None:
+            return offset
+    return None
+
+
+def _classify(data: bytes, offset: int, reason: str, expected_lsn: int) -> Problem:
+    after = find_valid_after(data, offset + 1, expected_lsn - 1)
+    if after is not None:
+        return Problem(offset, reason, "corrupt", after)
+    if offset + RECORD_HEADER_SIZE > len(data):
+        return Problem(offset, reason, "short")
+    if _length_is_damaged(data, offset):
+        return Problem(
+            offset, "length field damaged (the record verifies with the true length)", "corrupt"
+        )
+    _crc, length, *_ = RECORD_HEADER.unpack_from(data, offset)
+    kind = "short" if offset + RECORD_HEADER_SIZE + length > len(data) else "bad_tail"
+    return Problem(offset, reason, kind)
+
+
+def _length_is_damaged(data: bytes, offset: int) -> bool:
+    """The record verifies if its length is taken to end at the end of the file."""
+    true_length = len(data) - offset - RECORD_HEADER_SIZE
+    stored_crc, stored_length, *_ = RECORD_HEADER.unpack_from(data, offset)
+    if true_length == stored_length:
+        return False
+    head = bytearray(data[offset : offset + RECORD_HEADER_SIZE])
+    struct.pack_into("<I", head, 4, true_length)
+    crc = crc32c.crc32c(data[offset + RECORD_HEADER_SIZE :], crc32c.crc32c(bytes(head[4:])))
+    return bool(crc == stored_crc)
+
+
+def scan_bytes(data: bytes, path: Path) -> FileScan:
+    """Read every valid record of one WAL file's bytes; stop at the first invalid one."""
+    header = parse_file_header(data, path)
+    scan = FileScan(path=path, header=header, file_size=len(data), end_offset=header.size)
+    offset, expected_lsn = header.size, header.start_lsn
+    while offset < len(data):
+        record, reason = record_at(data, offset)
+        if record is not None and record.lsn != expected_lsn:
+            reason = f"LSN {record.lsn} where {expected_lsn} was expected"
+            record = None
+        elif record is not None and INTRODUCED_IN.get(record.type, 1) > header.version:
+            reason = f"a {record.type.name} record in a version {header.version} file"
+            record = None
+        if record is None:
+            scan.problem = _classify(data, offset, reason, expected_lsn)
+            break
+        scan.records.append(record)
+        offset += record.size
+        expected_lsn = next_lsn_after(record)
+        scan.end_offset = offset
+    return scan
+
+
+def scan_file(path: Path) -> FileScan:
+    return scan_bytes(path.read_bytes(), path)
+
+
+def wal_files(wal_dir: Path) -> list[Path]:
+    """The WAL files in replay order (checkpoint.wal before current.wal)."""
+    return [p for p in (wal_dir / CHECKPOINT, wal_dir / CURRENT) if p.exists()]
+
+
+def iter_records(scans: list[FileScan]) -> Iterator[tuple[FileScan, Record]]:
+    for scan in scans:
+        for record in scan.records:
+            yield scan, record
+
+
+# -- writing -------------------------------------------------------------------
+
+
+class WalWriter:
+    """Appends records to ``current.wal``; the caller decides when to fsync."""
+
+    def __init__(
+        self,
+        path: Path,
+        database: str,
+        start_lsn: int,
+        *,
+        create: bool,
+        uuid: str = "",
+        epoch: int = 0,
+    ) -> None:
+        self.path = path
+        self.database = database
+        self.start_lsn = start_lsn
+        self._file: AppendFile = IO.open_append(path, "wal.append", create=create)
+        self.version = VERSION if create else _file_version(path)
+        if create:
+            self._file.write(encode_file_header(database, start_lsn, uuid, epoch))
+            self._file.fsync()
+            IO.fsync_dir(path.parent)
+
+    def accepts(self, rtype: RecordType) -> bool:
+        """May a record of ``rtype`` go into this file (the version rule)?"""
+        return INTRODUCED_IN.get(rtype, 1) <= self.version
+
+    @property
+    def size(self) -> int:
+        return self._file.size
+
+    def append(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def fsync(self) -> None:
+        self._file.fsync()
+
+    def cut_back(self, size: int) -> None:
+        """Best effort: drop what was appended past ``size`` (a record whose fsync failed)."""
+        try:
+            self._file.truncate(size)
+            self._file.fsync()
+        except EngineError:
+            pass  # the database is broken already; recovery sees an unacknowledged tail
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _file_version(path: Path) -> int:
+    with path.open("rb") as handle:
+        head = handle.read(FILE_HEADER_FIXED.size)
+    if len(head) < FILE_HEADER_FIXED.size:
+        return VERSION  # a header torn at creation is rewritten by recovery
+    return int(FILE_HEADER_FIXED.unpack(head)[1])
+
+
+def truncate_file(path: Path, size: int) -> None:
+    """Cut a WAL file back to ``size`` bytes (a torn tail) durably."""
+    out = IO.open_append(path, "wal.truncate")
+    try:
+        out.truncate(size)
+        out.fsync()
+    finally:
+        out.close()

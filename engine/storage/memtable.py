@@ -1,0 +1,63 @@
+"""The memtable: batches committed since the last checkpoint, in commit order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.storage.schema import TS
+
+
+@dataclass
+class Memtable:
+    batches: dict[str, list[pa.Table]] = field(default_factory=dict)
+    rows: int = 0
+    nbytes: int = 0
+    # per table and batch, its first and last timestamp: a write asks which batches it
+    # may overwrite without looking into all of them
+    spans: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+    def add(self, table: str, rows: pa.Table) -> None:
+        self.batches.setdefault(table, []).append(rows)
+        self.spans.setdefault(table, []).append(time_span(rows))
+        self.rows += rows.num_rows
+        self.nbytes += rows.nbytes
+
+    def overlapping(self, table: str, low: int, high: int) -> list[pa.Table]:
+        """The batches of ``table`` holding a timestamp in ``[low, high]`` (maybe others)."""
+        spans = self.spans.get(table, [])
+        return [
+            rows
+            for rows, (first, last) in zip(self.batches.get(table, []), spans, strict=True)
+            if first <= high and low <= last
+        ]
+
+    def replace(self, table: str, batches: list[pa.Table]) -> None:
+        """Put ``batches`` in place of the table's (a delete filtered them). One
+        assignment each: a checkpoint reading a frozen memtable meanwhile sees the old
+        list or the new one, never neither."""
+        old = self.batches.get(table, [])
+        self.rows += sum(r.num_rows for r in batches) - sum(r.num_rows for r in old)
+        self.nbytes += sum(r.nbytes for r in batches) - sum(r.nbytes for r in old)
+        self.spans[table] = [time_span(rows) for rows in batches]
+        self.batches[table] = list(batches)
+
+    def drop(self, table: str) -> None:
+        self.spans.pop(table, None)
+        for rows in self.batches.pop(table, []):
+            self.rows -= rows.num_rows
+            self.nbytes -= rows.nbytes
+
+    def is_empty(self) -> bool:
+        return self.rows == 0
+
+    def tables(self) -> list[str]:
+        return list(self.batches)
+
+
+def time_span(rows: pa.Table) -> tuple[int, int]:
+    """The first and last timestamp of non-empty ``rows``, as integers."""
+    span = pc.min_max(rows.column(TS).cast(pa.int64()))
+    return span["min"].as_py(), span["max"].as_py()
