@@ -101,7 +101,8 @@ def read_head(
         if reader.metadata.num_rows != info.rows:
             raise damaged(path, f"{reader.metadata.num_rows} rows, the manifest says {info.rows}")
         pieces, found, last = [], 0, None
-        present = [t for t in tags if t in reader.schema_arrow.names]  # a newer tag: null
+        stored = set(reader.schema_arrow.names)  # schema_arrow is rebuilt at every access
+        present = [t for t in tags if t in stored]  # a newer tag: null
         for batch in reader.iter_batches(batch_size=max(rows, HEAD_BATCH_ROWS)):
             decoded = pa.Table.from_batches([batch])
             keys = decoded.select([*present, TS])
