@@ -22,12 +22,17 @@ def _day_start(ns: int) -> int:
     return ns - ns % DAY
 
 
+# Four points a day. The first at midnight: in the first hour of a UTC day a point at
+# 01h would still be in the future, and today's partition would hold nothing.
+HOURS = (0, 6, 12, 18)
+
+
 def _lines(now: int, days: int, tables: tuple[str, ...] = ("cpu", "mem")) -> str:
-    """Four points a day (at 01h, 07h, 13h, 19h) per table, for ``days`` days back."""
+    """Four points a day (``HOURS``) per table, for ``days`` days back; none in the future."""
     today = _day_start(now)
     out = []
     for d in range(days):
-        for hour in (1, 7, 13, 19):
+        for hour in HOURS:
             ts = today - d * DAY + hour * 3600 * 10**9
             if ts <= now:
                 out += [f"{t},host=a v={d}.{hour} {ts}" for t in tables]
@@ -197,7 +202,7 @@ def test_retention_keeps_an_incremental_chain_restorable(data_dir: Path, tmp_pat
 def _future(now: int) -> int:
     """Points of today's schedule still in the future (not written), over both tables."""
     today = _day_start(now)
-    return 2 * sum(1 for hour in (1, 7, 13, 19) if today + hour * 3600 * 10**9 > now)
+    return 2 * sum(1 for hour in HOURS if today + hour * 3600 * 10**9 > now)
 
 
 def test_rejected_lines_are_counted_by_reason_without_a_rejects_file(data_dir: Path) -> None:
