@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 from engine import Settings, create_database  # noqa: E402
 from engine.db.database import Batch, Database  # noqa: E402
 from engine.db.recovery import replay  # noqa: E402
+from engine.replication.primary import add_replica  # noqa: E402
 from engine.replication.standby import Follower  # noqa: E402
 
 BATCH = 1_000
@@ -89,7 +90,7 @@ def ingest_rate(data: Path, name: str, commits: int, *, url: str | None, level: 
     create_database(data, name, Settings.build())
     db = Database.open(data / name, name)
     if url:
-        db.add_replica(url)
+        add_replica(db, url)
     if level != "sync":
         db.set_setting("wal_level", level)
     started = time.perf_counter()
@@ -109,7 +110,7 @@ def lag(data: Path, url: str, env: dict[str, str], seconds: float = 8.0) -> dict
     standby_dir = data / "standby"
     standby_dir.mkdir()
     db = Database.open(data / "lag", "lag")
-    db.add_replica(url)
+    add_replica(db, url)
     db.write([batch(0)])
     db.replication.ship_all()  # type: ignore[union-attr]
     follower = subprocess.Popen(
@@ -313,7 +314,7 @@ def apply_vs_replay(data: Path, commits: int) -> dict[str, float]:
     url = str(data / "store")
     create_database(data, "src", Settings.build())
     db = Database.open(data / "src", "src")
-    db.add_replica(url)
+    add_replica(db, url)
     db.replication.ship_all()  # type: ignore[union-attr]  # the snapshot, before the rows
     for k in range(commits):
         db.write([batch(k)])
@@ -381,7 +382,7 @@ def pitr_last_hour(work: Path, rows: int = 1_000_000) -> dict[str, Any]:
     data, url = work / "a", str(work / "store")
     create_database(data, "m", Settings.build())
     db = Database.open(data / "m", "m")
-    db.add_replica(url)
+    add_replica(db, url)
     db.set_setting("replica_snapshot_bytes", "1MiB")
     lsns = []
     for k in range(rows // BATCH):
