@@ -21,7 +21,7 @@ from tabulate import tabulate
 from tsbs import FIELDS, TAGS, cpu_rows
 
 from engine import Batch, Database, Settings, create_database
-from engine.db import database
+from engine.db import maintenance
 
 
 def disk_fsync_limit(directory: Path, count: int = 500) -> dict[str, float]:
@@ -116,15 +116,15 @@ def recovery(directory: Path, rows: int, batch_rows: int) -> dict[str, float]:
     create_database(directory, name, Settings.build(wal_level="sync"))
     # The size triggers would checkpoint long before 1,000,000 rows: lift them while
     # writing, so the WAL holds every row as the measure asks.
-    limits = database.WAL_MAX_BYTES, database.MEMTABLE_MAX_BYTES
-    database.WAL_MAX_BYTES = database.MEMTABLE_MAX_BYTES = 1 << 40
+    limits = maintenance.WAL_MAX_BYTES, maintenance.MEMTABLE_MAX_BYTES
+    maintenance.WAL_MAX_BYTES = maintenance.MEMTABLE_MAX_BYTES = 1 << 40
     try:
         db = Database.open(directory / name, name, background=False)
         for i in range(0, rows, batch_rows):
             db.write([Batch("cpu", cpu_rows(i, batch_rows), TAGS)])
         db.abandon()  # as if killed: everything is in the WAL
     finally:
-        database.WAL_MAX_BYTES, database.MEMTABLE_MAX_BYTES = limits
+        maintenance.WAL_MAX_BYTES, maintenance.MEMTABLE_MAX_BYTES = limits
     started = time.perf_counter()
     reopened = Database.open(directory / name, name, background=False)
     elapsed = time.perf_counter() - started

@@ -307,7 +307,7 @@ def _runner() -> Callable[..., None]:
 def apply_vs_replay(data: Path, commits: int) -> dict[str, float]:
     """A log shipped as commits happened (background shipping on), then a standby
     catching up with all of it in process, against recovery replay of the same WAL."""
-    import engine.db.database as database_module
+    import engine.db.maintenance as database_module
 
     database_module.WAL_MAX_BYTES = 1 << 40  # keep the whole log in the WAL for replay
     database_module.MEMTABLE_MAX_BYTES = 1 << 40

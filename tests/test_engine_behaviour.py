@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 
 from engine import Batch, Database, InvalidArgument
-from engine.db import database
-from engine.errors import ReplicaTimeout
+from engine.db import checkpointing
+from engine.errors import ReplicaTimeout, StorageError
 from engine.harness import workload
 from engine.harness.workload import Acks, verify
 from engine.io.fileio import IO
@@ -75,19 +75,23 @@ def test_flush_level_does_not_fsync_each_commit(data_dir: Path) -> None:
 
 def test_background_compaction_bounds_segments_per_partition(data_dir: Path) -> None:
     db = Database.open(new_db(data_dir, "c"), "c")
-    for i in range(database.COMPACT_TRIGGER * 2 + 3):
+    for i in range(checkpointing.COMPACT_TRIGGER * 2 + 3):
         db.write(workload.make_batch(i, 10))
         db.checkpoint()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         counts = [len(e.segments) for e in db.view().manifest.tables.values()]
-        if max(counts) <= database.COMPACT_TRIGGER:
+        if max(counts) <= checkpointing.COMPACT_TRIGGER:
             break
         time.sleep(0.1)
-    assert max(counts) <= database.COMPACT_TRIGGER, counts
+    assert max(counts) <= checkpointing.COMPACT_TRIGGER, counts
     db.close()
     assert verify(
-        db.dir, "c", Acks(acked=set(range(database.COMPACT_TRIGGER * 2 + 3))), 10, WalLevel.SYNC
+        db.dir,
+        "c",
+        Acks(acked=set(range(checkpointing.COMPACT_TRIGGER * 2 + 3))),
+        10,
+        WalLevel.SYNC,
     ).ok
 
 
@@ -175,26 +179,23 @@ def test_compaction_merges_neighbours_up_to_a_bounded_size(data_dir: Path, monke
 
 
 def test_an_unexpected_error_in_the_background_checkpoint_is_reported_not_lost(
-    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path,
 ) -> None:
     """A bug (any exception, not only the engine's own) in the checkpoint thread used to
     end that thread in silence: checkpoints stopped for the life of the process."""
     db = Database.open(new_db(data_dir, "bg"), "bg")
     one = pa.table({"ts": pa.array([1], pa.int64()), "v": [1.0]})
     db.write([Batch("cpu", one, [])])
-
-    def planted() -> bool:
-        raise RuntimeError("planted bug")
-
-    monkeypatch.setattr(db, "_compaction_due", planted)
-    db._wake.set()  # the checkpoint thread runs now
+    IO.faults.add("bug@checkpoint.after_rotate")
+    db.request_checkpoint()  # the checkpoint thread runs now, and meets the bug
     deadline = time.monotonic() + 30
     while db.background_error is None:
         assert time.monotonic() < deadline, "the background thread said nothing"
         time.sleep(0.01)
     assert "internal error in the background checkpoint" in db.background_error.message
     assert "planted bug" in db.background_error.message
-    with pytest.raises(database.StorageError, match="planted bug"):
+    assert db.problem is not None and "planted bug" in db.problem
+    with pytest.raises(StorageError, match="planted bug"):
         db.write([Batch("cpu", one, [])])
     db.abandon()
 
@@ -220,7 +221,7 @@ def test_an_unexpected_error_in_a_shipping_round_is_reported_not_lost(
     assert "internal error in the background shipping" in db.problem
     (progress,) = replication.progress()
     assert progress.error is not None and "planted shipping bug" in progress.error
-    with pytest.raises(database.StorageError, match="planted shipping bug"):
+    with pytest.raises(StorageError, match="planted shipping bug"):
         db.write([Batch("cpu", one, [])])
     db.abandon()
 

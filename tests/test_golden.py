@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from engine.log import wal
+from engine.log.reader import scan_file
 from tests.conftest import CLEAN_ENV, ROOT, run_cli
 
 GOLDEN = ROOT / "tests" / "testdata"
@@ -73,7 +74,7 @@ def _shape(value: Any) -> Any:
 
 
 def _wal_layout(path: Path) -> list[tuple[int, int, str, int]]:
-    scan = wal.scan_file(path)
+    scan = scan_file(path)
     return [(r.lsn, r.txn, r.type.name, r.offset) for r in scan.records]
 
 

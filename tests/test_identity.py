@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from engine.log import wal
+from engine.log.reader import scan_file
 from tests.conftest import ROOT, run_cli
 
 T0 = 1_732_400_000_000_000_000
@@ -21,12 +22,12 @@ def _manifest(db_dir: Path) -> dict[str, object]:
 def test_a_new_database_carries_its_identity_in_manifest_and_wal(data_dir: Path) -> None:
     assert run_cli(data_dir, "db", "create", "m").code == 0
     manifest = _manifest(data_dir / "m")
-    header = wal.scan_file(data_dir / "m" / "wal" / "current.wal").header
+    header = scan_file(data_dir / "m" / "wal" / "current.wal").header
     assert header is not None and header.version == wal.VERSION >= 2
     assert (header.uuid, header.epoch) == (manifest["uuid"], manifest["epoch"]) != ("", 0)
     assert run_cli(data_dir, "ingest", "lp", "m", "-", stdin=f"cpu v=1 {T0}\n").code == 0
     assert run_cli(data_dir, "checkpoint", "m").code == 0  # a new WAL file: same identity
-    rotated = wal.scan_file(data_dir / "m" / "wal" / "current.wal").header
+    rotated = scan_file(data_dir / "m" / "wal" / "current.wal").header
     assert rotated is not None and rotated.uuid == manifest["uuid"]
     assert _manifest(data_dir / "m")["uuid"] == manifest["uuid"]
     shown = run_cli(data_dir, "--format", "json", "db", "show", "m").json()
@@ -43,7 +44,7 @@ def test_a_database_from_before_identities_gets_one_and_reads_the_same(tmp_path:
     data = golden / "data"
     before = run_cli(data, "--format", "json", "db", "checksum", "golden").json()
     assert "uuid" not in _manifest(data / "golden")
-    old_header = wal.scan_file(data / "golden" / "wal" / "current.wal").header
+    old_header = scan_file(data / "golden" / "wal" / "current.wal").header
     assert old_header is not None and old_header.version == 1
     assert run_cli(data, "checkpoint", "golden").code == 0
     assert len(str(_manifest(data / "golden")["uuid"])) == 36

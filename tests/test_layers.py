@@ -11,9 +11,11 @@ ground         errors, settings, names, time parsing, the version: what every la
 io             the one door to the file system (fileio, lock, scratch)
 storage        rows, schemas, memtables, segments, manifests, merges, deletes, retention
 stores         archive and replica stores (local, S3): only io and the ground below
-log            the WAL (format, record kinds, group commit)
-db             the database: lifecycle, write path, checkpoints, recovery, reads, verify,
-               repair, the data directory, health
+log            the WAL (format, the read loop, transactions, record kinds, salvage plan,
+               group commit)
+db             the database: lifecycle and write path over a shared core, checkpoints,
+               maintenance, catalog, settings, standby apply, promotion, installs,
+               recovery, reads, verify, repair, the data directory, health
 ingest         line protocol and CSV in
 archive        backup archives: format, backup, restore, the archive store
 replication    shipping, following, promotion, point-in-time restore, log segments
@@ -165,3 +167,80 @@ def test_no_upward_import() -> None:
 
 def test_no_cycle() -> None:
     assert cycles(graph()) == []
+
+
+# -- the log's semantics stay in the log package (issue 26, item 2) ---------------------
+
+# Reading records out of bytes: only engine/log/reader.py loops over them (the decoder of
+# one record, wal.record_at, is called from nowhere else outside the log package).
+_RAW_READS = {"record_at", "find_valid_after", "classify"}
+
+
+def _outside_log() -> Iterator[tuple[str, ast.AST]]:
+    for name, path in modules().items():
+        if name.startswith("log."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            yield name, node
+
+
+def _names_record_type(node: ast.AST) -> bool:
+    return any(
+        isinstance(part, ast.Attribute | ast.Name)
+        and (getattr(part, "attr", None) or getattr(part, "id", None)) == "RecordType"
+        for part in ast.walk(node)
+    )
+
+
+def test_no_record_type_comparison_outside_the_log() -> None:
+    """What a record type means (is it a commit, does it end a transaction) is asked of
+    engine/log (walkinds, txn), never decided by comparing types elsewhere."""
+    found = [
+        f"{name}: line {node.lineno}"
+        for name, node in _outside_log()
+        if isinstance(node, ast.Compare)
+        and any(_names_record_type(side) for side in [node.left, *node.comparators])
+    ]
+    assert found == [], "RecordType compared outside engine/log:\n  " + "\n  ".join(found)
+
+
+def test_one_reader_loop() -> None:
+    found = [
+        f"{name}: line {node.lineno} calls {node.func.attr}"
+        for name, node in _outside_log()
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in _RAW_READS
+    ]
+    assert found == [], "WAL bytes read outside engine/log/reader.py:\n  " + "\n  ".join(found)
+
+
+# -- no class reaches into another's private members (issue 26, item 4) ------------------
+
+# (module, expression): a classmethod building its own instance
+_OWN_INSTANCE = {("db.database", "db._start_writing")}
+
+
+def _imported_names(tree: ast.AST) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return names
+
+
+def test_no_private_member_of_another_object() -> None:
+    found = []
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text())
+        modules_here = _imported_names(tree)
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
+                continue
+            owner, attr = node.value.id, node.attr
+            if not attr.startswith("_") or attr.startswith("__") or owner in ("self", "cls"):
+                continue
+            if owner in modules_here or (name, f"{owner}.{attr}") in _OWN_INSTANCE:
+                continue
+            found.append(f"{name}: line {node.lineno}: {owner}.{attr}")
+    assert found == [], "private members reached from outside:\n  " + "\n  ".join(found)

@@ -9,6 +9,7 @@ import pytest
 from engine import Corruption, Database
 from engine.harness import workload
 from engine.log import wal
+from engine.log.reader import scan_bytes, scan_file
 from engine.settings import WalLevel
 from tests.conftest import new_db
 
@@ -48,7 +49,7 @@ def test_last_transaction_cut_at_every_offset(data_dir: Path) -> None:
     write_batches(db_dir, 3, rows=2)
     path = db_dir / "wal" / "current.wal"
     whole = path.read_bytes()
-    scan = wal.scan_bytes(whole, path)
+    scan = scan_bytes(whole, path)
     last_txn = scan.records[-1].txn
     txn_start = min(r.offset for r in scan.records if r.txn == last_txn)
     boundaries = {r.offset for r in scan.records}
@@ -74,7 +75,7 @@ def test_uncommitted_transaction_is_rolled_back_and_counted(data_dir: Path) -> N
     write_batches(db_dir, 2)
     path = db_dir / "wal" / "current.wal"
     data = path.read_bytes()
-    scan = wal.scan_bytes(data, path)
+    scan = scan_bytes(data, path)
     commit = scan.records[-1]
     assert commit.type is wal.RecordType.COMMIT
     path.write_bytes(data[: commit.offset])  # the DATA records stay whole, COMMIT gone
@@ -90,7 +91,7 @@ def test_flipped_byte_mid_file_refuses_to_open(data_dir: Path, cli) -> None:  # 
     write_batches(db_dir, 4)
     path = db_dir / "wal" / "current.wal"
     data = bytearray(path.read_bytes())
-    victim = wal.scan_bytes(bytes(data), path).records[3]
+    victim = scan_bytes(bytes(data), path).records[3]
     data[victim.offset + 30] ^= 0xFF
     path.write_bytes(bytes(data))
     before = path.read_bytes()
@@ -122,7 +123,7 @@ def test_recover_dry_run_changes_nothing(data_dir: Path, cli) -> None:  # type: 
     db_dir = new_db(data_dir, "t")
     write_batches(db_dir, 3)
     path = db_dir / "wal" / "current.wal"
-    last = wal.scan_file(path).records[-1]
+    last = scan_file(path).records[-1]
     path.write_bytes(path.read_bytes()[:-5])
     before = path.read_bytes()
     dry = cli("--format", "json", "recover", "t", "--dry-run")

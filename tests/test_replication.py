@@ -500,7 +500,7 @@ def test_point_in_time_restore_equals_the_state_at_that_point(tmp_path: Path) ->
             history.append((result.lsn, time.time_ns(), database_checksum(a, "m")["sha256"]))
             if k == 8:
                 db.replication.ship_all()  # type: ignore[union-attr]
-                db.replication._shipper(url).snapshot()  # type: ignore[union-attr]
+                db.replication.shipper(url).snapshot()  # type: ignore[union-attr]
     finally:
         db.close()
     rng = random.Random(7)

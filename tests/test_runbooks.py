@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine import Database
-from engine.log import wal
+from engine.log.reader import scan_file
 from tests.conftest import CLEAN_ENV, ROOT, run_cli, start_writer
 
 RUNBOOKS = sorted((ROOT / "examples" / "runbooks").glob("*.md"))
@@ -30,7 +30,7 @@ def damage_the_wal(data_dir: Path) -> None:
     child = start_writer(db_dir, DEMO, "--batches", "6", "--rows", "5", "--no-close")
     child.communicate(timeout=60)
     path = db_dir / "wal" / "current.wal"
-    records = wal.scan_file(path).records
+    records = scan_file(path).records
     data = bytearray(path.read_bytes())
     data[records[len(records) // 2].offset + 30] ^= 0xFF
     path.write_bytes(bytes(data))

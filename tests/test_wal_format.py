@@ -11,6 +11,7 @@ import pytest
 
 from engine import Corruption
 from engine.log import wal
+from engine.log.reader import scan_file
 
 
 def write_file(path: Path, records: list[bytes], start_lsn: int = 1) -> None:
@@ -37,7 +38,7 @@ def sample_records(n: int, start_lsn: int = 1) -> list[bytes]:
 def test_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "current.wal"
     write_file(path, sample_records(6, start_lsn=10), start_lsn=10)
-    scan = wal.scan_file(path)
+    scan = scan_file(path)
     assert scan.problem is None
     assert [r.lsn for r in scan.records] == list(range(10, 16))
     assert scan.header is not None and scan.header.database == "db"
@@ -63,7 +64,7 @@ def test_damaged_length_of_the_last_record_is_corruption_not_a_torn_tail(tmp_pat
     data[last + 4 + 2] ^= 0x01  # length field, so the record seems to run past the end
     path = tmp_path / "current.wal"
     path.write_bytes(bytes(data))
-    scan = wal.scan_file(path)
+    scan = scan_file(path)
     assert scan.problem is not None and scan.problem.kind == "corrupt"
     assert "length" in scan.problem.reason
 
@@ -74,7 +75,7 @@ def test_whole_last_record_with_bad_crc_is_a_bad_tail(tmp_path: Path) -> None:
     data[-1] ^= 0x40
     path = tmp_path / "current.wal"
     path.write_bytes(bytes(data))
-    scan = wal.scan_file(path)
+    scan = scan_file(path)
     assert scan.problem is not None and scan.problem.kind == "bad_tail"
 
 
@@ -86,7 +87,7 @@ def test_last_record_cut_at_every_offset_is_a_torn_tail(tmp_path: Path) -> None:
     path = tmp_path / "current.wal"
     for cut in range(prev_start + 1, len(whole)):
         path.write_bytes(whole[:cut])
-        scan = wal.scan_file(path)
+        scan = scan_file(path)
         expected_end = prev_start if cut < last_start else last_start
         assert scan.end_offset == expected_end, cut
         if cut == last_start:  # ends on a record boundary: a clean file
@@ -103,7 +104,7 @@ def test_flipped_byte_in_a_middle_record_is_corruption(tmp_path: Path) -> None:
     data[second + 10] ^= 0x10  # inside the LSN field of the 28-byte COMMIT
     path = tmp_path / "current.wal"
     path.write_bytes(bytes(data))
-    scan = wal.scan_file(path)
+    scan = scan_file(path)
     assert scan.problem is not None
     assert scan.problem.offset == second
     assert scan.problem.valid_after
@@ -120,7 +121,7 @@ def test_every_single_byte_flip_is_noticed(tmp_path: Path) -> None:
         data[offset] ^= 0x01
         path.write_bytes(bytes(data))
         try:
-            scan = wal.scan_file(path)
+            scan = scan_file(path)
         except Corruption:
             continue
         assert scan.problem is not None, f"flip at {offset} went unnoticed"
@@ -130,7 +131,7 @@ def test_bad_magic_and_unknown_version_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "current.wal"
     path.write_bytes(b"NOTAWAL!" + bytes(40))
     with pytest.raises(Corruption, match="bad magic"):
-        wal.scan_file(path)
+        scan_file(path)
     # A version this build does not know, with a valid header CRC (as a newer tsadmin would
     # write it): the version check itself must refuse it, not the checksum.
     header = bytearray(wal.encode_file_header("db", 1))
@@ -138,4 +139,4 @@ def test_bad_magic_and_unknown_version_are_refused(tmp_path: Path) -> None:
     body = bytes(header[:-4])
     path.write_bytes(body + struct.pack("<I", crc32c.crc32c(body)))
     with pytest.raises(Corruption, match="version 9 is not supported"):
-        wal.scan_file(path)
+        scan_file(path)

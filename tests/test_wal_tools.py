@@ -12,6 +12,7 @@ from engine.db import walcheck, walrepair
 from engine.harness import workload
 from engine.harness.workload import Acks, verify
 from engine.log import wal
+from engine.log.reader import scan_file
 from engine.settings import WalLevel
 from tests.conftest import new_db, start_writer, wait_ready
 
@@ -52,7 +53,7 @@ def test_verify_catches_every_single_byte_flip_and_repair_reopens(
 def flip_in_data_record(db_dir: Path, txn: int) -> tuple[Path, wal.Record]:
     """Flip a payload bit of the first DATA record of ``txn`` in current.wal."""
     path = db_dir / "wal" / "current.wal"
-    scan = wal.scan_file(path)
+    scan = scan_file(path)
     victim = next(r for r in scan.records if r.type is wal.RecordType.DATA and r.txn == txn)
     data = bytearray(path.read_bytes())
     data[victim.offset + 50] ^= 0x01
@@ -63,7 +64,7 @@ def flip_in_data_record(db_dir: Path, txn: int) -> tuple[Path, wal.Record]:
 def test_salvage_reports_exactly_what_was_lost(data_dir: Path, cli) -> None:  # type: ignore[no-untyped-def]
     db_dir = abandoned_db(data_dir, "s", 5, 4)
     wal_file = db_dir / "wal" / "current.wal"
-    before = [(r.lsn, r.txn, r.type) for r in wal.scan_file(wal_file).records]
+    before = [(r.lsn, r.txn, r.type) for r in scan_file(wal_file).records]
     path, victim = flip_in_data_record(db_dir, txn=4)
     original = path.read_bytes()
     assert cli("wal", "verify", "s").code == 3
@@ -85,7 +86,7 @@ def test_salvage_reports_exactly_what_was_lost(data_dir: Path, cli) -> None:  # 
     assert cli("wal", "verify", "s").code == 0
     # every kept record keeps its LSN (replicas address records by LSN); GAP records stand
     # for the lost ones, so the LSNs still run without a hole
-    after = wal.scan_file(wal_file).records
+    after = scan_file(wal_file).records
     kept = [(r.lsn, r.txn, r.type) for r in after if r.type is not wal.RecordType.GAP]
     assert kept == [b for b in before if b[1] != 4]
     lost = [(r.lsn, wal.decode_gap(r.payload)) for r in after if r.type is wal.RecordType.GAP]

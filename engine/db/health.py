@@ -33,6 +33,8 @@ from engine.db.replicastate import load_ship_state
 from engine.errors import EngineError
 from engine.io.fileio import IO
 from engine.log import wal
+from engine.log.reader import scan_file
+from engine.log.txn import commit_of
 from engine.storage import manifest as manifest_format
 from engine.timeparse import iso_utc
 
@@ -133,13 +135,13 @@ def _first_commit_after(paths: list[Path], lsn: int) -> float | None:
     or it carries no time). The WAL is bounded by checkpoints and the hold limits."""
     for path in paths:
         try:
-            scan = wal.scan_file(path)
+            scan = scan_file(path)
         except (FileNotFoundError, EngineError):
             continue  # rotated away meanwhile; a damaged file is verify's to report
         for record in scan.records:
-            if record.lsn > lsn and record.type is wal.RecordType.COMMIT:
-                at = wal.commit_time(record.payload)
-                return at / 1e9 if at else None
+            commit = commit_of(record) if record.lsn > lsn else None
+            if commit is not None:
+                return commit.time_ns / 1e9 if commit.time_ns else None
     return None
 
 

@@ -18,6 +18,8 @@ from typing import Any
 from engine.errors import Corruption, Remedy
 from engine.io.fileio import IO
 from engine.log import wal, walkinds
+from engine.log.reader import FileScan, iter_records, scan_bytes
+from engine.log.txn import Assembler
 from engine.settings import Settings
 from engine.storage import manifest as manifest_format
 from engine.storage.deletes import DeleteSpec
@@ -129,13 +131,13 @@ def replay(
     return state
 
 
-def _scan_files(db_dir: Path, database: str, *, repair: bool) -> tuple[list[wal.FileScan], int]:
+def _scan_files(db_dir: Path, database: str, *, repair: bool) -> tuple[list[FileScan], int]:
     scans = []
     torn_header = 0
     for path in wal.wal_files(db_dir / wal.WAL_DIR):
         data = path.read_bytes()
         try:
-            scan = wal.scan_bytes(data, path)
+            scan = scan_bytes(data, path)
         except Corruption as exc:
             if path.name == wal.CURRENT and _header_is_torn(data, database):
                 torn_header = len(data)
@@ -156,7 +158,7 @@ def _scan_files(db_dir: Path, database: str, *, repair: bool) -> tuple[list[wal.
     return scans, torn_header
 
 
-def _check_identity(scans: list[wal.FileScan], manifest: manifest_format.Manifest) -> None:
+def _check_identity(scans: list[FileScan], manifest: manifest_format.Manifest) -> None:
     """A WAL file of another database (or of another history of this one) is never
     replayed: its header's identity must be the manifest's, where both have one."""
     for scan in scans:
@@ -177,7 +179,7 @@ def _header_is_torn(data: bytes, database: str) -> bool:
 
 
 def _check_problems(
-    scans: list[wal.FileScan], database: str, report: RecoveryReport, *, repair: bool
+    scans: list[FileScan], database: str, report: RecoveryReport, *, repair: bool
 ) -> None:
     for scan in scans:
         problem = scan.problem
@@ -206,7 +208,7 @@ def _check_problems(
             wal.truncate_file(scan.path, scan.end_offset)
 
 
-def _check_continuity(scans: list[wal.FileScan], manifest: Manifest, db_dir: Path) -> None:
+def _check_continuity(scans: list[FileScan], manifest: Manifest, db_dir: Path) -> None:
     """The WAL must hold every record after the checkpoint LSN, with no gap between files."""
     expected = manifest.checkpoint_lsn + 1
     for scan in scans:
@@ -224,7 +226,7 @@ def _check_continuity(scans: list[wal.FileScan], manifest: Manifest, db_dir: Pat
         expected = max(expected, end)
 
 
-def _cut_uncommitted(scans: list[wal.FileScan], state: ReplayState) -> None:
+def _cut_uncommitted(scans: list[FileScan], state: ReplayState) -> None:
     current = next((s for s in scans if s.path.name == wal.CURRENT), None)
     if current is None or current.header is None:
         return
@@ -243,25 +245,23 @@ def _cut_uncommitted(scans: list[wal.FileScan], state: ReplayState) -> None:
     state.last_lsn = state.committed_lsn
 
 
-def _current_start(scans: list[wal.FileScan]) -> int | None:
+def _current_start(scans: list[FileScan]) -> int | None:
     for scan in scans:
         if scan.path.name == wal.CURRENT and scan.header is not None:
             return scan.header.start_lsn
     return None
 
 
-def _apply_records(scans: list[wal.FileScan], state: ReplayState, db_dir: Path) -> None:
-    pending: dict[int, list[wal.Record]] = {}
-    for scan, record in wal.iter_records(scans):
-        apply_record(state, pending, record, scan.path)
-    roll_back(state, pending)
+def _apply_records(scans: list[FileScan], state: ReplayState, db_dir: Path) -> None:
+    txns = Assembler()
+    for scan, record in iter_records(scans):
+        apply_record(state, txns, record, scan.path)
+    roll_back(state, txns)
 
 
-def apply_record(
-    state: ReplayState, pending: dict[int, list[wal.Record]], record: wal.Record, where: Path
-) -> None:
+def apply_record(state: ReplayState, txns: Assembler, record: wal.Record, where: Path) -> None:
     """Replay one record onto ``state`` (what it does: ``engine/log/walkinds.py``); DATA waits in
-    ``pending`` for its transaction's COMMIT. Recovery and a standby share it."""
+    ``txns`` for its transaction's COMMIT. Recovery and a standby share it."""
     report = state.report
     report.records_scanned += 1
     if record.txn >= state.next_txn:
@@ -271,7 +271,7 @@ def apply_record(
     report.records_replayed += 1
     state.last_lsn = wal.next_lsn_after(record) - 1  # a GAP stands for its whole range
     try:
-        walkinds.of(record).apply(state, pending, record)
+        walkinds.of(record).apply(state, txns, record)
         if walkinds.ends_unit(record):
             state.committed_lsn = state.last_lsn
             state.committed_end = (where, record.offset + record.size)
@@ -287,16 +287,9 @@ def apply_record(
         ).advise(Remedy.VERIFY_WAL, state.manifest.database) from exc
 
 
-def roll_back(state: ReplayState, pending: dict[int, list[wal.Record]]) -> None:
+def roll_back(state: ReplayState, txns: Assembler) -> None:
     """Count the transactions that never committed (their DATA records are dropped)."""
-    for records in pending.values():
+    for txn in txns.open:
         state.report.transactions_rolled_back += 1
-        state.report.rows_rolled_back += sum(_row_count(r) for r in records)
-    pending.clear()
-
-
-def _row_count(record: wal.Record) -> int:
-    try:
-        return int(wal.decode_data(record.payload)[1].num_rows)
-    except Exception:
-        return 0
+        state.report.rows_rolled_back += txn.rows
+    txns.clear()

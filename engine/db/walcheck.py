@@ -17,6 +17,8 @@ import pyarrow as pa
 
 from engine.errors import Corruption, NotFound, Remedy
 from engine.log import wal, walkinds
+from engine.log.reader import FileScan, iter_records, scan_bytes
+from engine.log.txn import Assembler, data_table
 from engine.storage import manifest as manifest_format
 
 ROLES = {wal.CURRENT: "current", wal.CHECKPOINT: "checkpoint"}
@@ -62,7 +64,7 @@ class Scanned:
     """Every WAL file of a database read once, with the manifest's checkpoint LSN."""
 
     checkpoint_lsn: int
-    scans: list[wal.FileScan]
+    scans: list[FileScan]
     header_errors: dict[str, Corruption] = field(default_factory=dict)
 
 
@@ -87,7 +89,7 @@ def _read_once(db_dir: Path) -> Scanned:
     for path in wal.wal_files(db_dir / wal.WAL_DIR):
         data = path.read_bytes()
         try:
-            scanned.scans.append(wal.scan_bytes(data, path))
+            scanned.scans.append(scan_bytes(data, path))
         except Corruption as exc:
             scanned.header_errors[path.name] = exc
     return scanned
@@ -101,7 +103,7 @@ def _has_gap(scanned: Scanned) -> bool:
 # -- inspect ------------------------------------------------------------------------
 
 
-def file_info(scan: wal.FileScan) -> FileInfo:
+def file_info(scan: FileScan) -> FileInfo:
     header = scan.header
     problem = None
     if scan.problem is not None:
@@ -126,7 +128,7 @@ def file_info(scan: wal.FileScan) -> FileInfo:
     )
 
 
-def record_info(scan: wal.FileScan, record: wal.Record) -> RecordInfo:
+def record_info(scan: FileScan, record: wal.Record) -> RecordInfo:
     described = walkinds.of(record).describe(record)
     return RecordInfo(
         scan.path.name,
@@ -156,8 +158,9 @@ class RecordFilter:
             return False
         if self.txn is not None and record.txn != self.txn:
             return False
-        if self.table is not None and record.type is wal.RecordType.DATA:
-            return wal.data_table_name(record.payload) == self.table
+        table = data_table(record)
+        if self.table is not None and table is not None:
+            return table == self.table
         return self.table is None
 
 
@@ -170,7 +173,7 @@ def inspect(db_dir: Path, chosen: RecordFilter) -> dict[str, Any]:
         for name, exc in scanned.header_errors.items()
     ]
     records: list[dict[str, Any]] = []
-    for scan, record in wal.iter_records(scanned.scans):
+    for scan, record in iter_records(scanned.scans):
         if chosen.limit is not None and len(records) >= chosen.limit:
             break
         if chosen.keeps(record):
@@ -222,7 +225,7 @@ def verify(db_dir: Path, database: str) -> VerifyReport:
     return report
 
 
-def _verify_file(scan: wal.FileScan, database: str, report: VerifyReport) -> None:
+def _verify_file(scan: FileScan, database: str, report: VerifyReport) -> None:
     name = scan.path.name
     report.files += 1
     report.records += len(scan.records)
@@ -286,44 +289,41 @@ def _verify_continuity(scanned: Scanned, report: VerifyReport) -> None:
 
 
 def _verify_transactions(scanned: Scanned, report: VerifyReport) -> None:
-    open_txns: dict[int, list[wal.Record]] = {}
-    order: list[int] = []
-    for scan, record in wal.iter_records(scanned.scans):
-        if record.type is wal.RecordType.DATA:
-            if record.txn not in open_txns:
-                order.append(record.txn)
-            open_txns.setdefault(record.txn, []).append(record)
-        elif record.type is wal.RecordType.COMMIT:
-            records = open_txns.pop(record.txn, [])
-            try:
-                expected, _rows = wal.decode_commit(record.payload)
-            except Exception:
-                continue  # already reported as a payload that does not decode
-            if expected != len(records) and record.lsn > scanned.checkpoint_lsn:
-                report.problem(
-                    scan.path.name,
-                    record.offset,
-                    f"transaction {record.txn} commits "
-                    f"{expected} DATA records, {len(records)} found",
-                    record.lsn,
-                )
-            report.transactions_committed += 1
-    trailing = [t for t in order if t in open_txns]
+    txns = Assembler()
+    for scan, record in iter_records(scanned.scans):
+        closed = txns.add(record)
+        if closed is None:
+            continue
+        try:
+            commit = closed.committed
+        except Exception:
+            continue  # already reported as a payload that does not decode
+        assert commit is not None
+        if commit.data_records != len(closed.data) and record.lsn > scanned.checkpoint_lsn:
+            report.problem(
+                scan.path.name,
+                record.offset,
+                f"transaction {record.txn} commits "
+                f"{commit.data_records} DATA records, {len(closed.data)} found",
+                record.lsn,
+            )
+        report.transactions_committed += 1
+    trailing = txns.open
     if trailing:
         report.transactions_trailing = 1
         for txn in trailing[:-1]:
-            first = open_txns[txn][0]
+            first = txn.data[0]
             report.problem(
                 "",
                 first.offset,
-                f"transaction {txn} has no COMMIT and is not the last one",
+                f"transaction {txn.txn} has no COMMIT and is not the last one",
                 first.lsn,
             )
         report.notes.append(
             {
                 "file": "",
-                "offset": open_txns[trailing[-1]][0].offset,
-                "note": f"transaction {trailing[-1]} has no COMMIT yet: the last one, "
+                "offset": trailing[-1].data[0].offset,
+                "note": f"transaction {trailing[-1].txn} has no COMMIT yet: the last one, "
                 "rolled back at the next open unless a writer is still writing it",
             }
         )
@@ -335,7 +335,7 @@ def _verify_transactions(scanned: Scanned, report: VerifyReport) -> None:
 def dump(db_dir: Path, lsn: int) -> tuple[RecordInfo, pa.Table | dict[str, Any]]:
     """One record: its description and its rows (DATA) or content (DDL, COMMIT)."""
     scanned = read_wal(db_dir)
-    for scan, record in wal.iter_records(scanned.scans):
+    for scan, record in iter_records(scanned.scans):
         if record.lsn != lsn:
             continue
         return record_info(scan, record), walkinds.of(record).content(record)

@@ -29,9 +29,9 @@ from typing import Any
 from engine.errors import Corruption, Remedy, StorageError
 from engine.io.fileio import IO
 from engine.io.lock import WriterLock
-from engine.log import wal, walkinds
+from engine.log import salvage, wal
+from engine.log.reader import Damage, Policy, Reader, scan_bytes
 from engine.storage import manifest as manifest_format
-from engine.storage.schema import TableSchema, split_columns
 
 SALVAGE_DIR = "salvaged"
 
@@ -93,7 +93,7 @@ def _tail_plan(files: list[Path], database: str) -> list[tuple[Path, int, int]] 
     for path in files:
         data = path.read_bytes()
         try:
-            scan = wal.scan_bytes(data, path)
+            scan = scan_bytes(data, path)
         except Corruption:
             whole = wal.header_size(database)
             if path.name == wal.CURRENT and len(data) < whole:
@@ -130,29 +130,21 @@ def _cut_tails(plan: list[tuple[Path, int, int]], report: RepairReport, dry_run:
 def _valid_records(data: bytes, path: Path, report: RepairReport) -> list[wal.Record]:
     """Every valid record of one file, skipping damaged ranges (which are reported)."""
     try:
-        offset = wal.parse_file_header(data, path).size
+        start = wal.parse_file_header(data, path).size
     except Corruption:
-        offset = 0
-    records: list[wal.Record] = []
-    while offset < len(data):
-        record, reason = wal.record_at(data, offset)
-        last = records[-1].lsn if records else 0
-        if record is not None and record.lsn > last:
-            records.append(record)
-            offset += record.size
-            continue
-        following = wal.find_valid_after(data, offset + 1, last)
-        end = len(data) if following is None else following
+        start = 0
+
+    def dropped(damage: Damage) -> None:
         report.dropped_regions.append(
             {
                 "file": path.name,
-                "offset": offset,
-                "bytes": end - offset,
-                "reason": reason or "LSN out of order",
+                "offset": damage.offset,
+                "bytes": damage.end - damage.offset,
+                "reason": damage.reason,
             }
         )
-        offset = end
-    return records
+
+    return list(Reader(data, start, Policy.SKIP_DAMAGED, after_lsn=0, reporter=dropped))
 
 
 def _salvage(
@@ -167,8 +159,11 @@ def _salvage(
     records = [r for path in files for r in _valid_records(path.read_bytes(), path, report)]
     records = [r for r in records if r.lsn > checkpoint_lsn]
     report.lost_lsn_ranges = _gaps([r.lsn for r in records], checkpoint_lsn)
-    kept = _complete_transactions(records, report)
-    kept = _with_schema_for(kept, db_dir)
+    losses = salvage.Losses()
+    kept = salvage.complete_transactions(records, losses)
+    report.transactions_dropped, report.rows_dropped = losses.transactions, losses.rows
+    catalog = {n: e.schema.copy() for n, e in manifest_format.load(db_dir).tables.items()}
+    kept = salvage.with_schema_for(kept, catalog)
     report.records_kept = sum(1 for r in kept if r.lsn >= 0)
     report.records_dropped = len(records) - report.records_kept
     report.actions.append(
@@ -184,7 +179,7 @@ def _salvage(
     report.actions.append(f"copied the original WAL files to {backup}")
     identity = manifest_format.load(db_dir)
     content = wal.encode_file_header(database, checkpoint_lsn + 1, identity.uuid, identity.epoch)
-    numbered, renumbered_from = _stable_lsns(kept, checkpoint_lsn + 1)
+    numbered, renumbered_from = salvage.stable_lsns(kept, checkpoint_lsn + 1)
     for lsn, record in numbered:
         content += wal.encode_record(lsn, record.txn, record.type, record.payload)
     if renumbered_from is not None:
@@ -212,32 +207,6 @@ def _keep_originals(files: list[Path], backup: Path) -> None:
         raise
 
 
-def _stable_lsns(
-    records: list[wal.Record], first: int
-) -> tuple[list[tuple[int, wal.Record]], int | None]:
-    """Each kept record with the LSN it is written at: its own, with a GAP record for each
-    run of lost LSNs before it, and a lost LSN for a re-created schema change (LSN -1).
-    Returns them and, if a re-created record found no lost LSN, where renumbering began."""
-    out: list[tuple[int, wal.Record]] = []
-    expected, shift, renumbered_from = first, 0, None
-    for index, record in enumerate(records):
-        if record.lsn < 0:  # re-created: take the next lost LSN before the next real record
-            following = next((r.lsn for r in records[index + 1 :] if r.lsn >= 0), None)
-            if following is not None and following + shift <= expected:
-                shift += 1  # nothing lost here: from now on, every LSN moves up one
-                renumbered_from = renumbered_from or expected
-            out.append((expected, record))
-            expected += 1
-            continue
-        lsn = record.lsn + shift
-        if lsn > expected:
-            gap = wal.Record(expected, 0, wal.RecordType.GAP, wal.encode_gap(lsn - 1), -1, 0)
-            out.append((expected, gap))
-        out.append((lsn, record))
-        expected = lsn + 1
-    return out, renumbered_from
-
-
 def _gaps(lsns: list[int], checkpoint_lsn: int) -> list[list[int]]:
     gaps, expected = [], checkpoint_lsn + 1
     for lsn in lsns:
@@ -245,67 +214,3 @@ def _gaps(lsns: list[int], checkpoint_lsn: int) -> list[list[int]]:
             gaps.append([expected, lsn - 1])
         expected = lsn + 1
     return gaps
-
-
-def _complete_transactions(records: list[wal.Record], report: RepairReport) -> list[wal.Record]:
-    """Records of transactions that kept every DATA record and their COMMIT, plus the
-    records that stand alone (DDL, DELETE)."""
-    data: dict[int, list[wal.Record]] = {}
-    commits: dict[int, wal.Record] = {}
-    for record in records:
-        if record.type is wal.RecordType.DATA:
-            data.setdefault(record.txn, []).append(record)
-        elif record.type is wal.RecordType.COMMIT:
-            commits[record.txn] = record
-    complete = set()
-    for txn in set(data) | set(commits):
-        commit = commits.get(txn)
-        if commit is not None and wal.decode_commit(commit.payload)[0] == len(data.get(txn, [])):
-            complete.add(txn)
-            continue
-        if commit is None and txn == max(data, default=-1) and txn not in commits:
-            continue  # the trailing uncommitted transaction: a normal rollback, not a loss
-        report.transactions_dropped.append(txn)
-        report.rows_dropped += (
-            wal.decode_commit(commit.payload)[1]
-            if commit is not None
-            else sum(_rows(r) for r in data[txn])
-        )
-    report.transactions_dropped.sort()
-    return [r for r in records if _stands_alone(r) or r.txn in complete]
-
-
-def _stands_alone(record: wal.Record) -> bool:
-    # GAP records are not kept as read: the salvage writes them anew where LSNs are missing
-    return walkinds.of(record).standalone and record.type is not wal.RecordType.GAP
-
-
-def _rows(record: wal.Record) -> int:
-    try:
-        return int(wal.decode_data(record.payload)[1].num_rows)
-    except Exception:
-        return 0
-
-
-def _with_schema_for(records: list[wal.Record], db_dir: Path) -> list[wal.Record]:
-    """Insert DDL for tables and columns whose schema record was lost (LSN -1: synthesized)."""
-    catalog = {n: e.schema.copy() for n, e in manifest_format.load(db_dir).tables.items()}
-    out: list[wal.Record] = []
-    for record in records:
-        if record.type is wal.RecordType.DDL:
-            change = wal.decode_ddl(record.payload)
-            if change.get("op") == "table":
-                catalog[change["table"]] = TableSchema.from_json(change)
-            elif change.get("op") == "drop_table":
-                catalog.pop(change["table"], None)
-        elif record.type is wal.RecordType.DATA:
-            table, rows = wal.decode_data(record.payload)
-            tags, fields = split_columns(rows)
-            current = catalog.get(table, TableSchema())
-            grown = current.grown_by(table, tags, fields)
-            if grown is not None:
-                catalog[table] = grown
-                payload = wal.encode_ddl({"op": "table", "table": table, **grown.to_json()})
-                out.append(wal.Record(-1, 0, wal.RecordType.DDL, payload, -1, 0))
-        out.append(record)
-    return out

@@ -13,6 +13,9 @@ a child process, through the environment variable ``TSADMIN_FAULTS``: a
     the N-th time the crash point is reached, create ``DIR/POINT.reached`` and
     wait until ``DIR/POINT.go`` exists: a test holds this process at exactly that
     step (an upload in flight, say) while another process acts, then lets it go.
+``bug@POINT[:N]``
+    the N-th time the crash point is reached, raise :class:`PlantedBug` (not an
+    engine error): a bug planted where the code meets it, to prove it is reported.
 ``enospc@TAG[:N]``
     from the N-th write (default 1st) tagged ``TAG`` on, writes fail with
     ``ENOSPC`` until ``IO.faults.clear()``. ``TAG`` ``*`` matches all.
@@ -69,6 +72,7 @@ T = TypeVar("T")
 class Faults:
     crash_points: dict[str, int] = field(default_factory=dict)
     pauses: dict[str, int] = field(default_factory=dict)
+    bugs: dict[str, int] = field(default_factory=dict)
     gate: str | None = None
     enospc: dict[str, int] = field(default_factory=dict)
     torn: dict[str, int] = field(default_factory=dict)
@@ -102,6 +106,7 @@ class Faults:
         tables = {
             "crash": self.crash_points,
             "pause": self.pauses,
+            "bug": self.bugs,
             "enospc": self.enospc,
             "torn": self.torn,
         }
@@ -115,6 +120,7 @@ class Faults:
         return bool(
             self.crash_points
             or self.pauses
+            or self.bugs
             or self.enospc
             or self.torn
             or self.nofsync
@@ -125,6 +131,7 @@ class Faults:
     def clear(self) -> None:
         self.crash_points.clear()
         self.pauses.clear()
+        self.bugs.clear()
         self.enospc.clear()
         self.torn.clear()
         self.nofsync = False
@@ -134,6 +141,10 @@ class Faults:
     def tick(self, key: str) -> int:
         self.counters[key] = self.counters.get(key, 0) + 1
         return self.counters[key]
+
+
+class PlantedBug(RuntimeError):
+    """What ``bug@POINT`` raises: an exception the engine does not expect."""
 
 
 def _kill_self() -> None:
@@ -207,6 +218,9 @@ class FileLayer:
         nth = self.faults.pauses.get(name)
         if nth is not None and self.faults.tick("pause:" + name) == nth:
             self._hold(name)
+        nth = self.faults.bugs.get(name)
+        if nth is not None and self.faults.tick("bug:" + name) == nth:
+            raise PlantedBug(f"planted bug at {name}")
 
     def _hold(self, name: str) -> None:
         """``pause@name``: say so, then wait for the test's go (see the module docstring)."""

@@ -18,12 +18,11 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from engine.log import wal
+from engine.log.txn import Assembler
 from engine.settings import Settings
 from engine.storage import deletes
 from engine.storage.memtable import Memtable
 from engine.storage.schema import TableSchema
-
-Pending = dict[int, list[wal.Record]]
 
 
 class ReplayCounts(Protocol):
@@ -67,7 +66,7 @@ class Kind:
     decode: Callable[[wal.Record], Any]
     describe: Callable[[wal.Record], Description]
     content: Callable[[wal.Record], Any]
-    apply: Callable[[ReplayState, Pending, wal.Record], None]
+    apply: Callable[[ReplayState, Assembler, wal.Record], None]
 
 
 def of(record: wal.Record) -> Kind:
@@ -88,8 +87,8 @@ def _data_describe(record: wal.Record) -> Description:
     return Description(table, rows.num_rows, rows.nbytes)
 
 
-def _data_apply(state: ReplayState, pending: Pending, record: wal.Record) -> None:
-    pending.setdefault(record.txn, []).append(record)
+def _data_apply(state: ReplayState, txns: Assembler, record: wal.Record) -> None:
+    txns.add(record)
 
 
 # -- COMMIT ---------------------------------------------------------------------------------
@@ -100,15 +99,15 @@ def _commit_content(record: wal.Record) -> dict[str, Any]:
     return {"txn": record.txn, "data_records": records, "rows": rows}
 
 
-def _commit_apply(state: ReplayState, pending: Pending, commit: wal.Record) -> None:
-    records = pending.pop(commit.txn, [])
-    expected, rows = wal.decode_commit(commit.payload)
+def _commit_apply(state: ReplayState, txns: Assembler, commit: wal.Record) -> None:
+    closed = txns.add(commit)
+    assert closed is not None
     report = state.report
-    if expected != len(records):  # records lost to a salvage: never apply half a transaction
+    if not closed.complete:  # records lost to a salvage: never apply half a transaction
         report.transactions_rolled_back += 1
-        report.rows_rolled_back += rows
+        report.rows_rolled_back += closed.rows
         return
-    decoded: list[tuple[str, pa.Table]] = [wal.decode_data(r.payload) for r in records]
+    decoded: list[tuple[str, pa.Table]] = closed.batches()
     for table, batch in decoded:
         if table not in state.catalog:
             raise ValueError(f"data for unknown table {table!r}")
@@ -121,7 +120,7 @@ def _commit_apply(state: ReplayState, pending: Pending, commit: wal.Record) -> N
 # -- DDL ------------------------------------------------------------------------------------
 
 
-def _ddl_apply(state: ReplayState, pending: Pending, record: wal.Record) -> None:
+def _ddl_apply(state: ReplayState, txns: Assembler, record: wal.Record) -> None:
     apply_ddl(state, wal.decode_ddl(record.payload))
     state.report.ddl_applied += 1
 
@@ -151,7 +150,7 @@ def _gap_decode(record: wal.Record) -> int:
     return last
 
 
-def _nothing(state: ReplayState, pending: Pending, record: wal.Record) -> None:
+def _nothing(state: ReplayState, txns: Assembler, record: wal.Record) -> None:
     """Lost to damage and salvaged around: nothing to apply."""
 
 
@@ -162,7 +161,7 @@ def decode_delete(record: wal.Record) -> deletes.DeleteSpec:
     return deletes.DeleteSpec.from_json(wal.decode_delete(record.payload), record.lsn)
 
 
-def _delete_apply(state: ReplayState, pending: Pending, record: wal.Record) -> None:
+def _delete_apply(state: ReplayState, txns: Assembler, record: wal.Record) -> None:
     spec = decode_delete(record)
     state.report.rows_deleted += deletes.apply_to_memtable(
         state.memtable, spec, state.settings.precision

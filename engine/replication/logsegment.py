@@ -69,7 +69,8 @@ from dataclasses import dataclass
 import crc32c
 
 from engine.errors import Corruption
-from engine.log import wal
+from engine.log import wal, walkinds
+from engine.log.reader import Policy, Reader
 
 MAGIC = b"TSADLOG\n"
 VERSION = 2
@@ -77,8 +78,6 @@ COMPACTED_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 COMPACTED = 1  # flags bit 0
 BOUNDARY = struct.Struct("<Q32s")
-# the segment version a WAL record type needs (types not listed: version 1)
-_VERSION_FOR = {wal.RecordType.DELETE: 2}
 HEADER = struct.Struct("<8sHH16sQQQIQqq32s")
 HEADER_SIZE = HEADER.size + 4  # + header_crc
 DIGEST_SIZE = 32
@@ -158,11 +157,10 @@ def encode(
     if not records:
         raise ValueError("a log segment holds at least one record")
     first = wal.RECORD_HEADER.unpack_from(records[0])[2]
-    tail, _ = wal.record_at(records[-1], 0)
-    assert tail is not None
+    tail = next(iter(Reader(records[-1], 0, Policy.STOP)))
     last = wal.next_lsn_after(tail) - 1
     types = {wal.RecordType(wal.RECORD_HEADER.unpack_from(r)[4]) for r in records}
-    version = max((_VERSION_FOR.get(t, 1) for t in types), default=1)
+    version = max((wal.introduced_in(t, "segment") for t in types), default=1)
     head = HEADER.pack(
         MAGIC,
         COMPACTED_VERSION if boundaries else version,
@@ -239,7 +237,7 @@ def decode(data: bytes, where: str) -> Segment:
         start, boundaries = _boundaries(data, header, bad)
     records = _records(data[start:-DIGEST_SIZE], header, bad, start)
     for record in records:
-        if _VERSION_FOR.get(record.type, 1) > version:
+        if wal.introduced_in(record.type, "segment") > version:
             raise bad(f"a {record.type.name} record in a version {version} segment")
     return Segment(header, records, digest, boundaries)
 
@@ -264,23 +262,17 @@ def _boundaries(
 def _records(
     body: bytes, header: SegmentHeader, bad: Callable[[str], Corruption], start: int = HEADER_SIZE
 ) -> list[wal.Record]:
-    records: list[wal.Record] = []
-    offset, expected = 0, header.first_lsn
-    while offset < len(body):
-        record, reason = wal.record_at(body, offset)
-        if record is None:
-            raise bad(f"record at byte {start + offset}: {reason}")
-        if record.lsn != expected:
-            raise bad(f"LSN {record.lsn} where {expected} was expected")
-        records.append(record)
-        offset += record.size
-        expected = wal.next_lsn_after(record)
+    reader = Reader(body, 0, Policy.STOP, expected_lsn=header.first_lsn)
+    records = list(reader)
+    if reader.problem is not None:
+        raise bad(f"record at byte {start + reader.problem.offset}: {reader.problem.reason}")
+    expected = wal.next_lsn_after(records[-1]) if records else header.first_lsn
     if len(records) != header.records or expected - 1 != header.last_lsn:
         raise bad(
             f"{len(records)} records up to LSN {expected - 1}, the header says "
             f"{header.records} up to {header.last_lsn}"
         )
-    if records and records[-1].type is not wal.RecordType.COMMIT and records[-1].txn != 0:
+    if records and not walkinds.ends_unit(records[-1]):
         raise bad("it ends inside a transaction")
     return records
 

@@ -26,6 +26,7 @@ from engine.errors import AlreadyExists, InvalidArgument
 from engine.io import scratch
 from engine.io.fileio import IO
 from engine.log import wal, walkinds
+from engine.log.txn import commit_of
 from engine.names import validate_name
 from engine.replication import layout, logsegment
 from engine.replication.snapshots import Snapshot, usable_snapshots
@@ -189,10 +190,9 @@ def _plan(
             kept = segment.records[:keep]
             fresh = [r for r in kept if r.lsn > applied]
             records += len(fresh)
-            for record in fresh:
-                if record.type is wal.RecordType.COMMIT:
-                    rows += wal.decode_commit(record.payload)[1]
-                    reached_ns = wal.commit_time(record.payload) or reached_ns
+            for commit in filter(None, map(commit_of, fresh)):
+                rows += commit.rows
+                reached_ns = commit.time_ns or reached_ns
             applied = wal.next_lsn_after(kept[-1]) - 1
         if done:
             return plan, applied, reached_ns, records, rows
@@ -212,12 +212,8 @@ def _cut(
         end = wal.next_lsn_after(record) - 1
         if to_lsn is not None and end > to_lsn:
             return keep, True
-        committed_after = (
-            to_time_ns is not None
-            and record.type is wal.RecordType.COMMIT
-            and (wal.commit_time(record.payload) or 0) > to_time_ns
-        )
-        if committed_after:
+        commit = commit_of(record) if to_time_ns is not None else None
+        if commit is not None and to_time_ns is not None and (commit.time_ns or 0) > to_time_ns:
             return keep, True
         if walkinds.ends_unit(record):
             keep = index + 1

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.db.database import Database, standby_refusal
+from engine.db.core import standby_refusal
+from engine.db.database import Database
 from engine.db.replicastate import (
     DIR,
     SHIP_LOCK,
@@ -128,7 +129,7 @@ class Replication:
 
     # -- life cycle ------------------------------------------------------------------
     def start(self, background: bool) -> None:
-        self._load_fence()
+        self.load_fence()
         self._lock_fd = take_ship_lock(self.db_dir)
         self._check_claims()
         if background and self._lock_fd is not None and not HOLD:
@@ -143,6 +144,14 @@ class Replication:
     @property
     def owner(self) -> bool:
         return self._lock_fd is not None
+
+    def hold_ship_lock(self, fd: int) -> None:
+        """Ship as the owner of the lock ``fd`` (taken by the caller, who waited for it)."""
+        self._lock_fd = fd
+
+    def let_go_of_ship_lock(self) -> None:
+        release_ship_lock(self._lock_fd)
+        self._lock_fd = None
 
     def close(self, final: bool) -> None:
         self._stop.set()
@@ -160,8 +169,7 @@ class Replication:
             with self._ship_lock:
                 for shipper in self._shippers.values():
                     shipper.flush_state()
-            release_ship_lock(self._lock_fd)
-            self._lock_fd = None
+            self.let_go_of_ship_lock()
 
     def notify(self) -> None:
         """A commit is durable: ship it soon."""
@@ -188,7 +196,7 @@ class Replication:
         done = []
         for url in self.urls:
             try:
-                said = self._shipper(url).upkeep(uuid, epoch, self.settings(), now=now)
+                said = self.shipper(url).upkeep(uuid, epoch, self.settings(), now=now)
             except EngineError as exc:
                 self.errors[url] = f"store upkeep: {exc.message}"
                 continue
@@ -214,7 +222,7 @@ class Replication:
         confirmed = None
         for url in self.urls:
             try:
-                report = self._shipper(url).ship(uuid, epoch)
+                report = self.shipper(url).ship(uuid, epoch)
             except WritesRefused as exc:
                 self.fenced = exc.message
                 self.errors[url] = exc.message
@@ -269,7 +277,7 @@ class Replication:
             )
         return out
 
-    def _shipper(self, url: str) -> Shipper:
+    def shipper(self, url: str) -> Shipper:
         shipper = self._shippers.get(url)
         if shipper is None:
             shipper = self._shippers[url] = Shipper(self.db_dir, self.database, url, self._source)
@@ -332,7 +340,7 @@ class Replication:
         )
 
     # -- fencing ------------------------------------------------------------------------
-    def _load_fence(self) -> None:
+    def load_fence(self) -> None:
         for url in self.urls:
             state = load_ship_state(self.db_dir, url)
             if state is not None and state.fenced:
@@ -350,12 +358,12 @@ class Replication:
         _uuid, epoch = self.identity()
         for url in self.urls:
             try:
-                epochs = layout.read_epochs(self._shipper(url).store, after_epoch=epoch)
+                epochs = layout.read_epochs(self.shipper(url).store, after_epoch=epoch)
             except StoreUnavailable as exc:
                 self.errors[url] = exc.message
                 continue
             try:
-                self._shipper(url)._check_fence(epochs, epoch, _state_of(self.db_dir, url))
+                self.shipper(url).check_fence(epochs, epoch, _state_of(self.db_dir, url))
             except WritesRefused as exc:
                 self.fenced = exc.message
 
@@ -428,14 +436,14 @@ def replicate(
         return Database.open(db_dir, name, readonly=True).settings
 
     rep = Replication(db_dir, name, settings.replicas, identity, interval, current_settings)
-    rep._load_fence()
+    rep.load_fence()
     if rep.fenced:
         raise fenced_refusal(rep.fenced, name)
     while (fd := take_ship_lock(db_dir)) is None:
         if once or should_stop():
             return {}
         time.sleep(min(interval, 0.5))
-    rep._lock_fd = fd
+    rep.hold_ship_lock(fd)
     try:
         while True:
             reports = rep.ship_all()
@@ -446,7 +454,7 @@ def replicate(
                     on_note(item)
             if snapshot:
                 for url, report in reports.items():
-                    report.snapshot = report.snapshot or rep._shipper(url).snapshot()
+                    report.snapshot = report.snapshot or rep.shipper(url).snapshot()
                 snapshot = False
             if rep.fenced:
                 raise fenced_refusal(rep.fenced, name)
@@ -464,8 +472,7 @@ def replicate(
             if should_stop():
                 return rep.ship_all()
     finally:
-        release_ship_lock(rep._lock_fd)
-        rep._lock_fd = None
+        rep.let_go_of_ship_lock()
 
 
 def add_replica(db: Database, url: str) -> Settings:

@@ -159,9 +159,9 @@ class _Promotion:
             try:
                 if not fenced and target is None:
                     ahead = self._behind(None)
-                    target = self.follower._state().applied_lsn if ahead is None else ahead.to_lsn
+                    target = self.follower.state().applied_lsn if ahead is None else ahead.to_lsn
                 self.applied += self.follower.catch_up(self.db, until_lsn=target)
-                if target is not None and self.follower._state().applied_lsn >= target:
+                if target is not None and self.follower.state().applied_lsn >= target:
                     return  # what landed since is the fenced drain's
                 behind = self._behind(None)
                 if behind is not None and self.follower.catch_up(self.db, until_lsn=target):
@@ -179,15 +179,15 @@ class _Promotion:
 
     def _rebuild_past(self, behind: Behind) -> None:
         """A usable snapshot past the position: rebuild from it (raises Reopen)."""
-        state = self.follower._state()
+        state = self.follower.state()
         claims = layout.read_claims(self.store)
         if any(s.lsn > state.applied_lsn for s in usable_snapshots(self.store, claims)):
-            self.follower._cannot_continue(self.db, state, claims, behind.why)
+            self.follower.cannot_continue(self.db, state, claims, behind.why)
 
     def _behind(self, problem: str | None) -> Behind | None:
         """What the store holds of the standby's epoch past its position (segments,
         reseed markers and snapshots of the history), if anything."""
-        state = self.follower._state()
+        state = self.follower.state()
         claims = layout.read_claims(self.store)
         listing = layout.list_log(self.store, state.epoch)
         limit = next((c.branch_lsn for c in claims if c.epoch > state.epoch), None)
@@ -222,7 +222,7 @@ class _Promotion:
         )
 
     def _fence(self) -> None:
-        state = self.follower._state()
+        state = self.follower.state()
         epochs = layout.read_epochs(self.store)
         taken = next((c for c in epochs.claims if c.epoch > state.epoch), None)
         if taken is not None:
@@ -235,7 +235,7 @@ class _Promotion:
         IO.crash_point("promote.after_fence")
 
     def _claim(self) -> layout.EpochClaim:
-        state = self.follower._state()
+        state = self.follower.state()
         proposal = layout.new_claim(
             state.uuid, state.epoch + 1, state.applied_lsn, bytes.fromhex(state.previous)
         )
@@ -246,7 +246,7 @@ class _Promotion:
         return claim
 
     def _lost(self, epoch: int, claimed_at: str, host: str) -> None:
-        state = self.follower._state()
+        state = self.follower.state()
         state.promoting = None
         save_standby(self.follower.db_dir, state)
         raise PromotionLost(
@@ -259,7 +259,7 @@ class _Promotion:
     def _become_primary(self, claim: layout.EpochClaim) -> PromoteReport:
         IO.crash_point("promote.after_claim")
         follower, db = self.follower, self.db
-        state = follower._state()
+        state = follower.state()
         new_primary_position(
             follower.db_dir, state.source, claim.epoch, claim.branch_lsn, claim.previous
         )

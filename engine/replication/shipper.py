@@ -111,7 +111,7 @@ class Shipper:
         if not self._known:
             epochs = layout.read_epochs(self.store)
             layout.require_database(self.store, epochs.claims, uuid)
-            self._check_fence(epochs, epoch, state)
+            self.check_fence(epochs, epoch, state)
             if not any(c.epoch == epoch for c in epochs.claims):
                 layout.claim_epoch(
                     self.store, layout.new_claim(uuid, epoch, 0, logsegment.NO_PREVIOUS)
@@ -147,7 +147,7 @@ class Shipper:
             self.flush_state()
         if not uploaded and time.monotonic() - self._fence_checked >= FENCE_CHECK_EVERY:
             # nothing to ship: still notice a promotion (the next write is refused)
-            self._check_fence(layout.read_epochs(self.store, after_epoch=epoch), epoch, state)
+            self.check_fence(layout.read_epochs(self.store, after_epoch=epoch), epoch, state)
             self._fence_checked = time.monotonic()
         report.shipped_lsn = state.shipped_lsn
         return report
@@ -160,7 +160,7 @@ class Shipper:
         epoch first, so one object's existence is the whole check.)"""
         IO.crash_point("ship.before_confirm")
         if self.store.exists(layout.fence_key(epoch + 1)):  # every promotion fences first
-            self._check_fence(layout.read_epochs(self.store, after_epoch=epoch), epoch, state)
+            self.check_fence(layout.read_epochs(self.store, after_epoch=epoch), epoch, state)
         assert self._position is not None and self._uploaded is not None
         lsn, digest, commit_ns, key = self._uploaded
         state.epoch, state.shipped_lsn, state.previous = epoch, lsn, digest.hex()
@@ -172,7 +172,7 @@ class Shipper:
         else:
             self._unsaved = True
 
-    def _check_fence(self, epochs: layout.Epochs, epoch: int, state: ShipState) -> None:
+    def check_fence(self, epochs: layout.Epochs, epoch: int, state: ShipState) -> None:
         newer = epochs.newer_than(epoch)
         if newer is None:
             return

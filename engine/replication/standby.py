@@ -271,7 +271,7 @@ class Follower:
         ``until_lsn`` is reached: a live primary may add segments faster than they are
         applied); segments applied."""
         applied = 0
-        while until_lsn is None or self._state().applied_lsn < until_lsn:
+        while until_lsn is None or self.state().applied_lsn < until_lsn:
             try:
                 count = self.step(db)
             except (Gap, NeedsRebuild):
@@ -287,7 +287,7 @@ class Follower:
         """One listing of the store and the segments it offers; how many were applied.
         Raises :class:`Reopen` after a rebuild, :class:`NeedsRebuild` when the log
         cannot continue the standby and no snapshot can take over."""
-        state = self._state()
+        state = self.state()
         epochs = layout.read_epochs(self.store)
         claims = epochs.claims
         layout.require_replica(self.store, claims)
@@ -302,14 +302,14 @@ class Follower:
             return 0
         self.paused_by = None
         limit = self._epoch_limit(claims, db)
-        state = self._state()
+        state = self.state()
         # the part listed since the last segment applied while busy; the whole log when
         # idle (a compaction may have merged what comes next under an earlier key)
         start = self._listed_after if self._progressed else ""
         listing = layout.list_log(self.store, state.epoch, start_after=start)
         applied = 0
         while True:
-            state = self._state()
+            state = self.state()
             after_snapshot = state.previous == "" and state.applied_lsn == state.snapshot_lsn
             try:
                 ref = next_segment(listing.segments, state.applied_lsn, after_snapshot, limit)
@@ -318,7 +318,7 @@ class Follower:
                     start = ""
                     listing = layout.list_log(self.store, state.epoch)
                     continue
-                self._cannot_continue(db, state, claims, gap.message)
+                self.cannot_continue(db, state, claims, gap.message)
                 raise
             if ref is None:
                 break
@@ -331,7 +331,7 @@ class Follower:
         self._check_reseeds(db, listing, claims, limit)
         if applied:
             self._idle_since = time.monotonic()
-        state = self._state()
+        state = self.state()
         if state.stopped is not None:  # what stopped it before is behind it now
             state.stopped = None
             save_standby(self.db_dir, state)
@@ -345,11 +345,11 @@ class Follower:
         limit: int | None,
     ) -> None:
         """A reseed marker past the position: the log will never continue it."""
-        state = self._state()
+        state = self.state()
         for lsn, key in listing.reseeds:
             if lsn > state.applied_lsn and (limit is None or lsn <= limit):
                 marker = layout.read_reseed(self.store, key)
-                self._cannot_continue(
+                self.cannot_continue(
                     db,
                     state,
                     claims,
@@ -365,11 +365,11 @@ class Follower:
         if now - self._idle_since < STALE_GRACE or now - self._stale_checked < STALE_GRACE:
             return
         self._stale_checked = now
-        state = self._state()
+        state = self.state()
         claims = layout.read_claims(self.store)
         newer = [s for s in usable_snapshots(self.store, claims) if s.lsn > state.applied_lsn]
         if newer and time.time() - _created_seconds(newer[-1].created) > STALE_GRACE:
-            self._cannot_continue(
+            self.cannot_continue(
                 db,
                 state,
                 claims,
@@ -377,7 +377,7 @@ class Follower:
                 f"and no log segment continues LSN {state.applied_lsn}",
             )
 
-    def _cannot_continue(
+    def cannot_continue(
         self, db: Database, state: StandbyState, claims: list[layout.EpochClaim], why: str
     ) -> None:
         """Rebuild from the newest usable snapshot past the position (raises
@@ -455,13 +455,13 @@ class Follower:
         """Move the standby on to the next epoch while it stands at that epoch's branch;
         then the last LSN of its epoch that is history (None: the epoch is still open)."""
         while True:
-            state = self._state()
+            state = self.state()
             following = next((c for c in claims if c.epoch > state.epoch), None)
             if following is None:
                 return None
             last = following.branch_lsn
             if state.applied_lsn > last:
-                self._cannot_continue(
+                self.cannot_continue(
                     db,
                     state,
                     claims,
@@ -493,14 +493,14 @@ class Follower:
         }
         save_standby(self.db_dir, state)
 
-    def _state(self) -> StandbyState:
+    def state(self) -> StandbyState:
         state = load_standby(self.db_dir)
         if state is None:
             raise InvalidArgument(f"database {self.name} is not a standby")
         return state
 
     def finish_report(self, db: Database | None) -> FollowReport:
-        state = self._state()
+        state = self.state()
         self.report.epoch = state.epoch
         self.report.applied_lsn = state.applied_lsn
         self.report.applied_commit_ns = state.applied_commit_ns

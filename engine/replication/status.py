@@ -16,6 +16,8 @@ from engine.db.replicastate import (
 )
 from engine.errors import EngineError
 from engine.log import wal
+from engine.log.reader import scan_file
+from engine.log.txn import commit_of
 from engine.replication import layout, storekeeping
 from engine.stores import open_store
 from engine.timeparse import iso_utc
@@ -109,14 +111,12 @@ def _unshipped(db_dir: Path) -> list[tuple[int, int, int, int | None]]:
     out = []
     for path in wal.wal_files(db_dir / wal.WAL_DIR):
         try:
-            scan = wal.scan_file(path)
+            scan = scan_file(path)
         except (FileNotFoundError, EngineError):
             continue
         for record in scan.records:
-            rows, when = 0, None
-            if record.type is wal.RecordType.COMMIT:
-                rows = wal.decode_commit(record.payload)[1]
-                when = wal.commit_time(record.payload)
+            commit = commit_of(record)
+            rows, when = (0, None) if commit is None else (commit.rows, commit.time_ns)
             out.append((record.lsn, rows, record.size, when))
     return out
 

@@ -24,6 +24,8 @@ from pathlib import Path
 from engine.errors import EngineError
 from engine.io.fileio import IO
 from engine.log import wal, walkinds
+from engine.log.reader import Policy, Reader, scan_file
+from engine.log.txn import commit_of
 
 
 class WalGone(EngineError):
@@ -71,20 +73,17 @@ class WalSource:
         index, offset = start
         for path, inode in files[index:]:
             offset, data = _read_from(path, offset)
-            at = 0
-            while at < len(data):
-                record, _reason = wal.record_at(data, at)
-                if record is None:
-                    break  # the end, or a record still being written
-                raw = data[at : at + record.size]
-                at += record.size
+            # the first invalid record is the end, or a record still being written
+            for record in Reader(data, 0, Policy.STOP):
+                at = record.offset + record.size
                 if record.lsn < next_lsn:
                     continue
-                records.append(raw)
-                size += len(raw)
-                if record.type is wal.RecordType.COMMIT:
-                    rows += wal.decode_commit(record.payload)[1]
-                    times.append(wal.commit_time(record.payload) or 0)
+                records.append(data[record.offset : at])
+                size += record.size
+                commit = commit_of(record)
+                if commit is not None:
+                    rows += commit.rows
+                    times.append(commit.time_ns or 0)
                 if walkinds.ends_unit(record):
                     taken = len(records)
                     cursor = _Cursor(inode, offset + at, wal.next_lsn_after(record))
@@ -128,7 +127,7 @@ class WalSource:
         earliest = None
         for index, (path, _inode) in enumerate(files):
             try:
-                scan = wal.scan_file(path)
+                scan = scan_file(path)
             except FileNotFoundError:
                 continue
             assert scan.header is not None

@@ -107,6 +107,11 @@ class ServerStats:
             "committed_requests": sum(c.requests for c in commits),
         }
 
+    def counts(self) -> tuple[dict[tuple[str, int], int], dict[str, _Commits]]:
+        """Copies of the request counts and of each database's commit counters."""
+        with self._lock:
+            return dict(self._requests), {n: _copy(c) for n, c in self._commits.items()}
+
     def take_latencies(self) -> list[float]:
         with self._lock:
             recent, self._recent = self._recent, []
@@ -167,9 +172,7 @@ class _Collector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         stats = self.stats
-        with stats._lock:
-            requests = dict(stats._requests)
-            commits = {name: _copy(c) for name, c in stats._commits.items()}
+        requests, commits = stats.counts()
         http = CounterMetricFamily(
             "tsadmin_http_requests", "HTTP requests answered", labels=["endpoint", "code"]
         )

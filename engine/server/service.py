@@ -27,7 +27,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from engine.db import database as database_module
+from engine.db import maintenance
 from engine.db import replicastate as replication_state
 from engine.db.database import Database
 from engine.db.datadir import create_database, database_dir, ensure_data_dir, list_databases
@@ -74,7 +74,7 @@ def default_memory_ceiling() -> int:
 
 
 def ceiling_for(memory_bytes: int) -> int:
-    floor = database_module.MEMTABLE_MAX_BYTES * 3 // 2
+    floor = maintenance.MEMTABLE_MAX_BYTES * 3 // 2
     return max(floor, memory_bytes // MEMORY_SHARE)
 
 

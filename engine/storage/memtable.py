@@ -25,6 +25,15 @@ class Memtable:
         self.rows += rows.num_rows
         self.nbytes += rows.nbytes
 
+    def copy(self) -> Memtable:
+        """The batches as they are now: what a reader sees (later adds do not show)."""
+        return Memtable(
+            {t: list(b) for t, b in self.batches.items()},
+            self.rows,
+            self.nbytes,
+            {t: list(s) for t, s in self.spans.items()},
+        )
+
     def overlapping(self, table: str, low: int, high: int) -> list[pa.Table]:
         """The batches of ``table`` holding a timestamp in ``[low, high]`` (maybe others)."""
         spans = self.spans.get(table, [])
