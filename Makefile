@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench chaos bytecode influxdb victoria-metrics prometheus man lint typecheck clean
+.PHONY: demo test bench chaos soak bytecode influxdb victoria-metrics prometheus man lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench: $(STAMP) influxdb victoria-metrics bytecode
 # on 2 cores; writes benchmarks/results/chaos.md. One trial alone: ARGS='--seed S --only I'.
 chaos: $(STAMP) bytecode
 	$(BIN)/python -m tests.chaos $(ARGS)
+
+# The soak tests of `make test` (15 s each) run 5 minutes each here.
+soak: $(STAMP) bytecode
+	TSADMIN_SOAK_SECONDS=300 $(BIN)/pytest -n 3 tests/test_soak.py
 
 # Compiled once here: an editable install leaves no bytecode, and where
 # PYTHONDONTWRITEBYTECODE is set every command would compile the package again as it

@@ -35,6 +35,7 @@ SCRIPTS = (
     "replication",
     "retention",
     "serve",
+    "cli_startup",
 )
 # backup_stores needs a large database (fixed costs must not dominate): 10x, at least 10M rows
 ROWS_OF = {
@@ -319,6 +320,12 @@ def rows_of_table(r: dict[str, Any]) -> list[list[str]]:
     out += replication_rows(r.get("replication"))
     out += retention_rows(r.get("retention"))
     out += serve_rows(r.get("serve"))
+    start = r.get("cli_startup")
+    if start:
+        ms = {k: f"{v * 1000:.0f} ms" for k, v in start.items() if isinstance(v, float)}
+        floor = f"python {ms['python']}, import typer {ms['import_typer']}"
+        for key, what in (("version", "tsadmin --version"), ("db_list", "tsadmin db list (3 dbs)")):
+            out.append([f"CLI start-up: {what}", ms[key], floor, ""])
     return out
 
 
@@ -445,6 +452,10 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
         ),
     ]
     checks += replication_targets(r)
+    start = r.get("cli_startup")
+    if start:
+        checks.append(("CLI start-up: tsadmin --version < 0.25 s", 0.25 / start["version"], 1.0))
+        checks.append(("CLI start-up: tsadmin db list < 0.25 s", 0.25 / start["db_list"], 1.0))
     for clients, run in r.get("serve", {}).get("runs", {}).items():
         checks.append((f"serve, {clients} clients: sync >= 0.7x flush", run["sync_vs_flush"], 0.7))
         checks.append(

@@ -6,6 +6,7 @@ also logged, fsynced, in the WAL. This module only knows values, not files.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, replace
 from enum import IntEnum
@@ -445,3 +446,9 @@ def _parse_replica_timeout(value: str | int) -> int:
     if not 100 <= ms <= 600_000:
         raise InvalidArgument(f"replica_timeout {value!r} out of range", hint="use 100ms to 10m")
     return ms
+
+
+def tunable(variable: str, default: float) -> float:
+    """A timing knob from the environment (``TSADMIN_SHIP_INTERVAL`` and the like), read
+    when it is used, so a process that changes its environment sees the change."""
+    return float(os.environ.get(variable, default))

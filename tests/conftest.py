@@ -85,25 +85,88 @@ def data_dir(tmp_path: Path) -> Path:
     return path
 
 
+# What a command line may change in the environment and still run inside the test
+# process (each is read when used, not at import). Anything else (TSADMIN_FAULTS above
+# all: a crash point kills the process) runs the command as a real process.
+_IN_PROCESS_ENV = {
+    "TSADMIN_DATA_DIR",
+    "TSADMIN_FORMAT",
+    "TSADMIN_SHIP_INTERVAL",
+    "TSADMIN_SHIP_HOLD",
+    "TSADMIN_STALE_GRACE",
+    "TSADMIN_UPKEEP_INTERVAL",
+    "TSADMIN_COMPACT_AGE",
+    "COLUMNS",
+    "NO_COLOR",
+}
+# TSADMIN_TEST_PROCESSES=1 runs every command line as a real process (as CI once did).
+ALWAYS_A_PROCESS = os.environ.get("TSADMIN_TEST_PROCESSES") == "1"
+
+
 def run_cli(
     data_dir: Path,
     *args: str,
     stdin: str | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 120,
+    process: bool = False,
 ) -> Result:
-    """Run ``tsadmin --data-dir DATA ARGS`` as a real process."""
-    cmd = [sys.executable, "-m", "tsadmin", "--data-dir", str(data_dir), *args]
+    """Run ``tsadmin --data-dir DATA ARGS``: through the CLI's one entry point inside this
+    process (what a shell would see: exit code, stdout, stderr), or as a real process
+    when ``process`` is set or the environment asks for one."""
+    cwd = next(p for p in (data_dir, *data_dir.parents) if p.is_dir())  # it may not exist yet
+    argv = ["--data-dir", str(data_dir), *args]
+    extra = env or {}
+    in_process = not (process or ALWAYS_A_PROCESS) and all(
+        k in _IN_PROCESS_ENV or k.startswith("AWS_") for k in extra
+    )
+    if in_process:
+        return _run_in_process(argv, stdin, extra, cwd)
     done = subprocess.run(
-        cmd,
+        [sys.executable, "-m", "tsadmin", *argv],
         input=stdin,
         capture_output=True,
         text=True,
-        env={**CLEAN_ENV, **(env or {})},
+        env={**CLEAN_ENV, **extra},
         timeout=timeout,
-        cwd=next(p for p in (data_dir, *data_dir.parents) if p.is_dir()),  # it may not exist yet
+        cwd=cwd,
     )
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+def _run_in_process(argv: list[str], stdin: str | None, env: dict[str, str], cwd: Path) -> Result:
+    """``tsadmin.app.run`` with this call's streams, environment, directory and signal
+    handlers, all put back afterwards."""
+    import io
+
+    from tsadmin.app import run
+
+    streams = sys.stdin, sys.stdout, sys.stderr
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    out, err = io.BytesIO(), io.BytesIO()
+    wrappers = (
+        io.TextIOWrapper(io.BytesIO((stdin or "").encode()), encoding="utf-8"),
+        io.TextIOWrapper(out, encoding="utf-8", write_through=True),
+        io.TextIOWrapper(err, encoding="utf-8", write_through=True),
+    )
+    sys.stdin, sys.stdout, sys.stderr = wrappers
+    os.environ.clear()
+    os.environ.update({**CLEAN_ENV, **env})
+    os.chdir(cwd)
+    try:
+        code = run(argv)
+        for stream in wrappers[1:]:
+            stream.flush()
+        said = out.getvalue().decode(), err.getvalue().decode()
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = streams
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    return Result(code, *said)
 
 
 @pytest.fixture

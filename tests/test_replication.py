@@ -118,10 +118,10 @@ def test_standby_follows_a_writing_primary_to_equal_checksums(
         for k in range(2, 12):
             ok(tsadmin(a, "ingest", "lp", "m", "-", stdin=lines(k), env=env))
             if k == 6:  # readable while it follows; writes refused with how to promote
-                deadline = time.monotonic() + 30
-                while not (b / "m").exists() and time.monotonic() < deadline:
+                deadline = time.monotonic() + 30  # until the follower has applied a batch
+                while tsadmin(b, "select", "m", "cpu", "--limit", "1").code != 0:
+                    assert time.monotonic() < deadline, "the standby never became readable"
                     time.sleep(0.1)
-                assert tsadmin(b, "select", "m", "cpu", "--limit", "1").code == 0
                 refused = tsadmin(b, "ingest", "lp", "m", "-", stdin=lines(99))
                 assert refused.code == 9 and "standby" in refused.err
                 assert "tsadmin promote m" in refused.err

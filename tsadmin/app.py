@@ -93,6 +93,8 @@ def _modules_for(args: list[str]) -> set[str] | None:
     if any(k.endswith("_COMPLETE") and k.startswith("_") for k in os.environ):
         return None
     word = _command_word(args)
+    if word is None and "--version" in args:
+        return set()  # the version needs no command
     module = COMMAND_MODULES.get(word or "")
     return None if module is None else {module}
 

@@ -47,20 +47,28 @@ from engine.log import wal
 from engine.replication import layout
 from engine.replication.shipper import Shipper, ShipReport
 from engine.replication.walsource import WalSource
-from engine.settings import Settings
+from engine.settings import Settings, tunable
 from engine.stores import open_store
 
-DEFAULT_INTERVAL = float(os.environ.get("TSADMIN_SHIP_INTERVAL", "1.0"))
+
+def default_interval() -> float:
+    """Seconds between shipping rounds when nothing is committed."""
+    return tunable("TSADMIN_SHIP_INTERVAL", 1.0)
+
+
 # How long the shipper waits after a commit for the ones right behind it.
 SHIP_GATHER = 0.05
 RETRY_PAUSE = 0.1
-BYRL_GATHER = float(
-    os.environ.get("TSADMIN_BYRL_GATHER", "0.002")
-)  # between byrl rounds while a store fails
-# Tests: no background shipping at all (a clean close, byrl and replicate still ship).
-HOLD = os.environ.get("TSADMIN_SHIP_HOLD") == "1"
-# How often a shipper looks whether a snapshot is due or the store needs pruning.
-UPKEEP_INTERVAL = float(os.environ.get("TSADMIN_UPKEEP_INTERVAL", "10"))
+
+
+def held() -> bool:
+    """Tests: no background shipping at all (a clean close, byrl and replicate still ship)."""
+    return os.environ.get("TSADMIN_SHIP_HOLD") == "1"
+
+
+def upkeep_interval() -> float:
+    """How often a shipper looks whether a snapshot is due or the store needs pruning."""
+    return tunable("TSADMIN_UPKEEP_INTERVAL", 10.0)
 
 
 def take_ship_lock(db_dir: Path) -> int | None:
@@ -97,7 +105,7 @@ class Replication:
         database: str,
         urls: tuple[str, ...],
         identity: Callable[[], tuple[str, int]],
-        interval: float = DEFAULT_INTERVAL,
+        interval: float | None = None,
         settings: Callable[[], Settings] | None = None,
     ) -> None:
         self.db_dir = db_dir
@@ -105,7 +113,7 @@ class Replication:
         self.database = database
         self.urls = urls
         self.identity = identity
-        self.interval = interval
+        self.interval = default_interval() if interval is None else interval
         self.fenced: str | None = None
         self.bug: BackgroundBug | None = None  # an unexpected exception in shipping or upkeep
         self.errors: dict[str, str] = {}
@@ -132,7 +140,7 @@ class Replication:
         self.load_fence()
         self._lock_fd = take_ship_lock(self.db_dir)
         self._check_claims()
-        if background and self._lock_fd is not None and not HOLD:
+        if background and self._lock_fd is not None and not held():
             self._thread = threading.Thread(target=self._loop, name="tsadmin-shipper", daemon=True)
             self._thread.start()
         if background and self._lock_fd is not None:
@@ -184,7 +192,7 @@ class Replication:
             self.ship_all()
 
     def _upkeep_loop(self) -> None:
-        while not self._stop.wait(UPKEEP_INTERVAL):
+        while not self._stop.wait(upkeep_interval()):
             self.keep_stores()
 
     def keep_stores(self, *, now: float | None = None) -> list[str]:
@@ -209,7 +217,7 @@ class Replication:
         return done
 
     def upkeep_due(self) -> bool:
-        return time.monotonic() - self._upkept_at >= UPKEEP_INTERVAL
+        return time.monotonic() - self._upkept_at >= upkeep_interval()
 
     # -- shipping ---------------------------------------------------------------------
     def ship_all(self) -> dict[str, ShipReport]:
@@ -398,7 +406,7 @@ def replicate(
     name: str,
     *,
     once: bool,
-    interval: float = DEFAULT_INTERVAL,
+    interval: float | None = None,
     snapshot: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
     on_error: Callable[[str, str], None] | None = None,
@@ -435,6 +443,7 @@ def replicate(
     def current_settings() -> Settings:
         return Database.open(db_dir, name, readonly=True).settings
 
+    interval = default_interval() if interval is None else interval
     rep = Replication(db_dir, name, settings.replicas, identity, interval, current_settings)
     rep.load_fence()
     if rep.fenced:

@@ -22,7 +22,7 @@ says ``needs rebuild``), never leaving it silently stale:
 * a newer epoch whose branch lies before its position (it applied writes of
   a fenced primary);
 * a snapshot newer than its position that no segment continues, for longer
-  than ``STALE_GRACE`` (a reseed whose marker was never written, or a store
+  than ``TSADMIN_STALE_GRACE`` seconds (a reseed whose marker was never written, or a store
   written by a build without markers).
 
 While a promotion has begun and not finished (a fence without its claim) a
@@ -33,7 +33,6 @@ Promotion is :mod:`engine.replication.promote`.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -64,6 +63,7 @@ from engine.errors import (
 from engine.io.fileio import IO
 from engine.replication import layout, logsegment
 from engine.replication.snapshots import Snapshot, usable_snapshots
+from engine.settings import tunable
 from engine.stores import Store, open_store
 
 
@@ -86,7 +86,10 @@ class FollowReport:
 
 # A snapshot newer than the standby that no segment continues for this long means the
 # log will not continue it (a live primary ships within seconds of a snapshot).
-STALE_GRACE = float(os.environ.get("TSADMIN_STALE_GRACE", "30"))
+def stale_grace() -> float:
+    return tunable("TSADMIN_STALE_GRACE", 30.0)
+
+
 APPLY_BYTES = 16 << 20  # segments applied together by a standby catching up
 
 
@@ -360,15 +363,16 @@ class Follower:
 
     def check_stale(self, db: Database) -> None:
         """While idle: a snapshot newer than the standby that no segment continues (for
-        longer than ``STALE_GRACE``) means the log will not continue it."""
+        longer than ``TSADMIN_STALE_GRACE`` seconds) means the log will not continue it."""
         now = time.monotonic()
-        if now - self._idle_since < STALE_GRACE or now - self._stale_checked < STALE_GRACE:
+        grace = stale_grace()
+        if now - self._idle_since < grace or now - self._stale_checked < grace:
             return
         self._stale_checked = now
         state = self.state()
         claims = layout.read_claims(self.store)
         newer = [s for s in usable_snapshots(self.store, claims) if s.lsn > state.applied_lsn]
-        if newer and time.time() - _created_seconds(newer[-1].created) > STALE_GRACE:
+        if newer and time.time() - _created_seconds(newer[-1].created) > grace:
             self.cannot_continue(
                 db,
                 state,

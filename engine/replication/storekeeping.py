@@ -27,7 +27,6 @@ before it.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from engine.archive import store as archivestore
 from engine.errors import Corruption, NotFound
 from engine.replication import layout, logsegment
 from engine.replication.snapshots import Snapshot, in_history, snapshots_of
-from engine.settings import Settings
+from engine.settings import Settings, tunable
 from engine.stores import Store
 
 DAY = 86400.0
@@ -187,16 +186,17 @@ def summarize(store: Store, uuid: str) -> StoreSummary:
 
 # Segments are merged once they are this old (a follower at the live edge has read
 # them), into objects of at most this many bytes.
-COMPACT_AGE = float(os.environ.get("TSADMIN_COMPACT_AGE", "60"))
 COMPACT_BYTES = 64 << 20
 
 
-def compact_log(store: Store, *, now: float | None = None, age: float = COMPACT_AGE) -> int:
+def compact_log(store: Store, *, now: float | None = None, age: float | None = None) -> int:
     """Merge runs of consecutive segments older than ``age`` into compacted segments
     (``engine/replication/logsegment.py``); how many segments were merged away. Never the newest
     segment of the open epoch (the shipper links to it), never past an epoch's branch,
-    never an epoch whose successor's branch is not known yet (a promotion under way)."""
+    never an epoch whose successor's branch is not known yet (a promotion under way).
+    ``age`` defaults to ``TSADMIN_COMPACT_AGE`` seconds, else 60."""
     now = time.time() if now is None else now
+    age = tunable("TSADMIN_COMPACT_AGE", 60.0) if age is None else age
     epochs = layout.read_epochs(store)
     pending = epochs.pending()
     merged = 0
