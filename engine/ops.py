@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from engine.db import health
 from engine.db.checkpoint import CheckpointReport, CompactionReport
@@ -26,7 +25,6 @@ from engine.io import lock
 from engine.io.fileio import IO
 from engine.log import wal
 from engine.names import key_of_column, validate_name
-from engine.replication import primary as replication_primary
 from engine.settings import SETTABLE_KEYS, Settings, canonical_key, ns_per_unit
 from engine.storage import checksum as checksum_mod
 from engine.storage import retention as retention_module
@@ -424,8 +422,10 @@ def ingest(
 
 def replica_change(data_dir: Path, name: str, url: str, *, add: bool) -> Settings:
     """Add or remove a replica store of a database (logged and fsynced)."""
+    from engine.replication.primary import add_replica  # the one op that needs that layer
+
     with writing(data_dir, name, background=False) as db:
-        return replication_primary.add_replica(db, url) if add else db.remove_replica(url)
+        return add_replica(db, url) if add else db.remove_replica(url)
 
 
 def delete_rows(
@@ -480,5 +480,7 @@ def _partitions_of(rows: pa.Table, width: int, unit: int) -> list[int]:
     """The partitions (their start, ns) the rows lie in."""
     if not rows.num_rows:
         return []
+    import pyarrow.compute as pc  # (slow to import; only deletes need it here)
+
     starts = pc.unique(segment.partition_starts(rows.column("ts").cast(pa.int64()), width))
     return sorted(int(p) * unit for p in starts.to_pylist())

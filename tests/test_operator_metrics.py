@@ -295,3 +295,23 @@ def test_prometheus_scrapes_serve_and_the_textfile(tmp_path: Path) -> None:
             cron = until_present(prom, 'tsadmin_last_backup_timestamp_seconds{job="node"}')
             assert cron[0]["metric"]["database"] == "cron"
             assert abs(float(cron[0]["value"][1]) - time.time()) < 600
+
+
+def test_backups_finishing_at_once_each_record_themselves(tmp_path: Path) -> None:
+    """Three backups of one database finishing together once lost a record or failed on
+    a temporary file another had renamed away (seen in test_operator_trust)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.db import health
+
+    db_dir = tmp_path / "m"
+    db_dir.mkdir()
+
+    def record(i: int) -> None:
+        for k in range(25):
+            health.record_backup(db_dir, f"/store/{i}", f"/store/{i}/b{k}", "database", False, k)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(record, range(8)))
+    assert sorted(b.store for b in health.load_backups(db_dir)) == [f"/store/{i}" for i in range(8)]
+    assert {b.at for b in health.load_backups(db_dir)} == {24.0}

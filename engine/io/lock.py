@@ -10,6 +10,8 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine.errors import Locked, StorageError
@@ -95,3 +97,16 @@ def process_alive(pid: int) -> bool:
 def _read_pid(fd: int) -> int | None:
     text = os.pread(fd, 32, 0).decode(errors="replace").strip()
     return int(text) if text.isdigit() else None
+
+
+@contextmanager
+def held_exclusively(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (a directory will do) while the block runs,
+    waiting for it: for the short read-modify-write of a small file by processes that
+    may run at once (two backups recording themselves), never around slow work."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # the lock goes with the descriptor

@@ -46,7 +46,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from engine.db import health
+from engine.db import health, healthmetrics
 from engine.db.database import Database
 from engine.server.batcher import GroupStats
 
@@ -232,7 +232,7 @@ def _replica_families(databases: dict[str, Database]) -> Iterator[Metric]:
     healths = [
         health.database_health(db.dir, name, db.last_lsn) for name, db in sorted(databases.items())
     ]
-    yield from health.families(healths)
+    yield from healthmetrics.families(healths)
     reseeds = CounterMetricFamily(
         "tsadmin_replica_reseeds",
         "Fresh snapshots uploaded because the WAL a replica needed was gone",

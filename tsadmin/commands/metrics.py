@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from engine import ops
-from engine.db import health
+from engine.db import health, healthmetrics
 from engine.errors import InvalidArgument
 from tsadmin.render import emit
 from tsadmin.state import note, state
@@ -44,7 +44,7 @@ def metrics(
                 f"textfile directory {textfile} does not exist",
                 hint="name node_exporter's --collector.textfile.directory",
             )
-        path = health.write_textfile(textfile, healths)
+        path = healthmetrics.write_textfile(textfile, healths)
         note(ctx, f"wrote {path} ({len(healths)} database(s))")
         return
     now = time.time()
