@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -25,15 +25,37 @@ from engine.io import lock
 from engine.io.fileio import IO
 from engine.log import wal
 from engine.names import key_of_column, validate_name
+from engine.results import (
+    Checksum,
+    DatabaseListing,
+    DatabaseStats,
+    DatabaseSummary,
+    SettingChange,
+    TableDetails,
+    TableStats,
+    TableSummary,
+)
 from engine.settings import SETTABLE_KEYS, Settings, canonical_key, ns_per_unit
 from engine.storage import checksum as checksum_mod
-from engine.storage import retention as retention_module
 from engine.storage import segment
 from engine.storage.deletes import DeleteReport, DeleteSpec
 from engine.storage.rows import iso_time
 from engine.timeparse import parse_time
 
+if TYPE_CHECKING:  # imported where used: most commands never ingest
+    from engine.ingest.csvoptions import CsvOptions
+    from engine.ingest.pipeline import IngestOptions, IngestReport, Progress
+
 Report = TypeVar("Report")
+__all__ = [
+    "Checksum",
+    "DatabaseListing",
+    "DatabaseStats",
+    "DatabaseSummary",
+    "SettingChange",
+    "TableDetails",
+    "TableSummary",
+]
 
 
 @contextlib.contextmanager
@@ -54,48 +76,49 @@ def writing(data_dir: Path, name: str, *, background: bool = True) -> Iterator[D
     db.close()
 
 
-def database_summary(data_dir: Path, name: str) -> dict[str, Any]:
+def database_summary(data_dir: Path, name: str) -> DatabaseSummary:
     with reading(data_dir, name) as db:
         view = db.view()
-        return {
-            "name": name,
-            "path": str(db.dir),
-            "uuid": view.manifest.uuid or None,  # None: made before identities, no writer yet
-            "epoch": view.manifest.epoch,
-            "settings": view.settings.to_json(),
-            "tables": sorted(view.catalog),
-            "checkpoint_lsn": view.manifest.checkpoint_lsn,
-            "last_lsn": view.last_lsn,
-            "writer_pid": lock.holder_pid(db.dir),
-            "wal_files": [{"file": f, "bytes": b} for f, b in db.wal_files()],
-            "unclean": db.recovery.needed,
-        }
+        return DatabaseSummary(
+            name=name,
+            path=str(db.dir),
+            uuid=view.manifest.uuid or None,
+            epoch=view.manifest.epoch,
+            settings=view.settings.to_json(),
+            tables=sorted(view.catalog),
+            checkpoint_lsn=view.manifest.checkpoint_lsn,
+            last_lsn=view.last_lsn,
+            writer_pid=lock.holder_pid(db.dir),
+            wal_files=[{"file": f, "bytes": b} for f, b in db.wal_files()],
+            unclean=db.recovery.needed,
+        )
 
 
-def list_summaries(data_dir: Path) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def list_summaries(data_dir: Path) -> list[DatabaseListing]:
+    out = []
     for name in list_databases(data_dir):
         try:
             info = database_summary(data_dir, name)
         except EngineError as exc:  # one damaged database must not hide the others
             # the writer's PID needs only the lock file: a runbook asks it of a damaged one
             pid = lock.holder_pid(data_dir / name)
-            out.append({"name": name, "writer_pid": pid, "error": exc.message})
+            out.append(DatabaseListing(name, pid, error=exc.message))
             continue
+        settings = info.settings
         out.append(
-            {
-                "name": name,
-                "tables": len(info["tables"]),
-                "wal_level": info["settings"]["wal_level"],
-                "precision": info["settings"]["precision"],
-                "last_lsn": info["last_lsn"],
-                "writer_pid": info["writer_pid"],
-            }
+            DatabaseListing(
+                name,
+                info.writer_pid,
+                tables=len(info.tables),
+                wal_level=settings["wal_level"],
+                precision=settings["precision"],
+                last_lsn=info.last_lsn,
+            )
         )
     return out
 
 
-def database_stats(data_dir: Path, name: str) -> dict[str, Any]:
+def database_stats(data_dir: Path, name: str) -> DatabaseStats:
     """Storage figures per table: segments, partitions, bytes, rows stored and unflushed."""
     with reading(data_dir, name) as db:
         view = db.view()
@@ -107,28 +130,23 @@ def database_stats(data_dir: Path, name: str) -> dict[str, Any]:
                 b.num_rows for m in view.memtables for b in m.batches.get(table, [])
             )
             tables.append(
-                {
-                    "table": table,
-                    "segments": len(segments),
-                    "partitions": len({s.partition for s in segments}),
-                    "segment_rows": sum(s.rows for s in segments),
-                    "segment_bytes": sum(s.bytes for s in segments),
-                    "wal_rows": memtable_rows,
-                }
+                TableStats(
+                    table=table,
+                    segments=len(segments),
+                    partitions=len({s.partition for s in segments}),
+                    segment_rows=sum(s.rows for s in segments),
+                    segment_bytes=sum(s.bytes for s in segments),
+                    wal_rows=memtable_rows,
+                )
             )
-        wal_files = db.wal_files()
-        return {
-            "database": name,
-            "tables": tables,
-            "segments": sum(t["segments"] for t in tables),
-            "segment_bytes": sum(t["segment_bytes"] for t in tables),
-            "segment_rows": sum(t["segment_rows"] for t in tables),
-            "wal_rows": sum(t["wal_rows"] for t in tables),
-            "wal_bytes": sum(size for _, size in wal_files),
-            "checkpoint_lsn": view.manifest.checkpoint_lsn,
-            "last_lsn": view.last_lsn,
-            "health": health.database_health(db.dir, name, view.last_lsn).to_json(),
-        }
+        return DatabaseStats(
+            database=name,
+            tables=tables,
+            wal_bytes=sum(size for _, size in db.wal_files()),
+            checkpoint_lsn=view.manifest.checkpoint_lsn,
+            last_lsn=view.last_lsn,
+            health=health.database_health(db.dir, name, view.last_lsn),
+        )
 
 
 def database_healths(data_dir: Path, names: list[str] | None = None) -> list[DatabaseHealth]:
@@ -145,18 +163,16 @@ def database_healths(data_dir: Path, names: list[str] | None = None) -> list[Dat
     return out
 
 
-def database_checksum(data_dir: Path, name: str, tables: list[str] | None = None) -> dict[str, Any]:
+def database_checksum(data_dir: Path, name: str, tables: list[str] | None = None) -> Checksum:
     with reading(data_dir, name) as db:
         view = db.view()
         chosen = tables or sorted(view.catalog)
         digests = [
             checksum_mod.table_digest(t, db.scan(t), view.catalog[t]) for t in _existing(db, chosen)
         ]
-        return {
-            "database": name,
-            "last_lsn": view.last_lsn,
-            **checksum_mod.database_digest(digests),
-        }
+        combined = checksum_mod.database_digest(digests)
+        ordered = sorted(digests, key=lambda t: t.table)
+        return Checksum(name, view.last_lsn, combined["sha256"], combined["rows"], ordered)
 
 
 def _existing(db: Database, tables: list[str]) -> list[str]:
@@ -165,27 +181,27 @@ def _existing(db: Database, tables: list[str]) -> list[str]:
     return tables
 
 
-def table_summaries(data_dir: Path, name: str) -> list[dict[str, Any]]:
-    stats = {t["table"]: t for t in database_stats(data_dir, name)["tables"]}
+def table_summaries(data_dir: Path, name: str) -> list[TableSummary]:
+    stats = database_stats(data_dir, name)
     with reading(data_dir, name) as db:
         return [
-            {
-                "table": table,
-                "tags": len(db.schema(table).tags),
-                "fields": len(db.schema(table).fields),
-                "segments": stats[table]["segments"],
-                "rows_stored": stats[table]["segment_rows"] + stats[table]["wal_rows"],
-            }
+            TableSummary(
+                table=table,
+                tags=len(db.schema(table).tags),
+                fields=len(db.schema(table).fields),
+                segments=stats.table(table).segments,
+                rows_stored=stats.table(table).rows,
+            )
             for table in db.tables()
         ]
 
 
-def table_details(data_dir: Path, name: str, table: str) -> dict[str, Any]:
+def table_details(data_dir: Path, name: str, table: str) -> TableDetails:
     validate_name("table", table)
     with reading(data_dir, name) as db:
         schema = db.schema(table)
         rows = db.scan(table)
-    stats = next(t for t in database_stats(data_dir, name)["tables"] if t["table"] == table)
+    stats = database_stats(data_dir, name).table(table)
     columns = [
         {"column": "ts", "kind": "timestamp", "type": f"timestamp[{_precision(data_dir, name)}]"}
     ]
@@ -199,18 +215,20 @@ def table_details(data_dir: Path, name: str, table: str) -> dict[str, Any]:
     ts = rows.column("ts").cast(pa.int64())
     times = rows.column("ts")
     first, last = pa.compute.min(times), pa.compute.max(times)
-    return {
-        "database": name,
-        "table": table,
-        "columns": columns,
-        "rows": rows.num_rows,
-        "series": _series_count(rows, schema.tags),
-        "min_ts": pa.compute.min(ts).as_py(),
-        "max_ts": pa.compute.max(ts).as_py(),
-        "first": iso_time(first),
-        "last": iso_time(last),
-        **{k: stats[k] for k in ("segments", "partitions", "segment_bytes")},
-    }
+    return TableDetails(
+        database=name,
+        table=table,
+        columns=columns,
+        rows=rows.num_rows,
+        series=_series_count(rows, schema.tags),
+        min_ts=pa.compute.min(ts).as_py(),
+        max_ts=pa.compute.max(ts).as_py(),
+        first=iso_time(first),
+        last=iso_time(last),
+        segments=stats.segments,
+        partitions=stats.partitions,
+        segment_bytes=stats.segment_bytes,
+    )
 
 
 def _series_count(rows: pa.Table, tags: list[str]) -> int:
@@ -240,7 +258,7 @@ def config_get(data_dir: Path, name: str, key: str | None = None) -> dict[str, A
 
 def config_set(
     data_dir: Path, name: str, key: str, value: str, *, dry_run: bool = False
-) -> dict[str, Any]:
+) -> SettingChange:
     """Change a setting (logged and fsynced). A retention that expires data now says what
     it removes (``expired``: rows as stored, partitions, tables) and removes it at the
     checkpoint of this close; ``dry_run`` only says what the change would do."""
@@ -251,7 +269,7 @@ def config_set(
             new = db.settings.with_value(canonical, value)
             expired = db.preview_expiry(new) if canonical == "retention" else None
         after = new.to_display()[canonical]
-        return _change(name, canonical, before, after, expired, dry_run=True)
+        return SettingChange(name, canonical, before, after, True, expired)
     db = Database.open(writable_database_dir(data_dir, name), name, background=False)
     try:
         before = db.settings.to_display()[canonical]
@@ -261,33 +279,15 @@ def config_set(
     except BaseException:
         db.abandon()
         raise
-    result = _change(name, canonical, before, after, expired, dry_run=False)
+    result = SettingChange(name, canonical, before, after, False, expired)
     try:
         db.close()
     except EngineError as exc:  # the change is committed (fsynced in the WAL) all the same
-        result["warning"] = f"the checkpoint at close failed ({exc.message}); the change is "
-        result["warning"] += "committed in the WAL and applies from the next open on"
+        result.warning = (
+            f"the checkpoint at close failed ({exc.message}); the change is "
+            "committed in the WAL and applies from the next open on"
+        )
     return result
-
-
-def _change(
-    name: str,
-    key: str,
-    before: Any,
-    after: Any,
-    expired: retention_module.ExpiryPreview | None,
-    *,
-    dry_run: bool,
-) -> dict[str, Any]:
-    return {
-        "database": name,
-        "key": key,
-        "old": before,
-        "new": after,
-        "warning": None,
-        "dry_run": dry_run,
-        "expired": expired.to_json() if expired is not None else None,
-    }
 
 
 def checkpoint(data_dir: Path, names: list[str]) -> list[CheckpointReport]:
@@ -383,10 +383,10 @@ def ingest(
     name: str,
     kind: str,
     path: str,
-    options: Any,
-    csv_options: Any = None,
-    progress: Any = None,
-) -> Any:
+    options: IngestOptions,
+    csv_options: CsvOptions | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
     """Ingest ``path`` (``-`` for stdin) as ``lp`` or ``csv`` into database ``name``."""
     from engine.ingest import csvingest
     from engine.ingest import pipeline as ingest_mod
@@ -394,13 +394,17 @@ def ingest(
     stream, _size, position = ingest_mod.open_source(path)
     source = "stdin" if path == "-" else path
     if progress is not None and position is not None:
-        shown = progress
-        progress = lambda _read, rows: shown(position(), rows)  # noqa: E731 - bytes on disk
+        shown, on_disk = progress, position
+
+        def progress(_read: int, rows: int) -> None:  # bytes read on disk, not decompressed
+            shown(on_disk(), rows)
+
     db = Database.open(writable_database_dir(data_dir, name), name)
     try:
         if kind == "lp":
             report = ingest_mod.ingest_lp(db, stream, source, options, progress)
         else:
+            assert csv_options is not None, "a CSV ingest needs its CSV options"
             report = csvingest.ingest_csv(db, stream, source, csv_options, options, progress)
     except BaseException:
         db.abandon()

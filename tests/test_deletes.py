@@ -402,6 +402,6 @@ def test_a_backup_beside_a_logged_delete_leaves_the_rows_out(
     expected = {k: v for k, v in model.items() if not _matches(k, 0, 30 * HOUR, {"host": "b"})}
     assert _select(data_dir, "copy") == expected
     assert (
-        ops.database_checksum(data_dir, "copy")["sha256"]
-        == ops.database_checksum(data_dir, "m")["sha256"]
+        ops.database_checksum(data_dir, "copy").sha256
+        == ops.database_checksum(data_dir, "m").sha256
     )

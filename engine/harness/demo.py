@@ -133,7 +133,7 @@ def run_demo(data_dir: Path, *, kill_after_acks: int = 40) -> DemoReport:
     )
 
     digest = ops.database_checksum(data_dir, DEMO_DB)
-    report.add("checksum", f"sha256 {digest['sha256'][:16]}… over {digest['rows']} rows")
+    report.add("checksum", f"sha256 {digest.sha256[:16]}… over {digest.rows} rows")
     return report
 
 

@@ -64,9 +64,7 @@ async def _listen(service: WriteService, host: str, port: int, stop: threading.E
         build_app(service), handle_signals=False, access_log=None, shutdown_timeout=DRAIN_TIMEOUT_S
     )
     await runner.setup()
-    site = web.TCPSite(
-        runner, host, port, backlog=1024, reuse_address=True, shutdown_timeout=DRAIN_TIMEOUT_S
-    )
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
     try:
         await site.start()
     except OSError as exc:

@@ -158,7 +158,7 @@ def converge(ctx: Context) -> None:
     rows_a = rows_of(a, DB, recover=True)
     ctx.violations += check(rows_a, ctx.ledger, set(ctx.ledger.acked), f"{level} primary")
     ctx.violations += check(rows_of(b, DB), ctx.ledger, set(ctx.ledger.acked), "standby")
-    ours, theirs = ops.database_checksum(a, DB)["sha256"], ops.database_checksum(b, DB)["sha256"]
+    ours, theirs = ops.database_checksum(a, DB).sha256, ops.database_checksum(b, DB).sha256
     ctx.expect(
         ours == theirs, f"primary and standby differ by db checksum: {ours[:12]} {theirs[:12]}"
     )

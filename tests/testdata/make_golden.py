@@ -53,7 +53,8 @@ def main() -> None:
     db.abandon()  # these stay in the WAL only
     create_backup(data, "golden", BackupOptions(to=str(out / "store"), name="full"))
     expected = ops.database_checksum(data, "golden")
-    (out / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
+    text = json.dumps(expected.to_json(), indent=1, sort_keys=True)
+    (out / "expected.json").write_text(text + "\n")
     (db_dir / "LOCK").unlink(missing_ok=True)
 
 

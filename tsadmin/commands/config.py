@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from engine import ops
+from engine.storage.retention import ExpiryPreview
 from tsadmin.params import Db, complete_key
 from tsadmin.render import emit
 from tsadmin.state import command_group, note, state
@@ -64,28 +65,30 @@ def set_(
     st = state(ctx)
     if not dry_run and not yes:
         preview = ops.config_set(st.data_dir, db, key, value, dry_run=True)
-        if preview["expired"] and preview["expired"]["rows"]:
+        if preview.expired is not None and preview.expired.rows:
             raise typer.BadParameter(
-                f"retention {preview['new']} would remove {_expired(preview['expired'])} now; "
+                f"retention {preview.new} would remove {_expired(preview.expired)} now; "
                 "check it with --dry-run, then add --yes",
                 param_hint="--yes",
             )
     change = ops.config_set(st.data_dir, db, key, value, dry_run=dry_run)
-    if change["warning"]:
-        note(ctx, f"warning: {change['warning']}")
+    if change.warning:
+        note(ctx, f"warning: {change.warning}")
     if st.format == "table":
         verb = "would change" if dry_run else "changed"
-        note(ctx, f"{db}: {verb} {change['key']} {change['old']} -> {change['new']}")
-        if change["expired"] and change["expired"]["rows"]:
+        note(ctx, f"{db}: {verb} {change.key} {change.old} -> {change.new}")
+        if change.expired is not None and change.expired.rows:
             removed = "would remove" if dry_run else "removed"
-            note(ctx, f"{db}: {removed} {_expired(change['expired'])}")
+            note(ctx, f"{db}: {removed} {_expired(change.expired)}")
     else:
-        emit(change, st.format)
+        emit(change.to_json(), st.format)
 
 
-def _expired(expired: dict[str, Any]) -> str:
-    before = datetime.fromtimestamp(expired["cutoff_ns"] / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _expired(expired: ExpiryPreview) -> str:
+    before = datetime.fromtimestamp((expired.cutoff_ns or 0) / 1e9, UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     return (
-        f"{expired['rows']:,} rows (as stored) in {expired['partition_count']} partition(s) of "
-        f"{', '.join(expired['tables'])}, everything before {before}"
+        f"{expired.rows:,} rows (as stored) in {len(expired.partitions)} partition(s) of "
+        f"{', '.join(expired.tables)}, everything before {before}"
     )

@@ -70,23 +70,23 @@ def list_(ctx: typer.Context) -> None:
     st = state(ctx)
     summaries = ops.list_summaries(st.data_dir)
     columns = ["name", "tables", "wal_level", "precision", "last_lsn", "writer_pid"]
-    if any("error" in s for s in summaries):
+    if any(s.error is not None for s in summaries):
         columns.append("error")  # a damaged database is flagged, the others still listed
-    emit(summaries, st.format, columns=columns)
+    emit([s.to_json() for s in summaries], st.format, columns=columns)
 
 
 @app.command("show")
 def show(ctx: typer.Context, name: Name) -> None:
     """Settings, tables, LSNs, WAL files and writer of a database."""
     st = state(ctx)
-    emit(ops.database_summary(st.data_dir, name), st.format)
+    emit(ops.database_summary(st.data_dir, name).to_json(), st.format)
 
 
 @app.command("stats")
 def stats(ctx: typer.Context, name: Name) -> None:
     """Storage figures per table (segments, partitions, bytes, rows)."""
     st = state(ctx)
-    result = ops.database_stats(st.data_dir, name)
+    result = ops.database_stats(st.data_dir, name).to_json()
     if st.format == "table":
         emit(result["tables"], "table")
         note(
@@ -113,9 +113,9 @@ def drop(
         stats = ops.database_stats(st.data_dir, name)
         would = {
             "database": name,
-            "tables": len(stats["tables"]),
-            "rows": stats["segment_rows"] + stats["wal_rows"],
-            "bytes": stats["segment_bytes"] + stats["wal_bytes"],
+            "tables": len(stats.tables),
+            "rows": stats.segment_rows + stats.wal_rows,
+            "bytes": stats.segment_bytes + stats.wal_bytes,
         }
         emit({"dry_run": True, "would_drop": would}, st.format)
         return
@@ -140,7 +140,7 @@ def checksum(
 ) -> None:
     """Order-independent SHA-256 of the rows (after upserts), to compare two copies."""
     st = state(ctx)
-    result = ops.database_checksum(st.data_dir, name, table)
+    result = ops.database_checksum(st.data_dir, name, table).to_json()
     if st.format == "table":
         emit(result["tables"], "table")
         what = f"database {name}" if not table else f"table(s) {', '.join(table)} of {name}"

@@ -56,7 +56,7 @@ def _run(
     st = state(ctx)
     size = os.path.getsize(source) if source != "-" and os.path.isfile(source) else None
     with byte_progress(st.show_progress, size, f"ingest {kind}") as progress:
-        report: Any = ops.ingest(st.data_dir, db, kind, source, options, csv_options, progress)
+        report = ops.ingest(st.data_dir, db, kind, source, options, csv_options, progress)
     if st.format == "table":
         note(ctx, _summary(report, db))
         for item in report.rejected_reasons:  # why, even without a rejects file
@@ -66,8 +66,8 @@ def _run(
             note(ctx, f"  {item.count:,} rejected: {item.reason} (first: {first})")
     else:
         emit(report.to_json(), st.format)
-    for item in report.replication:
-        note(ctx, f"warning: {item}")
+    for warning in report.replication:
+        note(ctx, f"warning: {warning}")
     if report.rejected:
         raise typer.Exit(Exit.PARTIAL)  # cron can tell a partial load from a clean one
 

@@ -19,7 +19,7 @@ def list_(ctx: typer.Context, db: Db) -> None:
     """The tables of a database."""
     st = state(ctx)
     emit(
-        ops.table_summaries(st.data_dir, db),
+        [t.to_json() for t in ops.table_summaries(st.data_dir, db)],
         st.format,
         columns=["table", "tags", "fields", "segments", "rows_stored"],
     )
@@ -29,7 +29,7 @@ def list_(ctx: typer.Context, db: Db) -> None:
 def show(ctx: typer.Context, db: Db, table: Table) -> None:
     """Columns, rows, series, time range and storage of a table."""
     st = state(ctx)
-    details = ops.table_details(st.data_dir, db, table)
+    details = ops.table_details(st.data_dir, db, table).to_json()
     if st.format == "json":
         emit(details, "json")
         return
@@ -50,7 +50,7 @@ def drop(
     """Delete a table and its data (needs --yes)."""
     st = state(ctx)
     if dry_run:
-        details = ops.table_details(st.data_dir, db, table)
+        details = ops.table_details(st.data_dir, db, table).to_json()
         would = {k: details[k] for k in ("database", "table", "rows", "segments", "segment_bytes")}
         emit({"dry_run": True, "would_drop": would}, st.format)
         return
