@@ -45,7 +45,7 @@ ORDER = [
 # the ground and the api are modules at the top of engine/; every other layer is the
 # subpackage of its name
 GROUND = {"errors", "settings", "names", "timeparse", "version"}
-API = {"ops", ""}  # "": the package itself (engine/__init__.py)
+API = {"ops", "results", ""}  # "": the package itself (engine/__init__.py)
 
 
 def modules() -> dict[str, Path]:

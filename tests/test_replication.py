@@ -497,7 +497,7 @@ def test_point_in_time_restore_equals_the_state_at_that_point(tmp_path: Path) ->
             )
             result = db.write([Batch("cpu", rows, ["host"])])
             time.sleep(0.002)
-            history.append((result.lsn, time.time_ns(), database_checksum(a, "m")["sha256"]))
+            history.append((result.lsn, time.time_ns(), database_checksum(a, "m").sha256))
             if k == 8:
                 db.replication.ship_all()  # type: ignore[union-attr]
                 db.replication.shipper(url).snapshot()  # type: ignore[union-attr]
