@@ -49,7 +49,7 @@ _HOMES: dict[str, str] = {
     "drop_database": "engine.db.datadir",
     "existing_database_dir": "engine.db.datadir",
     "list_databases": "engine.db.datadir",
-    "resolve_data_dir": "engine.db.datadir",
+    "resolve_data_dir": "engine.names",
     "writable_database_dir": "engine.db.datadir",
     "AlreadyExists": "engine.errors",
     "BadInput": "engine.errors",

@@ -34,8 +34,9 @@ value read from a manifest can point outside the directory it belongs to.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from engine.errors import InvalidArgument
@@ -179,3 +180,15 @@ def check_archive_file_path(path: str, table: str) -> None:
         or not ARCHIVE_FILE_RE.fullmatch(pure.parts[1])
     ):
         raise ValueError(f"path {path!r} is not a Parquet file of table {table}")
+
+
+# -- the data directory ---------------------------------------------------------------
+
+DATA_DIR_ENV = "TSADMIN_DATA_DIR"
+DEFAULT_DATA_DIR = "tsdata"
+
+
+def resolve_data_dir(path: str | os.PathLike[str] | None = None) -> Path:
+    """``path``, else ``$TSADMIN_DATA_DIR``, else ``./tsdata`` (here, not with the
+    database layer, so that a command line finds it without loading the engine)."""
+    return Path(path or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)

@@ -14,19 +14,14 @@ from engine.errors import AlreadyExists, InvalidArgument, NotFound, Remedy, Stor
 from engine.io.fileio import IO
 from engine.io.lock import WriterLock, process_alive
 from engine.log import wal
-from engine.names import validate_name
+from engine.names import DATA_DIR_ENV, DEFAULT_DATA_DIR, resolve_data_dir, validate_name
 from engine.settings import Settings, WalLevel
 from engine.storage import manifest as manifest_format
 from engine.storage.manifest import Manifest
 
-DATA_DIR_ENV = "TSADMIN_DATA_DIR"
-DEFAULT_DATA_DIR = "tsdata"
+__all__ = ["DATA_DIR_ENV", "DEFAULT_DATA_DIR", "resolve_data_dir"]  # (homes: engine.names)
+
 _HIDDEN_PREFIX = "."
-
-
-def resolve_data_dir(path: str | os.PathLike[str] | None = None) -> Path:
-    """``path``, else ``$TSADMIN_DATA_DIR``, else ``./tsdata``."""
-    return Path(path or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
 def require_data_dir(data_dir: Path) -> Path:
