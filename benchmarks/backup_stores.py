@@ -252,7 +252,7 @@ def render(r: dict[str, Any]) -> str:
         f"{r['rows']:,} TSBS cpu rows; database {r['database_bytes'] / MB:.0f} MB, "
         f"archive {r['local']['archive_bytes'] / MB:.0f} MB\n"
     )
-    return head + tabulate(rows, headers=["operation", "time", "throughput", "ratio"])
+    return head + str(tabulate(rows, headers=["operation", "time", "throughput", "ratio"]))
 
 
 if __name__ == "__main__":

@@ -279,7 +279,7 @@ def render(r: dict[str, Any]) -> str:
         )
     sizes = f"line protocol {r['lp_bytes'] / 1e6:.0f} MB, CSV {r['csv_bytes'] / 1e6:.0f} MB"
     head = f"{r['rows']:,} TSBS cpu rows ({sizes})"
-    return head + "\n" + tabulate(table, headers=["measure", "rows/s", "detail", "ratio"])
+    return head + "\n" + str(tabulate(table, headers=["measure", "rows/s", "detail", "ratio"]))
 
 
 if __name__ == "__main__":

@@ -482,7 +482,9 @@ def main() -> None:
         results["litestream_lag"] = {
             "local": litestream_lag(fresh("ls"), {"url": f"file://{fresh('lsstore')}"}, {})
         }
-        byrl_stores = {"local": (str(fresh("byrlstore")), {})}
+        byrl_stores: dict[str, tuple[str, dict[str, str]]] = {
+            "local": (str(fresh("byrlstore")), {})
+        }
         with s3_stores(root) as servers:
             for name, (pattern, env) in servers.items():
                 with environment(env):

@@ -213,7 +213,7 @@ def render(results: dict[str, Any]) -> str:
             ]
         )
     header = f"write endpoint, {results['batch_lines']}-line batches, pid {os.getpid()}"
-    return header + "\n" + tabulate(rows, headers=["run", "throughput", ""])
+    return header + "\n" + str(tabulate(rows, headers=["run", "throughput", ""]))
 
 
 if __name__ == "__main__":
