@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.io import lock
 from tests.conftest import CLEAN_ENV, run_cli
 
 T0 = 1_700_000_000_000_000_000
@@ -29,6 +30,14 @@ def big_lp(path: Path, lines: int) -> Path:
 
 def tsadmin(data_dir: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "tsadmin", "--data-dir", str(data_dir), *args]
+
+
+def wait_for_writer(db_dir: Path, pid: int, seconds: float = 60) -> None:
+    """Until process ``pid`` holds the writer lock of ``db_dir``."""
+    deadline = time.monotonic() + seconds
+    while lock.holder_pid(db_dir) != pid:
+        assert time.monotonic() < deadline, f"process {pid} never took the writer lock"
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -46,7 +55,14 @@ def test_a_signal_stops_an_ingest_and_says_what_was_committed(
         env=CLEAN_ENV,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
-    time.sleep(1.5)
+    wait_for_writer(data_dir / "m", child.pid)
+    wal = data_dir / "m" / "wal" / "current.wal"
+    deadline = time.monotonic() + 60
+    # Until several batches are in the WAL: commits run one after another, so a batch in the
+    # WAL means the one before it was acknowledged (the last one may still be syncing).
+    while wal.stat().st_size < 1 << 20:
+        assert time.monotonic() < deadline and child.poll() is None, "no batch was committed"
+        time.sleep(0.01)
     assert child.poll() is None, "the ingest finished before the signal: nothing tested"
     child.send_signal(signum)
     _, err = child.communicate(timeout=60)
@@ -225,7 +241,7 @@ def test_checkpoint_all_skips_a_locked_database_and_reports_each(data_dir: Path)
         env=CLEAN_ENV,
     )
     try:
-        time.sleep(1.5)
+        wait_for_writer(data_dir / "a", holder.pid)
         result = run_cli(data_dir, "--format", "json", "checkpoint", "--all")
         assert result.code == 4, result
         status = {r["database"]: r["status"] for r in result.json()}
