@@ -91,7 +91,6 @@ if TYPE_CHECKING:
         drop_database,
         existing_database_dir,
         list_databases,
-        resolve_data_dir,
         writable_database_dir,
     )
     from engine.db.recovery import RecoveryReport
@@ -108,6 +107,7 @@ if TYPE_CHECKING:
         StorageError,
         VerificationFailed,
     )
+    from engine.names import resolve_data_dir
     from engine.settings import Settings, WalLevel
 
 __all__ = [

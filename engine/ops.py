@@ -47,15 +47,6 @@ if TYPE_CHECKING:  # imported where used: most commands never ingest
     from engine.ingest.pipeline import IngestOptions, IngestReport, Progress
 
 Report = TypeVar("Report")
-__all__ = [
-    "Checksum",
-    "DatabaseListing",
-    "DatabaseStats",
-    "DatabaseSummary",
-    "SettingChange",
-    "TableDetails",
-    "TableSummary",
-]
 
 
 @contextlib.contextmanager

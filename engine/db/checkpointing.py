@@ -155,9 +155,7 @@ class Checkpoints:
         """Retention: log the expiry of the partitions that ended before now - retention,
         if there is data in them (a primary only: a standby takes its primary's)."""
         core = self.core
-        if not core.writable or core.role != "primary" or core.broken is not None:
-            return None
-        if core.fenced:
+        if not core.writable or core.role != "primary" or core.broken is not None or core.fenced:
             return None
         with core.write_lock:
             spec = retention.expiry_due(core.settings, core.manifest, core.memtables)

@@ -32,7 +32,7 @@ import pyarrow as pa
 from engine.db import replicastate as replication_state
 from engine.db import shipping
 from engine.db.reads import View, count_overwrites
-from engine.db.recovery import RecoveryReport, ReplayState
+from engine.db.recovery import ReplayState
 from engine.db.replicastate import fenced_refusal
 from engine.errors import EngineError, InvalidArgument, Remedy, StorageError, WritesRefused
 from engine.io.lock import WriterLock
@@ -55,7 +55,6 @@ class Core:
         self.name = name
         self.writable = writable
         self.role = role  # "primary", or "standby": applies shipped segments only
-        self.recovery: RecoveryReport = state.report
         self.load(state)
         self.last_commit_ns = state.last_commit_ns
         self.immutables: list[Memtable] = []  # frozen memtables a checkpoint is writing

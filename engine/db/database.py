@@ -237,7 +237,8 @@ class Database:
         return self._core.pending_bytes
 
     def memtable_rows(self) -> int:
-        return sum(m.rows for m in self._core.view().memtables)
+        with self._core.write_lock:
+            return sum(m.rows for m in self._core.memtables)
 
     def wal_files(self) -> list[tuple[str, int]]:
         return [(p.name, p.stat().st_size) for p in wal.wal_files(self.dir / wal.WAL_DIR)]

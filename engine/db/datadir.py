@@ -14,12 +14,10 @@ from engine.errors import AlreadyExists, InvalidArgument, NotFound, Remedy, Stor
 from engine.io.fileio import IO
 from engine.io.lock import WriterLock, process_alive
 from engine.log import wal
-from engine.names import DATA_DIR_ENV, DEFAULT_DATA_DIR, resolve_data_dir, validate_name
+from engine.names import validate_name
 from engine.settings import Settings, WalLevel
 from engine.storage import manifest as manifest_format
 from engine.storage.manifest import Manifest
-
-__all__ = ["DATA_DIR_ENV", "DEFAULT_DATA_DIR", "resolve_data_dir"]  # (homes: engine.names)
 
 _HIDDEN_PREFIX = "."
 
