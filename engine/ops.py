@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import pyarrow as pa
-
+from engine.arrowmods import pa, pc
 from engine.db import health
 from engine.db.checkpoint import CheckpointReport, CompactionReport
 from engine.db.database import Database
@@ -475,7 +474,5 @@ def _partitions_of(rows: pa.Table, width: int, unit: int) -> list[int]:
     """The partitions (their start, ns) the rows lie in."""
     if not rows.num_rows:
         return []
-    import pyarrow.compute as pc  # (slow to import; only deletes need it here)
-
     starts = pc.unique(segment.partition_starts(rows.column("ts").cast(pa.int64()), width))
     return sorted(int(p) * unit for p in starts.to_pylist())

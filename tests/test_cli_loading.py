@@ -40,3 +40,31 @@ def test_an_unknown_word_still_lists_every_command() -> None:
     )
     assert done.returncode == 2
     assert "No such command 'promot'. Did you mean 'promote'?" in done.stderr
+
+
+def test_listing_databases_imports_neither_pyarrow_nor_package_metadata(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """pyarrow (130 ms with compute and parquet) loads on first use, and CRC-32C comes
+    without its package's ``importlib.metadata`` (30 ms): a command that decodes no
+    batch pays for neither. Checked by what is imported, not by a time."""
+    data = tmp_path / "data"
+    subprocess.run(
+        [sys.executable, "-m", "tsadmin", "--data-dir", str(data), "db", "create", "a"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    probe = (
+        "import sys; from tsadmin.app import run\n"
+        f"try: run(['--data-dir', {str(data)!r}, 'db', 'list'])\n"
+        "except SystemExit: pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pyarrow', 'crc32c', 'importlib') and m not in ('importlib', 'importlib.util', "
+        "'importlib.machinery', 'importlib._bootstrap', 'importlib._bootstrap_external', "
+        "'importlib._abc')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    lines = out.strip().splitlines()
+    assert lines[2].split()[0] == "a", out  # the listing itself, below its header
+    assert lines[-1] == "[]"

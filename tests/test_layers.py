@@ -7,7 +7,8 @@ through any path (a cycle), counting imports inside functions and under
 ``TYPE_CHECKING``. From the bottom up:
 
 =============  ==========================================================================
-ground         errors, settings, names, time parsing, the version: what every layer uses
+ground         errors, settings, names, time parsing, the version, CRC-32C, pyarrow
+               imported on first use: what every layer uses
 io             the one door to the file system (fileio, lock, scratch)
 storage        rows, schemas, memtables, segments, manifests, merges, deletes, retention
 stores         archive and replica stores (local, S3): only io and the ground below
@@ -44,7 +45,7 @@ ORDER = [
 ]  # fmt: skip
 # the ground and the api are modules at the top of engine/; every other layer is the
 # subpackage of its name
-GROUND = {"errors", "settings", "names", "timeparse", "version"}
+GROUND = {"errors", "settings", "names", "timeparse", "version", "arrowmods", "crc"}
 API = {"ops", "results", ""}  # "": the package itself (engine/__init__.py)
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import crc32c
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from engine import Corruption
+from engine import Corruption, crc
 from engine.log import wal
 from engine.log.reader import scan_file
 
@@ -140,3 +142,16 @@ def test_bad_magic_and_unknown_version_are_refused(tmp_path: Path) -> None:
     path.write_bytes(body + struct.pack("<I", crc32c.crc32c(body)))
     with pytest.raises(Corruption, match="version 9 is not supported"):
         scan_file(path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=4096), start=st.integers(0, 2**32 - 1))
+def test_the_engines_crc32c_is_the_packages(data: bytes, start: int) -> None:
+    """engine.crc loads the package's extension by its own route; the checksum (every
+    WAL record's, every manifest's) must be the package's, bit for bit."""
+    assert crc.crc32c(data, start) == crc32c.crc32c(data, start)
+    assert crc.crc32c(memoryview(data)) == crc32c.crc32c(data)
+
+
+def test_crc32c_check_value() -> None:
+    assert crc.crc32c(b"123456789") == 0xE3069283  # the CRC-32C catalogue's check value

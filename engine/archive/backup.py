@@ -30,13 +30,10 @@ from pathlib import Path
 from typing import IO as TypingIO
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
 from engine.archive import format as archive
 from engine.archive import store as archivestore
 from engine.archive.format import ArchiveFile, ArchiveManifest, ArchiveTable
+from engine.arrowmods import pa, pc, pq
 from engine.db import health
 from engine.db.database import Database
 from engine.db.datadir import existing_database_dir

@@ -81,10 +81,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from engine.arrowmods import pa, pc, pq
 from engine.errors import EngineError, InvalidArgument, NotFound, Remedy, VerificationFailed
 from engine.names import check_archive_file_path, is_valid, validate_name
 from engine.settings import LIMITS, REPLICA_DEFAULTS, Settings, WalLevel

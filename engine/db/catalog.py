@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
-
+from engine.arrowmods import pa
 from engine.db.core import Core
 from engine.errors import NotFound
 from engine.names import validate_name

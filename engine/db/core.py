@@ -27,8 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
+from engine.arrowmods import pa
 from engine.db import replicastate as replication_state
 from engine.db import shipping
 from engine.db.reads import View, count_overwrites

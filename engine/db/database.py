@@ -20,8 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow as pa
-
+from engine.arrowmods import pa
 from engine.db import catalog, install, promotion, replicas, shipping, standbyapply
 from engine.db import replicastate as replication_state
 from engine.db.checkpoint import CheckpointReport, CompactionReport

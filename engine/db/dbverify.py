@@ -20,10 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from engine import names
+from engine.arrowmods import pa, pc
 from engine.db import walcheck
 from engine.db.database import Database
 from engine.errors import Corruption

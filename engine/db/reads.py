@@ -13,9 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from engine.arrowmods import pa, pc
 from engine.db.recovery import ReplayState, WalGap, replay
 from engine.errors import InvalidArgument, NotFound
 from engine.settings import Settings

@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
+from engine.arrowmods import pa
 from engine.errors import Corruption, NotFound, Remedy
 from engine.log import wal, walkinds
 from engine.log.reader import FileScan, iter_records, scan_bytes

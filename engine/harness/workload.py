@@ -29,7 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
+# Imported here, not deferred as the engine does: the crash simulator kills this child at
+# a random moment after READY, which must fall among writes, not among first imports.
 import pyarrow.compute as pc
+import pyarrow.parquet
 
 from engine.db.database import Batch, Database
 from engine.settings import WalLevel

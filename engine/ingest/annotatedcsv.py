@@ -28,8 +28,7 @@ import io
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
-import pyarrow as pa
-
+from engine.arrowmods import pa
 from engine.db.database import Batch
 from engine.errors import BadInput
 from engine.ingest.csvoptions import CsvOptions, TimeReader

@@ -31,10 +31,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, cast
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-
+from engine.arrowmods import pa, pacsv, pc
 from engine.db.database import Batch, Database
 from engine.errors import BadInput, InvalidArgument
 from engine.ingest import annotatedcsv

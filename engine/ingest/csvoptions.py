@@ -8,9 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from engine.arrowmods import pa, pc
 from engine.errors import InvalidArgument
 from engine.ingest.pipeline import clip
 

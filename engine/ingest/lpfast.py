@@ -35,9 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from engine.arrowmods import pa, pc
 from engine.ingest.lineprotocol import BOOLS, PRECISION_NS, LineError, Point, UnclosedString, parse
 from engine.names import TIME_KEY, column_for_key
 from engine.storage.schema import FIELD_TYPES, TS

@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO, cast
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import zstandard
 
+from engine.arrowmods import pa, pc
 from engine.db.database import Batch, Database
 from engine.errors import BadInput, InvalidArgument, NotFound
 from engine.ingest import lpfast

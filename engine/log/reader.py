@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-import crc32c
-
+from engine.crc import crc32c
 from engine.log import wal
 from engine.log.wal import RECORD_HEADER, RECORD_HEADER_SIZE, Record
 
@@ -198,7 +197,7 @@ def _length_is_damaged(data: bytes, offset: int) -> bool:
         return False
     head = bytearray(data[offset : offset + RECORD_HEADER_SIZE])
     struct.pack_into("<I", head, 4, true_length)
-    crc = crc32c.crc32c(data[offset + RECORD_HEADER_SIZE :], crc32c.crc32c(bytes(head[4:])))
+    crc = crc32c(data[offset + RECORD_HEADER_SIZE :], crc32c(bytes(head[4:])))
     return bool(crc == stored_crc)
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-
+from engine.arrowmods import pa
 from engine.log import wal
 from engine.log.wal import Record, RecordType
 

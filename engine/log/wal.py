@@ -98,11 +98,10 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-import crc32c
-import pyarrow as pa
-import pyarrow.ipc as ipc
 import zstandard
 
+from engine.arrowmods import ipc, pa
+from engine.crc import crc32c
 from engine.errors import Corruption, EngineError, InvalidArgument
 from engine.io.fileio import IO, AppendFile
 
@@ -183,7 +182,7 @@ def encode_file_header(database: str, start_lsn: int, uuid: str = "", epoch: int
         + NAME_LEN.pack(len(name))
         + name
     )
-    return body + struct.pack("<I", crc32c.crc32c(body))
+    return body + struct.pack("<I", crc32c(body))
 
 
 def header_size(database: str) -> int:
@@ -198,7 +197,7 @@ def encode_record(lsn: int, txn: int, rtype: RecordType, payload: bytes = b"") -
             hint="write the rows in smaller batches",
         )
     head = RECORD_HEADER.pack(0, len(payload), lsn, txn, int(rtype), 0, 0)
-    crc = crc32c.crc32c(payload, crc32c.crc32c(head[4:]))
+    crc = crc32c(payload, crc32c(head[4:]))
     return struct.pack("<I", crc) + head[4:] + payload
 
 
@@ -349,7 +348,7 @@ def parse_file_header(data: bytes, path: Path) -> WalHeader:
     if len(data) < end + 4:
         raise truncated
     (stored,) = struct.unpack_from("<I", data, end)
-    if stored != crc32c.crc32c(data[:end]):
+    if stored != crc32c(data[:end]):
         raise Corruption(f"{path}: WAL header checksum mismatch", path=str(path), offset=0)
     database = data[at + NAME_LEN.size : end].decode(errors="replace")
     return WalHeader(version, start_lsn, database, end + 4, uuid, int(epoch))
@@ -365,7 +364,7 @@ def record_at(data: bytes, offset: int) -> tuple[Record | None, str]:
     end = offset + RECORD_HEADER_SIZE + length
     if end > len(data):
         return None, "record cut short by end of file"
-    actual = crc32c.crc32c(memoryview(data)[offset + 4 : end])
+    actual = crc32c(memoryview(data)[offset + 4 : end])
     if actual != crc:
         return None, f"checksum mismatch (stored {crc:#010x}, computed {actual:#010x})"
     if rtype not in RECORD_TYPES:

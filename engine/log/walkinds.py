@@ -15,8 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import pyarrow as pa
-
+from engine.arrowmods import pa
 from engine.log import wal
 from engine.log.txn import Assembler
 from engine.settings import Settings

@@ -66,8 +66,7 @@ import uuid as uuids
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import crc32c
-
+from engine.crc import crc32c
 from engine.errors import Corruption
 from engine.log import wal, walkinds
 from engine.log.reader import Policy, Reader
@@ -180,7 +179,7 @@ def encode(
         table = struct.pack("<I", len(boundaries)) + b"".join(
             BOUNDARY.pack(lsn, link) for lsn, link in boundaries
         )
-    body = head + struct.pack("<I", crc32c.crc32c(head)) + table + b"".join(records)
+    body = head + struct.pack("<I", crc32c(head)) + table + b"".join(records)
     return body + hashlib.sha256(body).digest()
 
 
@@ -217,7 +216,7 @@ def decode(data: bytes, where: str) -> Segment:
     if magic != MAGIC:
         raise bad("not a tsadmin log segment (bad magic)")
     (stored_crc,) = struct.unpack_from("<I", data, HEADER.size)
-    if stored_crc != crc32c.crc32c(data[: HEADER.size]):
+    if stored_crc != crc32c(data[: HEADER.size]):
         raise bad("header checksum mismatch")
     if version not in READABLE_VERSIONS:
         raise bad(

@@ -16,10 +16,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-
+from engine.arrowmods import pa, pacsv, pc
 from engine.storage.schema import TS, TableSchema
 
 _BATCH = 65536

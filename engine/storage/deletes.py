@@ -22,9 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from engine.arrowmods import pa, pc
 from engine.errors import InvalidArgument
 from engine.settings import units_from_ns
 from engine.storage.manifest import SegmentInfo

@@ -51,8 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import crc32c
-
+from engine.crc import crc32c
 from engine.errors import Corruption
 from engine.io.fileio import IO
 from engine.settings import Settings
@@ -133,7 +132,7 @@ class Manifest:
 
 def _checksum(body: dict[str, Any]) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    return f"{crc32c.crc32c(canonical):08x}"
+    return f"{crc32c(canonical):08x}"
 
 
 def decode(data: bytes, path: Path) -> Manifest:

@@ -8,9 +8,7 @@ and segments first), which pyarrow's single-threaded hash aggregation keeps.
 
 from __future__ import annotations
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from engine.arrowmods import pa, pc
 from engine.storage.schema import TS, TableSchema, conform
 
 

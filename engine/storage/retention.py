@@ -21,9 +21,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from engine.arrowmods import pa, pc
 from engine.settings import Settings, ns_per_unit, units_from_ns
 from engine.storage.deletes import DeleteSpec
 from engine.storage.manifest import Manifest

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from engine.arrowmods import pa, pc
 from engine.errors import InvalidArgument
 from engine.names import validate_name
-from engine.storage.schema import TS, mark_tags, ts_type
-
-_FIELD_CASTS = {
-    "float64": pa.float64(),
-    "int64": pa.int64(),
-    "uint64": pa.uint64(),
-    "bool": pa.bool_(),
-    "string": pa.string(),
-}
+from engine.storage.schema import FIELD_TYPES, TS, mark_tags, ts_type
 
 
 def normalize_rows(
@@ -84,7 +74,7 @@ def _field(table: str, name: str, values: pa.ChunkedArray) -> pa.ChunkedArray:
         target = "string"
     else:
         raise InvalidArgument(f"table {table}: field {name!r} has unsupported type {kind}")
-    cast = _FIELD_CASTS[target]
+    cast = FIELD_TYPES[target]
     return values if values.type == cast else values.cast(cast)
 
 

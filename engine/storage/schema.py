@@ -3,23 +3,49 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import pyarrow as pa
-
+from engine.arrowmods import pa
 from engine.errors import InvalidArgument, SchemaConflict
 from engine.names import validate_name
 
 TS = "ts"
-FIELD_TYPES: dict[str, pa.DataType] = {
-    "float64": pa.float64(),
-    "int64": pa.int64(),
-    "uint64": pa.uint64(),
-    "bool": pa.bool_(),
-    "string": pa.string(),
+# type name -> the pyarrow factory of its Arrow type; resolved when first asked, since
+# pyarrow itself is imported on first use (engine/arrowmods.py)
+_FACTORIES = {
+    "float64": "float64",
+    "int64": "int64",
+    "uint64": "uint64",
+    "bool": "bool_",
+    "string": "string",
 }
-_ARROW_TO_NAME = {str(v): k for k, v in FIELD_TYPES.items()} | {"double": "float64"}
+# how each Arrow type prints, back to its type name
+_ARROW_TO_NAME = {
+    "double": "float64",
+    "int64": "int64",
+    "uint64": "uint64",
+    "bool": "bool",
+    "string": "string",
+}
+
+
+class _FieldTypes(Mapping[str, "pa.DataType"]):
+    """The Arrow type of each field type name."""
+
+    def __getitem__(self, name: str) -> pa.DataType:
+        factory: Callable[[], pa.DataType] = getattr(pa, _FACTORIES[name])
+        return factory()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_FACTORIES)
+
+    def __len__(self) -> int:
+        return len(_FACTORIES)
+
+
+FIELD_TYPES: Mapping[str, pa.DataType] = _FieldTypes()
 
 
 def ts_type(precision: str) -> pa.DataType:

@@ -24,10 +24,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
+from engine.arrowmods import pa, pc, pq
 from engine.errors import Corruption, Remedy
 from engine.io.fileio import IO
 from engine.names import TABLES_DIR

@@ -6,12 +6,10 @@ import json
 import sys
 from typing import Annotated
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import typer
 
 from engine import ops
+from engine.arrowmods import pa, pacsv, pc
 from engine.storage.deletes import check_where
 from engine.storage.rows import ISO_FORMAT, to_records
 from tsadmin.params import Db, Table
