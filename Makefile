@@ -57,7 +57,7 @@ bench: $(STAMP) influxdb victoria-metrics bytecode
 chaos: $(STAMP) bytecode
 	$(BIN)/python -m tests.chaos $(ARGS)
 
-# The soak tests of `make test` (15 s each) run 5 minutes each here.
+# The soak tests of `make test` (6 s each) run 5 minutes each here.
 soak: $(STAMP) bytecode
 	TSADMIN_SOAK_SECONDS=300 $(BIN)/pytest -n 3 tests/test_soak.py
 

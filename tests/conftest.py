@@ -197,6 +197,20 @@ def wait_ready(child: subprocess.Popen[str]) -> list[str]:
     return [line]
 
 
+def read_until_acked(child: subprocess.Popen[str], batches: int) -> list[str]:
+    """The writer's lines up to its ``batches``-th acknowledgement (it keeps writing)."""
+    assert child.stdout is not None
+    lines: list[str] = []
+    acked = 0
+    while acked < batches:
+        line = child.stdout.readline()
+        error = child.stderr.read() if not line and child.stderr else ""
+        assert line, f"writer ended after {acked} acks: {error}"
+        lines.append(line)
+        acked += line.startswith("ACK ")
+    return lines
+
+
 def kill_after(child: subprocess.Popen[str], seconds: float) -> str:
     """SIGKILL ``child`` after ``seconds``; return everything it printed."""
     time.sleep(seconds)

@@ -17,7 +17,7 @@ from engine import Database
 from engine.harness import workload
 from engine.harness.workload import Acks, verify
 from engine.settings import WalLevel
-from tests.conftest import kill_after, new_db, start_writer, wait_ready
+from tests.conftest import kill_after, new_db, read_until_acked, start_writer, wait_ready
 
 HOUR = 3_600_000_000_000
 LINES = [
@@ -153,18 +153,23 @@ def test_table_round_trip_into_another_database(source, tmp_path: Path) -> None:
 
 def test_backup_during_a_concurrent_ingest(data_dir: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     db_dir = new_db(data_dir, "live")
+    stop = tmp_path / "stop"
     child = start_writer(
-        db_dir, "live", "--batches", "3000", "--rows", "20", "--checkpoint-every", "25"
+        db_dir,
+        "live",
+        *("--batches", "100000", "--rows", "20", "--checkpoint-every", "25"),
+        *("--stop-file", str(stop)),
     )
-    wait_ready(child)
-    time.sleep(0.5)
+    printed = wait_ready(child)
+    printed += read_until_acked(child, 60)  # a few checkpoints are behind the backup
     started = time.monotonic()
     made = cli("--format", "json", "backup", "create", "live", "--to", str(tmp_path / "bk"))
     assert made.code == 0, made.err
     assert child.poll() is None, "the writer finished before the backup: nothing was concurrent"
+    stop.touch()
     out, err = child.communicate(timeout=180)
     assert child.returncode == 0, err  # the ingest was not disturbed
-    acks = Acks.parse(out)
+    acks = Acks.parse("".join(printed) + out)
     assert verify(db_dir, "live", acks, 20, WalLevel.SYNC).ok
     archive = made.json()["archive"]
     assert cli("backup", "verify", archive).code == 0
@@ -172,6 +177,7 @@ def test_backup_during_a_concurrent_ingest(data_dir: Path, tmp_path: Path, cli) 
     snap = Database.open(data_dir / "snap", "snap", readonly=True)
     present = set(snap.scan("w_a").column("batch").to_pylist())
     before_backup = {n for n, t in acks.times.items() if t < started}
+    assert len(before_backup) >= 60
     assert before_backup <= present, "a batch committed before the backup is missing"
     assert present == set(range(len(present))), "not one consistent snapshot"
     assert verify(data_dir / "snap", "snap", Acks(acked=present), 20, WalLevel.SYNC).ok

@@ -89,7 +89,11 @@ def run_writer(args: argparse.Namespace) -> None:
     counter = iter(range(args.start, args.start + args.batches))
     counter_lock = threading.Lock()
 
+    stop_file = Path(args.stop_file) if args.stop_file else None
+
     def next_batch() -> int | None:
+        if stop_file is not None and stop_file.exists():
+            return None
         with counter_lock:
             return next(counter, None)
 
@@ -266,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delete-every", type=int, default=0)
     parser.add_argument("--no-background", action="store_true")
     parser.add_argument("--no-close", action="store_true", help="exit without the clean close")
+    parser.add_argument("--stop-file", help="stop early (cleanly) once this file exists")
     run_writer(parser.parse_args(argv))
 
 
