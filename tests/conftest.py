@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,38 @@ from engine import Settings, create_database
 from engine.io.fileio import IO
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _memory_backed_temp_dir() -> None:
+    """Keep the suite's files (and its children's) on tmpfs where the machine has one.
+
+    The engine fsyncs every commit at wal_level sync and every file it installs: about
+    1 ms each on this machine's disk, tens of thousands of times over the suite. On
+    tmpfs the same calls are made and return at once. No test depends on the disk
+    keeping anything: a crash is a killed process (the page cache outlives it on any
+    file system) and a power loss is the I/O layer's simulator, which drops unsynced
+    writes by its own journal. ``TSADMIN_TEST_TMPDIR`` chooses another place (a disk
+    path runs the suite on that disk); the fallback is the usual temporary directory.
+    """
+    chosen = os.environ.get("TSADMIN_TEST_TMPDIR") or _executable_tmpfs("/dev/shm")
+    if chosen:
+        os.environ["TMPDIR"] = chosen  # for every child process
+        tempfile.tempdir = chosen  # for pytest's tmp_path and this process
+
+
+def _executable_tmpfs(path: str) -> str | None:
+    """``path`` if it is a writable tmpfs mount without noexec (tests run scripts)."""
+    if not os.access(path, os.W_OK):
+        return None
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            _, mountpoint, kind, options, *_ = line.split()
+            if mountpoint == path:
+                return path if kind == "tmpfs" and "noexec" not in options.split(",") else None
+    return None
+
+
+_memory_backed_temp_dir()
 CLEAN_ENV = {
     **{k: v for k, v in os.environ.items() if not k.startswith("TSADMIN_")},
     "NO_COLOR": "1",
