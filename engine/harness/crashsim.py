@@ -141,10 +141,12 @@ def simulate(data_dir: Path, name: str, options: SimOptions, progress: Any = Non
     settings = Database.open(existing_database_dir(data_dir, name), name, readonly=True).settings
     settings = replace(settings.detached(), retention_ns=0)
     report = SimReport(name, options.mode, settings.wal_level.label, options.seed)
-    rng = random.Random(options.seed)
     scratch_root = Path(tempfile.mkdtemp(prefix=".crashsim-", dir=data_dir))
     try:
         for n in range(options.trials):
+            # one generator per trial: a trial's draws (what to flip, when to kill) must
+            # not depend on how long the trials before it ran, or a seed would not rerun it
+            rng = random.Random(f"{options.seed}:{n}")
             report.trials.append(_trial(scratch_root / f"t{n}", n, settings, options, rng))
             IO.remove_tree(scratch_root / f"t{n}")
             if progress:
