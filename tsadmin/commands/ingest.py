@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 
 from engine import ops
-from engine.ingest.csvingest import parse_schema
 from engine.ingest.csvoptions import CsvOptions
 from engine.ingest.pipeline import IngestOptions
 from engine.settings import parse_duration_ns
@@ -169,13 +168,15 @@ def csv(
         raise typer.BadParameter(
             "reading stdin needs --table or --table-column", param_hint="--table"
         )
+    from engine.ingest import csvingest  # (a CSV reader: lp ingests do not load it)
+
     csv_options = CsvOptions(
         table=name,
         ts_column=ts_column,
         ts_format=ts_format,
         tags=[t for t in tags.split(",") if t],
         table_column=table_column,
-        schema=parse_schema(schema),
+        schema=csvingest.parse_schema(schema),
         delimiter=delimiter,
         tz=tz,
     )
