@@ -1,7 +1,5 @@
 """tsadmin backup (create, list, verify, prune) and tsadmin restore."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from typing import Annotated
 

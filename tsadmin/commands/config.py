@@ -1,7 +1,5 @@
 """tsadmin config: get and set wal_level, wal_fsync_period, checkpoint_interval."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from typing import Annotated
 

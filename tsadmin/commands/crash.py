@@ -1,7 +1,5 @@
 """tsadmin crash simulate: crash real writers and check recovery against the wal_level's promise."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """tsadmin db: create, list, show, stats, drop, checksum, verify, salvage."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

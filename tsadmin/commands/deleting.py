@@ -1,7 +1,5 @@
 """tsadmin delete: remove rows by table, time range and tags."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """tsadmin demo: an end-to-end demonstration with figures."""
 
-from __future__ import annotations
-
 import typer
 
 from engine import VerificationFailed

@@ -1,7 +1,5 @@
 """tsadmin ingest: line protocol and CSV from files or stdin."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import Annotated, Any

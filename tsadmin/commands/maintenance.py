@@ -1,7 +1,5 @@
 """tsadmin checkpoint, compact, recover."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer

@@ -1,7 +1,5 @@
 """tsadmin metrics: what operators alert on, printed or written for node_exporter."""
 
-from __future__ import annotations
-
 import time
 from pathlib import Path
 from typing import Annotated, Any

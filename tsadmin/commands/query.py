@@ -1,7 +1,5 @@
 """tsadmin select: rows of a table after upserts."""
 
-from __future__ import annotations
-
 import json
 import sys
 from typing import Annotated

@@ -1,7 +1,5 @@
 """tsadmin replica (add, remove, status), replicate, follow, promote."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer

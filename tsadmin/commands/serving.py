@@ -1,7 +1,5 @@
 """tsadmin serve: the InfluxDB-compatible write endpoint."""
 
-from __future__ import annotations
-
 import json
 import sys
 import time

@@ -1,7 +1,5 @@
 """tsadmin table: list, show, drop."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

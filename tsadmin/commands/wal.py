@@ -1,7 +1,5 @@
 """tsadmin wal: inspect, verify, dump, repair."""
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
 import typer
