@@ -11,7 +11,6 @@ STAMP  := $(VENV)/.installed
 # CLI, the tests' children, the S3 server). The fallback is for a setuptools without it.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat 2>/dev/null || \
 	  $(BIN)/pip install --quiet -e '.[dev]'
 	mkdir -p $(VENV)/share/man/man1 && cp man/*.1 $(VENV)/share/man/man1/
@@ -61,7 +60,7 @@ bench: $(STAMP) influxdb victoria-metrics bytecode
 chaos: $(STAMP) bytecode
 	$(BIN)/python -m tests.chaos $(ARGS)
 
-# The soak tests of `make test` (6 s each) run 5 minutes each here.
+# The soak tests of `make test` (4 s each) run 5 minutes each here.
 soak: $(STAMP) bytecode
 	TSADMIN_SOAK_SECONDS=300 $(BIN)/pytest -n 3 tests/test_soak.py
 

@@ -245,3 +245,19 @@ def test_no_private_member_of_another_object() -> None:
                 continue
             found.append(f"{name}: line {node.lineno}: {owner}.{attr}")
     assert found == [], "private members reached from outside:\n  " + "\n  ".join(found)
+
+
+# -- every store behind one interface (issue 26, item 1) ----------------------------------
+
+
+def test_no_code_outside_the_stores_names_a_store_class() -> None:
+    """What differs between a local and an S3 store is a method of the Store interface
+    (``local_dir``, ``delete_tree``, ``create``...), not a branch on the class."""
+    found = []
+    for name, path in modules().items():
+        if name == "stores" or name.startswith("stores."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Name) and node.id in ("LocalStore", "S3Store"):
+                found.append(f"{name}: line {node.lineno}: {node.id}")
+    assert found == [], "store classes named outside engine/stores:\n  " + "\n  ".join(found)

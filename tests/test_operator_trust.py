@@ -305,7 +305,7 @@ def test_the_progress_bar_of_a_file_ingest_moves(data_dir: Path, tmp_path: Path)
     import re
 
     assert run_cli(data_dir, "db", "create", "m").code == 0
-    plain = big_lp(tmp_path / "big.lp", 400_000)  # a few seconds of ingest: many readings
+    plain = big_lp(tmp_path / "big.lp", 250_000)  # a second or two of ingest: several readings
     packed = tmp_path / "big.lp.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=1))
     for source in (plain, packed):

@@ -31,6 +31,16 @@ def s3(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     yield env
 
 
+@pytest.fixture(scope="module")
+def real_s3(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """SeaweedFS alone, for the end-to-end runs (a cron script, killed commands): every
+    store call they make is held against both servers by the tests above, and each
+    run is a dozen processes."""
+    env = s3_env_of(request, "seaweedfs")
+    make_bucket(env, "backups")
+    yield env
+
+
 def _client(env: dict[str, str]):  # type: ignore[no-untyped-def]
     return boto3.client(
         "s3",
@@ -230,14 +240,14 @@ def test_a_local_backup_killed_while_publishing_is_cleared_too(
 
 
 def test_the_nightly_cron_script_backs_up_to_s3(
-    s3: dict[str, str], data_dir: Path, tmp_path: Path
+    real_s3: dict[str, str], data_dir: Path, tmp_path: Path
 ) -> None:
     script = ROOT / "examples" / "cron" / "nightly-backup.sh"
-    _load(data_dir, "metrics", SOME_LINES, s3)
+    _load(data_dir, "metrics", SOME_LINES, real_s3)
     store = f"s3://backups/{tmp_path.name}/cron"
     env = {
         **CLEAN_ENV,
-        **s3,
+        **real_s3,
         "TSADMIN": str(Path(sys.executable).parent / "tsadmin"),
         "TSADMIN_DATA_DIR": str(data_dir),
         "FULL_BACKUP_WEEKDAY": "never",  # else the second run is full on Sundays
@@ -249,7 +259,7 @@ def test_the_nightly_cron_script_backs_up_to_s3(
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert "verified" in done.stderr and "pruned" in done.stderr
-    listed = run_cli(data_dir, "--format", "json", "backup", "list", store, env=s3).json()
+    listed = run_cli(data_dir, "--format", "json", "backup", "list", store, env=real_s3).json()
     assert [a["incremental"] for a in listed] == [False, True]
     assert not (tmp_path / "s3:").exists()  # no local directory named after the URL
 
@@ -287,13 +297,13 @@ def _held_then_killed(data_dir: Path, env: dict[str, str], point: str, *args: st
 
 
 def test_killed_commands_leave_scratch_that_the_next_one_clears(
-    s3: dict[str, str], data_dir: Path, tmp_path: Path
+    real_s3: dict[str, str], data_dir: Path, tmp_path: Path
 ) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    env = {**s3, "TMPDIR": str(tmp)}
+    env = {**real_s3, "TMPDIR": str(tmp)}
     scratch = tmp / f"tsadmin-{os.getuid()}"
-    _load(data_dir, "m", SOME_LINES, s3)
+    _load(data_dir, "m", SOME_LINES, real_s3)
     store = f"s3://backups/{tmp_path.name}/scratch"
     made = run_cli(data_dir, "--format", "json", "backup", "create", "m", "--to", store, env=env)
     assert made.code == 0, made.err

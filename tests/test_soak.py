@@ -1,6 +1,6 @@
 """Soak: long-running writers with aggressive checkpoint and flush intervals never hang.
 
-Two writers run for ``TSADMIN_SOAK_SECONDS`` (default 6; ``make soak``: 300) each,
+Two writers run for ``TSADMIN_SOAK_SECONDS`` (default 4; ``make soak``: 300) each,
 under a slow fsync injected through the I/O layer: threads of the engine API committing while a
 checkpointer and compactor loop, and a real ``tsadmin ingest lp`` fed endlessly
 through a pipe with ``--checkpoint-interval 1s --flush-interval 0.01``. A watchdog
@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import CLEAN_ENV, ROOT, run_cli
 
-SOAK_SECONDS = float(os.environ.get("TSADMIN_SOAK_SECONDS", "6"))
+SOAK_SECONDS = float(os.environ.get("TSADMIN_SOAK_SECONDS", "4"))
 STALL = 20.0
 
 

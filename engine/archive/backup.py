@@ -51,7 +51,6 @@ from engine.storage import deletes, segment
 from engine.storage.merge import sort_rows, upsert_merge
 from engine.storage.schema import TS, TableSchema, conform
 from engine.stores import Store, open_store
-from engine.stores.local import LocalStore
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes expected)
 # An archive file holds at most this many rows (well under what a restore accepts,
@@ -129,14 +128,15 @@ def create_backup(
     started = time.perf_counter()
     db_dir = existing_database_dir(data_dir, database)
     store = open_store(options.to)
-    if isinstance(store, LocalStore):
-        if store.root.exists() and not store.root.is_dir():
+    local = store.local_dir
+    if local is not None:
+        if local.exists() and not local.is_dir():
             raise InvalidArgument(
-                f"backup location {store.root} is a file, not a directory",
+                f"backup location {local} is a file, not a directory",
                 hint="name a directory (it is created if missing)",
             )
         store.create()
-        clear_dead_staging(store.root)
+        clear_dead_staging(local)
     base_name = _find_base(store, options, database) if options.incremental else None
     with _snapshot(db_dir, database) as (view, handles):
         tables = _chosen_tables(view, options.tables)
@@ -796,7 +796,7 @@ def prune(
     )
     report.deleted = sorted(a["name"] for a in archives if a["name"] not in reasons)
     unreferenced = archivestore.unreferenced(store, grace_seconds)
-    local = store.root if isinstance(store, LocalStore) else None
+    local = store.local_dir
     if dry_run:
         staged = [p.name for p in dead_staging(local)] if local else []
         report.leftovers_removed = staged + unreferenced

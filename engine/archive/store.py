@@ -32,7 +32,6 @@ from engine.errors import AlreadyExists, InvalidArgument, NotFound
 from engine.io import scratch
 from engine.io.fileio import IO
 from engine.stores import Store, is_url, open_store
-from engine.stores.local import LocalStore
 
 TRANSFERS = 4  # files moved at a time
 CLAIM = ".claim"  # NAME/.claim: this name is being written
@@ -49,7 +48,7 @@ def split_location(location: str) -> tuple[Store, str]:
             raise InvalidArgument(f"{location!r} names a store, not an archive in it")
         return open_store(head), archive.check_archive_name(name)
     path = Path(trimmed)
-    return LocalStore(path.parent), archive.check_archive_name(path.name)
+    return open_store(str(path.parent)), archive.check_archive_name(path.name)
 
 
 def manifest_key(name: str) -> str:
@@ -74,8 +73,9 @@ def read_manifest(store: Store, name: str) -> tuple[archive.ArchiveManifest, byt
 
 def require_store(store: Store) -> None:
     """A local store that does not exist is a typo, not an empty store."""
-    if isinstance(store, LocalStore) and not store.root.is_dir():
-        raise NotFound(f"backup directory {store.root} does not exist")
+    root = store.local_dir
+    if root is not None and not root.is_dir():
+        raise NotFound(f"backup directory {root} does not exist")
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -86,8 +86,8 @@ def fetched(store: Store, name: str) -> Iterator[Path]:
     """The archive ``name`` (and its bases) as a local directory, for the checks and the
     restore; a remote store's archives are downloaded into a temporary directory that is
     removed afterwards."""
-    if isinstance(store, LocalStore):
-        yield store.root / name
+    if store.local_dir is not None:
+        yield store.local_dir / name
         return
     with scratch.scratch("fetch") as root:
         pending, seen = [name], set()
@@ -127,8 +127,8 @@ def staging_directory(store: Store, name: str, pid: int) -> Path:
     """Where an archive is built before it is published: beside its final place in a
     local store (so publishing moves files, never copies them), else a scratch
     directory of this machine (:mod:`engine.io.scratch`)."""
-    if isinstance(store, LocalStore):
-        return store.root / f".{name}.tmp-{pid}"
+    if store.local_dir is not None:
+        return store.local_dir / f".{name}.tmp-{pid}"
     return scratch.make("stage")
 
 
@@ -237,10 +237,7 @@ def unreferenced(store: Store, grace_seconds: float) -> list[str]:
 
 def delete_unreferenced(store: Store, name: str) -> None:
     """Every object under ``name/`` (and, in a local store, its emptied directories)."""
-    for info in list(store.list(f"{name}/")):
-        store.delete(info.key)
-    if isinstance(store, LocalStore):
-        IO.remove_tree(store.root / name)
+    store.delete_tree(f"{name}/")
 
 
 def describe(store: Store, name: str) -> str:

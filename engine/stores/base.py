@@ -67,6 +67,18 @@ class Store(ABC):
     def exists(self, key: str) -> bool:
         return any(info.key == key for info in self.list(key))
 
+    @property
+    def local_dir(self) -> Path | None:
+        """The directory whose files are this store's objects, when they are files of
+        this machine; None for a remote store. A caller may then build beside the final
+        place (so a rename publishes) and read in place instead of downloading."""
+        return None
+
+    def delete_tree(self, prefix: str) -> None:
+        """Every object under ``prefix``, and whatever held only them."""
+        for info in list(self.list(prefix)):
+            self.delete(info.key)
+
     @abstractmethod
     def create(self) -> None:
         """Make the store's root where it is first configured (a replica added, a first

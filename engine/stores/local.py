@@ -43,6 +43,14 @@ class LocalStore(Store):
     def child(self, prefix: str) -> LocalStore:
         return LocalStore(self._path(prefix.strip("/")), self.top)
 
+    @property
+    def local_dir(self) -> Path:
+        return self.root
+
+    def delete_tree(self, prefix: str) -> None:
+        super().delete_tree(prefix)
+        IO.remove_tree(self._path(prefix.strip("/")))  # and the emptied directories
+
     def create(self) -> None:
         IO.mkdirs(self.top)
 
