@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench chaos soak bytecode influxdb victoria-metrics prometheus man lint typecheck clean
+.PHONY: demo test bench bench-scale chaos soak bytecode influxdb victoria-metrics prometheus man lint typecheck clean
 
 # The editable install in compat mode is a plain path in a .pth file: the default mode
 # puts an import hook in front of every Python process of the venv (15-20 ms each: the
@@ -54,6 +54,13 @@ victoria-metrics:
 
 bench: $(STAMP) influxdb victoria-metrics bytecode
 	$(BIN)/python benchmarks/run_all.py
+
+# Every command's time and peak memory at 1M, 10M and 100M rows (issue 27): about two
+# hours on 2 cores, 30 GB of disk; writes benchmarks/results/scale.md. Smaller sizes:
+# make bench-scale SCALE_ROWS=1000000,10000000
+SCALE_ROWS ?= 1000000,10000000,100000000
+bench-scale: $(STAMP) bytecode
+	$(BIN)/python benchmarks/scale.py --rows $(SCALE_ROWS)
 
 # The fault campaign (tests/chaos): 1,000 seeded trials against real processes, ~30 min
 # on 2 cores; writes benchmarks/results/chaos.md. One trial alone: ARGS='--seed S --only I'.
