@@ -253,7 +253,11 @@ def render(report: dict[str, Any]) -> str:
         for measured in sizes.values():
             m = measured[i]
             text = f"{m['seconds']:.2f} s, {m['peak_rss_mb']:.0f} MB, {m['us_per_row']:.2f} µs/row"
-            cells.append("KILLED at " + text if m["exit"] == -9 else text)
+            if m["exit"] == -9:
+                text = "KILLED at " + text
+            elif m["exit"] != 0:
+                text = f"FAILED (exit {m['exit']})"
+            cells.append(text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if report.get("ratios"):
         small, large = report["ratio_sizes"]

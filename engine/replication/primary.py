@@ -330,6 +330,8 @@ class Replication:
                 self._stop.wait(RETRY_PAUSE)
 
     def _poll_confirmed(self, lsn: int, deadline: float) -> None:
+        """Another process ships (it holds the ship lock): its progress shows only in the
+        ship-state files it writes, so this reads them until they reach ``lsn``."""
         while True:
             states = [load_ship_state(self.db_dir, url) for url in self.urls]
             if all(s is not None and s.shipped_lsn >= lsn for s in states):
