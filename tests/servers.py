@@ -100,6 +100,7 @@ def seaweedfs_server(root: Path) -> Iterator[dict[str, str]]:
     server = subprocess.Popen(
         [
             command,
+            f"-logdir={root}",  # not the temporary directory, where its logs would stay
             "server",
             f"-dir={root / 'data'}",
             "-ip=127.0.0.1",
