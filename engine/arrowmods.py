@@ -23,9 +23,6 @@ from typing import TYPE_CHECKING, Any
 class _Deferred(ModuleType):
     """Stands for a module until an attribute is asked of it, then for its attributes."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-
     def __getattr__(self, attr: str) -> Any:
         value = getattr(importlib.import_module(self.__name__), attr)
         setattr(self, attr, value)  # the next lookup of this name is a plain one
