@@ -160,9 +160,14 @@ def database_checksum(data_dir: Path, name: str, tables: list[str] | None = None
         digests = [
             checksum_mod.table_digest(t, db.scan(t), view.catalog[t]) for t in _existing(db, chosen)
         ]
-        combined = checksum_mod.database_digest(digests)
         ordered = sorted(digests, key=lambda t: t.table)
-        return Checksum(name, view.last_lsn, combined["sha256"], combined["rows"], ordered)
+        return Checksum(
+            name,
+            view.last_lsn,
+            checksum_mod.database_digest(ordered),
+            sum(t.rows for t in ordered),
+            ordered,
+        )
 
 
 def _existing(db: Database, tables: list[str]) -> list[str]:
@@ -172,15 +177,15 @@ def _existing(db: Database, tables: list[str]) -> list[str]:
 
 
 def table_summaries(data_dir: Path, name: str) -> list[TableSummary]:
-    stats = database_stats(data_dir, name)
+    stats = {t.table: t for t in database_stats(data_dir, name).tables}
     with reading(data_dir, name) as db:
         return [
             TableSummary(
                 table=table,
                 tags=len(db.schema(table).tags),
                 fields=len(db.schema(table).fields),
-                segments=stats.table(table).segments,
-                rows_stored=stats.table(table).rows,
+                segments=stats[table].segments,
+                rows_stored=stats[table].rows,
             )
             for table in db.tables()
         ]

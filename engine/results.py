@@ -123,7 +123,7 @@ class Checksum:
     tables: list[TableDigest]
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "tables": [asdict(t) for t in self.tables]}
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from typing import Any
 
 from engine.arrowmods import pa, pacsv, pc
 from engine.storage.schema import TS, TableSchema
@@ -45,12 +44,9 @@ def table_digest(name: str, rows: pa.Table, schema: TableSchema) -> TableDigest:
     return TableDigest(name, rows.num_rows, digest.hexdigest())
 
 
-def database_digest(tables: list[TableDigest]) -> dict[str, Any]:
+def database_digest(tables: list[TableDigest]) -> str:
+    """SHA-256 over the table digests in table-name order."""
     combined = hashlib.sha256()
     for item in sorted(tables, key=lambda t: t.table):
         combined.update(f"{item.table}:{item.sha256}\n".encode())
-    return {
-        "sha256": combined.hexdigest(),
-        "rows": sum(t.rows for t in tables),
-        "tables": [item.__dict__ for item in sorted(tables, key=lambda t: t.table)],
-    }
+    return combined.hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,14 +20,6 @@ _FACTORIES = {
     "int64": "int64",
     "uint64": "uint64",
     "bool": "bool_",
-    "string": "string",
-}
-# how each Arrow type prints, back to its type name
-_ARROW_TO_NAME = {
-    "double": "float64",
-    "int64": "int64",
-    "uint64": "uint64",
-    "bool": "bool",
     "string": "string",
 }
 
@@ -48,6 +41,12 @@ class _FieldTypes(Mapping[str, "pa.DataType"]):
 FIELD_TYPES: Mapping[str, pa.DataType] = _FieldTypes()
 
 
+@functools.cache
+def _name_of_printed_type() -> dict[str, str]:
+    """How each Arrow type prints (``double``, ``int64``...), back to its type name."""
+    return {str(kind): name for name, kind in FIELD_TYPES.items()}
+
+
 def ts_type(precision: str) -> pa.DataType:
     return pa.timestamp(precision, tz="UTC")
 
@@ -55,7 +54,7 @@ def ts_type(precision: str) -> pa.DataType:
 def field_type_name(arrow_type: pa.DataType) -> str:
     if pa.types.is_large_string(arrow_type) or pa.types.is_dictionary(arrow_type):
         return "string"
-    name = _ARROW_TO_NAME.get(str(arrow_type))
+    name = _name_of_printed_type().get(str(arrow_type))
     if name is None:
         raise InvalidArgument(f"unsupported field type {arrow_type}")
     return name
