@@ -37,6 +37,10 @@ class Ledger:
     old_keys: set[int] = field(default_factory=set)
     _next: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _acked_more: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._acked_more = threading.Condition(self._lock)
 
     def batch(self, writer: str, lines: int, *, old: bool = False) -> tuple[list[int], bytes]:
         """The next ``lines`` keys for ``writer``, as a line-protocol body."""
@@ -56,6 +60,12 @@ class Ledger:
         with self._lock:
             for k in keys:
                 self.acked[k] = now
+            self._acked_more.notify_all()
+
+    def wait_acked(self, count: int, timeout: float) -> bool:
+        """Whether at least ``count`` keys were acknowledged within ``timeout`` seconds."""
+        with self._lock:
+            return self._acked_more.wait_for(lambda: len(self.acked) >= count, timeout)
 
     def deleting(self, keys: set[int], *, acknowledged: bool) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ def serve_kill(ctx: Context) -> None:
     served = Served(a, ctx.ledger, env=ctx.faults())
     served.start()
     served.start_writers(ctx.rng.randint(1, 4), ctx.rng.choice([1, 20, 200]))
+    served.wait_first_ack()
     wait(ctx.moment("kill_after", 0.1, 1.5))
     if ctx.choose("freeze_first", [False, True]):
         served.pause(ctx.moment("frozen", 0.05, 0.8))
@@ -42,6 +43,7 @@ def power_loss(ctx: Context) -> None:
     served = Served(a, ctx.ledger, env=ctx.faults(f"journal={journal}"))
     served.start()
     served.start_writers(ctx.rng.randint(1, 4), ctx.rng.choice([1, 20, 200]))
+    served.wait_first_ack()
     wait(ctx.moment("cut_after", 0.1, 1.5))
     moment = served.kill()
     simulate_power_loss(journal, a)

@@ -169,6 +169,12 @@ class Served:
             thread.start()
             self.writers.append(thread)
 
+    def wait_first_ack(self) -> None:
+        """Block until a write is acknowledged: a fault that lands before any would test
+        nothing, and a loaded machine can take longer than the shortest moment to answer."""
+        if not self.ledger.wait_acked(1, timeout=60):
+            raise RuntimeError("serve acknowledged no write within 60 s")
+
     def join_writers(self) -> None:
         self.stop_writing.set()
         for thread in self.writers:
