@@ -18,7 +18,7 @@ removes what was committed before it and nothing after it:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,18 +129,19 @@ def without_deleted(
 
 def apply_to_memtable(memtable: Memtable, spec: DeleteSpec, precision: str) -> int:
     """Filter the memtable's batches in place; returns the rows removed."""
+    low, high = spec.bounds(precision)
     removed = 0
     for table in memtable.tables():
-        if not spec.applies_to(table):
-            continue
-        kept = []
-        for rows in memtable.batches[table]:
-            after = without_deleted(rows, table, [spec], precision)
-            removed += rows.num_rows - after.num_rows
-            if after.num_rows:
-                kept.append(after)
-        memtable.replace(table, kept)
+        if spec.applies_to(table):
+            removed += memtable.filter_within(table, low, high, _remover(table, spec, precision))
     return removed
+
+
+def _remover(table: str, spec: DeleteSpec, precision: str) -> Callable[[pa.Table], pa.Table]:
+    def keep(rows: pa.Table) -> pa.Table:
+        return without_deleted(rows, table, [spec], precision)
+
+    return keep
 
 
 def pending_for(deletes: Iterable[DeleteSpec], table: str) -> list[DeleteSpec]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from engine.arrowmods import pa, pc
@@ -41,15 +42,38 @@ class Memtable:
             if first <= high and low <= last
         ]
 
-    def replace(self, table: str, batches: list[pa.Table]) -> None:
-        """Put ``batches`` in place of the table's (a delete filtered them). One
-        assignment each: a checkpoint reading a frozen memtable meanwhile sees the old
-        list or the new one, never neither."""
-        old = self.batches.get(table, [])
-        self.rows += sum(r.num_rows for r in batches) - sum(r.num_rows for r in old)
-        self.nbytes += sum(r.nbytes for r in batches) - sum(r.nbytes for r in old)
-        self.spans[table] = [time_span(rows) for rows in batches]
-        self.batches[table] = list(batches)
+    def filter_within(
+        self, table: str, low: int | None, high: int | None, keep: Callable[[pa.Table], pa.Table]
+    ) -> int:
+        """Replace each batch of ``table`` holding a timestamp in ``[low, high)`` (``None``:
+        unbounded) by ``keep`` of it; returns the rows removed. Batches outside are not
+        looked at: a memtable holds thousands of small batches between checkpoints, and a
+        delete every few writes would otherwise cost their number squared. The lists
+        are swapped in one assignment each: a checkpoint reading a frozen memtable
+        meanwhile sees the old list or the new one, never neither."""
+        batches: list[pa.Table] = []
+        spans: list[tuple[int, int]] = []
+        removed = 0
+        for rows, (first, last) in zip(self.batches[table], self.spans[table], strict=True):
+            if (low is not None and last < low) or (high is not None and first >= high):
+                batches.append(rows)
+                spans.append((first, last))
+                continue
+            after = keep(rows)
+            if after is rows:
+                batches.append(rows)
+                spans.append((first, last))
+                continue
+            removed += rows.num_rows - after.num_rows
+            self.rows -= rows.num_rows - after.num_rows
+            self.nbytes -= rows.nbytes - after.nbytes
+            if after.num_rows:
+                batches.append(after)
+                spans.append(time_span(after))
+        if removed:
+            self.spans[table] = spans
+            self.batches[table] = batches
+        return removed
 
     def drop(self, table: str) -> None:
         self.spans.pop(table, None)
