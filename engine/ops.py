@@ -7,6 +7,7 @@ and library users get the same validation and the same answers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from engine.db.checkpoint import CheckpointReport, CompactionReport
 from engine.db.database import Database
 from engine.db.datadir import existing_database_dir, list_databases, writable_database_dir
 from engine.db.health import DatabaseHealth
+from engine.db.reads import as_table
 from engine.db.recovery import RecoveryReport
 from engine.errors import EngineError, InvalidArgument, NotFound
 from engine.io import lock
@@ -158,7 +160,8 @@ def database_checksum(data_dir: Path, name: str, tables: list[str] | None = None
         view = db.view()
         chosen = tables or sorted(view.catalog)
         digests = [
-            checksum_mod.table_digest(t, db.scan(t), view.catalog[t]) for t in _existing(db, chosen)
+            checksum_mod.table_digest(t, functools.partial(db.scan_batches, t), view.catalog[t])
+            for t in _existing(db, chosen)
         ]
         ordered = sorted(digests, key=lambda t: t.table)
         return Checksum(
@@ -350,16 +353,46 @@ def select(
     where: dict[str, str] | None = None,
     limit: int | None = None,
 ) -> pa.Table:
+    """:func:`select_batches` as one table in memory."""
     validate_name("table", table)
     with reading(data_dir, name) as db:
-        precision = db.settings.precision
-        return db.scan(
-            table,
-            start=parse_time(start, precision) if start else None,
-            end=parse_time(end, precision) if end else None,
-            where=where,
-            limit=limit,
-        )
+        found = _selected(db, table, start, end, where, limit)
+        return as_table(found, db.schema(table).arrow_schema(db.settings.precision))
+
+
+def select_batches(
+    data_dir: Path,
+    name: str,
+    table: str,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    where: dict[str, str] | None = None,
+    limit: int | None = None,
+) -> Iterator[pa.Table]:
+    """Rows of a table after upserts, sorted by series then time, in batches of bounded
+    size; the table, the bounds and the segments are checked before this returns."""
+    validate_name("table", table)
+    with reading(data_dir, name) as db:
+        return _selected(db, table, start, end, where, limit)
+
+
+def _selected(
+    db: Database,
+    table: str,
+    start: str | None,
+    end: str | None,
+    where: dict[str, str] | None,
+    limit: int | None,
+) -> Iterator[pa.Table]:
+    precision = db.settings.precision
+    return db.scan_batches(
+        table,
+        start=parse_time(start, precision) if start else None,
+        end=parse_time(end, precision) if end else None,
+        where=where,
+        limit=limit,
+    )
 
 
 def settable_keys() -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import re
 from pathlib import Path
 
@@ -126,6 +127,14 @@ def test_select_with_range_filter_limit_and_formats(loaded) -> None:  # type: ig
     assert "host" in table.splitlines()[0]
     bad = loaded("select", "m", "cpu", "--where", "nope=1")
     assert bad.code == 2 and "has no tag 'nope'" in bad.err
+    lines = loaded("--format", "jsonl", "select", "m", "cpu").out.splitlines()
+    assert [json.loads(line) for line in lines] == rows
+    # no rows: CSV still has its header, JSON is an empty array, JSON lines nothing at all
+    nothing = ("select", "m", "cpu", "--where", "host=zz")
+    assert loaded("--format", "csv", *nothing).out == '"ts","host","region","count","usage"\n'
+    assert loaded("--format", "json", *nothing).out == "[]\n"
+    assert loaded("--format", "jsonl", *nothing).out == ""
+    assert loaded(*nothing).out == "(none)\n"
 
 
 def test_config_names_numbers_kwdb_keys_and_durations(loaded) -> None:  # type: ignore[no-untyped-def]

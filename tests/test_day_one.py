@@ -49,7 +49,7 @@ def test_wal_inspect_shows_a_damaged_files_problem_as_text(data_dir: Path) -> No
 
 def test_help_lists_the_choices_of_options_that_have_them(data_dir: Path) -> None:
     for args, choices in (
-        (("--help",), "table|json|csv"),
+        (("--help",), "table|json|jsonl|csv"),
         (("ingest", "lp", "--help"), "abort|skip"),
         (("ingest", "lp", "--help"), "ns|us|ms|s|m|h"),
         (("db", "create", "--help"), "ms|us|ns"),

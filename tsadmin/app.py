@@ -130,8 +130,8 @@ def main_options(
         typer.Option(
             "--format",
             envvar="TSADMIN_FORMAT",
-            help="Output format: table, json or csv.",
-            metavar="table|json|csv",
+            help="Output format: table, json, jsonl (one object per line) or csv.",
+            metavar="table|json|jsonl|csv",
         ),
     ] = "table",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No messages on stderr.")] = False,
@@ -248,7 +248,7 @@ def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; every error leaves through here."""
     args = hoist_global_options(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
-    _ERRORS_AS_JSON[0] = _output_format(args) == "json"
+    _ERRORS_AS_JSON[0] = _output_format(args) in ("json", "jsonl")
     signals.install()
     try:
         modules = _modules_for(args)

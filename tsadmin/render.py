@@ -1,4 +1,4 @@
-"""Rendering results: tables for people, JSON and CSV for scripts. Data goes to stdout.
+"""Rendering results: tables for people, JSON, JSON lines and CSV for scripts. Data goes to stdout.
 
 JSON is strict (RFC 8259): a float that is not finite is written as the string
 ``"NaN"``, ``"Infinity"`` or ``"-Infinity"``, never as a bare token. Floats are
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-FORMATS = ("table", "json", "csv")
+FORMATS = ("table", "json", "jsonl", "csv")
 
 
 def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None) -> None:
@@ -25,6 +25,11 @@ def emit(data: Any, fmt: str, *, columns: Sequence[str] | None = None) -> None:
     if fmt == "json":
         sys.stdout.write(json.dumps(strict(data), indent=2, default=_jsonable, allow_nan=False))
         sys.stdout.write("\n")
+        return
+    if fmt == "jsonl":  # one compact object per line: what jq and log shippers stream
+        for record in data if isinstance(data, list) else [data]:
+            sys.stdout.write(json.dumps(strict(record), default=_jsonable, allow_nan=False))
+            sys.stdout.write("\n")
         return
     records = data if isinstance(data, list) else [_flatten(data)]
     if fmt == "csv":

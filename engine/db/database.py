@@ -16,9 +16,10 @@ promotion (``promotion.py``) and restores (``install.py``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Unpack
 
 from engine.arrowmods import pa
 from engine.db import catalog, install, promotion, replicas, shipping, standbyapply
@@ -28,7 +29,7 @@ from engine.db.checkpointing import Checkpoints
 from engine.db.configure import Configure
 from engine.db.core import Core, copy_manifest, standby_refusal
 from engine.db.maintenance import Maintenance, remove_orphans
-from engine.db.reads import View, replay_consistently, scan_view
+from engine.db.reads import ScanBounds, View, as_table, replay_consistently, scan_batches
 from engine.db.recovery import RecoveryReport, ReplayState, replay
 from engine.errors import EngineError, NotFound
 from engine.io.lock import WriterLock
@@ -372,27 +373,23 @@ class Database:
     def view(self) -> View:
         return self._core.view()
 
-    def scan(
-        self,
-        table: str,
-        *,
-        start: int | None = None,
-        end: int | None = None,
-        where: dict[str, str] | None = None,
-        limit: int | None = None,
-    ) -> pa.Table:
-        """Rows of ``table`` after upserts, sorted by tags then ``ts``; ``[start, end)``."""
+    def scan(self, table: str, **bounds: Unpack[ScanBounds]) -> pa.Table:
+        """:meth:`scan_batches` as one table in memory."""
+        found = self.scan_batches(table, **bounds)
+        return as_table(found, self.schema(table).arrow_schema(self.settings.precision))
 
-        def read() -> pa.Table:
-            return scan_view(
-                self.dir, self.view(), table, start=start, end=end, where=where, limit=limit
-            )
+    def scan_batches(self, table: str, **bounds: Unpack[ScanBounds]) -> Iterator[pa.Table]:
+        """Rows of ``table`` after upserts, sorted by tags then ``ts``, in batches (memory
+        does not grow with the table); the segments are opened before this returns."""
+
+        def opened() -> Iterator[pa.Table]:
+            return scan_batches(self.dir, self.view(), table, **bounds)
 
         try:
-            return read()
+            return opened()
         except FileNotFoundError:
             if self.writable:
                 raise
             # a writer compacted the segments away under us: read afresh
             self._core.load(replay_consistently(self.dir, self.name))
-            return read()
+            return opened()

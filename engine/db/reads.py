@@ -9,15 +9,16 @@ hands them what it holds under its write lock (a view, or its memtables and segm
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 from engine.arrowmods import pa, pc
 from engine.db.recovery import ReplayState, WalGap, replay
 from engine.errors import InvalidArgument, NotFound
 from engine.settings import Settings
-from engine.storage import deletes, segment
+from engine.storage import deletes, mergescan, segment
 from engine.storage.deletes import DeleteSpec
 from engine.storage.manifest import Manifest, SegmentInfo
 from engine.storage.memtable import Memtable, time_span
@@ -41,7 +42,23 @@ class View:
     deletes: tuple[DeleteSpec, ...] = ()
 
 
-def scan_view(
+# Rows per batch a scan yields, and the rows all of a scan's sources may hold decoded
+# at once (split among them: many segments, smaller batches from each).
+SCAN_BATCH_ROWS = 65_536
+SCAN_BUDGET_ROWS = 524_288
+_MIN_SOURCE_ROWS = 1_024
+
+
+class ScanBounds(TypedDict, total=False):
+    """What a scan may be limited to: ``[start, end)``, tag values, a number of rows."""
+
+    start: int | None
+    end: int | None
+    where: dict[str, str] | None
+    limit: int | None
+
+
+def scan_batches(
     db_dir: Path,
     view: View,
     table: str,
@@ -50,8 +67,14 @@ def scan_view(
     end: int | None = None,
     where: dict[str, str] | None = None,
     limit: int | None = None,
-) -> pa.Table:
-    """Rows of ``table`` in ``view`` after upserts, sorted by tags then ``ts``."""
+    batch_rows: int = SCAN_BATCH_ROWS,
+) -> Iterator[pa.Table]:
+    """Rows of ``table`` in ``view`` after upserts and pending deletes, sorted by tags
+    then ``ts``, ``[start, end)``, in batches of at most ``batch_rows`` rows: a merged
+    scan (:mod:`engine.storage.mergescan`) whose memory does not grow with the table.
+
+    The table is checked and every segment opened and verified before this returns,
+    so a missing table or file raises here, not in the middle of the rows."""
     schema = view.catalog.get(table)
     if schema is None:
         raise NotFound(f"table {table} does not exist in database {view.manifest.database}")
@@ -61,8 +84,6 @@ def scan_view(
                 f"table {table} has no tag {tag!r}",
                 hint=f"tags: {', '.join(schema.tags) or 'none'}",
             )
-    batches = []
-    entry = view.manifest.tables.get(table)
     precision = view.settings.precision
     removing = deletes.pending_for(view.deletes, table)
 
@@ -70,20 +91,71 @@ def scan_view(
         rows = deletes.without_deleted(rows, table, removing, precision)
         return prefilter(rows, start, end, where)
 
-    if entry is not None and table not in view.hidden_tables:
-        for info in sorted(entry.segments, key=lambda s: s.seq):
-            if (end is not None and info.min_ts >= end) or (
-                start is not None and info.max_ts < start
-            ):
-                continue
-            if limit is None:
-                batches.append(keep(segment.read(db_dir, info)))
-            else:  # only as many rows of each segment as the merged result can need
-                batches.append(segment.read_head(db_dir, info, limit, keep, schema.tags))
-    for memtable in view.memtables:
-        batches += [prefilter(b, start, end, where) for b in memtable.batches.get(table, [])]
-    merged = upsert_merge(batches, schema, view.settings.precision)
-    return merged.slice(0, limit) if limit is not None else merged
+    stored = _segments_between(view, table, start, end)
+    per_source = SCAN_BUDGET_ROWS // max(1, len(stored))
+    per_source = max(_MIN_SOURCE_ROWS, min(batch_rows, per_source, limit or batch_rows))
+    sources: list[tuple[Iterator[pa.Table], Callable[[], Exception]]] = [
+        (map(keep, segment.batches(db_dir, info, per_source)), _out_of_order(db_dir / info.file))
+        for info in stored
+    ]
+    fresh = [
+        prefilter(b, start, end, where) for m in view.memtables for b in m.batches.get(table, [])
+    ]
+    if fresh:  # the newest source: the memtables, merged (they are bounded by the checkpoint)
+        sources.append((iter([upsert_merge(fresh, schema, precision)]), _never_unsorted))
+    rows = mergescan.merged(sources, schema, precision, batch_rows)
+    empty = schema.arrow_schema(precision).empty_table()
+    return _at_least_one(rows if limit is None else _first(rows, limit), empty)
+
+
+def as_table(batches: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:
+    """``batches`` (of ``schema``) as one table."""
+    held = list(batches)
+    return pa.concat_tables(held) if held else schema.empty_table()
+
+
+def _segments_between(
+    view: View, table: str, start: int | None, end: int | None
+) -> list[SegmentInfo]:
+    """The table's segments, oldest first, that may hold a row in ``[start, end)``."""
+    entry = view.manifest.tables.get(table)
+    if entry is None or table in view.hidden_tables:
+        return []
+    return [
+        info
+        for info in sorted(entry.segments, key=lambda s: s.seq)
+        if not (end is not None and info.min_ts >= end)
+        and not (start is not None and info.max_ts < start)
+    ]
+
+
+def _at_least_one(batches: Iterator[pa.Table], empty: pa.Table) -> Iterator[pa.Table]:
+    """``batches``, or ``empty`` when there are none: a consumer always gets a batch
+    that carries the columns (a CSV's header)."""
+    gave = False
+    for batch in batches:
+        gave = True
+        yield batch
+    if not gave:
+        yield empty
+
+
+def _first(batches: Iterator[pa.Table], limit: int) -> Iterator[pa.Table]:
+    """The first ``limit`` rows of ``batches``; stops reading there."""
+    left = limit
+    for batch in batches if left > 0 else ():
+        yield batch.slice(0, left)
+        left -= batch.num_rows
+        if left <= 0:
+            return
+
+
+def _out_of_order(path: Path) -> Callable[[], Exception]:
+    return lambda: segment.damaged(path, "its rows are not sorted by series and time")
+
+
+def _never_unsorted() -> Exception:  # pragma: no cover - upsert_merge sorts
+    return AssertionError("the merged memtable is sorted")
 
 
 def replay_consistently(db_dir: Path, name: str, attempts: int = 50) -> ReplayState:

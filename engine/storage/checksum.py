@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from engine.arrowmods import pa, pacsv, pc
+from engine.arrowmods import pa, pacsv
 from engine.storage.schema import TS, TableSchema
 
 _BATCH = 65536
@@ -28,20 +29,45 @@ class TableDigest:
     sha256: str
 
 
-def table_digest(name: str, rows: pa.Table, schema: TableSchema) -> TableDigest:
-    tags = sorted(t for t in schema.tags if rows.column(t).null_count < rows.num_rows)
-    fields = sorted(f for f in schema.fields if rows.column(f).null_count < rows.num_rows)
-    canonical = rows.select([TS, *tags, *fields])
-    order = [(t, "ascending", "at_start") for t in tags] + [(TS, "ascending", "at_start")]
-    canonical = canonical.take(pc.sort_indices(canonical, sort_keys=order))
-    digest = hashlib.sha256()
-    digest.update(name.encode() + b"\n" + str(canonical.schema.remove_metadata()).encode() + b"\n")
-    for start in range(0, canonical.num_rows, _BATCH):
-        chunk = canonical.slice(start, _BATCH)
-        out = io.BytesIO()
-        pacsv.write_csv(chunk, out, pacsv.WriteOptions(include_header=False))
-        digest.update(out.getvalue())
-    return TableDigest(name, rows.num_rows, digest.hexdigest())
+def table_digest(
+    name: str, scan: Callable[[], Iterable[pa.Table]], schema: TableSchema
+) -> TableDigest:
+    """The digest of a table's rows, read through ``scan``: a callable giving them
+    after upserts, in segment order (tags, nulls first, then ``ts``: the canonical
+    order, since the tags are kept sorted by name and a column of nulls orders
+    nothing), any number at a time, at least one. Memory is one batch.
+
+    Which columns hold a value is known only at the end, so the hash assumes all of
+    them and ``scan`` runs a second time without those that held none (a column
+    created by a rolled-back write, or all of whose values were deleted)."""
+    everything = [TS, *sorted(schema.tags), *sorted(schema.fields)]
+    rows, sha256, valued = _hash(name, scan(), everything)
+    if valued != set(everything):
+        kept = [c for c in everything if c in valued]
+        rows, sha256, _ = _hash(name, scan(), kept)
+    return TableDigest(name, rows, sha256)
+
+
+def _hash(name: str, batches: Iterable[pa.Table], columns: list[str]) -> tuple[int, str, set[str]]:
+    """Rows, SHA-256 of ``columns`` of ``batches`` as headerless CSV, and the columns
+    that held a value."""
+    digest, no_header = hashlib.sha256(), pacsv.WriteOptions(include_header=False)
+    rows, valued, started = 0, {TS}, False
+    for batch in batches:
+        canonical = batch.select(columns)
+        if not started:
+            header = str(canonical.schema.remove_metadata()).encode()
+            digest.update(name.encode() + b"\n" + header + b"\n")
+            started = True
+        valued.update(c for c in columns if canonical.column(c).null_count < canonical.num_rows)
+        rows += canonical.num_rows
+        for start in range(0, canonical.num_rows, _BATCH):
+            out = io.BytesIO()
+            pacsv.write_csv(canonical.slice(start, _BATCH), out, no_header)
+            digest.update(out.getvalue())
+    if not started:
+        raise ValueError("a scan gives at least one batch, which carries the columns")
+    return rows, digest.hexdigest(), valued
 
 
 def database_digest(tables: list[TableDigest]) -> str:

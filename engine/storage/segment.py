@@ -21,7 +21,7 @@ check. Segments listed by a manifest written before digests existed (no
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine.arrowmods import pa, pc, pq
@@ -29,7 +29,6 @@ from engine.errors import Corruption, Remedy
 from engine.io.fileio import IO
 from engine.names import TABLES_DIR
 from engine.storage.manifest import SegmentInfo
-from engine.storage.merge import is_sorted
 from engine.storage.schema import TS
 
 COMPRESSION = "zstd"
@@ -72,48 +71,60 @@ def read(db_dir: Path, info: SegmentInfo) -> pa.Table:
     return decode(path.read_bytes(), info, path)
 
 
-# Rows decoded at a time when only the first rows of a segment are wanted.
-HEAD_BATCH_ROWS = 8_192
+# Bytes hashed at a time when a segment is checked without being held whole.
+_HASH_CHUNK = 1 << 20
 
 
-def read_head(
-    db_dir: Path,
-    info: SegmentInfo,
-    rows: int,
-    keep: Callable[[pa.Table], pa.Table],
-    tags: list[str],
-) -> pa.Table:
-    """The first ``rows`` rows that ``keep`` keeps (all of them, if fewer), decoding batch
-    by batch and stopping there. A segment is sorted by its key, so the first
-    N keys of any ordered merge of segments are among the first N rows of each.
-
-    The order is checked on what is decoded (a restore checks an archive file's
-    digest and footer, not its order): rows out of order make this read all of the
-    segment's rows, which the caller's merge sorts, so the answer stays right."""
+def batches(db_dir: Path, info: SegmentInfo, batch_rows: int) -> Iterator[pa.Table]:
+    """The segment's rows, at most ``batch_rows`` at a time, held in memory only batch
+    by batch. The file is opened and its size and digest checked now (read in chunks),
+    so that a missing or damaged file fails before the first batch; each batch is
+    decoded with page-CRC verification and its timestamps checked against the
+    manifest's range. The caller checks the order (see :mod:`engine.storage.mergescan`)."""
     path = db_dir / info.file
-    data = path.read_bytes()
-    check_bytes(data, info, path)
+    source = pa.OSFile(str(path))  # open before checking: what is checked is what is read
     try:
-        reader = pq.ParquetFile(pa.BufferReader(data), page_checksum_verification=True)
+        _check_stream(source, info, path)
+        reader = pq.ParquetFile(source, page_checksum_verification=True)
         if reader.metadata.num_rows != info.rows:
             raise damaged(path, f"{reader.metadata.num_rows} rows, the manifest says {info.rows}")
-        pieces, found, last = [], 0, None
-        stored = set(reader.schema_arrow.names)  # schema_arrow is rebuilt at every access
-        present = [t for t in tags if t in stored]  # a newer tag: null
-        for batch in reader.iter_batches(batch_size=max(rows, HEAD_BATCH_ROWS)):
-            decoded = pa.Table.from_batches([batch])
-            keys = decoded.select([*present, TS])
-            if not is_sorted(keys if last is None else pa.concat_tables([last, keys]), present):
-                return keep(decode(data, info, path))
-            last = keys.slice(keys.num_rows - 1) if keys.num_rows else last
-            piece = keep(decoded)
-            pieces.append(piece.slice(0, rows - found))
-            found += piece.num_rows
-            if found >= rows:
-                break
     except (pa.ArrowException, OSError, ValueError) as exc:
+        source.close()
         raise damaged(path, f"it does not decode ({exc})") from exc
-    return pa.concat_tables(pieces) if pieces else reader.schema_arrow.empty_table()
+    except BaseException:
+        source.close()
+        raise
+    return _decoded(source, reader, info, path, batch_rows)
+
+
+def _check_stream(source: pa.NativeFile, info: SegmentInfo, path: Path) -> None:
+    digest, size = hashlib.sha256(), 0
+    while chunk := source.read(_HASH_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    if size != info.bytes:
+        raise damaged(path, f"{size} bytes, the manifest says {info.bytes}")
+    if info.sha256 and digest.hexdigest() != info.sha256:
+        raise damaged(path, "its SHA-256 does not match the manifest")
+    source.seek(0)
+
+
+def _decoded(
+    source: pa.NativeFile, reader: pq.ParquetFile, info: SegmentInfo, path: Path, batch_rows: int
+) -> Iterator[pa.Table]:
+    decoded = 0
+    with source:
+        try:
+            for batch in reader.iter_batches(batch_size=batch_rows):
+                rows = pa.Table.from_batches([batch])
+                _check_span(rows, info, path)
+                decoded += rows.num_rows
+                yield rows
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise damaged(path, f"it does not decode ({exc})") from exc
+    # a damaged page header can end a column early without an error from the reader
+    if decoded != info.rows:
+        raise damaged(path, f"{decoded} rows decode, the manifest says {info.rows}")
 
 
 def check_bytes(data: bytes, info: SegmentInfo, path: Path) -> None:
@@ -132,8 +143,14 @@ def decode(data: bytes, info: SegmentInfo, path: Path) -> pa.Table:
         raise damaged(path, f"it does not decode ({exc})") from exc
     if rows.num_rows != info.rows:
         raise damaged(path, f"{rows.num_rows} rows, the manifest says {info.rows}")
+    _check_span(rows, info, path)
+    return rows
+
+
+def _check_span(rows: pa.Table, info: SegmentInfo, path: Path) -> None:
+    """The manifest's range decides which reads, retention and deletes look at a
+    segment: rows outside it would be missed by them."""
     if rows.num_rows:
-        # the manifest's range decides which reads, retention and deletes look here
         span = pc.min_max(rows.column(TS).cast(pa.int64())).as_py()
         if span["min"] < info.min_ts or span["max"] > info.max_ts:
             raise damaged(
@@ -141,7 +158,6 @@ def decode(data: bytes, info: SegmentInfo, path: Path) -> pa.Table:
                 f"timestamps run from {span['min']} to {span['max']}, the manifest says "
                 f"{info.min_ts} to {info.max_ts}",
             )
-    return rows
 
 
 def damaged(path: Path, why: str) -> Corruption:

@@ -2,6 +2,7 @@
 
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from typing import Annotated
 
 import typer
@@ -33,39 +34,59 @@ def select(
 ) -> None:
     """Rows of a table (after upserts), sorted by series then time."""
     st = state(ctx)
-    rows = ops.select(
+    batches = ops.select_batches(
         st.data_dir, db, table, start=start, end=end, where=check_where(where or []), limit=limit
     )
-    stream_rows(rows, st.format, epoch=epoch)
+    stream_rows(batches, st.format, epoch=epoch)
 
 
 # Rows are rendered this many at a time, so memory does not grow with the result.
 CHUNK_ROWS = 5_000
 
 
-def stream_rows(rows: pa.Table, fmt: str, *, epoch: bool) -> None:
-    """Print ``rows`` chunk by chunk: CSV with a header, a JSON array, or a table whose
+def stream_rows(batches: Iterable[pa.Table], fmt: str, *, epoch: bool) -> None:
+    """Print the rows of ``batches`` chunk by chunk, holding one batch at a time: CSV
+    with a header, a JSON array, one JSON object per line (jsonl), or a table whose
     column widths come from the first chunk (wider values later push their line out)."""
     widths: list[int] = []
+    first = True
     if fmt == "json":
         sys.stdout.write("[")
-    for offset in range(0, max(rows.num_rows, 1), CHUNK_ROWS):
-        chunk = rows.slice(offset, CHUNK_ROWS)
-        first = offset == 0
+    for chunk in _chunks(batches):
         if fmt == "csv":
             sink = pa.BufferOutputStream()
             options = pacsv.WriteOptions(include_header=first)
             pacsv.write_csv(_with_text_time(chunk, epoch), sink, write_options=options)
             sys.stdout.write(sink.getvalue().to_pybytes().decode())
-        elif fmt == "json":
+        elif fmt in ("json", "jsonl"):
             records = strict(to_records(chunk, iso_time=not epoch))
             for i, record in enumerate(records):
-                sep = "\n  " if first and i == 0 else ",\n  "
+                if fmt == "jsonl":
+                    sep = "" if first and i == 0 else "\n"
+                else:
+                    sep = "\n  " if first and i == 0 else ",\n  "
                 sys.stdout.write(sep + json.dumps(record, allow_nan=False, default=str))
         else:
             widths = _table_chunk(chunk, epoch, widths)
+        first = first and not chunk.num_rows
     if fmt == "json":
-        sys.stdout.write("\n]\n" if rows.num_rows else "]\n")
+        sys.stdout.write("]\n" if first else "\n]\n")
+    elif fmt == "jsonl" and not first:
+        sys.stdout.write("\n")
+
+
+def _chunks(batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    """The rows of ``batches`` in chunks of at most CHUNK_ROWS; with no rows at all, one
+    empty chunk (which carries the columns: a CSV still gets its header)."""
+    empty = None
+    for batch in batches:
+        if not batch.num_rows:
+            empty = batch
+        for offset in range(0, batch.num_rows, CHUNK_ROWS):
+            empty = None
+            yield batch.slice(offset, CHUNK_ROWS)
+    if empty is not None:
+        yield empty
 
 
 def _table_chunk(chunk: pa.Table, epoch: bool, widths: list[int]) -> list[int]:
