@@ -19,7 +19,7 @@ from engine.db.checkpoint import CheckpointReport, CompactionReport
 from engine.db.database import Database
 from engine.db.datadir import existing_database_dir, list_databases, writable_database_dir
 from engine.db.health import DatabaseHealth
-from engine.db.reads import as_table
+from engine.db.reads import as_table, tally_sorted
 from engine.db.recovery import RecoveryReport
 from engine.errors import EngineError, InvalidArgument, NotFound
 from engine.io import lock
@@ -41,6 +41,7 @@ from engine.storage import checksum as checksum_mod
 from engine.storage import segment
 from engine.storage.deletes import DeleteReport, DeleteSpec
 from engine.storage.rows import iso_time
+from engine.storage.schema import TS
 from engine.timeparse import parse_time
 
 if TYPE_CHECKING:  # imported where used: most commands never ingest
@@ -198,7 +199,8 @@ def table_details(data_dir: Path, name: str, table: str) -> TableDetails:
     validate_name("table", table)
     with reading(data_dir, name) as db:
         schema = db.schema(table)
-        rows = db.scan(table)
+        tally = tally_sorted(db.scan_batches(table), schema.tags)
+        ts_type = schema.arrow_schema(db.settings.precision).field(TS).type
     stats = database_stats(data_dir, name).table(table)
     columns = [
         {"column": "ts", "kind": "timestamp", "type": f"timestamp[{_precision(data_dir, name)}]"}
@@ -210,29 +212,20 @@ def table_details(data_dir: Path, name: str, table: str) -> TableDetails:
         {"column": f, "kind": "field", "type": k, "key": key_of_column(f)}
         for f, k in schema.fields.items()
     ]
-    ts = rows.column("ts").cast(pa.int64())
-    times = rows.column("ts")
-    first, last = pa.compute.min(times), pa.compute.max(times)
     return TableDetails(
         database=name,
         table=table,
         columns=columns,
-        rows=rows.num_rows,
-        series=_series_count(rows, schema.tags),
-        min_ts=pa.compute.min(ts).as_py(),
-        max_ts=pa.compute.max(ts).as_py(),
-        first=iso_time(first),
-        last=iso_time(last),
+        rows=tally.rows,
+        series=tally.series,
+        min_ts=tally.min_ts,
+        max_ts=tally.max_ts,
+        first=iso_time(pa.scalar(tally.min_ts, ts_type)),
+        last=iso_time(pa.scalar(tally.max_ts, ts_type)),
         segments=stats.segments,
         partitions=stats.partitions,
         segment_bytes=stats.segment_bytes,
     )
-
-
-def _series_count(rows: pa.Table, tags: list[str]) -> int:
-    if not tags:
-        return 1 if rows.num_rows else 0
-    return int(rows.group_by(tags, use_threads=False).aggregate([]).num_rows)
 
 
 def _precision(data_dir: Path, name: str) -> str:

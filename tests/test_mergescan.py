@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.db.reads import tally_sorted
 from engine.errors import Corruption
 from engine.storage.merge import upsert_merge
 from engine.storage.mergescan import merged
@@ -79,3 +80,17 @@ def test_a_source_out_of_order_after_giving_rows_raises_its_error() -> None:
     source = iter([first, first.slice(0, 2)])
     with pytest.raises(Corruption):
         list(merged([(source, damaged), (in_batches(other, 1), never)], SCHEMA, "ns", 100))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(row, max_size=30), st.integers(1, 5))
+def test_a_tally_in_scan_order_counts_what_a_group_by_counts(
+    rows: list[tuple[str | None, str | None, int, int]], size: int
+) -> None:
+    ordered = upsert_merge([table(rows)], SCHEMA, "ns")
+    tally = tally_sorted(in_batches(ordered, size), SCHEMA.tags)
+    assert tally.rows == ordered.num_rows
+    series = ordered.group_by(SCHEMA.tags, use_threads=False).aggregate([]).num_rows
+    assert tally.series == series
+    times = [t for _, _, t, _ in rows]
+    assert (tally.min_ts, tally.max_ts) == ((min(times), max(times)) if rows else (None, None))

@@ -7,7 +7,10 @@ The segment files are opened right after the snapshot is taken (retrying if
 a compaction removed one first), so they stay readable whatever the writer
 does next. A partition with no WAL rows whose segments cover disjoint time
 ranges (so no key is in two of them) has its segments copied byte for byte;
-any other partition is merged once (upserts applied). The archive is built
+any other partition is merged once (upserts applied). An incremental backup
+reads its base chain's manifests, not its files: a partition whose base files
+are all still segments (by digest) adds its new segments and memtable rows, any
+other is carried whole (see :func:`_delta_table`). The archive is built
 in a staging directory (beside its final place in a local store, else a
 temporary directory), verified from disk (digests and footers), and only then
 published to its store (``engine/archive/store.py``: files, then the manifest as
@@ -48,7 +51,9 @@ from engine.io import scratch
 from engine.io.fileio import IO
 from engine.names import archive_file_path, validate_name
 from engine.storage import deletes, segment
-from engine.storage.merge import sort_rows, upsert_merge
+from engine.storage.deletes import DeleteSpec
+from engine.storage.manifest import SegmentInfo
+from engine.storage.merge import upsert_merge
 from engine.storage.schema import TS, TableSchema, conform
 from engine.stores import Store, open_store
 
@@ -170,8 +175,12 @@ def create_backup(
                 for table in tables:
                     manifest.tables[table] = _full_table(db_dir, view, handles, table, writer)
             else:
-                with archivestore.fetched(store, base_name) as base_dir:
+                # the base chain's manifests are what an incremental reads of it
+                with archivestore.fetched(store, base_name, files=False) as base_dir:
                     _incremental(db_dir, view, handles, tables, base_dir, manifest, writer)
+                    if local is not None:  # its files are here: present, at their sizes
+                        for path, link in chain(base_dir):
+                            archive.require_tree_sound(path, link)
             _finish(staging, manifest)
             # verified from disk before it is visible under its final name
             archive.require_sound(staging, archive.load(staging))
@@ -364,6 +373,39 @@ class _ArchiveWriter:
         return files
 
 
+@dataclass
+class _TableNow:
+    """A table in the snapshot, by partition: its segments (oldest first), the rows the
+    memtables hold for it, and the deletes not yet applied to its segments."""
+
+    segments: dict[int, list[SegmentInfo]]
+    pending: dict[int, pa.Table]
+    removing: list[DeleteSpec]
+
+    @classmethod
+    def of(cls, view: View, table: str) -> _TableNow:
+        schema, precision = view.catalog[table], view.settings.precision
+        entry = view.manifest.tables.get(table)
+        infos = [] if entry is None or table in view.hidden_tables else entry.segments
+        segments: dict[int, list[SegmentInfo]] = defaultdict(list)
+        for info in sorted(infos, key=lambda s: s.seq):
+            segments[info.partition].append(info)
+        memtable = [b for m in view.memtables for b in m.batches.get(table, []) if b.num_rows]
+        rows = [conform(b, schema, precision) for b in memtable]
+        pending = (
+            segment.split_by_partition(pa.concat_tables(rows), view.settings.partition_units)
+            if rows
+            else {}
+        )
+        return cls(dict(segments), pending, deletes.pending_for(view.deletes, table))
+
+    def partitions(self) -> set[int]:
+        return set(self.segments) | set(self.pending)
+
+    def touched_by_deletes(self, infos: list[SegmentInfo], precision: str) -> bool:
+        return any(d.touches(info, precision) for d in self.removing for info in infos)
+
+
 def _full_table(
     db_dir: Path,
     view: View,
@@ -371,75 +413,51 @@ def _full_table(
     table: str,
     writer: _ArchiveWriter,
 ) -> ArchiveTable:
-    schema = view.catalog[table]
-    precision = view.settings.precision
-    width = view.settings.partition_units
-    entry = view.manifest.tables.get(table)
-    segments = (
-        []
-        if entry is None or table in view.hidden_tables
-        else sorted(entry.segments, key=lambda s: s.seq)
-    )
-    memtable = [b for m in view.memtables for b in m.batches.get(table, []) if b.num_rows]
-    pending = (
-        segment.split_by_partition(
-            pa.concat_tables([conform(b, schema, precision) for b in memtable]), width
+    now = _TableNow.of(view, table)
+    result = ArchiveTable(view.catalog[table].copy())
+    for partition in sorted(now.partitions()):
+        infos = now.segments.get(partition, [])
+        result.files += _partition_files(
+            db_dir, view, handles, table, partition, infos, now, writer
         )
-        if memtable
-        else {}
-    )
-    by_partition: dict[int, list[Any]] = defaultdict(list)
-    for info in segments:
-        by_partition[info.partition].append(info)
-    result = ArchiveTable(schema.copy())
-    removing = deletes.pending_for(view.deletes, table)
-    for partition in sorted(set(by_partition) | set(pending)):
-        infos = by_partition.get(partition, [])
-        if (
-            infos
-            and partition not in pending
-            and not any(d.touches(info, precision) for d in removing for info in infos)
-            and _disjoint_in_time(infos)
-            and all(_same_schema(handles[info.file], schema, precision) for info in infos)
-        ):
-            for info in infos:
-                result.files.append(writer.copy(table, partition, handles[info.file], info, db_dir))
-            continue
-        contents = [_segment_bytes(db_dir, handles, info) for info in infos]
-        batches = [
-            deletes.without_deleted(
-                segment.decode(data, info, db_dir / info.file), table, removing, precision
-            )
-            for info, data in zip(infos, contents, strict=True)
-        ]
-        if partition in pending:
-            batches.append(pending[partition])
-        merged = upsert_merge(batches, schema, precision)
-        if merged.num_rows:
-            result.files += writer.put_rows(table, partition, merged)
     return result
 
 
-def _table_rows(
-    db_dir: Path, view: View, handles: dict[str, TypingIO[bytes]], table: str
-) -> pa.Table:
-    """The table's rows in the snapshot, after upserts, read from the handles opened with
-    it (a compaction meanwhile may have deleted the files by then)."""
-    schema = view.catalog[table]
-    precision = view.settings.precision
-    entry = view.manifest.tables.get(table)
-    infos = [] if entry is None or table in view.hidden_tables else entry.segments
+def _partition_files(
+    db_dir: Path,
+    view: View,
+    handles: dict[str, TypingIO[bytes]],
+    table: str,
+    partition: int,
+    infos: list[SegmentInfo],
+    now: _TableNow,
+    writer: _ArchiveWriter,
+) -> list[ArchiveFile]:
+    """``infos`` (segments of one partition) and the partition's memtable rows as
+    archive files: the segments copied byte for byte when no key can be in two of them
+    and nothing else changes them, else merged once (upserts and deletes applied)."""
+    schema, precision = view.catalog[table], view.settings.precision
+    if (
+        infos
+        and partition not in now.pending
+        and not now.touched_by_deletes(infos, precision)
+        and _disjoint_in_time(infos)
+        and all(_same_schema(handles[info.file], schema, precision) for info in infos)
+    ):
+        return [writer.copy(table, partition, handles[info.file], info, db_dir) for info in infos]
     batches = [
         deletes.without_deleted(
             segment.decode(_segment_bytes(db_dir, handles, info), info, db_dir / info.file),
             table,
-            view.deletes,
+            now.removing,
             precision,
         )
-        for info in sorted(infos, key=lambda info: info.seq)
+        for info in infos
     ]
-    batches += [b for m in view.memtables for b in m.batches.get(table, []) if b.num_rows]
-    return upsert_merge(batches, schema, precision)
+    if partition in now.pending:
+        batches.append(now.pending[partition])
+    merged = upsert_merge(batches, schema, precision)
+    return writer.put_rows(table, partition, merged) if merged.num_rows else []
 
 
 def _disjoint_in_time(infos: list[Any]) -> bool:
@@ -560,12 +578,6 @@ def effective_files(
     return tables
 
 
-def _base_rows(
-    files: list[tuple[Path, ArchiveFile]], schema: TableSchema, precision: str
-) -> pa.Table:
-    return upsert_merge([pq.read_table(p) for p, _ in files], schema, precision)
-
-
 def _incremental(
     db_dir: Path,
     view: View,
@@ -575,9 +587,11 @@ def _incremental(
     manifest: ArchiveManifest,
     writer: _ArchiveWriter,
 ) -> None:
+    # The chain's links are checked (each manifest's SHA-256 as its successor recorded
+    # it); the base files' contents are not read: what changed is known from the
+    # manifests, and hashing the whole base would cost the whole database each night
+    # (checking it is the archive verification's job).
     links = chain(base_dir)
-    for path, link in links:
-        archive.require_sound(path, link)
     base_manifest = links[-1][1]
     if base_manifest.database != manifest.database:
         raise InvalidArgument(
@@ -589,81 +603,60 @@ def _incremental(
         "manifest_sha256": hashlib.sha256((base_dir / archive.MANIFEST).read_bytes()).hexdigest(),
     }
     base_tables = effective_files(links)
-    precision, width = view.settings.precision, view.settings.partition_units
     if manifest.kind == "database":
         manifest.dropped_tables = sorted(set(base_tables) - set(tables))
     for table in tables:
         schema = view.catalog[table]
-        if table not in base_tables:
+        base = base_tables.get(table)
+        if base is None or not set(base[0].tags) <= set(schema.tags):
+            # new, or dropped and made anew with other tags: the table whole
             manifest.tables[table] = _full_table(db_dir, view, handles, table, writer)
+        else:
+            files = [f for _, f in base[1]]
+            manifest.tables[table] = _delta_table(db_dir, view, handles, table, files, writer)
+
+
+def _delta_table(
+    db_dir: Path,
+    view: View,
+    handles: dict[str, TypingIO[bytes]],
+    table: str,
+    base_files: list[ArchiveFile],
+    writer: _ArchiveWriter,
+) -> ArchiveTable:
+    """What changed in ``table`` since the base chain, read by partition from the
+    segments' digests, not row by row. A segment whose digest a base file has is in the
+    base (a backup copies segments byte for byte, a restore installs files as they
+    are). A partition whose base files are all still segments, with nothing deleted
+    since, gains its new segments and memtable rows as upserts; any other partition
+    (compacted, rewritten by a delete, expired) is carried whole and replaces the
+    base's. The cost follows the changed partitions, whatever the table's size."""
+    precision = view.settings.precision
+    now = _TableNow.of(view, table)
+    in_base: dict[int, set[str]] = defaultdict(set)
+    for item in base_files:
+        in_base[item.partition].add(item.sha256)
+    result = ArchiveTable(view.catalog[table].copy(), mode="delta")
+    for partition in sorted(now.partitions() | set(in_base)):
+        infos = now.segments.get(partition, [])
+        kept = [i for i in infos if i.sha256 and i.sha256 in in_base[partition]]
+        new = [i for i in infos if i not in kept]
+        newer = not kept or min((i.seq for i in new), default=1 << 62) > max(i.seq for i in kept)
+        if (
+            {i.sha256 for i in kept} == in_base[partition]
+            and newer
+            and not now.touched_by_deletes(infos, precision)
+        ):
+            if new or partition in now.pending:
+                result.files += _partition_files(
+                    db_dir, view, handles, table, partition, new, now, writer
+                )
             continue
-        current = _table_rows(db_dir, view, handles, table)
-        old_schema = base_tables[table][0]
-        if not set(old_schema.tags) <= set(schema.tags):  # a table dropped and made anew
-            manifest.tables[table] = _full_table(db_dir, view, handles, table, writer)
-            continue
-        before = _base_rows(base_tables[table][1], old_schema, precision)
-        # partitions that lost rows (a delete, an expiry) are carried whole
-        replaced = _partitions_losing_rows(before, current, old_schema, schema, width)
-        delta = _changed_rows(current, before, schema)
-        result = ArchiveTable(schema.copy(), mode="delta", replaced_partitions=replaced)
-        changed = segment.split_by_partition(delta, width) if delta.num_rows else {}
-        whole = segment.split_by_partition(current, width) if replaced else {}
-        for partition in sorted(set(changed) | set(replaced)):
-            rows = whole.get(partition) if partition in replaced else changed[partition]
-            if rows is not None and rows.num_rows:
-                result.files += writer.put_rows(table, partition, rows)
-        manifest.tables[table] = result
-
-
-def _fingerprints(rows: pa.Table, columns: list[str]) -> pa.Table:
-    """``columns`` as join keys: each value as text (so NaN equals NaN) with a null
-    marker beside it, so that no value, whatever characters it holds, can stand for
-    another or for a null (one joined string per row could: a separator inside a
-    tag value)."""
-    keys: dict[str, pa.ChunkedArray] = {}
-    for i, c in enumerate(columns):
-        values = rows.column(c).cast(pa.int64() if c == TS else pa.string()).cast(pa.string())
-        keys[f"v{i}"] = pc.fill_null(values, "")
-        keys[f"n{i}"] = pc.is_null(values)
-    if not keys:
-        keys["v"] = pa.chunked_array([pa.array([""] * rows.num_rows, pa.string())])
-    return pa.table(keys)
-
-
-def _partitions_losing_rows(
-    before: pa.Table, current: pa.Table, old: TableSchema, new: TableSchema, width: int
-) -> list[int]:
-    """The partitions holding a key of the base that is gone now (deleted or expired)."""
-    if before.num_rows == 0:
-        return []
-    keys = [*sorted(old.tags), TS]
-    left = _fingerprints(conform(before, new, _precision_of(before)), keys)
-    left = left.append_column("\nrow", pa.array(range(before.num_rows), pa.int64()))
-    right = _fingerprints(current, keys)
-    lost = left.join(right, right.column_names, join_type="left anti")
-    if not lost.num_rows:
-        return []
-    ts = before.column(TS).take(lost.column("\nrow")).cast(pa.int64())
-    return sorted(int(p) for p in pc.unique(segment.partition_starts(ts, width)).to_pylist())
-
-
-def _changed_rows(current: pa.Table, before: pa.Table, schema: TableSchema) -> pa.Table:
-    columns = [*sorted(schema.tags), TS, *sorted(schema.fields)]
-    precision = _precision_of(current)
-    aligned = conform(before, schema, precision)
-    now = _fingerprints(current, columns)
-    keys = now.column_names
-    now = now.append_column("\nrow", pa.array(range(current.num_rows), pa.int64()))
-    changed = now.join(_fingerprints(aligned, columns), keys, join_type="left anti")
-    rows = current.take(changed.column("\nrow"))
-    return sort_rows(
-        rows.select(schema.column_names()).cast(schema.arrow_schema(precision)), schema
-    )
-
-
-def _precision_of(rows: pa.Table) -> str:
-    return str(rows.schema.field(TS).type.unit)
+        result.replaced_partitions.append(partition)
+        result.files += _partition_files(
+            db_dir, view, handles, table, partition, infos, now, writer
+        )
+    return result
 
 
 # -- list, verify, prune --------------------------------------------------------------------

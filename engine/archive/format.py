@@ -33,7 +33,7 @@ hold exactly its rows after upserts.
       "tables": {
         "cpu": {
           "tags": ["host"], "fields": {"usage": "float64"},
-          "mode": "full" | "delta",  # delta: rows changed since the base, upserted onto it
+          "mode": "full" | "delta",  # delta: rows added since the base, upserted onto it
           "replaced_partitions": [1699920000000000000],  # (0.4, delta only, present only
                                      # when not empty) partitions that lost rows since the
                                      # base (a delete, an expiry): the base chain's files

@@ -82,10 +82,10 @@ def require_store(store: Store) -> None:
 
 
 @contextlib.contextmanager
-def fetched(store: Store, name: str) -> Iterator[Path]:
+def fetched(store: Store, name: str, *, files: bool = True) -> Iterator[Path]:
     """The archive ``name`` (and its bases) as a local directory, for the checks and the
     restore; a remote store's archives are downloaded into a temporary directory that is
-    removed afterwards."""
+    removed afterwards (only their manifests, without ``files``)."""
     if store.local_dir is not None:
         yield store.local_dir / name
         return
@@ -101,7 +101,7 @@ def fetched(store: Store, name: str) -> Iterator[Path]:
             except NotFound:
                 break  # a missing base: chain() reports it
             keys = [f"{current}/{f.path}" for t in manifest.tables.values() for f in t.files]
-            _download_all(store, keys, root)
+            _download_all(store, keys if files else [], root)
             (root / current).mkdir(parents=True, exist_ok=True)
             (root / current / archive.MANIFEST).write_bytes(data)
             if manifest.base is not None:

@@ -108,6 +108,48 @@ def scan_batches(
     return _at_least_one(rows if limit is None else _first(rows, limit), empty)
 
 
+@dataclass
+class Tally:
+    """What a pass over a table's rows in scan order counts."""
+
+    rows: int = 0
+    series: int = 0
+    min_ts: int | None = None
+    max_ts: int | None = None
+
+
+def tally_sorted(batches: Iterable[pa.Table], tags: list[str]) -> Tally:
+    """Rows, series and time range of ``batches`` in scan order (series, then time): a
+    series starts wherever a row's tags differ from the row before, so one pass with
+    one batch held counts them."""
+    tally, previous = Tally(), None
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        n = batch.num_rows
+        tally.rows += n
+        span = pc.min_max(batch.column(TS).cast(pa.int64())).as_py()
+        low, high = span["min"], span["max"]
+        tally.min_ts = low if tally.min_ts is None else min(tally.min_ts, low)
+        tally.max_ts = high if tally.max_ts is None else max(tally.max_ts, high)
+        first = mergescan.key_at(batch, 0, tags)[:-1]
+        tally.series += first != previous
+        tally.series += _series_starts(batch.select(tags), n) if tags else 0
+        previous = mergescan.key_at(batch, n - 1, tags)[:-1]
+    return tally
+
+
+def _series_starts(keys: pa.Table, n: int) -> int:
+    """Rows after the first whose tags differ from the row before them."""
+    differs: pa.Array | None = None
+    for column in keys.columns:
+        here, before = column.slice(1), column.slice(0, n - 1)
+        changed = pc.fill_null(pc.not_equal(here, before), False)
+        changed = pc.or_(changed, pc.xor(pc.is_null(here), pc.is_null(before)))
+        differs = changed if differs is None else pc.or_(differs, changed)
+    return int(pc.sum(differs).as_py() or 0) if differs is not None else 0
+
+
 def as_table(batches: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:
     """``batches`` (of ``schema``) as one table."""
     held = list(batches)
