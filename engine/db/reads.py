@@ -50,12 +50,15 @@ _MIN_SOURCE_ROWS = 1_024
 
 
 class ScanBounds(TypedDict, total=False):
-    """What a scan may be limited to: ``[start, end)``, tag values, a number of rows."""
+    """What a scan may be limited to (``[start, end)``, tag values, a number of rows),
+    and the most rows it yields at a time."""
 
     start: int | None
     end: int | None
     where: dict[str, str] | None
     limit: int | None
+    batch_rows: int
+    held: Callable[[int], object]  # told the rows held decoded at each merge round
 
 
 def scan_batches(
@@ -68,6 +71,7 @@ def scan_batches(
     where: dict[str, str] | None = None,
     limit: int | None = None,
     batch_rows: int = SCAN_BATCH_ROWS,
+    held: Callable[[int], object] | None = None,
 ) -> Iterator[pa.Table]:
     """Rows of ``table`` in ``view`` after upserts and pending deletes, sorted by tags
     then ``ts``, ``[start, end)``, in batches of at most ``batch_rows`` rows: a merged
@@ -93,7 +97,9 @@ def scan_batches(
 
     stored = _segments_between(view, table, start, end)
     per_source = SCAN_BUDGET_ROWS // max(1, len(stored))
-    per_source = max(_MIN_SOURCE_ROWS, min(batch_rows, per_source, limit or batch_rows))
+    per_source = max(
+        min(_MIN_SOURCE_ROWS, batch_rows), min(batch_rows, per_source, limit or batch_rows)
+    )
     sources: list[tuple[Iterator[pa.Table], Callable[[], Exception]]] = [
         (map(keep, segment.batches(db_dir, info, per_source)), _out_of_order(db_dir / info.file))
         for info in stored
@@ -103,7 +109,7 @@ def scan_batches(
     ]
     if fresh:  # the newest source: the memtables, merged (they are bounded by the checkpoint)
         sources.append((iter([upsert_merge(fresh, schema, precision)]), _never_unsorted))
-    rows = mergescan.merged(sources, schema, precision, batch_rows)
+    rows = mergescan.merged(sources, schema, precision, batch_rows, held)
     empty = schema.arrow_schema(precision).empty_table()
     return _at_least_one(rows if limit is None else _first(rows, limit), empty)
 

@@ -120,16 +120,21 @@ def merged(
     schema: TableSchema,
     precision: str,
     batch_rows: int,
+    held: Callable[[int], object] | None = None,
 ) -> Iterator[pa.Table]:
     """The rows of ``sources`` (oldest first; each with the exception to raise if it
     turns out unsorted after giving rows) merged by key, in batches of at most
-    ``batch_rows`` rows conformed to ``schema``."""
+    ``batch_rows`` rows conformed to ``schema``. ``held``, if given, is told at each
+    round how many rows the merge holds decoded (what its memory follows)."""
     cursors = [_Cursor(batches, schema, precision, disorder) for batches, disorder in sources]
     live = [c for c in cursors if c.fill()]
     while live:
         bound = min(c.last_key() for c in live)
+        decoded = sum(c.rows.num_rows for c in live if c.rows is not None)
         pieces = [p for p in (c.take_through(bound) for c in live) if p.num_rows]
         out = pieces[0] if len(pieces) == 1 else upsert_merge(pieces, schema, precision)
+        if held is not None:
+            held(decoded + out.num_rows)
         for offset in range(0, out.num_rows, batch_rows):
             yield out.slice(offset, batch_rows)
         live = [c for c in live if c.fill()]

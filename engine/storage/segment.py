@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.arrowmods import pa, pc, pq
 from engine.errors import Corruption, Remedy
 from engine.io.fileio import IO
 from engine.names import TABLES_DIR
 from engine.storage.manifest import SegmentInfo
+from engine.storage.rows import prefilter
 from engine.storage.schema import TS
 
 COMPRESSION = "zstd"
@@ -75,12 +78,25 @@ def read(db_dir: Path, info: SegmentInfo) -> pa.Table:
 _HASH_CHUNK = 1 << 20
 
 
-def batches(db_dir: Path, info: SegmentInfo, batch_rows: int) -> Iterator[pa.Table]:
+def batches(
+    db_dir: Path,
+    info: SegmentInfo,
+    batch_rows: int,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    where: dict[str, str] | None = None,
+) -> Iterator[pa.Table]:
     """The segment's rows, at most ``batch_rows`` at a time, held in memory only batch
     by batch. The file is opened and its size and digest checked now (read in chunks),
     so that a missing or damaged file fails before the first batch; each batch is
     decoded with page-CRC verification and its timestamps checked against the
-    manifest's range. The caller checks the order (see :mod:`engine.storage.mergescan`)."""
+    manifest's range. The caller checks the order (see :mod:`engine.storage.mergescan`).
+
+    With bounds (``[start, end)`` in timestamp units, tag values), only the rows
+    within them come out, and a row group is decoded whole only if it holds one: its
+    footer statistics (checked with the rest of the file's bytes) rule it out, or its
+    key columns are decoded first and tested."""
     path = db_dir / info.file
     source = pa.OSFile(str(path))  # open before checking: what is checked is what is read
     try:
@@ -94,7 +110,10 @@ def batches(db_dir: Path, info: SegmentInfo, batch_rows: int) -> Iterator[pa.Tab
     except BaseException:
         source.close()
         raise
-    return _decoded(source, reader, info, path, batch_rows)
+    if start is None and end is None and not where:
+        return _decoded(source, reader, info, path, batch_rows)
+    bounds = _Bounds(start, end, where or {})
+    return _decoded_within(source, reader, info, path, batch_rows, bounds)
 
 
 def _check_stream(source: pa.NativeFile, info: SegmentInfo, path: Path) -> None:
@@ -125,6 +144,75 @@ def _decoded(
     # a damaged page header can end a column early without an error from the reader
     if decoded != info.rows:
         raise damaged(path, f"{decoded} rows decode, the manifest says {info.rows}")
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    start: int | None
+    end: int | None
+    where: dict[str, str]
+
+    def rule_out(self, group: pq.RowGroupMetaData, position: dict[str, int]) -> bool:
+        """Whether the row group's statistics prove it holds no row within bounds."""
+        ts = _min_max(group, position.get(TS), raw=True)
+        if ts is not None:
+            if self.start is not None and ts[1] < self.start:
+                return True
+            if self.end is not None and ts[0] >= self.end:
+                return True
+        for tag, value in self.where.items():
+            if tag not in position:
+                return True  # a segment without the tag holds only its nulls
+            span = _min_max(group, position[tag], raw=False)
+            if span is not None and not span[0] <= value <= span[1]:
+                return True
+        return False
+
+    def key_columns(self) -> list[str]:
+        return [TS, *self.where]
+
+
+def _min_max(
+    group: pq.RowGroupMetaData, column: int | None, *, raw: bool
+) -> tuple[Any, Any] | None:
+    if column is None:
+        return None
+    stats = group.column(column).statistics
+    if stats is None or not stats.has_min_max:
+        return None
+    # raw: the physical integers (timestamps in nanoseconds cannot become datetimes)
+    return (stats.min_raw, stats.max_raw) if raw else (stats.min, stats.max)
+
+
+def _decoded_within(
+    source: pa.NativeFile,
+    reader: pq.ParquetFile,
+    info: SegmentInfo,
+    path: Path,
+    batch_rows: int,
+    bounds: _Bounds,
+) -> Iterator[pa.Table]:
+    with source:
+        try:
+            names = reader.schema_arrow.names  # rebuilt at every access: read it once
+            position = {name: i for i, name in enumerate(names)}
+            keys = [k for k in bounds.key_columns() if k in position]
+            for index in range(reader.metadata.num_rows and reader.num_row_groups):
+                group = reader.metadata.row_group(index)
+                if bounds.rule_out(group, position):
+                    continue
+                tested = reader.read_row_group(index, columns=keys)
+                if not prefilter(tested, bounds.start, bounds.end, bounds.where).num_rows:
+                    continue
+                rows = reader.read_row_group(index)
+                if rows.num_rows != group.num_rows:  # a column ended early
+                    raise damaged(path, f"row group {index} decodes {rows.num_rows} rows")
+                _check_span(rows, info, path)
+                rows = prefilter(rows, bounds.start, bounds.end, bounds.where)
+                for offset in range(0, rows.num_rows, batch_rows):
+                    yield rows.slice(offset, batch_rows)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise damaged(path, f"it does not decode ({exc})") from exc
 
 
 def check_bytes(data: bytes, info: SegmentInfo, path: Path) -> None:
