@@ -35,7 +35,7 @@ import sys, duckdb
 files, host, low, high = sys.argv[1:5]
 where = f"hostname = '{host}'"
 if low:
-    where += f" AND ts >= make_timestamp_ns({low}) AND ts < make_timestamp_ns({high})"
+    where += f" AND ts >= to_timestamp({low} // 10**9) AND ts < to_timestamp({high} // 10**9)"
 duckdb.sql(f"COPY (SELECT * FROM read_parquet('{files}') WHERE {where} ORDER BY ts) "
            "TO '/dev/null' (FORMAT CSV)")
 """
@@ -57,7 +57,7 @@ def load(data: Path, store: Path, rows: int) -> None:
     subprocess.run([*base, "ingest", "lp", DB, "-"], stdin=generator.stdout, check=True)
     generator.wait()
     backup = [*base, "backup", "create", DB, "--to", str(store), "--name", "full"]
-    subprocess.run(backup, check=True)
+    subprocess.run(backup, check=True, stdout=subprocess.DEVNULL)
 
 
 def main() -> None:

@@ -133,7 +133,7 @@ def test_select_with_a_limit_stops_reading_a_segment_early(data_dir: Path) -> No
     the manifest carries no digest, as one written before digests existed), so a full read
     fails while a read of its first rows never reaches the damage."""
     db_dir = new_db(data_dir, "m")
-    n = 300_000  # two row groups of at most 262,144 rows
+    n = 300_000  # several row groups
     table = pa.table(
         {"ts": pa.array(range(T0, T0 + n), pa.int64()), "host": ["a"] * n, "v": [1.5] * n}
     )
@@ -148,8 +148,8 @@ def test_select_with_a_limit_stops_reading_a_segment_early(data_dir: Path) -> No
 
     path = db_dir / info.file
     meta = pq.ParquetFile(path).metadata
-    assert meta.num_row_groups == 2
-    column = meta.row_group(1).column(2)  # v of the second row group
+    assert meta.num_row_groups >= 2
+    column = meta.row_group(meta.num_row_groups - 1).column(2)  # v of the last row group
     damaged = bytearray(path.read_bytes())
     start = column.dictionary_page_offset if column.has_dictionary_page else column.data_page_offset
     damaged[start + column.total_compressed_size - 3] ^= 0xFF

@@ -23,8 +23,14 @@ from tests.conftest import CLEAN_ENV, ROOT, run_cli
 
 GOLDEN = ROOT / "tests" / "testdata"
 # 0.1.0; 0.2 (segment digests, WAL version 1); 0.3 (identities, WAL version 2);
-# current (a DELETE record in the WAL, WAL version 3)
-VERSIONS = ["golden-0.1.0-3debe46", "golden-0.2-a539e9b", "golden-0.3-875b694", "golden-current"]
+# 0.4 (a DELETE record in the WAL, WAL version 3); current (segment footer digests)
+VERSIONS = [
+    "golden-0.1.0-3debe46",
+    "golden-0.2-a539e9b",
+    "golden-0.3-875b694",
+    "golden-0.4-452160a",
+    "golden-current",
+]
 
 
 def _copy(name: str, tmp_path: Path) -> Path:

@@ -40,6 +40,7 @@ from engine.log import wal
 from engine.names import segment_path, validate_name
 from engine.settings import Settings
 from engine.storage import manifest as manifest_format
+from engine.storage import segment
 from engine.storage.manifest import Manifest, SegmentInfo, TableEntry
 from engine.storage.schema import TableSchema
 
@@ -283,6 +284,7 @@ def build_database(
                         info.min_ts,
                         info.max_ts,
                         info.sha256,
+                        footer=segment.footer_digest_of(source),
                     )
                 )
             manifest.tables[table] = entry

@@ -101,7 +101,10 @@ def scan_batches(
         min(_MIN_SOURCE_ROWS, batch_rows), min(batch_rows, per_source, limit or batch_rows)
     )
     sources: list[tuple[Iterator[pa.Table], Callable[[], Exception]]] = [
-        (map(keep, segment.batches(db_dir, info, per_source)), _out_of_order(db_dir / info.file))
+        (
+            map(keep, segment.batches(db_dir, info, per_source, start=start, end=end, where=where)),
+            _out_of_order(db_dir / info.file),
+        )
         for info in stored
     ]
     fresh = [
@@ -132,28 +135,16 @@ def tally_sorted(batches: Iterable[pa.Table], tags: list[str]) -> Tally:
     for batch in batches:
         if not batch.num_rows:
             continue
-        n = batch.num_rows
-        tally.rows += n
+        tally.rows += batch.num_rows
         span = pc.min_max(batch.column(TS).cast(pa.int64())).as_py()
         low, high = span["min"], span["max"]
         tally.min_ts = low if tally.min_ts is None else min(tally.min_ts, low)
         tally.max_ts = high if tally.max_ts is None else max(tally.max_ts, high)
-        first = mergescan.key_at(batch, 0, tags)[:-1]
-        tally.series += first != previous
-        tally.series += _series_starts(batch.select(tags), n) if tags else 0
-        previous = mergescan.key_at(batch, n - 1, tags)[:-1]
+        starts = mergescan.series_starts(batch, tags)
+        first, last = mergescan.series_at(batch, [0, batch.num_rows - 1], tags)
+        tally.series += len(starts) - (first == previous)
+        previous = last
     return tally
-
-
-def _series_starts(keys: pa.Table, n: int) -> int:
-    """Rows after the first whose tags differ from the row before them."""
-    differs: pa.Array | None = None
-    for column in keys.columns:
-        here, before = column.slice(1), column.slice(0, n - 1)
-        changed = pc.fill_null(pc.not_equal(here, before), False)
-        changed = pc.or_(changed, pc.xor(pc.is_null(here), pc.is_null(before)))
-        differs = changed if differs is None else pc.or_(differs, changed)
-    return int(pc.sum(differs).as_py() or 0) if differs is not None else 0
 
 
 def as_table(batches: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:

@@ -22,7 +22,8 @@ new manifest whole. Its contents::
             {"file": "tables/cpu/p1700000000000000000/000007.parquet",
              "partition": 1700000000000000000, "seq": 7, "rows": 5000,
              "bytes": 81234, "min_ts": 1700000000000000000, "max_ts": 1700000990000000000,
-             "sha256": "<hex digest of the whole file>"}
+             "sha256": "<hex digest of the whole file>",
+             "footer": "<hex digest of the file's Parquet footer>"}
           ]
         }
       },
@@ -36,6 +37,11 @@ across copies: the WAL header, replicas and archives carry them.
 ``sha256`` (added in 0.2; a manifest without it is still read, and its
 segments are then checked by their Parquet page CRCs only) is the digest of
 the segment file as written; every read and every backup checks it.
+
+``footer`` (added in 0.5; without it a read bounded by time or tags checks the
+whole file's digest) is the digest of the file's last ``8 + n`` bytes: the
+Parquet footer of ``n`` bytes, its length and ``PAR1``. A bounded read checks it
+and the page CRCs of the pages it decodes, so it need not read the whole file.
 
 Segments of one partition are merged in ``seq`` order: a later segment's
 values win (upsert). ``partition`` is the first timestamp of the partition in
@@ -72,14 +78,18 @@ class SegmentInfo:
     min_ts: int
     max_ts: int
     sha256: str = ""
+    footer: str = ""  # SHA-256 of the Parquet footer (metadata, its length, PAR1): 0.5
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        data = dict(self.__dict__)
+        if not self.footer:
+            del data["footer"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SegmentInfo:
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k != "sha256"}
-        return cls(**fields, sha256=str(data.get("sha256", "")))
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k not in ("sha256", "footer")}
+        return cls(**fields, sha256=str(data.get("sha256", "")), footer=str(data.get("footer", "")))
 
 
 @dataclass

@@ -21,38 +21,94 @@ in memory); found later, it raises :class:`~engine.errors.Corruption` through it
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
-from engine.arrowmods import pa
-from engine.storage.merge import is_sorted, upsert_merge
+from engine.arrowmods import pa, pc
+from engine.storage.merge import upsert_merge
 from engine.storage.schema import TS, TableSchema, conform
 
-# A key as Python compares it: per tag (0, "") for a null, (1, value) otherwise; then ts.
-Key = tuple[Any, ...]
+# A series as Python compares it: per tag (0, "") for a null, (1, value) otherwise.
+Series = tuple[tuple[int, str], ...]
+# A row's key: its series, then its timestamp (an integer).
+Key = tuple[Series, int]
 
 
-def key_at(rows: pa.Table, index: int, tags: list[str]) -> Key:
-    """The segment key of row ``index`` of ``rows``, which hold every tag column."""
-    parts: list[Any] = []
+def series_starts(rows: pa.Table, tags: list[str]) -> list[int]:
+    """The rows of sorted ``rows`` that begin a series (the first row, and each whose
+    tags differ from the row before it): vectorised, one pass per tag."""
+    n = rows.num_rows
+    if n == 0:
+        return []
+    differs: Any = None
     for tag in tags:
-        value = rows.column(tag)[index].as_py()
-        parts.append((0, "") if value is None else (1, value))
-    parts.append(rows.column(TS)[index].cast(pa.int64()).as_py())
-    return tuple(parts)
+        column = rows.column(tag)
+        here, before = column.slice(1), column.slice(0, n - 1)
+        changed = pc.fill_null(pc.not_equal(here, before), False)
+        changed = pc.or_(changed, pc.xor(pc.is_null(here), pc.is_null(before)))
+        differs = changed if differs is None else pc.or_(differs, changed)
+    if differs is None:
+        return [0]
+    later = pc.indices_nonzero(differs).to_pylist()
+    return [0, *(i + 1 for i in later)]
 
 
-def rows_at_most(rows: pa.Table, bound: Key, tags: list[str]) -> int:
-    """How many of the sorted ``rows`` have a key at most ``bound`` (binary search)."""
-    low, high = 0, rows.num_rows
-    while low < high:
-        middle = (low + high) // 2
-        if key_at(rows, middle, tags) <= bound:
-            low = middle + 1
-        else:
-            high = middle
-    return low
+def series_at(rows: pa.Table, positions: list[int], tags: list[str]) -> list[Series]:
+    """The series of the rows at ``positions``."""
+    if not tags:
+        return [() for _ in positions]
+    at = pa.array(positions, pa.int64())
+    values = [rows.column(tag).take(at).to_pylist() for tag in tags]
+    return [
+        tuple((0, "") if v is None else (1, v) for v in row) for row in zip(*values, strict=True)
+    ]
+
+
+@dataclass
+class _Index:
+    """Where a sorted batch's series begin, what they are, and its timestamps: the
+    merge finds a key's place in it by bisection, without touching Arrow again."""
+
+    starts: list[int]
+    series: list[Series]
+    ts: list[int]
+
+    @classmethod
+    def of(cls, rows: pa.Table, tags: list[str]) -> _Index:
+        starts = series_starts(rows, tags)
+        ts = rows.column(TS).cast(pa.int64()).to_pylist()
+        return cls(starts, series_at(rows, starts, tags), ts)
+
+    def in_order(self) -> bool:
+        """Whether the batch is sorted with each key once: its series increase, and its
+        timestamps increase within each series."""
+        if any(a >= b for a, b in pairwise(self.series)):
+            return False
+        ends = [*self.starts[1:], len(self.ts)]
+        ts = self.ts
+        return all(
+            ts[i] < ts[i + 1]
+            for low, high in zip(self.starts, ends, strict=True)
+            for i in range(low, high - 1)
+        )
+
+    def key(self, row: int) -> Key:
+        run = bisect_right(self.starts, row) - 1
+        return self.series[run], self.ts[row]
+
+    def through(self, bound: Key) -> int:
+        """How many rows (from the first) have a key at most ``bound``."""
+        series, ts = bound
+        run = bisect_right(self.series, series)  # the runs whose series <= the bound's
+        if run == 0:
+            return 0
+        end = self.starts[run] if run < len(self.starts) else len(self.ts)
+        if self.series[run - 1] < series:
+            return end
+        return bisect_right(self.ts, ts, self.starts[run - 1], end)
 
 
 @dataclass
@@ -65,54 +121,116 @@ class _Cursor:
     precision: str
     disorder: Callable[[], Exception]
     rows: pa.Table | None = None
+    index: _Index | None = None
     used: int = 0
     gave: bool = False  # whether any of its rows went out
-    last: Key | None = None  # the last key of the batch before this one
+    last: Key | None = None  # the last key of the batch held (or of the one before)
 
     def fill(self) -> bool:
         """Decode batches until one has rows left; False when the source is exhausted."""
         while self.rows is None or self.used >= self.rows.num_rows:
             batch = next(self.batches, None)
             if batch is None:
-                self.rows = None
+                self.rows = self.index = None
                 return False
             if not batch.num_rows:
                 continue
             batch = conform(batch, self.schema, self.precision)
-            if not self._in_order(batch):
+            index = _Index.of(batch, self.schema.tags)
+            if not self._in_order(index):
                 if self.gave:
                     raise self.disorder()
                 return self._read_whole(batch)
-            self.last = key_at(batch, batch.num_rows - 1, self.schema.tags)
-            self.rows, self.used = batch, 0
+            self.rows, self.index, self.used = batch, index, 0
+            self.last = index.key(batch.num_rows - 1)
         return True
 
-    def _in_order(self, batch: pa.Table) -> bool:
-        if self.last is not None and key_at(batch, 0, self.schema.tags) <= self.last:
+    def _in_order(self, index: _Index) -> bool:
+        if self.last is not None and index.key(0) <= self.last:
             return False
-        return is_sorted(batch, self.schema.tags)
+        return index.in_order()
 
     def _read_whole(self, batch: pa.Table) -> bool:
         """Make the rest of the source, with what was decoded, one sorted batch."""
         pending = [] if self.rows is None else [self.rows.slice(self.used)]
         rest = [*pending, batch, *(conform(b, self.schema, self.precision) for b in self.batches)]
         self.rows = upsert_merge(rest, self.schema, self.precision)
-        self.used, self.last = 0, None
         self.batches = iter(())
-        return bool(self.rows.num_rows > 0)
+        self.used = 0
+        if not self.rows.num_rows:
+            self.rows = self.index = None
+            return False
+        self.index = _Index.of(self.rows, self.schema.tags)
+        self.last = self.index.key(self.rows.num_rows - 1)
+        return True
 
-    def take_through(self, bound: Key) -> pa.Table:
-        """The rows not yet emitted whose key is at most ``bound``."""
-        assert self.rows is not None
-        upto = rows_at_most(self.rows.slice(self.used), bound, self.schema.tags)
-        piece = self.rows.slice(self.used, upto)
-        self.used += upto
-        self.gave = self.gave or upto > 0
+    def take_through(self, bound: Key) -> _Piece | None:
+        """The rows not yet emitted whose key is at most ``bound`` (None: no row)."""
+        assert self.rows is not None and self.index is not None
+        upto = max(self.index.through(bound), self.used)
+        if upto == self.used:
+            return None
+        piece = _Piece(self.rows.slice(self.used, upto - self.used), self.index, self.used)
+        self.used = upto
+        self.gave = True
         return piece
 
-    def last_key(self) -> Key:
-        assert self.rows is not None
-        return key_at(self.rows, self.rows.num_rows - 1, self.schema.tags)
+
+@dataclass
+class _Piece:
+    """Rows ``first..first + len(rows)`` of a cursor's batch, with the batch's index."""
+
+    rows: pa.Table
+    index: _Index
+    first: int
+
+    def runs(self, age: int) -> Iterator[tuple[Series, int, int, int, int, int]]:
+        """Per series in the piece: (series, first ts, age, offset in the piece,
+        rows, last ts)."""
+        starts, end = self.index.starts, self.first + self.rows.num_rows
+        run = bisect_right(starts, self.first) - 1
+        while run < len(starts) and starts[run] < end:
+            low = max(starts[run], self.first)
+            high = min(starts[run + 1] if run + 1 < len(starts) else end, end)
+            ts = self.index.ts
+            yield self.index.series[run], ts[low], age, low - self.first, high - low, ts[high - 1]
+            run += 1
+
+
+def _interleaved(pieces: list[_Piece]) -> pa.Table | None:
+    """The pieces' rows in key order when no two of them share a series over
+    overlapping times (the usual case: pieces of different partitions, or of segments
+    one written after the other): their series runs put in order and taken, with no
+    sort of the rows. None when two runs of one series overlap in time (an upsert
+    may be due): the caller merges them."""
+    runs = sorted(run for age, piece in enumerate(pieces) for run in piece.runs(age))
+    for before, after in pairwise(runs):
+        if before[0] == after[0] and before[5] >= after[1]:
+            return None
+    bases, offset = [], 0
+    for piece in pieces:
+        bases.append(offset)
+        offset += piece.rows.num_rows
+    offsets, shifts, total = [0], [], 0
+    for _, _, age, start, length, _ in runs:
+        shifts.append(bases[age] + start - total)
+        total += length
+        offsets.append(total)
+    owners = pc.list_parent_indices(
+        pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.nulls(total, pa.int8()))
+    )
+    order = pc.add(pc.take(pa.array(shifts, pa.int64()), owners), _counting(total))
+    return pa.concat_tables([p.rows for p in pieces]).take(order)
+
+
+_COUNT: list[pa.Array] = []
+
+
+def _counting(n: int) -> pa.Array:
+    """0, 1, ..., n - 1 (built once, doubled as needed, sliced)."""
+    if not _COUNT or len(_COUNT[0]) < n:
+        _COUNT[:] = [pa.array(range(max(n, 2 * len(_COUNT[0]) if _COUNT else 65_536)), pa.int64())]
+    return _COUNT[0].slice(0, n)
 
 
 def merged(
@@ -129,10 +247,15 @@ def merged(
     cursors = [_Cursor(batches, schema, precision, disorder) for batches, disorder in sources]
     live = [c for c in cursors if c.fill()]
     while live:
-        bound = min(c.last_key() for c in live)
+        bound = min(c.last for c in live if c.last is not None)
         decoded = sum(c.rows.num_rows for c in live if c.rows is not None)
-        pieces = [p for p in (c.take_through(bound) for c in live) if p.num_rows]
-        out = pieces[0] if len(pieces) == 1 else upsert_merge(pieces, schema, precision)
+        pieces = [p for p in (c.take_through(bound) for c in live) if p is not None]
+        if len(pieces) == 1:
+            out = pieces[0].rows
+        else:
+            out = _interleaved(pieces)
+            if out is None:
+                out = upsert_merge([p.rows for p in pieces], schema, precision)
         if held is not None:
             held(decoded + out.num_rows)
         for offset in range(0, out.num_rows, batch_rows):

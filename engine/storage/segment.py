@@ -35,6 +35,7 @@ from engine.storage.rows import prefilter
 from engine.storage.schema import TS
 
 COMPRESSION = "zstd"
+ROW_GROUP_ROWS = 32 * 1024
 
 
 def encode(rows: pa.Table) -> bytes:
@@ -43,7 +44,9 @@ def encode(rows: pa.Table) -> bytes:
         rows,
         sink,
         compression=COMPRESSION,
-        row_group_size=256 * 1024,
+        # small enough that a bounded read decodes little beside what it wants (a
+        # series is a few rows of a partition); large enough to compress well
+        row_group_size=ROW_GROUP_ROWS,
         write_page_checksum=True,
     )
     return bytes(sink.getvalue().to_pybytes())
@@ -65,7 +68,24 @@ def write(db_dir: Path, relpath: str, partition: int, seq: int, rows: pa.Table) 
         min_ts=int(pc.min(ts).as_py()),
         max_ts=int(pc.max(ts).as_py()),
         sha256=hashlib.sha256(data).hexdigest(),
+        footer=footer_digest(data),
     )
+
+
+def footer_digest(data: bytes) -> str:
+    """SHA-256 of a Parquet file's footer: its last ``8 + n`` bytes (the metadata of
+    ``n`` bytes, ``n`` as 4 little-endian bytes, ``PAR1``)."""
+    length = int.from_bytes(data[-8:-4], "little")
+    return hashlib.sha256(data[-(8 + length) :]).hexdigest()
+
+
+def footer_digest_of(path: Path) -> str:
+    """:func:`footer_digest` of a file, reading only its footer."""
+    with path.open("rb") as handle:
+        handle.seek(-8, 2)
+        length = int.from_bytes(handle.read(4), "little")
+        handle.seek(-(8 + length), 2)
+        return hashlib.sha256(handle.read()).hexdigest()
 
 
 def read(db_dir: Path, info: SegmentInfo) -> pa.Table:
@@ -98,9 +118,13 @@ def batches(
     footer statistics (checked with the rest of the file's bytes) rule it out, or its
     key columns are decoded first and tested."""
     path = db_dir / info.file
+    bounded = start is not None or end is not None or bool(where)
     source = pa.OSFile(str(path))  # open before checking: what is checked is what is read
     try:
-        _check_stream(source, info, path)
+        if bounded and info.footer:
+            _check_footer(source, info, path)  # and the page CRCs of what is decoded
+        else:
+            _check_stream(source, info, path)
         reader = pq.ParquetFile(source, page_checksum_verification=True)
         if reader.metadata.num_rows != info.rows:
             raise damaged(path, f"{reader.metadata.num_rows} rows, the manifest says {info.rows}")
@@ -110,7 +134,7 @@ def batches(
     except BaseException:
         source.close()
         raise
-    if start is None and end is None and not where:
+    if not bounded:
         return _decoded(source, reader, info, path, batch_rows)
     bounds = _Bounds(start, end, where or {})
     return _decoded_within(source, reader, info, path, batch_rows, bounds)
@@ -125,6 +149,20 @@ def _check_stream(source: pa.NativeFile, info: SegmentInfo, path: Path) -> None:
         raise damaged(path, f"{size} bytes, the manifest says {info.bytes}")
     if info.sha256 and digest.hexdigest() != info.sha256:
         raise damaged(path, "its SHA-256 does not match the manifest")
+    source.seek(0)
+
+
+def _check_footer(source: pa.NativeFile, info: SegmentInfo, path: Path) -> None:
+    size = source.size()
+    if size != info.bytes:
+        raise damaged(path, f"{size} bytes, the manifest says {info.bytes}")
+    source.seek(size - 8)
+    length = int.from_bytes(source.read(4), "little")
+    if not 0 < length <= size - 12:
+        raise damaged(path, "its footer's length is impossible")
+    source.seek(size - 8 - length)
+    if hashlib.sha256(source.read(length + 8)).hexdigest() != info.footer:
+        raise damaged(path, "its footer's SHA-256 does not match the manifest")
     source.seek(0)
 
 
