@@ -7,13 +7,17 @@ digest as a read with the default batch."""
 from __future__ import annotations
 
 import functools
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 from engine import Database
+from engine.db import reads
 from engine.db.database import Batch
+from engine.io import scratch
 from engine.storage.checksum import table_digest
 from tests.conftest import new_db
 
@@ -23,23 +27,27 @@ PER_WRITE = 50_000
 BATCH = 1_000
 
 
+def _write_overlapping(db: Database) -> None:
+    for write in range(4):  # each write spans all 5 hours: 5 segments per checkpoint
+        n = pa.array(range(PER_WRITE), pa.int64())
+        step = 5 * 3600 * 10**9 // PER_WRITE  # 0.36 s: 50,000 rows over 5 hours
+        rows = pa.table(
+            {
+                "ts": pc.add(pc.multiply(n, step), T0 + write),
+                "host": pc.cast(pc.bit_wise_and(n, 63), pa.string()),
+                "v": pc.cast(n, pa.float64()),
+            }
+        )
+        db.write([Batch("cpu", rows, ["host"])])
+        db.checkpoint("test")
+    assert len(db.view().manifest.tables["cpu"].segments) == 20
+
+
 def test_select_and_checksum_hold_a_bounded_number_of_rows(data_dir: Path) -> None:
     db_dir = new_db(data_dir, "big", partition="1h")
     with Database.open(db_dir, "big", background=False) as db:
-        for write in range(4):  # each write spans all 5 hours: 5 segments per checkpoint
-            n = pa.array(range(PER_WRITE), pa.int64())
-            step = 5 * 3600 * 10**9 // PER_WRITE  # 0.36 s: 50,000 rows over 5 hours
-            rows = pa.table(
-                {
-                    "ts": pc.add(pc.multiply(n, step), T0 + write),
-                    "host": pc.cast(pc.bit_wise_and(n, 63), pa.string()),
-                    "v": pc.cast(n, pa.float64()),
-                }
-            )
-            db.write([Batch("cpu", rows, ["host"])])
-            db.checkpoint("test")
-        segments = len(db.view().manifest.tables["cpu"].segments)
-        assert segments == 20
+        _write_overlapping(db)
+        segments = 20
 
         counts: list[int] = []
         small = list(db.scan_batches("cpu", batch_rows=BATCH, held=counts.append))
@@ -57,3 +65,34 @@ def test_select_and_checksum_hold_a_bounded_number_of_rows(data_dir: Path) -> No
         assert streamed == table_digest("cpu", functools.partial(db.scan_batches, "cpu"), schema)
         assert streamed.rows == whole.num_rows
         assert max(counts) <= bound
+
+
+def test_a_scan_over_more_segments_than_it_opens_spills_runs_and_removes_them(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Past ``MAX_OPEN_SEGMENTS`` the scan merges groups of segments into scratch run
+    files first: it never holds more than a group's batches, gives the same rows and
+    digest, and leaves no run file behind, read to the end or stopped early."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # TMPDIR is read again
+    db_dir = new_db(data_dir, "many", partition="1h")
+    with Database.open(db_dir, "many", background=False) as db:
+        _write_overlapping(db)
+        whole, schema = db.scan("cpu"), db.schema("cpu")
+        digest = table_digest("cpu", functools.partial(db.scan_batches, "cpu"), schema)
+        monkeypatch.setattr(reads, "MAX_OPEN_SEGMENTS", 4)  # 20 segments: 5 groups
+
+        counts: list[int] = []
+        small = list(db.scan_batches("cpu", batch_rows=BATCH, held=counts.append))
+        assert pa.concat_tables(small).equals(whole)
+        assert counts and max(counts) <= 2 * 5 * BATCH < whole.num_rows / 4, max(counts)
+        scan = functools.partial(db.scan_batches, "cpu", batch_rows=BATCH)
+        assert table_digest("cpu", scan, schema) == digest
+
+        first = db.scan_batches("cpu", limit=7)
+        assert list(scratch.scratch_root().iterdir())  # the runs are written up front
+        assert pa.concat_tables(list(first)).equals(whole.slice(0, 7))
+        stopped = db.scan_batches("cpu", batch_rows=BATCH)
+        next(stopped)
+        stopped.close()  # what a consumer that stops reading does, through the generator
+        assert not list(scratch.scratch_root().iterdir())

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import ops
+from engine.db import reads
 from engine.db.database import Batch, Database
 from engine.storage.deletes import DeleteSpec
 from tests.conftest import CLEAN_ENV, ROOT, new_db, run_cli
@@ -91,12 +92,21 @@ step = st.one_of(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(steps=st.lists(step, min_size=1, max_size=14))
-def test_delete_matches_a_model(data_dir: Path, steps: list[tuple[str, object]]) -> None:
+@given(steps=st.lists(step, min_size=1, max_size=14), max_open=st.sampled_from([2, 16]))
+def test_delete_matches_a_model(
+    data_dir: Path, steps: list[tuple[str, object]], max_open: int
+) -> None:
     """Writes (upserts), deletes by time range and tags, checkpoints, compactions and
     reopens in any order: the writer, a reader replaying the WAL beside it, and the
     database reopened after a crash (no clean close) all hold exactly what a dictionary
-    model holds, in scan order, whatever the batch size."""
+    model holds, in scan order, whatever the batch size, and whether the scan reads
+    all segments side by side or merges them in spilled groups of two first."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reads, "MAX_OPEN_SEGMENTS", max_open)
+        _check_against_a_model(data_dir, steps)
+
+
+def _check_against_a_model(data_dir: Path, steps: list[tuple[str, object]]) -> None:
     name = f"m{next(_NAMES)}"
     db_dir = new_db(data_dir, name, partition="1h")
     model: dict[tuple[str, str, int], float] = {}

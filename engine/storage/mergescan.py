@@ -75,25 +75,29 @@ class _Index:
     starts: list[int]
     series: list[Series]
     ts: list[int]
+    stamps: pa.Array  # ``ts`` as Arrow, for the order check
 
     @classmethod
     def of(cls, rows: pa.Table, tags: list[str]) -> _Index:
         starts = series_starts(rows, tags)
-        ts = rows.column(TS).cast(pa.int64()).to_pylist()
-        return cls(starts, series_at(rows, starts, tags), ts)
+        stamps = rows.column(TS).cast(pa.int64()).combine_chunks()
+        return cls(starts, series_at(rows, starts, tags), stamps.to_pylist(), stamps)
 
     def in_order(self) -> bool:
         """Whether the batch is sorted with each key once: its series increase, and its
-        timestamps increase within each series."""
+        timestamps increase within each series (a step down or a repeat is allowed
+        only where a series begins)."""
         if any(a >= b for a, b in pairwise(self.series)):
             return False
-        ends = [*self.starts[1:], len(self.ts)]
-        ts = self.ts
-        return all(
-            ts[i] < ts[i + 1]
-            for low, high in zip(self.starts, ends, strict=True)
-            for i in range(low, high - 1)
-        )
+        n = len(self.stamps)
+        if n < 2:
+            return True
+        rising = pc.greater(self.stamps.slice(1), self.stamps.slice(0, n - 1))
+        if pc.all(rising).as_py():
+            return True
+        begins = set(self.starts)
+        falls = pc.indices_nonzero(pc.invert(rising)).to_pylist()
+        return all(i + 1 in begins for i in falls)
 
     def key(self, row: int) -> Key:
         run = bisect_right(self.starts, row) - 1

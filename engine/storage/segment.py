@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from engine.arrowmods import pa, pc, pq
 from engine.errors import Corruption, Remedy
@@ -98,6 +98,14 @@ def read(db_dir: Path, info: SegmentInfo) -> pa.Table:
 _HASH_CHUNK = 1 << 20
 
 
+class Bounds(TypedDict, total=False):
+    """What a read of a segment may be limited to: ``[start, end)``, tag values."""
+
+    start: int | None
+    end: int | None
+    where: dict[str, str] | None
+
+
 def batches(
     db_dir: Path,
     info: SegmentInfo,
@@ -106,6 +114,7 @@ def batches(
     start: int | None = None,
     end: int | None = None,
     where: dict[str, str] | None = None,
+    partial: bool = False,
 ) -> Iterator[pa.Table]:
     """The segment's rows, at most ``batch_rows`` at a time, held in memory only batch
     by batch. The file is opened and its size and digest checked now (read in chunks),
@@ -116,12 +125,17 @@ def batches(
     With bounds (``[start, end)`` in timestamp units, tag values), only the rows
     within them come out, and a row group is decoded whole only if it holds one: its
     footer statistics (checked with the rest of the file's bytes) rule it out, or its
-    key columns are decoded first and tested."""
+    key columns are decoded first and tested.
+
+    A bounded read, or a ``partial`` one (the caller may stop after a few rows), does
+    not hash the whole file: it checks the size and the footer's digest, and each
+    page it decodes has its CRC checked, so a damaged byte is reported if read and
+    never served."""
     path = db_dir / info.file
     bounded = start is not None or end is not None or bool(where)
     source = pa.OSFile(str(path))  # open before checking: what is checked is what is read
     try:
-        if bounded and info.footer:
+        if (bounded or partial) and info.footer:
             _check_footer(source, info, path)  # and the page CRCs of what is decoded
         else:
             _check_stream(source, info, path)
