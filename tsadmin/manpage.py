@@ -139,6 +139,10 @@ def _main_page(root: Any, groups: list[str]) -> str:
         ".TP",
         "\\fBTSADMIN_SHIP_INTERVAL\\fR",
         "Seconds between background shipping rounds of a writer (default 1).",
+        ".TP",
+        "\\fBTMPDIR\\fR",
+        "Where \\fItsadmin\\-UID/\\fR holds scratch files: backups staged for a remote store, "
+        "archives fetched from one, the run files of a read of many segments (default /tmp).",
         ".SH FILES",
         ".TP",
         "\\fIDATA_DIR/DB/manifest.json\\fR",

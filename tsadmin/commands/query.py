@@ -32,7 +32,12 @@ def select(
         bool, typer.Option("--epoch", help="Print ts as an integer, not ISO 8601.")
     ] = False,
 ) -> None:
-    """Rows of a table (after upserts), sorted by series then time."""
+    """Rows of a table (after upserts), sorted by series then time.
+
+    Rows stream out in batches: memory does not grow with the table. A read of more
+    than 16 segments first merges them 16 at a time into run files in
+    $TMPDIR/tsadmin-UID/, removed when the command ends.
+    """
     st = state(ctx)
     batches = ops.select_batches(
         st.data_dir, db, table, start=start, end=end, where=check_where(where or []), limit=limit
