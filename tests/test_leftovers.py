@@ -277,3 +277,29 @@ def _left_in_data_dir(data: Path) -> list[str]:
     hidden = [p.name for p in data.iterdir() if p.name.startswith(".") and p.is_dir()]
     temporary = [str(p.relative_to(data)) for p in data.rglob("*.tmp*")]
     return hidden + temporary
+
+
+def test_a_writer_opening_removes_unlisted_segment_files_and_the_directories_they_leave(
+    data_dir: Path,
+) -> None:
+    """What a crash between a segment's write and its install leaves: files no manifest
+    lists, possibly in a partition directory of their own. The next writer removes
+    them and the directories left empty; listed files and their directories stay."""
+    lines = "cpu,host=a v=1 1700000000000000000\ncpu,host=a v=2 1700003600000000000\n"
+    assert run_cli(data_dir, "db", "create", "m", "--partition", "1h").code == 0
+    load = run_cli(data_dir, "ingest", "lp", "m", "-", stdin=lines)
+    assert load.code == 0, load.err
+    tables = data_dir / "m" / "tables"
+    listed = sorted(p for p in tables.rglob("*") if p.is_file())
+    assert len(listed) == 2
+    beside = listed[0].parent / "000099.parquet"
+    alone = tables / "cpu" / "p1" / "000098.parquet"
+    deep = tables / "mem" / "p2" / "000097.parquet"
+    for stray in (beside, alone, deep):
+        stray.parent.mkdir(parents=True, exist_ok=True)
+        stray.write_bytes(b"PAR1 left by a crash")
+    assert run_cli(data_dir, "checkpoint", "m").code == 0
+    assert sorted(p for p in tables.rglob("*") if p.is_file()) == listed
+    assert sorted(p for p in tables.rglob("*") if p.is_dir()) == sorted(
+        {tables / "cpu", *(p.parent for p in listed)}
+    )

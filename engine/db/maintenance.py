@@ -11,9 +11,11 @@ fires.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from engine import names
 from engine.db.checkpointing import COMPACT_TRIGGER, Checkpoints
@@ -117,17 +119,21 @@ class Maintenance:
 
 
 def remove_orphans(core: Core) -> None:
-    """Delete segment files no manifest lists (a crash between a write and its install)."""
+    """Delete segment files no manifest lists (a crash between a write and its install),
+    then the directories that leaves empty. One walk with the directory entries' own
+    types (no stat per file): it runs at every writer's open."""
     live = core.manifest.segment_files()
     tables_dir = core.dir / names.TABLES_DIR
-    if not tables_dir.exists():
-        return
-    orphans = [
-        path
-        for path in tables_dir.rglob("*")
-        if path.is_file() and str(path.relative_to(core.dir)) not in live
-    ]
+    orphans: list[Path] = []
+    emptied: dict[Path, None] = {}  # deepest first, as the walk goes bottom-up
+    for root, dirs, files in os.walk(tables_dir, topdown=False):
+        here = Path(root)
+        relative = here.relative_to(core.dir)
+        stray = [here / f for f in files if str(relative / f) not in live]
+        orphans += stray
+        left = len(files) - len(stray) + sum(here / d not in emptied for d in dirs)
+        if here != tables_dir and not left:
+            emptied[here] = None
     IO.remove_many(orphans)
-    for directory in sorted(tables_dir.rglob("*"), key=lambda p: -len(p.parts)):
-        if directory.is_dir() and not any(directory.iterdir()):
-            IO.remove_tree(directory)
+    for directory in emptied:
+        IO.remove_tree(directory)

@@ -47,7 +47,7 @@ class View:
 # Rows per batch a scan yields, and the rows all of a scan's sources may hold decoded
 # at once (split among them: many segments, smaller batches from each).
 SCAN_BATCH_ROWS = 65_536
-SCAN_BUDGET_ROWS = 524_288
+SCAN_BUDGET_ROWS = 262_144
 _MIN_SOURCE_ROWS = 1_024
 # Segments a merge reads side by side; a table with more is merged in groups that are
 # spilled to scratch first (engine.storage.spill). Each open segment costs its reader's
