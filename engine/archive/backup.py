@@ -25,18 +25,18 @@ import os
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import IO as TypingIO
-from typing import Any
+from typing import Any, BinaryIO
 
 from engine.archive import format as archive
 from engine.archive import store as archivestore
 from engine.archive.format import ArchiveFile, ArchiveManifest, ArchiveTable
-from engine.arrowmods import pa, pc, pq
+from engine.arrowmods import pa, pq
 from engine.db import health
 from engine.db.database import Database
 from engine.db.datadir import existing_database_dir
@@ -50,17 +50,18 @@ from engine.errors import (
 from engine.io import scratch
 from engine.io.fileio import IO
 from engine.names import archive_file_path, validate_name
-from engine.storage import deletes, segment
+from engine.storage import deletes, mergescan, segment
 from engine.storage.deletes import DeleteSpec
 from engine.storage.manifest import SegmentInfo
-from engine.storage.merge import upsert_merge
-from engine.storage.schema import TS, TableSchema, conform
+from engine.storage.schema import TableSchema, conform
 from engine.stores import Store, open_store
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes expected)
 # An archive file holds at most this many rows (well under what a restore accepts,
 # archive.MAX_FILE_ROWS), so reading one back never needs unbounded memory.
 FILE_ROWS = 4_000_000
+# Rows per batch when a partition's segments are merged into archive files.
+MERGE_ROWS = 65_536
 COPY_BLOCK = 8 << 20
 
 
@@ -351,26 +352,33 @@ class _ArchiveWriter:
             rel, partition, info.rows, size, digest.hexdigest(), info.min_ts, info.max_ts
         )
 
-    def put_rows(self, table: str, partition: int, rows: pa.Table) -> list[ArchiveFile]:
-        """Encode ``rows`` as one file, or several of at most FILE_ROWS rows each (rows are
-        unique by key, so the pieces of one partition never overlap)."""
-        files = []
-        for start in range(0, rows.num_rows, FILE_ROWS):
-            piece = rows.slice(start, FILE_ROWS)
-            self.written += 1
-            ts = piece.column(TS).cast(pa.int64())
-            files.append(
-                self.put(
-                    table,
-                    partition,
-                    segment.encode(piece),
-                    piece,
-                    piece.num_rows,
-                    int(pc.min(ts).as_py()),
-                    int(pc.max(ts).as_py()),
-                )
-            )
+    def put_batches(
+        self, table: str, partition: int, batches: Iterable[pa.Table]
+    ) -> list[ArchiveFile]:
+        """Encode ``batches`` (sorted, unique by key) as files of at most FILE_ROWS rows,
+        each built as the rows come: memory is a file's compressed bytes and a batch."""
+        files: list[ArchiveFile] = []
+        encoder: segment.Encoder | None = None
+        for batch in batches:
+            offset = 0
+            while offset < batch.num_rows:
+                if encoder is None:
+                    encoder = segment.Encoder(batch.schema)
+                piece = batch.slice(offset, FILE_ROWS - encoder.rows)
+                encoder.add(piece)
+                offset += piece.num_rows
+                if encoder.rows == FILE_ROWS:
+                    files.append(self._put_encoded(table, partition, encoder))
+                    encoder = None
+        if encoder is not None and encoder.rows:
+            files.append(self._put_encoded(table, partition, encoder))
         return files
+
+    def _put_encoded(self, table: str, partition: int, encoder: segment.Encoder) -> ArchiveFile:
+        rows, low, high = encoder.rows, encoder.min_ts, encoder.max_ts
+        assert low is not None and high is not None
+        self.written += 1
+        return self.put(table, partition, encoder.finish(), None, rows, low, high)
 
 
 @dataclass
@@ -445,19 +453,33 @@ def _partition_files(
         and all(_same_schema(handles[info.file], schema, precision) for info in infos)
     ):
         return [writer.copy(table, partition, handles[info.file], info, db_dir) for info in infos]
-    batches = [
-        deletes.without_deleted(
-            segment.decode(_segment_bytes(db_dir, handles, info), info, db_dir / info.file),
-            table,
-            now.removing,
-            precision,
+    removing = now.removing
+
+    def kept(rows: pa.Table) -> pa.Table:
+        return deletes.without_deleted(rows, table, removing, precision)
+
+    sources: list[tuple[Iterator[pa.Table], Callable[[], Exception]]] = [
+        (
+            map(kept, segment.batches(db_dir, info, MERGE_ROWS, opened=_reopened(handles, info))),
+            _unsorted(db_dir / info.file),
         )
         for info in infos
     ]
-    if partition in now.pending:
-        batches.append(now.pending[partition])
-    merged = upsert_merge(batches, schema, precision)
-    return writer.put_rows(table, partition, merged) if merged.num_rows else []
+    if partition in now.pending:  # the newest rows: memtable rows, deletes already applied
+        sources.append((iter([now.pending[partition]]), _unsorted(db_dir / "memtable")))
+    return writer.put_batches(
+        table, partition, mergescan.merged(sources, schema, precision, MERGE_ROWS)
+    )
+
+
+def _reopened(handles: dict[str, TypingIO[bytes]], info: SegmentInfo) -> BinaryIO:
+    """A second handle on a segment the snapshot holds open (the file may be gone from
+    the directory by now): reading it leaves the snapshot's own handle as it was."""
+    return os.fdopen(os.dup(handles[info.file].fileno()), "rb")
+
+
+def _unsorted(path: Path) -> Callable[[], Exception]:
+    return lambda: segment.damaged(path, "its rows are not sorted by series and time")
 
 
 def _disjoint_in_time(infos: list[Any]) -> bool:
@@ -465,16 +487,6 @@ def _disjoint_in_time(infos: list[Any]) -> bool:
     merge of them is their union: each can be copied as it is."""
     ordered = sorted(infos, key=lambda info: info.min_ts)
     return all(a.max_ts < b.min_ts for a, b in pairwise(ordered))
-
-
-def _segment_bytes(db_dir: Path, handles: dict[str, TypingIO[bytes]], info: Any) -> bytes:
-    """A segment's bytes from its open handle, checked against the manifest's digest, so
-    an archive is never made from a damaged segment."""
-    handle = handles[info.file]
-    handle.seek(0)
-    data = handle.read()
-    segment.check_bytes(data, info, db_dir / info.file)
-    return data
 
 
 def _same_schema(handle: TypingIO[bytes], schema: TableSchema, precision: str) -> bool:

@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, BinaryIO, TypedDict
 
 from engine.arrowmods import pa, pc, pq
 from engine.errors import Corruption, Remedy
@@ -50,6 +50,52 @@ def encode(rows: pa.Table) -> bytes:
         write_page_checksum=True,
     )
     return bytes(sink.getvalue().to_pybytes())
+
+
+class Encoder:
+    """A segment file built from batches as they come, with the row groups
+    :func:`encode` makes (ROW_GROUP_ROWS rows each, the last one shorter): memory is
+    the compressed file plus less than two row groups of rows."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self._sink = pa.BufferOutputStream()
+        self._writer = pq.ParquetWriter(
+            self._sink, schema, compression=COMPRESSION, write_page_checksum=True
+        )
+        self._pending: list[pa.Table] = []
+        self._held = 0
+        self.rows = 0
+        self.min_ts: int | None = None
+        self.max_ts: int | None = None
+
+    def add(self, rows: pa.Table) -> None:
+        if not rows.num_rows:
+            return
+        low, high = pc.min_max(rows.column(TS).cast(pa.int64())).values()
+        self.min_ts = low.as_py() if self.min_ts is None else min(self.min_ts, low.as_py())
+        self.max_ts = high.as_py() if self.max_ts is None else max(self.max_ts, high.as_py())
+        self.rows += rows.num_rows
+        self._pending.append(rows)
+        self._held += rows.num_rows
+        if self._held >= ROW_GROUP_ROWS:
+            self._flush(whole_groups_only=True)
+
+    def _flush(self, *, whole_groups_only: bool) -> None:
+        held = pa.concat_tables(self._pending)
+        take = (
+            held.num_rows - held.num_rows % ROW_GROUP_ROWS if whole_groups_only else held.num_rows
+        )
+        if take:
+            self._writer.write_table(held.slice(0, take), row_group_size=ROW_GROUP_ROWS)
+        rest = held.slice(take)
+        self._pending, self._held = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def finish(self) -> bytes:
+        """The file's bytes (the encoder is done after this)."""
+        if self._pending:
+            self._flush(whole_groups_only=False)
+        self._writer.close()
+        return bytes(self._sink.getvalue().to_pybytes())
 
 
 def write(db_dir: Path, relpath: str, partition: int, seq: int, rows: pa.Table) -> SegmentInfo:
@@ -115,6 +161,7 @@ def batches(
     end: int | None = None,
     where: dict[str, str] | None = None,
     partial: bool = False,
+    opened: BinaryIO | None = None,
 ) -> Iterator[pa.Table]:
     """The segment's rows, at most ``batch_rows`` at a time, held in memory only batch
     by batch. The file is opened and its size and digest checked now (read in chunks),
@@ -130,10 +177,17 @@ def batches(
     A bounded read, or a ``partial`` one (the caller may stop after a few rows), does
     not hash the whole file: it checks the size and the footer's digest, and each
     page it decodes has its CRC checked, so a damaged byte is reported if read and
-    never served."""
+    never served.
+
+    ``opened``, if given, is the segment already open (a snapshot that holds its files
+    while a compaction may remove them); it is read from its start and closed at the
+    end like a file opened here."""
     path = db_dir / info.file
     bounded = start is not None or end is not None or bool(where)
-    source = pa.OSFile(str(path))  # open before checking: what is checked is what is read
+    # open before checking: what is checked is what is read
+    if opened is not None:
+        opened.seek(0)
+    source = pa.OSFile(str(path)) if opened is None else pa.PythonFile(opened, mode="r")
     try:
         if (bounded or partial) and info.footer:
             _check_footer(source, info, path)  # and the page CRCs of what is decoded
