@@ -10,6 +10,7 @@ the commit point of both.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from engine import names
 from engine.io.fileio import IO
 from engine.settings import Settings
-from engine.storage import segment
+from engine.storage import mergescan, segment
 from engine.storage.deletes import DeleteSpec, pending_for, without_deleted
 from engine.storage.manifest import Manifest, SegmentInfo, TableEntry
 from engine.storage.memtable import Memtable
@@ -161,27 +162,39 @@ def _without_deleted(
         if not touching:
             kept.append(info)
             continue
-        if any(d.covers(info, precision) for d in touching):
-            rows = None
-        else:
-            stored = segment.read(db_dir, info)
-            rows = without_deleted(stored, table, touching, precision)
-            if rows.num_rows == stored.num_rows:
+        encoder = None
+        if not any(d.covers(info, precision) for d in touching):
+            encoder = _rewritten(db_dir, info, table, touching, precision)
+            if encoder.rows == info.rows:
                 kept.append(info)
                 continue
         plan.obsolete_files.append(info.file)
-        plan.rows_deleted += info.rows - (rows.num_rows if rows is not None else 0)
-        if rows is None or not rows.num_rows:
+        plan.rows_deleted += info.rows - (encoder.rows if encoder is not None else 0)
+        if encoder is None or not encoder.rows:
             plan.dropped += 1
             continue
         file_id = plan.manifest.next_segment
         plan.manifest.next_segment += 1
         path = names.segment_path(table, info.partition, file_id)
-        rewritten = segment.write(db_dir, path, info.partition, info.seq, rows)
+        rewritten = segment.write_encoded(db_dir, path, info.partition, info.seq, encoder)
         plan.written.append(rewritten)
         plan.rewritten += 1
         kept.append(rewritten)
     return kept
+
+
+def _rewritten(
+    db_dir: Path, info: SegmentInfo, table: str, touching: list[DeleteSpec], precision: str
+) -> segment.Encoder:
+    """The segment's rows less what ``touching`` removes, encoded a batch at a time."""
+    encoder: segment.Encoder | None = None
+    for batch in segment.batches(db_dir, info, REWRITE_ROWS):
+        if encoder is None:
+            encoder = segment.Encoder(batch.schema)
+        encoder.add(without_deleted(batch, table, touching, precision))
+    if encoder is None:
+        raise segment.damaged(db_dir / info.file, "it holds no rows")
+    return encoder
 
 
 def _write_table(
@@ -227,6 +240,8 @@ class CompactionPlan:
 # A merged segment holds at most this many rows, so compaction's memory stays bounded
 # (the merge happens in memory) however large a partition grows.
 COMPACT_TARGET_ROWS = 200_000
+# Rows per batch when a segment is rewritten or segments merged: the memory of both.
+REWRITE_ROWS = 65_536
 
 
 def small_segments(infos: list[SegmentInfo]) -> int:
@@ -296,15 +311,26 @@ def _compact_table(
                 kept += run
                 continue
             merged_any = True
-            rows = upsert_merge([segment.read(db_dir, s) for s in run], entry.schema, precision)
+            encoder = segment.Encoder(entry.schema.arrow_schema(precision))
+            for batch in mergescan.merged(
+                [(segment.batches(db_dir, s, REWRITE_ROWS), _unsorted(db_dir, s)) for s in run],
+                entry.schema,
+                precision,
+                REWRITE_ROWS,
+            ):
+                encoder.add(batch)
             file_id = plan.manifest.next_segment
             plan.manifest.next_segment += 1
             # The merged segment takes the newest input's seq: later segments still win over it.
             path = names.segment_path(table, partition, file_id)
-            merged = segment.write(db_dir, path, partition, run[-1].seq, rows)
+            merged = segment.write_encoded(db_dir, path, partition, run[-1].seq, encoder)
             plan.written.append(merged)
             plan.inputs += run
             kept.append(merged)
         if merged_any:
             plan.merged.append((table, partition))
     return kept
+
+
+def _unsorted(db_dir: Path, info: SegmentInfo) -> Callable[[], Exception]:
+    return lambda: segment.damaged(db_dir / info.file, "its rows are not sorted by series and time")

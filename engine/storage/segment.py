@@ -100,19 +100,42 @@ class Encoder:
 
 def write(db_dir: Path, relpath: str, partition: int, seq: int, rows: pa.Table) -> SegmentInfo:
     """Write ``rows`` durably as a segment and describe it for the manifest."""
+    ts = rows.column(TS).cast(pa.int64())
+    low, high = int(pc.min(ts).as_py()), int(pc.max(ts).as_py())
+    return _install(db_dir, relpath, partition, seq, encode(rows), rows.num_rows, low, high)
+
+
+def write_encoded(
+    db_dir: Path, relpath: str, partition: int, seq: int, encoder: Encoder
+) -> SegmentInfo:
+    """Write what ``encoder`` was given (at least a row) durably as a segment."""
+    rows, low, high = encoder.rows, encoder.min_ts, encoder.max_ts
+    if low is None or high is None:
+        raise ValueError("a segment holds at least one row")
+    return _install(db_dir, relpath, partition, seq, encoder.finish(), rows, low, high)
+
+
+def _install(
+    db_dir: Path,
+    relpath: str,
+    partition: int,
+    seq: int,
+    data: bytes,
+    rows: int,
+    low: int,
+    high: int,
+) -> SegmentInfo:
     path = db_dir / relpath
     IO.mkdirs(path.parent)
-    data = encode(rows)
     IO.write_file_atomic(path, data, "segment.write")
-    ts = rows.column(TS).cast(pa.int64())
     return SegmentInfo(
         file=relpath,
         partition=partition,
         seq=seq,
-        rows=rows.num_rows,
+        rows=rows,
         bytes=len(data),
-        min_ts=int(pc.min(ts).as_py()),
-        max_ts=int(pc.max(ts).as_py()),
+        min_ts=low,
+        max_ts=high,
         sha256=hashlib.sha256(data).hexdigest(),
         footer=footer_digest(data),
     )
