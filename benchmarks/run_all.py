@@ -36,11 +36,13 @@ SCRIPTS = (
     "retention",
     "serve",
     "cli_startup",
+    "reads",
 )
 # backup_stores needs a large database (fixed costs must not dominate): 10x, at least 10M rows
 ROWS_OF = {
     "backup_stores": lambda rows: max(10 * rows, 10_000_000),
     "serve": lambda rows: min(rows, 300_000),  # six server runs; a few seconds each
+    "reads": lambda rows: max(10 * rows, 10_000_000),  # issue 27 measures reads at 10M rows
 }
 
 
@@ -326,6 +328,16 @@ def rows_of_table(r: dict[str, Any]) -> list[list[str]]:
         floor = f"python {ms['python']}, import typer {ms['import_typer']}"
         for key, what in (("version", "tsadmin --version"), ("db_list", "tsadmin db list (3 dbs)")):
             out.append([f"CLI start-up: {what}", ms[key], floor, ""])
+    reads = r.get("reads")
+    for name, q in (reads or {}).get("queries", {}).items():
+        out.append(
+            [
+                f"select {name} ({reads['rows']:,} rows)",  # type: ignore[index]
+                f"{q['tsadmin']:.3f} s",
+                f"DuckDB on the backup's Parquet {q['duckdb']:.3f} s",
+                f"{q['ratio']:.2f}x",
+            ]
+        )
     return out
 
 
@@ -452,6 +464,9 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
         ),
     ]
     checks += replication_targets(r)
+    for name, q in r.get("reads", {}).get("queries", {}).items():
+        target = f"select {name}: DuckDB's time / ours >= 0.67 (ours <= 1.5x DuckDB's)"
+        checks.append((target, q["duckdb"] / q["tsadmin"], 1 / 1.5))
     start = r.get("cli_startup")
     if start:
         checks.append(("CLI start-up: tsadmin --version < 0.25 s", 0.25 / start["version"], 1.0))

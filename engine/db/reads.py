@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import TypeAlias, TypedDict
 
 from engine.arrowmods import pa, pc
 from engine.db.recovery import ReplayState, WalGap, replay
@@ -150,7 +150,9 @@ def scan_batches(
     return out if spilled is None else _removing(spilled, out)
 
 
-Source = tuple[Iterator[pa.Table], Callable[[], Exception]]
+# a scan's source and the error it raises if found unsorted (a string: pyarrow loads
+# on first use, and `db list` never uses it)
+Source: TypeAlias = "tuple[Iterator[pa.Table], Callable[[], Exception]]"
 
 
 def _groups(stored: list[SegmentInfo]) -> list[list[SegmentInfo]]:

@@ -21,8 +21,10 @@ check. Segments listed by a manifest written before digests existed (no
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any, BinaryIO, TypedDict
 
@@ -35,7 +37,7 @@ from engine.storage.rows import prefilter
 from engine.storage.schema import TS
 
 COMPRESSION = "zstd"
-ROW_GROUP_ROWS = 32 * 1024
+ROW_GROUP_ROWS = 8 * 1024
 
 
 def encode(rows: pa.Table) -> bytes:
@@ -325,23 +327,90 @@ def _decoded_within(
         try:
             names = reader.schema_arrow.names  # rebuilt at every access: read it once
             position = {name: i for i, name in enumerate(names)}
+            metadata = reader.metadata
+            tags = [t for t in bounds.where if t in position]
+            if tags:  # tested as dictionaries: a value is looked for among a few
+                reader = pq.ParquetFile(
+                    source, metadata=metadata, read_dictionary=tags, page_checksum_verification=True
+                )
+            candidates = [
+                index
+                for index in range(metadata.num_rows and reader.num_row_groups)
+                if not bounds.rule_out(metadata.row_group(index), position)
+            ]
             keys = [k for k in bounds.key_columns() if k in position]
-            for index in range(reader.metadata.num_rows and reader.num_row_groups):
-                group = reader.metadata.row_group(index)
-                if bounds.rule_out(group, position):
-                    continue
-                tested = reader.read_row_group(index, columns=keys)
-                if not prefilter(tested, bounds.start, bounds.end, bounds.where).num_rows:
-                    continue
-                rows = reader.read_row_group(index)
-                if rows.num_rows != group.num_rows:  # a column ended early
-                    raise damaged(path, f"row group {index} decodes {rows.num_rows} rows")
-                _check_span(rows, info, path)
-                rows = prefilter(rows, bounds.start, bounds.end, bounds.where)
-                for offset in range(0, rows.num_rows, batch_rows):
-                    yield rows.slice(offset, batch_rows)
+            for chunk in _runs_of(candidates, metadata, _TEST_ROWS):
+                hits = _holding_rows(reader, chunk, keys, bounds, metadata)
+                for read in _runs_of(hits, metadata, max(batch_rows, ROW_GROUP_ROWS)):
+                    rows = _plain(reader.read_row_groups(read))
+                    expected = sum(metadata.row_group(i).num_rows for i in read)
+                    if rows.num_rows != expected:  # a column ended early
+                        raise damaged(path, f"row groups {read} decode {rows.num_rows} rows")
+                    _check_span(rows, info, path)
+                    rows = prefilter(rows, bounds.start, bounds.end, bounds.where)
+                    for offset in range(0, rows.num_rows, batch_rows):
+                        yield rows.slice(offset, batch_rows)
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise damaged(path, f"it does not decode ({exc})") from exc
+
+
+# Rows of key columns decoded at a time to find the row groups a bounded read needs.
+_TEST_ROWS = 1 << 20
+
+
+def _runs_of(groups: list[int], metadata: pq.FileMetaData, rows: int) -> Iterator[list[int]]:
+    """``groups`` in order, cut into lists of about ``rows`` rows (at least one group)."""
+    run: list[int] = []
+    held = 0
+    for index in groups:
+        count = metadata.row_group(index).num_rows
+        if run and held + count > rows:
+            yield run
+            run, held = [], 0
+        run.append(index)
+        held += count
+    if run:
+        yield run
+
+
+def _holding_rows(
+    reader: pq.ParquetFile,
+    groups: list[int],
+    keys: list[str],
+    bounds: _Bounds,
+    metadata: pq.FileMetaData,
+) -> list[int]:
+    """The row groups of ``groups`` with a row within ``bounds``, found by decoding their
+    key columns only, all in one read."""
+    tested = reader.read_row_groups(groups, columns=keys)
+    found = pc.indices_nonzero(_within(tested, bounds)).to_pylist()
+    ends = list(accumulate(metadata.row_group(i).num_rows for i in groups))
+    if not found or ends[-1] != tested.num_rows:
+        return [] if not found else groups  # a short read: decoding them all says why
+    return sorted({groups[bisect_right(ends, row)] for row in found})
+
+
+def _within(rows: pa.Table, bounds: _Bounds) -> pa.ChunkedArray:
+    """Which ``rows`` are within ``bounds`` (a tag missing from the file: none)."""
+    ts = rows.column(TS).cast(pa.int64())
+    mask = pc.is_valid(ts)  # every row: a timestamp is never null
+    if bounds.start is not None:
+        mask = pc.and_(mask, pc.greater_equal(ts, bounds.start))
+    if bounds.end is not None:
+        mask = pc.and_(mask, pc.less(ts, bounds.end))
+    for tag, value in bounds.where.items():
+        if tag not in rows.column_names:
+            return pc.is_null(ts)
+        mask = pc.and_(mask, pc.equal(rows.column(tag), value).fill_null(False))
+    return mask
+
+
+def _plain(rows: pa.Table) -> pa.Table:
+    """``rows`` with dictionary-decoded tag columns back to plain strings."""
+    for i, field in enumerate(rows.schema):
+        if pa.types.is_dictionary(field.type):
+            rows = rows.set_column(i, field.name, pc.cast(rows.column(i), field.type.value_type))
+    return rows
 
 
 def check_bytes(data: bytes, info: SegmentInfo, path: Path) -> None:
