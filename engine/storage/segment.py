@@ -383,10 +383,10 @@ def _holding_rows(
     """The row groups of ``groups`` with a row within ``bounds``, found by decoding their
     key columns only, all in one read."""
     tested = reader.read_row_groups(groups, columns=keys)
-    found = pc.indices_nonzero(_within(tested, bounds)).to_pylist()
     ends = list(accumulate(metadata.row_group(i).num_rows for i in groups))
-    if not found or ends[-1] != tested.num_rows:
-        return [] if not found else groups  # a short read: decoding them all says why
+    if ends[-1] != tested.num_rows:  # a damaged page header can end a column early
+        raise ValueError(f"key columns decode {tested.num_rows} rows, not {ends[-1]}")
+    found = pc.indices_nonzero(_within(tested, bounds)).to_pylist()
     return sorted({groups[bisect_right(ends, row)] for row in found})
 
 
