@@ -20,6 +20,7 @@ check. Segments listed by a manifest written before digests existed (no
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -300,7 +301,9 @@ class _Bounds:
         return False
 
     def key_columns(self) -> list[str]:
-        return [TS, *self.where]
+        """What is decoded to test a row group: ``ts`` only for a time bound."""
+        timed = self.start is not None or self.end is not None
+        return [TS, *self.where] if timed else list(self.where)
 
 
 def _min_max(
@@ -391,18 +394,18 @@ def _holding_rows(
 
 
 def _within(rows: pa.Table, bounds: _Bounds) -> pa.ChunkedArray:
-    """Which ``rows`` are within ``bounds`` (a tag missing from the file: none)."""
-    ts = rows.column(TS).cast(pa.int64())
-    mask = pc.is_valid(ts)  # every row: a timestamp is never null
+    """Which ``rows`` (the key columns) are within ``bounds``, which set a tag or a
+    time (a tag missing from the file: none)."""
+    tests = []
     if bounds.start is not None:
-        mask = pc.and_(mask, pc.greater_equal(ts, bounds.start))
+        tests.append(pc.greater_equal(rows.column(TS).cast(pa.int64()), bounds.start))
     if bounds.end is not None:
-        mask = pc.and_(mask, pc.less(ts, bounds.end))
+        tests.append(pc.less(rows.column(TS).cast(pa.int64()), bounds.end))
     for tag, value in bounds.where.items():
         if tag not in rows.column_names:
-            return pc.is_null(ts)
-        mask = pc.and_(mask, pc.equal(rows.column(tag), value).fill_null(False))
-    return mask
+            return pa.chunked_array([pa.array([False] * rows.num_rows)])
+        tests.append(pc.equal(rows.column(tag), value).fill_null(False))
+    return functools.reduce(pc.and_, tests)
 
 
 def _plain(rows: pa.Table) -> pa.Table:
