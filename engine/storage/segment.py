@@ -34,7 +34,6 @@ from engine.errors import Corruption, Remedy
 from engine.io.fileio import IO
 from engine.names import TABLES_DIR
 from engine.storage.manifest import SegmentInfo
-from engine.storage.rows import prefilter
 from engine.storage.schema import TS
 
 COMPRESSION = "zstd"
@@ -345,12 +344,12 @@ def _decoded_within(
             for chunk in _runs_of(candidates, metadata, _TEST_ROWS):
                 hits = _holding_rows(reader, chunk, keys, bounds, metadata)
                 for read in _runs_of(hits, metadata, max(batch_rows, ROW_GROUP_ROWS)):
-                    rows = _plain(reader.read_row_groups(read))
+                    rows = _checked_codes(reader.read_row_groups(read))
                     expected = sum(metadata.row_group(i).num_rows for i in read)
                     if rows.num_rows != expected:  # a column ended early
                         raise damaged(path, f"row groups {read} decode {rows.num_rows} rows")
                     _check_span(rows, info, path)
-                    rows = prefilter(rows, bounds.start, bounds.end, bounds.where)
+                    rows = _plain(rows.filter(_within(rows, bounds)))
                     for offset in range(0, rows.num_rows, batch_rows):
                         yield rows.slice(offset, batch_rows)
         except (pa.ArrowException, OSError, ValueError) as exc:
@@ -385,7 +384,7 @@ def _holding_rows(
 ) -> list[int]:
     """The row groups of ``groups`` with a row within ``bounds``, found by decoding their
     key columns only, all in one read."""
-    tested = reader.read_row_groups(groups, columns=keys)
+    tested = _checked_codes(reader.read_row_groups(groups, columns=keys))
     ends = list(accumulate(metadata.row_group(i).num_rows for i in groups))
     if ends[-1] != tested.num_rows:  # a damaged page header can end a column early
         raise ValueError(f"key columns decode {tested.num_rows} rows, not {ends[-1]}")
@@ -404,8 +403,33 @@ def _within(rows: pa.Table, bounds: _Bounds) -> pa.ChunkedArray:
     for tag, value in bounds.where.items():
         if tag not in rows.column_names:
             return pa.chunked_array([pa.array([False] * rows.num_rows)])
-        tests.append(pc.equal(rows.column(tag), value).fill_null(False))
+        tests.append(_equal(rows.column(tag), value))
     return functools.reduce(pc.and_, tests)
+
+
+def _checked_codes(rows: pa.Table) -> pa.Table:
+    """``rows`` once every dictionary code is known to name a dictionary entry: a
+    damaged page header can decode codes past the end, which a comparison of codes
+    would not notice (decoding the strings would)."""
+    for column in rows.columns:
+        if pa.types.is_dictionary(column.type):
+            column.validate(full=True)
+    return rows
+
+
+def _equal(column: pa.ChunkedArray, value: str) -> pa.ChunkedArray:
+    """Which values of ``column`` are ``value`` (a null is not). A dictionary column is
+    compared through its dictionary, without decoding a string per row."""
+    if not pa.types.is_dictionary(column.type):
+        return pc.equal(column, value).fill_null(False)
+    chunks = []
+    for chunk in column.chunks:
+        code = pc.index(chunk.dictionary, value).as_py()
+        if code < 0:
+            chunks.append(pa.repeat(pa.scalar(False), len(chunk)))
+        else:
+            chunks.append(pc.equal(chunk.indices, pa.scalar(code, chunk.indices.type)))
+    return pa.chunked_array(chunks, pa.bool_()).fill_null(False)
 
 
 def _plain(rows: pa.Table) -> pa.Table:
