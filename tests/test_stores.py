@@ -5,6 +5,7 @@ multipart uploads and streaming downloads, and a store that cannot be reached.""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,45 @@ def test_a_backup_finishing_while_another_claims_its_name(
     assert store.read("m-1/manifest.json") == b'{"by": "first"}'
     assert store.read("m-2/t/000001.parquet") == b"second" * 10
     assert not [o.key for o in store.list() if o.key.endswith(".claim")]
+
+
+def test_a_local_listing_skips_what_another_process_deletes_while_it_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three backups in one second: one gave back its claim (``NAME/.claim``) between
+    another's directory read and its stat of that entry, and the other failed with
+    "internal error: FileNotFoundError". The deletion is made to land in exactly that
+    window: after the directory is read, before its entries are looked at."""
+    store = open_store(str(tmp_path / "store"))
+    store.create()
+    for key in ("a/x", "b/.claim", "b/y", "c/z"):
+        store.write(key, b"1")
+    doomed = {tmp_path / "store" / "b" / ".claim", tmp_path / "store" / "c"}
+    real_scandir = os.scandir
+
+    class ReadThenDeleted:
+        """``os.scandir`` whose directory is read at once, after which what
+        ``doomed`` names in it is deleted, as another process would."""
+
+        def __init__(self, path: str) -> None:
+            with real_scandir(path) as entries:
+                self.entries = list(entries)
+            for gone in (d for d in doomed if d.parent == Path(path)):
+                if gone.is_dir():
+                    for child in gone.iterdir():
+                        child.unlink()
+                    gone.rmdir()
+                else:
+                    gone.unlink()
+
+        def __iter__(self) -> Iterator[os.DirEntry[str]]:
+            return iter(self.entries)
+
+        def __enter__(self) -> ReadThenDeleted:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+    monkeypatch.setattr("engine.stores.local.os.scandir", ReadThenDeleted)
+    assert [info.key for info in store.list()] == ["a/x", "b/y"]

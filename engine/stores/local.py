@@ -80,7 +80,14 @@ class LocalStore(Store):
         start_after: str,
         found: builtins.list[ObjectInfo],
     ) -> None:
-        with os.scandir(directory) as entries:
+        # Another process may delete an object or its directory while this lists: what
+        # is gone by the time it is looked at is not listed (an object store's listing
+        # is no more of a snapshot than this).
+        try:
+            entries = os.scandir(directory)
+        except FileNotFoundError:
+            return
+        with entries:
             for entry in entries:
                 key = base + entry.name
                 if entry.is_dir(follow_symlinks=False):
@@ -92,7 +99,10 @@ class LocalStore(Store):
                 if key <= start_after or not key.startswith(prefix):
                     continue
                 if entry.is_file(follow_symlinks=False):
-                    stat = entry.stat(follow_symlinks=False)
+                    try:
+                        stat = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
                     found.append(ObjectInfo(key, stat.st_size, stat.st_mtime))
 
     def read(self, key: str) -> bytes:
