@@ -278,6 +278,23 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_results(out: Path, report: dict[str, Any], text: str) -> None:
+    """``report`` as JSON at ``out`` and ``text`` (its table) beside it as Markdown."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.with_suffix(".md").write_text(text)
+    print(text)
+
+
+def run_header() -> dict[str, str]:
+    """The date and the machine a result was measured on."""
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}",
+    }
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--generate"]:
         generate(int(sys.argv[2]), int(sys.argv[3]))
@@ -292,9 +309,7 @@ def main() -> None:
     cap_kb = int(args.max_rss_gb * 1024 * 1024)
     work = Path(tempfile.mkdtemp(prefix="tsadmin-scale-", dir=args.work))
     report: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
-        f"Python {platform.python_version()}",
+        **run_header(),
         "command": "python benchmarks/scale.py --rows " + args.rows,
         "max_rss_gb": args.max_rss_gb,
         "sizes": {},
@@ -319,10 +334,7 @@ def main() -> None:
     if len(sizes) > 1:
         report["ratio_sizes"] = [min(sizes), max(sizes)]
         report["ratios"] = ratios(measured[min(sizes)], measured[max(sizes)])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(render(report))
-    print(render(report))
+    write_results(args.out, report, render(report))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -40,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scale import TSADMIN, Measured, measure
+from scale import TSADMIN, Measured, measure, run_header, write_results
 
 RESULTS = Path(__file__).parent / "results"
 DB = "wide"
@@ -208,9 +206,7 @@ def main() -> None:
     factors = [float(x) for x in args.scale.split(",")]
     work = Path(tempfile.mkdtemp(prefix="tsadmin-wide-", dir=args.work))
     report: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
-        f"Python {platform.python_version()}",
+        **run_header(),
         "command": "python benchmarks/wide.py --scale " + args.scale,
         "tsadmin": TSADMIN,
         "widths": {},
@@ -223,10 +219,7 @@ def main() -> None:
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(render(report))
-    print(render(report))
+    write_results(args.out, report, render(report))
 
 
 if __name__ == "__main__":
