@@ -273,8 +273,8 @@ def _out_of_order(path: Path) -> Callable[[], Exception]:
     return lambda: segment.damaged(path, "its rows are not sorted by series and time")
 
 
-def _never_unsorted() -> Exception:  # pragma: no cover - upsert_merge sorts
-    return AssertionError("the merged memtable is sorted")
+def _never_unsorted() -> Exception:  # pragma: no cover - a merge's output is sorted
+    return AssertionError("merged rows (memtables, a spilled run) are sorted")
 
 
 def replay_consistently(db_dir: Path, name: str, attempts: int = 50) -> ReplayState:
