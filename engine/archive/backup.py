@@ -461,12 +461,12 @@ def _partition_files(
     sources: list[tuple[Iterator[pa.Table], Callable[[], Exception]]] = [
         (
             map(kept, segment.batches(db_dir, info, MERGE_ROWS, opened=_reopened(handles, info))),
-            _unsorted(db_dir / info.file),
+            segment.unsorted(db_dir / info.file),
         )
         for info in infos
     ]
     if partition in now.pending:  # the newest rows: memtable rows, deletes already applied
-        sources.append((iter([now.pending[partition]]), _unsorted(db_dir / "memtable")))
+        sources.append((iter([now.pending[partition]]), segment.unsorted(db_dir / "memtable")))
     return writer.put_batches(
         table, partition, mergescan.merged(sources, schema, precision, MERGE_ROWS)
     )
@@ -476,10 +476,6 @@ def _reopened(handles: dict[str, TypingIO[bytes]], info: SegmentInfo) -> BinaryI
     """A second handle on a segment the snapshot holds open (the file may be gone from
     the directory by now): reading it leaves the snapshot's own handle as it was."""
     return os.fdopen(os.dup(handles[info.file].fileno()), "rb")
-
-
-def _unsorted(path: Path) -> Callable[[], Exception]:
-    return lambda: segment.damaged(path, "its rows are not sorted by series and time")
 
 
 def _disjoint_in_time(infos: list[Any]) -> bool:

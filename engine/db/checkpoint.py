@@ -10,7 +10,6 @@ the commit point of both.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -313,7 +312,10 @@ def _compact_table(
             merged_any = True
             encoder = segment.Encoder(entry.schema.arrow_schema(precision))
             for batch in mergescan.merged(
-                [(segment.batches(db_dir, s, REWRITE_ROWS), _unsorted(db_dir, s)) for s in run],
+                [
+                    (segment.batches(db_dir, s, REWRITE_ROWS), segment.unsorted(db_dir / s.file))
+                    for s in run
+                ],
                 entry.schema,
                 precision,
                 REWRITE_ROWS,
@@ -330,7 +332,3 @@ def _compact_table(
         if merged_any:
             plan.merged.append((table, partition))
     return kept
-
-
-def _unsorted(db_dir: Path, info: SegmentInfo) -> Callable[[], Exception]:
-    return lambda: segment.damaged(db_dir / info.file, "its rows are not sorted by series and time")

@@ -115,7 +115,7 @@ def scan_batches(
         return [
             (
                 map(keep, segment.batches(db_dir, info, per_source, partial=partial, **bounds)),
-                _out_of_order(db_dir / info.file),
+                segment.unsorted(db_dir / info.file),
             )
             for info in infos
         ]
@@ -267,10 +267,6 @@ def _first(batches: Iterator[pa.Table], limit: int) -> Iterator[pa.Table]:
         left -= batch.num_rows
         if left <= 0:
             return
-
-
-def _out_of_order(path: Path) -> Callable[[], Exception]:
-    return lambda: segment.damaged(path, "its rows are not sorted by series and time")
 
 
 def _never_unsorted() -> Exception:  # pragma: no cover - a merge's output is sorted

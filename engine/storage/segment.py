@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
@@ -151,12 +151,21 @@ def footer_digest(data: bytes) -> str:
 
 
 def footer_digest_of(path: Path) -> str:
-    """:func:`footer_digest` of a file, reading only its footer."""
-    with path.open("rb") as handle:
-        handle.seek(-8, 2)
-        length = int.from_bytes(handle.read(4), "little")
-        handle.seek(-(8 + length), 2)
-        return hashlib.sha256(handle.read()).hexdigest()
+    """:func:`footer_digest` of a file, reading only its footer ("" if it has none)."""
+    with pa.OSFile(str(path)) as source:
+        return _footer_digest_at(source) or ""
+
+
+def _footer_digest_at(source: pa.NativeFile) -> str | None:
+    """:func:`footer_digest` of an open file, reading only its footer; None when the
+    length it declares cannot be."""
+    size = source.size()
+    source.seek(size - 8)
+    length = int.from_bytes(source.read(4), "little")
+    if not 0 < length <= size - 12:
+        return None
+    source.seek(size - 8 - length)
+    return hashlib.sha256(source.read(length + 8)).hexdigest()
 
 
 def read(db_dir: Path, info: SegmentInfo) -> pa.Table:
@@ -249,12 +258,10 @@ def _check_footer(source: pa.NativeFile, info: SegmentInfo, path: Path) -> None:
     size = source.size()
     if size != info.bytes:
         raise damaged(path, f"{size} bytes, the manifest says {info.bytes}")
-    source.seek(size - 8)
-    length = int.from_bytes(source.read(4), "little")
-    if not 0 < length <= size - 12:
+    digest = _footer_digest_at(source)
+    if digest is None:
         raise damaged(path, "its footer's length is impossible")
-    source.seek(size - 8 - length)
-    if hashlib.sha256(source.read(length + 8)).hexdigest() != info.footer:
+    if digest != info.footer:
         raise damaged(path, "its footer's SHA-256 does not match the manifest")
     source.seek(0)
 
@@ -481,6 +488,12 @@ def damaged(path: Path, why: str) -> Corruption:
         "backup, or salvage the database (drops the damaged segments)",
         path=str(path),
     ).advise(Remedy.VERIFY_DATABASE, database)
+
+
+def unsorted(path: Path) -> Callable[[], Exception]:
+    """What a merged scan raises when the segment at ``path`` turns out unsorted after
+    it has given rows (see :mod:`engine.storage.mergescan`)."""
+    return lambda: damaged(path, "its rows are not sorted by series and time")
 
 
 def _database_of(path: Path) -> str:
