@@ -104,10 +104,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def _headers_and_counts(request: web.Request, handler: Handler) -> web.StreamResponse:
+    in_flight = request.app[SERVICE].in_flight
+    in_flight.enter()
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # aiohttp's own: unknown path, wrong method
         response = exc
+    finally:
+        in_flight.leave()
     response.headers["X-Influxdb-Version"] = VERSION
     response.headers["X-Influxdb-Build"] = "tsadmin"
     resource = request.match_info.route.resource

@@ -24,6 +24,11 @@ from engine.server.service import (
 )
 
 DRAIN_TIMEOUT_S = 30.0
+# Once no handler runs, what is left are idle connections and answers being written.
+# aiohttp waits its whole shutdown timeout on a connection accepted just before the
+# stop whose first request never came in (3.14 drops that request's bytes once
+# closing), so the stop would hang 30 s whenever a client connected at that moment.
+CLOSE_IDLE_TIMEOUT_S = 1.0
 
 
 def serve(data_dir: Path, config: ServeConfig, stop: threading.Event, log: Log) -> dict[str, Any]:
@@ -61,7 +66,10 @@ async def _listen(service: WriteService, host: str, port: int, stop: threading.E
     if _not_a_malformed_request not in server_log.filters:
         server_log.addFilter(_not_a_malformed_request)
     runner = web.AppRunner(
-        build_app(service), handle_signals=False, access_log=None, shutdown_timeout=DRAIN_TIMEOUT_S
+        build_app(service),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=CLOSE_IDLE_TIMEOUT_S,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
@@ -90,7 +98,9 @@ async def _listen(service: WriteService, host: str, port: int, stop: threading.E
         service.log({"event": "stopping", "in_flight": _waiting(service)})
         reporter.cancel()
         watcher.cancel()
-        await runner.cleanup()  # stop listening; requests in flight get their answers
+        await site.stop()  # no new connections
+        await service.in_flight.drained(DRAIN_TIMEOUT_S)  # requests in flight get answers
+        await runner.cleanup()
 
 
 def _waiting(service: WriteService) -> int:

@@ -15,6 +15,7 @@ network-reachable one without credentials would take it from anyone.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 import os
@@ -132,6 +133,33 @@ def check_exposure(config: ServeConfig) -> None:
         raise InvalidArgument("the token is empty", param="token")
 
 
+class InFlight:
+    """The requests whose handlers are running, so that a stop can wait for their
+    answers and then close every other connection at once."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if not self.count:
+            self._idle.set()
+
+    async def drained(self, timeout: float) -> bool:
+        """Whether every handler ended within ``timeout`` seconds."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
 class WriteService:
     def __init__(self, data_dir: Path, config: ServeConfig, log: Log) -> None:
         self.data_dir = data_dir
@@ -142,6 +170,7 @@ class WriteService:
         self.stats = ServerStats()
         self.registry: CollectorRegistry = self.stats.registry(self.databases)
         self.stopping = False
+        self.in_flight = InFlight()
         self._lock = threading.Lock()
 
     def databases(self) -> dict[str, Database]:
