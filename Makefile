@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 # The editable install in compat mode is a plain path in a .pth file: the default mode
 # puts an import hook in front of every Python process of the venv (15-20 ms each: the
 # CLI, the tests' children, the S3 server).
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py engine/ingest/_lpnative.c
 	$(PYTHON) -m venv --without-pip --clear $(VENV)
 	{ PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip install --quiet --target $(VENV)/uv 'uv>=0.4' && \
 	  $(VENV)/uv/bin/uv pip install --quiet --python $(BIN)/python --compile-bytecode \

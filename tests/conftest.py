@@ -250,3 +250,17 @@ def kill_after(child: subprocess.Popen[str], seconds: float) -> str:
     child.send_signal(signal.SIGKILL)
     out, _ = child.communicate()
     return out
+
+
+@pytest.fixture(params=["native", "python"])
+def lp_parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each line-protocol parser in turn, for ingests run in this process (a process of
+    its own is given ``TSADMIN_LP_PARSER`` to choose)."""
+    from engine.ingest import lpnative
+
+    parser: str = request.param
+    if parser == "native" and lpnative.active() != "native":
+        pytest.skip("the native parser was not built (no C compiler)")
+    if parser == "python":
+        monkeypatch.setattr(lpnative, "_NATIVE", None)
+    return parser

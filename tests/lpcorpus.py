@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from engine.arrowmods import pc
 from engine.ingest.lineprotocol import LineError, Point, parse
-from engine.ingest.lpfast import LINE, parse_lines, plain_mask, split_lines
+from engine.ingest.lpfast import LINE, PLAIN_LINE, parse_lines, split_lines
 from engine.names import column_for_key
 from engine.storage.schema import TS
 
@@ -69,9 +70,14 @@ def expected_points(case: dict[str, Any]) -> list[dict[str, Any]]:
 _KIND = {"float64": "float", "int64": "int", "uint64": "uint", "bool": "bool", "string": "string"}
 
 
-def our_points(case: dict[str, Any], *, fast: bool = False) -> list[dict[str, Any]]:
-    """Our points for a corpus input, in the corpus's shape, from the exact parser or (``fast``)
-    the vectorised path; raises LineError."""
+# The three ways line protocol is parsed: the exact parser alone, the vectorised path
+# (with the exact parser for the lines it leaves), the native parser (the same).
+PATHS = ["exact", "vectorised", "native"]
+
+
+def our_points(case: dict[str, Any], path: str = "exact") -> list[dict[str, Any]]:
+    """Our points for a corpus input, in the corpus's shape, by ``path`` (one of
+    :data:`PATHS`); raises LineError."""
     raw = text_of(case["input"]["text"])
     try:
         text = raw.decode()
@@ -80,9 +86,9 @@ def our_points(case: dict[str, Any], *, fast: bool = False) -> list[dict[str, An
     precision = CORPUS_PRECISION[case["input"]["precision"]]
     default_time = case["input"]["defaultTime"]
     points = (
-        fast_points(text, precision, default_time)
-        if fast
-        else parse(text, precision=precision, default_time=default_time)
+        parse(text, precision=precision, default_time=default_time)
+        if path == "exact"
+        else fast_points(text, precision, default_time, path)
     )
     return [
         {
@@ -101,13 +107,17 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def fast_points(text: str, precision: str, default_time: int) -> list[Point]:
-    """``text`` through the vectorised path (and its fallbacks), as points in line order."""
+def fast_points(
+    text: str, precision: str, default_time: int, path: str = "vectorised"
+) -> list[Point]:
+    """``text`` through the vectorised or the native path (and the exact parser for the
+    lines they leave), as points in line order."""
     data = text.encode()
     lines = split_lines(data)
+    plain = None if path == "native" else pc.match_substring_regex(lines, PLAIN_LINE).to_pylist()
     parsed = parse_lines(
         lines,
-        plain_mask(lines),
+        plain,
         1,
         precision=precision,
         divisor=1,

@@ -59,7 +59,9 @@ def test_cases_exist() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: str(c["input"]["text"])[:40])
-def test_corpus_case_is_stored_as_decoded(case: dict[str, Any], tmp_path: Path) -> None:
+def test_corpus_case_is_stored_as_decoded(
+    case: dict[str, Any], tmp_path: Path, lp_parser: str
+) -> None:
     db_dir = create_database(tmp_path, "c", Settings.build(precision="ns", wal_level="off"))
     db = Database.open(db_dir, "c")
     try:

@@ -236,7 +236,11 @@ def our_points(data_dir: Path, source: Path) -> dict[int, Point]:
 
 
 def test_stored_points_agree_with_influxdb(
-    influx: str, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    influx: str,
+    data_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    lp_parser: str,
 ) -> None:
     generated = generate(seed=20261124, count=LINES)
     lines = [line for line, _ in generated]

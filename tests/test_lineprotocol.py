@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from engine.ingest.lineprotocol import LineError, parse
-from tests.lpcorpus import decode_cases, expected_points, our_points
+from tests.lpcorpus import PATHS, decode_cases, expected_points, our_points
 
 # Cases we knowingly decode differently from the corpus, with the reason. None so far.
 KNOWN_DIFFERENCES: dict[str, str] = {}
 
 
-@pytest.mark.parametrize("fast", [False, True], ids=["exact", "vectorised"])
-def test_every_corpus_case(fast: bool) -> None:
+@pytest.mark.parametrize("path", PATHS)
+def test_every_corpus_case(path: str) -> None:
     cases = decode_cases()
     assert len(cases) > 6000
     wrong = []
@@ -21,7 +21,7 @@ def test_every_corpus_case(fast: bool) -> None:
         if key in KNOWN_DIFFERENCES:
             continue
         try:
-            got = our_points(case, fast=fast)
+            got = our_points(case, path)
             error = None
         except LineError as exc:
             got, error = None, str(exc)

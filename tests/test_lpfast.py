@@ -10,6 +10,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from engine.ingest import lpnative
 from engine.ingest.lineprotocol import LineError, parse
 from tests.lpcorpus import fast_points
 
@@ -57,9 +58,11 @@ def exact(text: str, precision: str) -> tuple[list[tuple[object, ...]] | None, s
         return None, str(exc)
 
 
-def vectorised(text: str, precision: str) -> tuple[list[tuple[object, ...]] | None, str | None]:
+def vectorised(
+    text: str, precision: str, path: str = "vectorised"
+) -> tuple[list[tuple[object, ...]] | None, str | None]:
     try:
-        points = fast_points(text, precision, 1_234_567_890_123)
+        points = fast_points(text, precision, 1_234_567_890_123, path)
         return [(p.measurement, p.tags, p.fields, p.kinds, p.time, p.line) for p in points], None
     except LineError as exc:
         return None, str(exc)
@@ -75,16 +78,21 @@ def test_vectorised_path_gives_the_exact_parsers_points(
     text: str, precision: str, newline: bool
 ) -> None:
     text += "\n" if newline else ""
-    assert vectorised(text, precision) == exact(text, precision)
+    expected = exact(text, precision)
+    assert vectorised(text, precision) == expected
+    if lpnative.active() == "native":
+        assert vectorised(text, precision, "native") == expected
 
 
 def test_most_plain_lines_take_the_fast_path() -> None:
     """Guard against a PLAIN_LINE that quietly sends everything to the fallback."""
-    from engine.ingest.lpfast import plain_mask, split_lines
+    from engine.arrowmods import pc
+    from engine.ingest.lpfast import PLAIN_LINE, split_lines
 
     text = (
         'cpu,host=a,region=eu usage=1i,idle=2.5,up=t,name="x" 1700000000000000000\n'
         "mem,host=b free=3u\n"
         "cpu,host=a\\ b usage=1i 1\n"
     )
-    assert plain_mask(split_lines(text.encode())) == [True, True, False]
+    lines = split_lines(text.encode())
+    assert pc.match_substring_regex(lines, PLAIN_LINE).to_pylist() == [True, True, False]

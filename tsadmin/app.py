@@ -111,7 +111,9 @@ def _modules_for(args: list[str]) -> set[str] | None:
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"tsadmin {__version__}")
+        from engine.ingest.parserchoice import active
+
+        typer.echo(f"tsadmin {__version__} ({active()} line-protocol parser)")
         raise typer.Exit()
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.arrowmods import pa, pc
+from engine.ingest import lpnative
 from engine.ingest.lineprotocol import BOOLS, PRECISION_NS, LineError, Point, UnclosedString, parse
 from engine.names import TIME_KEY, column_for_key
 from engine.storage.schema import FIELD_TYPES, TS
@@ -95,13 +96,17 @@ def split_lines(block: bytes) -> pa.StringArray:
     return lines
 
 
-def plain_mask(lines: pa.StringArray) -> list[bool]:
+def plain_mask(lines: pa.StringArray) -> list[bool] | None:
+    """Which lines take the vectorised path; None where the native parser takes them all
+    (it finds its own)."""
+    if lpnative.active() == "native":
+        return None
     return pc.match_substring_regex(lines, PLAIN_LINE).to_pylist()  # type: ignore[no-any-return]
 
 
 def parse_lines(
     lines: pa.StringArray,
-    plain: list[bool],
+    plain: list[bool] | None,
     first_line: int,
     *,
     precision: str,
@@ -112,7 +117,10 @@ def parse_lines(
     """Parse ``lines`` (numbered from ``first_line``): plain ones by shape, others one by one.
 
     Times are in ``precision`` units in the input and stored as nanoseconds // ``divisor``.
-    ``ends_input``: the last line is the end of the input, with no newline after it."""
+    ``ends_input``: the last line is the end of the input, with no newline after it.
+    ``plain`` None: the native parser takes every line it can."""
+    if plain is None:
+        return _parse_native(lines, first_line, precision, divisor, default_time, ends_input)
     parsed = Parsed()
     for index, is_plain in enumerate(plain):
         if is_plain:
@@ -132,6 +140,44 @@ def parse_lines(
     parsed.points.sort(key=lambda point: point.line)
     parsed.errors.sort(key=lambda error: error.line)
     return parsed
+
+
+def _parse_native(
+    lines: pa.StringArray,
+    first_line: int,
+    precision: str,
+    divisor: int,
+    default_time: int,
+    ends_input: bool,
+) -> Parsed:
+    scale = PRECISION_NS[precision]
+    shapes, deferred = lpnative.parse(
+        lines,
+        first_line,
+        scale=scale,
+        divisor=divisor,
+        default_ts=(default_time - default_time % scale) // divisor,
+        line=LINE,
+    )
+    parsed = Parsed()
+    for index in deferred:
+        last = ends_input and index == len(lines) - 1
+        try:
+            _parse_one(lines, index, first_line, precision, default_time, parsed, newline=not last)
+        except UnclosedString:
+            parsed.open_string_at = index
+            break
+    parts = [Part(s.table, s.rows, s.tags, s.kinds) for s in shapes]
+    if parsed.open_string_at is not None:  # the lines from there are parsed as text
+        before = first_line + parsed.open_string_at
+        parts = [_rows_before(part, before) for part in parts]
+    parsed.parts = [part for part in parts if part.rows.num_rows]
+    return parsed
+
+
+def _rows_before(part: Part, line: int) -> Part:
+    rows = part.rows.filter(pc.less(part.rows[LINE], line))
+    return Part(part.table, rows, part.tags, part.kinds)
 
 
 def _parse_one(

@@ -352,7 +352,7 @@ class LineProtocolReader:
             end = min(len(lines), start + room)
             parsed = lpfast.parse_lines(
                 lines.slice(start, end - start),
-                plain[start:end],
+                None if plain is None else plain[start:end],
                 first_line + start,
                 precision=self.options.precision,
                 divisor=self.divisor,

@@ -1,0 +1,96 @@
+"""Line protocol in one native pass: :mod:`engine.ingest._lpnative`, when it was built.
+
+The C extension (``_lpnative.c``, built by the package's own build where a compiler
+is found; ``setup.py`` marks it optional) reads an Arrow string array of lines
+without the GIL, one pass over the bytes, and returns per *shape* (measurement, tag
+keys and field keys in line order, field kinds) the buffers of its columns: ``ts``
+(stored units), each tag as a string column, each field in its type, and the line
+numbers. Lines it is not sure to parse exactly as :mod:`engine.ingest.lineprotocol`
+does (any error, control characters or CR, a leading space or ``#``, a string that
+does not close on its line, duplicate keys, a key used as tag and field, the key
+``time``, more than 64 tags or fields, numbers out of range) come back as *deferred*:
+the exact parser takes them, so it stays the authority for every refusal and its
+message. ``tests/test_lpnative.py`` holds the two to the same rows on the corpus and
+on random bytes.
+
+``TSADMIN_LP_PARSER=python`` chooses the pure-Python path even where the extension
+was built (to compare, or to rule the extension out); ``tsadmin --version`` names the
+parser in use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.arrowmods import pa
+from engine.ingest.parserchoice import native_module
+from engine.names import column_for_key
+from engine.storage.schema import FIELD_TYPES, TS
+
+_NATIVE = native_module()
+
+
+def active() -> str:
+    """The line-protocol parser in use: ``native`` or ``python`` (tests may set
+    ``_NATIVE`` to None to run the pure-Python one)."""
+    return "python" if _NATIVE is None else "native"
+
+
+@dataclass
+class Shaped:
+    """The rows of one table and one shape, as :class:`engine.ingest.lpfast.Part` holds
+    them (``line`` names the column of line numbers)."""
+
+    table: str
+    rows: pa.Table
+    tags: list[str]
+    kinds: dict[str, str]
+
+
+def parse(
+    lines: pa.StringArray, first_line: int, *, scale: int, divisor: int, default_ts: int, line: str
+) -> tuple[list[Shaped], list[int]]:
+    """``lines`` (numbered from ``first_line``) by shape, and the indices of the lines
+    the exact parser must take. Times are in units of ``scale`` nanoseconds in the input,
+    stored floored to ``divisor`` nanoseconds; ``default_ts`` is the stored time of a
+    point without one."""
+    assert _NATIVE is not None, "the native parser is not built"
+    if lines.null_count:
+        lines = lines.fill_null("")
+    _, offsets, data = lines.buffers()
+    shapes, deferred = _NATIVE.parse(
+        offsets,
+        data if data is not None else b"",
+        lines.offset,
+        len(lines),
+        first_line,
+        scale,
+        divisor,
+        default_ts,
+    )
+    return [_shaped(shape, line) for shape in shapes], deferred
+
+
+def _shaped(shape: tuple[Any, ...], line: str) -> Shaped:
+    measurement, tags, fields, kinds, rows, ts, numbers, tag_columns, field_columns = shape
+    columns: dict[str, pa.Array] = {TS: _fixed(pa.int64(), rows, ts)}
+    for key, (offsets, data) in zip(tags, tag_columns, strict=True):
+        columns[column_for_key(key)] = _strings(rows, offsets, data)
+    for key, kind, buffers in zip(fields, kinds, field_columns, strict=True):
+        if kind == "string":
+            columns[column_for_key(key)] = _strings(rows, *buffers)
+        else:
+            columns[column_for_key(key)] = _fixed(FIELD_TYPES[kind], rows, buffers[0])
+    columns[line] = _fixed(pa.int64(), rows, numbers)
+    return Shaped(measurement, pa.table(columns), list(tags), dict(zip(fields, kinds, strict=True)))
+
+
+def _fixed(kind: pa.DataType, rows: int, values: bytes) -> pa.Array:
+    return pa.Array.from_buffers(kind, rows, [None, pa.py_buffer(values)])
+
+
+def _strings(rows: int, offsets: bytes, data: bytes) -> pa.Array:
+    return pa.Array.from_buffers(
+        pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
