@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.arrowmods import pa
+from engine.arrowmods import pa, pc
 from engine.db.database import Database
 from engine.db.datadir import create_database
 from engine.errors import EngineError
@@ -204,3 +204,21 @@ def test_where_a_compiler_is_the_native_parser_is_built_and_named() -> None:
 
     assert "native line-protocol parser" in version()
     assert "python line-protocol parser" in version(TSADMIN_LP_PARSER="python")
+
+
+@needs_native
+@given(
+    st.lists(st.sampled_from([b"a", b"\n", b"\xc3\xa9", b"", b"\r", b"\n\n", b" "]), max_size=30)
+)
+def test_the_native_split_gives_arrows_lines(pieces: list[bytes]) -> None:
+    block = b"".join(pieces)
+    whole = pa.Array.from_buffers(
+        pa.string(),
+        1,
+        [None, pa.array([0, len(block)], pa.int32()).buffers()[1], pa.py_buffer(block)],
+    )
+    lines = pc.split_pattern(whole, "\n").flatten()
+    if block.endswith(b"\n"):
+        lines = lines.slice(0, len(lines) - 1)
+    assert lpnative.split(block).to_pylist() == lines.to_pylist()
+    assert lpnative.split(block).validate(full=True) is None

@@ -59,15 +59,55 @@ static int buf_reserve(Buf *b, size_t extra) {
     return 0;
 }
 
-static int buf_put(Buf *b, const void *src, size_t n) {
-    if (buf_reserve(b, n)) return -1;
+static inline int buf_put(Buf *b, const void *src, size_t n) {
+    if (b->len + n > b->cap && buf_reserve(b, n)) return -1;
     memcpy(b->p + b->len, src, n);
     b->len += n;
     return 0;
 }
 
-static int buf_i64(Buf *b, int64_t v) { return buf_put(b, &v, sizeof v); }
-static int buf_i32(Buf *b, int32_t v) { return buf_put(b, &v, sizeof v); }
+static inline int buf_i64(Buf *b, int64_t v) { return buf_put(b, &v, sizeof v); }
+static inline int buf_i32(Buf *b, int32_t v) { return buf_put(b, &v, sizeof v); }
+
+/* -- buffers handed to Python without a copy ------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD char *p;
+    Py_ssize_t len;
+} OutBuf;
+
+static int outbuf_getbuffer(PyObject *self, Py_buffer *view, int flags) {
+    OutBuf *o = (OutBuf *)self;
+    return PyBuffer_FillInfo(view, self, o->p, o->len, 1, flags);
+}
+
+static void outbuf_dealloc(PyObject *self) {
+    free(((OutBuf *)self)->p);
+    PyObject_Free(self);
+}
+
+static PyBufferProcs OUTBUF_AS_BUFFER = {outbuf_getbuffer, NULL};
+
+static PyTypeObject OutBufType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "engine.ingest._lpnative.Buffer",
+    .tp_basicsize = sizeof(OutBuf),
+    .tp_dealloc = outbuf_dealloc,
+    .tp_as_buffer = &OUTBUF_AS_BUFFER,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Memory the parser filled, read-only, freed with the last view of it.",
+};
+
+/* ``b``'s memory as a Python buffer object, which now owns it (``b`` is emptied). */
+static PyObject *hand_over(Buf *b) {
+    if (!b->p && buf_reserve(b, 1)) return PyErr_NoMemory();
+    OutBuf *o = PyObject_New(OutBuf, &OutBufType);
+    if (!o) return NULL;
+    o->p = b->p;
+    o->len = (Py_ssize_t)b->len;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return (PyObject *)o;
+}
 
 /* -- one line, parsed ----------------------------------------------------------------- */
 
@@ -103,24 +143,36 @@ typedef struct {
 
 static int is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
 
-/* The exact parser's _read_token: up to a stop, a space, or a control character
- * (which defers the line); a backslash before an escapable character stands for
- * it, before anything else it is itself. */
-static int read_token(Cursor *c, const char *stops, const char *escapable, Tok *out) {
+/* What each byte is to the tokenizer: one table lookup per byte instead of a search
+ * of the stop and escape sets. */
+enum { C_COMMA = 1, C_EQ = 2, C_SPACE = 4, C_BSLASH = 8, C_CONTROL = 16 };
+static unsigned char CLS[256];
+
+static void init_classes(void) {
+    for (int i = 0; i < 256; i++) CLS[i] = is_control((unsigned char)i) ? C_CONTROL : 0;
+    CLS[(unsigned char)','] = C_COMMA;
+    CLS[(unsigned char)'='] = C_EQ;
+    CLS[(unsigned char)' '] = C_SPACE;
+    CLS[(unsigned char)'\\'] = C_BSLASH;
+}
+
+/* The exact parser's _read_token: up to a byte of class ``stops`` or a space (a
+ * control character defers the line); a backslash before a byte of class
+ * ``escapable`` stands for it, before anything else it is itself. */
+static int read_token(Cursor *c, int stops, int escapable, Tok *out) {
     const char *start = c->at;
     const char *q = start;
+    const int special = stops | C_SPACE | C_BSLASH | C_CONTROL;
     int escaped = 0;
-    while (q < c->end) {
-        unsigned char ch = (unsigned char)*q;
-        if (is_control(ch)) return DEFER;
-        if (ch == '\\') {
-            int pair = q + 1 < c->end && q[1] && strchr(escapable, q[1]);
-            escaped |= pair;
-            q += pair ? 2 : 1;
-            continue;
-        }
-        if (ch == ' ' || strchr(stops, ch)) break;
-        q++;
+    for (;;) {
+        while (q < c->end && !(CLS[(unsigned char)*q] & special)) q++;
+        if (q == c->end) break;
+        int cls = CLS[(unsigned char)*q];
+        if (cls & C_CONTROL) return DEFER;
+        if (!(cls & C_BSLASH)) break; /* a stop or a space */
+        int pair = q + 1 < c->end && (CLS[(unsigned char)q[1]] & escapable);
+        escaped |= pair;
+        q += pair ? 2 : 1;
     }
     c->at = q;
     if (!escaped) {
@@ -131,7 +183,7 @@ static int read_token(Cursor *c, const char *stops, const char *escapable, Tok *
     char *dst = c->scratch + c->used;
     size_t n = 0;
     for (const char *r = start; r < q;) {
-        if (*r == '\\' && r + 1 < q && strchr(escapable, r[1])) {
+        if (*r == '\\' && r + 1 < q && (CLS[(unsigned char)r[1]] & escapable)) {
             dst[n++] = r[1];
             r += 2;
         } else {
@@ -172,15 +224,27 @@ static int read_string(Cursor *c, Tok *out) {
 
 static int is_digit(char ch) { return ch >= '0' && ch <= '9'; }
 
-/* Digits [p, e) as an unsigned value; -1 on overflow past ``limit``. */
+/* Digits [p, e) as an unsigned value; -1 when empty, not all digits, or past ``limit``.
+ * Up to 19 digits cannot pass 2^64, so only longer runs pay for the overflow checks. */
 static int digits_value(const char *p, const char *e, uint64_t limit, uint64_t *out) {
     uint64_t v = 0;
     if (p == e) return -1;
-    for (; p < e; p++) {
-        if (!is_digit(*p)) return -1;
-        unsigned d = (unsigned)(*p - '0');
-        if (v > (limit - d) / 10) return -1;
-        v = v * 10 + d;
+    while (e - p > 1 && *p == '0') p++; /* leading zeros cost no range */
+    if (e - p <= 19) {
+        for (; p < e; p++) {
+            unsigned d = (unsigned)(*p - '0');
+            if (d > 9) return -1;
+            v = v * 10 + d;
+        }
+        if (v > limit) return -1;
+    } else {
+        for (; p < e; p++) {
+            unsigned d = (unsigned)(*p - '0');
+            if (d > 9) return -1;
+            if (v > (UINT64_MAX - d) / 10) return -1;
+            v = v * 10 + d;
+        }
+        if (v > limit) return -1;
     }
     *out = v;
     return 0;
@@ -243,15 +307,19 @@ static int parse_double(const char *p, const char *e, double *out) {
     return 0;
 }
 
+/* The exact parser's first-character test: "tTfF-0123456789." */
+static int starts_a_value(char ch) {
+    return is_digit(ch) || ch == '-' || ch == '.' || ch == 't' || ch == 'T' || ch == 'f' ||
+           ch == 'F';
+}
+
 /* A field value that is not a string: the exact parser's _field_value/_scalar. */
 static int read_scalar(Cursor *c, Line *line, int i) {
     const char *p = c->at, *q = p;
-    while (q < c->end && *q != ',' && *q != ' ') {
-        if (is_control((unsigned char)*q)) return DEFER;
-        q++;
-    }
+    while (q < c->end && !(CLS[(unsigned char)*q] & (C_COMMA | C_SPACE | C_CONTROL))) q++;
+    if (q < c->end && (CLS[(unsigned char)*q] & C_CONTROL)) return DEFER;
     c->at = q;
-    if (q == p || !strchr("tTfF-0123456789.", *p)) return DEFER;
+    if (q == p || !starts_a_value(*p)) return DEFER;
     char last = q[-1];
     if (last == 'i') {
         int negative = *p == '-';
@@ -337,15 +405,15 @@ static int parse_line(Cursor *c, int64_t scale, Line *line) {
     if (*c->at == ' ' || *c->at == '#') return DEFER;
     line->ntags = line->nfields = 0;
     line->has_time = 0;
-    if (read_token(c, ",", " ,", &line->measurement) || !line->measurement.len) return DEFER;
+    if (read_token(c, C_COMMA, C_COMMA | C_SPACE, &line->measurement) || !line->measurement.len) return DEFER;
     while (c->at < c->end && *c->at == ',') {
         c->at++;
         if (line->ntags == MAX_KEYS || c->at == c->end || *c->at == ' ') return DEFER;
         Tok *key = &line->tag_keys[line->ntags], *value = &line->tag_values[line->ntags];
-        if (read_token(c, ",=", ",= ", key) || !key->len) return DEFER;
+        if (read_token(c, C_COMMA | C_EQ, C_COMMA | C_EQ | C_SPACE, key) || !key->len) return DEFER;
         if (c->at == c->end || *c->at != '=') return DEFER;
         c->at++;
-        if (read_token(c, ",=", ", =", value) || !value->len) return DEFER;
+        if (read_token(c, C_COMMA | C_EQ, C_COMMA | C_EQ | C_SPACE, value) || !value->len) return DEFER;
         line->ntags++;
     }
     if (c->at == c->end || *c->at != ' ') return DEFER;
@@ -353,7 +421,7 @@ static int parse_line(Cursor *c, int64_t scale, Line *line) {
     for (;;) {
         if (line->nfields == MAX_KEYS) return DEFER;
         int i = line->nfields;
-        if (read_token(c, ",=", ",= ", &line->field_keys[i]) || !line->field_keys[i].len)
+        if (read_token(c, C_COMMA | C_EQ, C_COMMA | C_EQ | C_SPACE, &line->field_keys[i]) || !line->field_keys[i].len)
             return DEFER;
         if (c->at == c->end || *c->at != '=') return DEFER;
         c->at++;
@@ -397,6 +465,7 @@ typedef struct {
 typedef struct {
     Shape *shapes;
     int nshapes;
+    int last; /* the shape of the line before, or -1 */
     int slots[TABLE_SLOTS]; /* index + 1, 0 when free */
     Buf sig;
     Buf deferred;
@@ -470,9 +539,31 @@ static Shape *new_shape(Parser *ps, const Line *line, uint64_t hash) {
     return s;
 }
 
+static Shape *find_shape(Parser *ps, const Line *line, int *oom);
+
+/* Whether ``line`` has shape ``s``: most lines have the shape of the line before. */
+static int has_shape(const Shape *s, const Line *line) {
+    if (s->ntags != line->ntags || s->nfields != line->nfields ||
+        !same(s->measurement, line->measurement))
+        return 0;
+    for (int i = 0; i < line->ntags; i++)
+        if (!same(s->tag_keys[i], line->tag_keys[i])) return 0;
+    for (int i = 0; i < line->nfields; i++)
+        if (s->kinds[i] != line->kinds[i] || !same(s->field_keys[i], line->field_keys[i]))
+            return 0;
+    return 1;
+}
+
 /* The shape of ``line``, made if new; NULL when the table is full (the line defers)
  * or memory ran out (``*oom`` set). */
 static Shape *shape_of(Parser *ps, const Line *line, int *oom) {
+    if (ps->last >= 0 && has_shape(&ps->shapes[ps->last], line)) return &ps->shapes[ps->last];
+    Shape *found = find_shape(ps, line, oom);
+    if (found) ps->last = (int)(found - ps->shapes);
+    return found;
+}
+
+static Shape *find_shape(Parser *ps, const Line *line, int *oom) {
     if (signature(ps, line)) return *oom = 1, NULL;
     uint64_t hash = fnv1a(ps->sig.p, ps->sig.len);
     size_t slot = (size_t)hash & (TABLE_SLOTS - 1);
@@ -589,19 +680,18 @@ static int parse_all(const Input *in, Parser *ps) {
 
 /* -- to Python ------------------------------------------------------------------------ */
 
-static PyObject *bytes_of(const Buf *b) { return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)b->len); }
 
 static PyObject *text_of(Tok t) { return PyUnicode_DecodeUTF8(t.p, (Py_ssize_t)t.len, "strict"); }
 
-static PyObject *shape_tuple(const Shape *s) {
+static PyObject *shape_tuple(Shape *s) {
     PyObject *tags = PyList_New(s->ntags), *fields = PyList_New(s->nfields);
     PyObject *kinds = PyList_New(s->nfields), *tag_cols = PyList_New(s->ntags);
     PyObject *field_cols = PyList_New(s->nfields);
     if (!tags || !fields || !kinds || !tag_cols || !field_cols) goto fail;
     for (int i = 0; i < s->ntags; i++) {
         PyObject *key = text_of(s->tag_keys[i]);
-        PyObject *col = Py_BuildValue("(NN)", bytes_of(&s->columns[i].offsets),
-                                      bytes_of(&s->columns[i].data));
+        PyObject *col = Py_BuildValue("(NN)", hand_over(&s->columns[i].offsets),
+                                      hand_over(&s->columns[i].data));
         if (!key || !col) {
             Py_XDECREF(key);
             Py_XDECREF(col);
@@ -611,12 +701,12 @@ static PyObject *shape_tuple(const Shape *s) {
         PyList_SET_ITEM(tag_cols, i, col);
     }
     for (int i = 0; i < s->nfields; i++) {
-        const Column *c = &s->columns[s->ntags + i];
+        Column *c = &s->columns[s->ntags + i];
         PyObject *key = text_of(s->field_keys[i]);
         PyObject *kind = PyUnicode_FromString(KIND_NAMES[s->kinds[i]]);
         PyObject *col = s->kinds[i] == K_STRING
-                            ? Py_BuildValue("(NN)", bytes_of(&c->offsets), bytes_of(&c->data))
-                            : Py_BuildValue("(N)", bytes_of(&c->values));
+                            ? Py_BuildValue("(NN)", hand_over(&c->offsets), hand_over(&c->data))
+                            : Py_BuildValue("(N)", hand_over(&c->values));
         if (!key || !kind || !col) {
             Py_XDECREF(key);
             Py_XDECREF(kind);
@@ -628,7 +718,7 @@ static PyObject *shape_tuple(const Shape *s) {
         PyList_SET_ITEM(field_cols, i, col);
     }
     return Py_BuildValue("(NNNNLNNNN)", text_of(s->measurement), tags, fields, kinds,
-                         (long long)s->rows, bytes_of(&s->ts), bytes_of(&s->lines), tag_cols,
+                         (long long)s->rows, hand_over(&s->ts), hand_over(&s->lines), tag_cols,
                          field_cols);
 fail:
     Py_XDECREF(tags);
@@ -665,6 +755,7 @@ static PyObject *parse(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
+    ps->last = -1;
     int failed;
     Py_BEGIN_ALLOW_THREADS
     failed = parse_all(&in, ps);
@@ -700,7 +791,58 @@ done:
     return result;
 }
 
+/* split(block) -> (count, offsets, data): the lines of ``block`` split at LF, the
+ * final empty one dropped (as str.split would give them, then without a trailing
+ * ""), as the buffers of an Arrow string array. */
+static PyObject *split(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer block;
+    if (!PyArg_ParseTuple(args, "y*", &block)) return NULL;
+    PyObject *result = NULL;
+    if (block.len > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "a block of more than 2 GiB");
+        PyBuffer_Release(&block);
+        return NULL;
+    }
+    const char *p = block.buf, *end = p + block.len;
+    Buf offsets = {0}, data = {0};
+    Py_ssize_t count = 0;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t newlines = 0;
+    for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++) newlines++;
+    count = newlines + 1 - (block.len > 0 && end[-1] == '\n');
+    failed = buf_reserve(&offsets, sizeof(int32_t) * (size_t)(count + 1)) ||
+             buf_reserve(&data, (size_t)(block.len - newlines) + 1);
+    if (!failed) {
+        int32_t *off = (int32_t *)offsets.p;
+        off[0] = 0;
+        Py_ssize_t i = 0;
+        const char *q = p;
+        while (i < count) {
+            const char *nl = memchr(q, '\n', (size_t)(end - q));
+            const char *stop = nl ? nl : end;
+            memcpy(data.p + data.len, q, (size_t)(stop - q));
+            data.len += (size_t)(stop - q);
+            off[++i] = (int32_t)data.len;
+            q = stop + 1;
+        }
+        offsets.len = sizeof(int32_t) * (size_t)(count + 1);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&block);
+    if (failed) {
+        PyErr_NoMemory();
+    } else {
+        result = Py_BuildValue("(nNN)", count, hand_over(&offsets), hand_over(&data));
+    }
+    free(offsets.p);
+    free(data.p);
+    return result;
+}
+
 static PyMethodDef METHODS[] = {
+    {"split", split, METH_VARARGS, "Split a block of lines into Arrow string buffers."},
     {"parse", parse, METH_VARARGS, "Parse line protocol lines into column buffers."},
     {NULL, NULL, 0, NULL},
 };
@@ -710,6 +852,8 @@ static struct PyModuleDef MODULE = {
 };
 
 PyMODINIT_FUNC PyInit__lpnative(void) {
+    init_classes();
+    if (PyType_Ready(&OutBufType) < 0) return NULL;
 #if defined(__GLIBC__)
     c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
     if (!c_locale) return PyErr_NoMemory();

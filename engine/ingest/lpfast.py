@@ -90,6 +90,8 @@ def split_lines(block: bytes) -> pa.StringArray:
     except pa.ArrowInvalid:
         block.decode()  # raises UnicodeDecodeError with the position
         raise
+    if lpnative.active() == "native":
+        return lpnative.split(block)
     lines = pc.split_pattern(whole, "\n").flatten()
     if block.endswith(b"\n"):
         lines = lines.slice(0, len(lines) - 1)

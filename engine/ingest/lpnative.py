@@ -10,8 +10,10 @@ does (any error, control characters or CR, a leading space or ``#``, a string th
 does not close on its line, duplicate keys, a key used as tag and field, the key
 ``time``, more than 64 tags or fields, numbers out of range) come back as *deferred*:
 the exact parser takes them, so it stays the authority for every refusal and its
-message. ``tests/test_lpnative.py`` holds the two to the same rows on the corpus and
-on random bytes.
+message. The buffers are the extension's own memory, handed to Arrow without a copy.
+It also splits blocks into lines (``split``), one ``memchr`` pass.
+``tests/test_lpnative.py`` holds the two parsers to the same rows on the corpus and on
+random bytes.
 
 ``TSADMIN_LP_PARSER=python`` chooses the pure-Python path even where the extension
 was built (to compare, or to rule the extension out); ``tsadmin --version`` names the
@@ -46,6 +48,14 @@ class Shaped:
     rows: pa.Table
     tags: list[str]
     kinds: dict[str, str]
+
+
+def split(block: bytes) -> pa.StringArray:
+    """The lines of ``block`` (split at LF, the final empty one dropped) as Arrow strings,
+    as :func:`engine.ingest.lpfast.split_lines` makes them; ``block`` is valid UTF-8."""
+    assert _NATIVE is not None, "the native parser is not built"
+    count, offsets, data = _NATIVE.split(block)
+    return _strings(count, offsets, data)
 
 
 def parse(
@@ -86,11 +96,11 @@ def _shaped(shape: tuple[Any, ...], line: str) -> Shaped:
     return Shaped(measurement, pa.table(columns), list(tags), dict(zip(fields, kinds, strict=True)))
 
 
-def _fixed(kind: pa.DataType, rows: int, values: bytes) -> pa.Array:
+def _fixed(kind: pa.DataType, rows: int, values: Any) -> pa.Array:
     return pa.Array.from_buffers(kind, rows, [None, pa.py_buffer(values)])
 
 
-def _strings(rows: int, offsets: bytes, data: bytes) -> pa.Array:
+def _strings(rows: int, offsets: Any, data: Any) -> pa.Array:
     return pa.Array.from_buffers(
         pa.string(), rows, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     )
