@@ -4,7 +4,9 @@ Ours: ``tsadmin ingest lp`` and ``tsadmin ingest csv`` (the real CLI, 5,000-row
 batches) at each wal_level, with peak RSS. Peers: InfluxDB 1.6 (Debian package
 ``influxdb``, started here on 127.0.0.1 with a temporary data dir, fed the same
 line-protocol file over HTTP ``/write`` in 5,000-line batches, with its default
-``wal-fsync-delay`` of 0s), SQLite in WAL mode with synchronous FULL and NORMAL
+``wal-fsync-delay`` of 0s), VictoriaMetrics 1.79 (Debian package ``victoria-metrics``,
+started the same way, fed the same batches on its InfluxDB-compatible ``/write``; it
+answers before anything is fsynced), SQLite in WAL mode with synchronous FULL and NORMAL
 (5,000-row transactions), DuckDB loading the same CSV into a persistent table.
 
 Run: ``make bench`` or ``.venv/bin/python benchmarks/ingest_peers.py [--rows N]``.
@@ -147,23 +149,76 @@ def influxdb(source: Path, work: Path, rows: int, fsync_delay: str | None) -> di
         return {"skipped": "influxd not installed (apt-get install influxdb)"}
     with influxd_running(work / f"influx_{fsync_delay or 'default'}", fsync_delay) as url:
         started = time.perf_counter()
-        with source.open("rb") as handle:
-            while True:
-                batch = b"".join(handle.readline() for _ in range(5000))
-                if not batch:
-                    break
-                urllib.request.urlopen(
-                    urllib.request.Request(
-                        f"{url}/write?db=bench&precision=ns", data=batch, method="POST"
-                    ),
-                    timeout=120,
-                )
+        _post_batches(f"{url}/write?db=bench&precision=ns", source)
         seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
         "rows_per_s": rows / seconds,
         "values_per_s": rows * len(FIELDS) / seconds,
         "wal_fsync_delay": fsync_delay or f"{influxdb_default_fsync_delay()} (its default)",
+    }
+
+
+def _post_batches(url: str, source: Path) -> None:
+    """``source`` posted to ``url`` in 5,000-line batches, one request at a time."""
+    with source.open("rb") as handle:
+        while True:
+            batch = b"".join(handle.readline() for _ in range(5000))
+            if not batch:
+                return
+            urllib.request.urlopen(
+                urllib.request.Request(url, data=batch, method="POST"), timeout=120
+            )
+
+
+@contextmanager
+def victoria_metrics_running(home: Path) -> Iterator[str]:
+    """A VictoriaMetrics on a free loopback port with its data in ``home``; its URL."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [
+            "victoria-metrics",
+            f"-storageDataPath={home}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+            "-retentionPeriod=100y",  # the TSBS rows are from 2016
+            "-loggerLevel=ERROR",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("victoria-metrics did not start") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def victoria_metrics(source: Path, work: Path, rows: int) -> dict[str, Any]:
+    """VictoriaMetrics fed ``source`` over HTTP ``/write`` by one client."""
+    if shutil.which("victoria-metrics") is None:
+        return {"skipped": "victoria-metrics not installed (apt-get install victoria-metrics)"}
+    with victoria_metrics_running(work / "victoria") as url:
+        started = time.perf_counter()
+        _post_batches(f"{url}/write?precision=ns", source)
+        seconds = time.perf_counter() - started
+        flush_started = time.perf_counter()
+        urllib.request.urlopen(f"{url}/internal/force_flush", timeout=120)
+        flush = time.perf_counter() - flush_started
+    return {
+        "seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "values_per_s": rows * len(FIELDS) / seconds,
+        "force_flush_seconds": flush,
     }
 
 
@@ -230,6 +285,7 @@ def main() -> None:
             results["influxdb_fsync0"] = influxdb(lp, work, args.rows, "0s")
         else:  # the default is 0s: one run answers both comparisons
             results["influxdb_fsync0"] = results["influxdb"]
+        results["victoria_metrics"] = victoria_metrics(lp, work, args.rows)
         results["sqlite_full"] = sqlite_peer(work, args.rows, "FULL")
         results["sqlite_normal"] = sqlite_peer(work, args.rows, "NORMAL")
         results["duckdb_csv"] = duckdb_csv(csv, work, args.rows)
@@ -241,13 +297,19 @@ def main() -> None:
 
 def render(r: dict[str, Any]) -> str:
     influx = r["influxdb"].get("rows_per_s")
+    victoria = r.get("victoria_metrics", {}).get("rows_per_s")
     duck = r["duckdb_csv"]["rows_per_s"]
     table = []
     for kind in ("lp", "csv"):
         for level, v in r[f"ours_{kind}"].items():
-            peer = influx if kind == "lp" else duck
-            name = "InfluxDB" if kind == "lp" else "DuckDB CSV"
-            ratio = f"{v['rows_per_s'] / peer:.2f}x {name}" if peer else "n/a"
+            if kind == "lp":
+                ratio = ", ".join(
+                    f"{v['rows_per_s'] / peer:.2f}x {name}"
+                    for peer, name in ((influx, "InfluxDB"), (victoria, "VictoriaMetrics"))
+                    if peer
+                )
+            else:
+                ratio = f"{v['rows_per_s'] / duck:.2f}x DuckDB CSV"
             table.append(
                 [
                     f"tsadmin ingest {kind}, wal_level={level}",
@@ -261,6 +323,17 @@ def render(r: dict[str, Any]) -> str:
             "InfluxDB 1.6 HTTP /write, 5,000 lines",
             f"{influx:,.0f} rows/s" if influx else "-",
             r["influxdb"].get("skipped", f"wal-fsync-delay {r['influxdb'].get('wal_fsync_delay')}"),
+            "peer",
+        ]
+    )
+    vm = r.get("victoria_metrics", {})
+    table.append(
+        [
+            "VictoriaMetrics 1.79 HTTP /write, 5,000 lines",
+            f"{victoria:,.0f} rows/s" if victoria else "-",
+            vm.get(
+                "skipped", f"no fsync; force_flush after: {vm.get('force_flush_seconds', 0):.2f} s"
+            ),
             "peer",
         ]
     )

@@ -204,6 +204,19 @@ def rows_of_table(r: dict[str, Any]) -> list[list[str]]:
                     f"{v['rows_per_s'] / peer:.2f}x" if peer else "",
                 ]
             )
+    victoria = ing.get("victoria_metrics", {})
+    for level, v in ing["ours_lp"].items():
+        vm_rate = victoria.get("rows_per_s")
+        out.append(
+            [
+                f"CLI ingest lp, wal_level={level}, vs VictoriaMetrics (no fsync)",
+                f"{v['rows_per_s']:,.0f} rows/s",
+                f"{vm_rate:,.0f} rows/s (VictoriaMetrics 1.79)"
+                if vm_rate
+                else victoria.get("skipped", "skipped"),
+                f"{v['rows_per_s'] / vm_rate:.2f}x" if vm_rate else "",
+            ]
+        )
     for key, label in (
         ("sqlite_full", "SQLite WAL synchronous=FULL"),
         ("sqlite_normal", "SQLite WAL synchronous=NORMAL"),
@@ -366,6 +379,19 @@ def serve_rows(srv: dict[str, Any] | None) -> list[list[str]]:
                 f"{run['sync_vs_influxdb']:.2f}x" if "sync_vs_influxdb" in run else "",
             ]
         )
+        victoria = run.get("victoria_metrics")
+        if victoria is not None:
+            out.append(
+                [
+                    f"serve, {clients} HTTP clients, sync vs VictoriaMetrics 1.79 (no fsync)",
+                    f"{sync['rows_per_s']:,} rows/s",
+                    victoria.get("skipped")
+                    or f"{victoria['rows_per_s']:,} rows/s (VictoriaMetrics 1.79)",
+                    f"{run['sync_vs_victoria_metrics']:.2f}x"
+                    if "sync_vs_victoria_metrics" in run
+                    else "",
+                ]
+            )
     for clients, run in srv.get("host_batches", {}).items():
         out.append(
             [
@@ -440,6 +466,28 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
             1.0,
         ),
         (
+            "lp ingest at sync >= 3x InfluxDB 1.6 (issue 28)",
+            ing["ours_lp"]["sync"]["rows_per_s"] / influx0 if influx0 else None,
+            3.0,
+        ),
+        (
+            "lp ingest at sync >= 1.5x VictoriaMetrics (issue 28)",
+            ing["ours_lp"]["sync"]["rows_per_s"] / ing["victoria_metrics"]["rows_per_s"]
+            if "rows_per_s" in ing.get("victoria_metrics", {})
+            else None,
+            1.5,
+        ),
+        (
+            "csv ingest at sync >= 1x DuckDB's CSV load into a table (issue 28)",
+            ing["ours_csv"]["sync"]["rows_per_s"] / ing["duckdb_csv"]["rows_per_s"],
+            1.0,
+        ),
+        (
+            "engine sync >= 0.9x off, 5,000-row batches (issue 28)",
+            ingest["sync"]["rows_per_s"] / ingest["off"]["rows_per_s"],
+            0.9,
+        ),
+        (
             "csv ingest >= 0.5x DuckDB's CSV load",
             min(v["rows_per_s"] for v in ing["ours_csv"].values())
             / ing["duckdb_csv"]["rows_per_s"],
@@ -478,6 +526,16 @@ def targets(r: dict[str, Any]) -> list[list[str]]:
                 f"serve, {clients} clients: sync >= InfluxDB 1.6 (its default)",
                 run.get("sync_vs_influxdb"),
                 1.0,
+            )
+        )
+        checks.append(
+            (f"serve, {clients} clients: sync >= 0.8x flush (issue 28)", run["sync_vs_flush"], 0.8)
+        )
+        checks.append(
+            (
+                f"serve, {clients} clients: sync >= 1.5x VictoriaMetrics (issue 28)",
+                run.get("sync_vs_victoria_metrics"),
+                1.5,
             )
         )
     rows = [

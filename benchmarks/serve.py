@@ -9,7 +9,9 @@ sending its next batch, to:
 - the same at ``flush`` (fsync once a second): the group-commit target is sync at
   least 0.7x flush (TDengine's claim for many writers),
 - InfluxDB 1.6 (Debian package) at its default ``wal-fsync-delay`` (0s: it fsyncs
-  every write), the peer to beat.
+  every write), the peer to beat;
+- VictoriaMetrics 1.79 (Debian package ``victoria-metrics``) on its InfluxDB-compatible
+  ``/write``, which answers before anything is fsynced.
 
 Every answer must be 204; a run with any other answer is reported as failed.
 
@@ -41,7 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from ingest_peers import _as_line_protocol, _free_port, influxd_running
+from ingest_peers import (
+    _as_line_protocol,
+    _free_port,
+    influxd_running,
+    victoria_metrics_running,
+)
 from tabulate import tabulate
 from tsbs import cpu_rows
 
@@ -137,6 +144,13 @@ def influxdb(work: Path, bodies: list[bytes], clients: int) -> dict[str, Any]:
         return drive(f"{url}/write?db=bench&precision=ns", bodies, clients)
 
 
+def victoria_metrics(work: Path, bodies: list[bytes], clients: int) -> dict[str, Any]:
+    if shutil.which("victoria-metrics") is None:
+        return {"skipped": "victoria-metrics not installed (apt-get install victoria-metrics)"}
+    with victoria_metrics_running(work / f"victoria_{clients}") as url:
+        return drive(f"{url}/write?precision=ns", bodies, clients)
+
+
 def _wait_for(url: str) -> None:
     for _ in range(200):
         try:
@@ -166,6 +180,7 @@ def main() -> None:
                 "sync": ours(work, "sync", bodies, clients),
                 "flush": ours(work, "flush", bodies, clients),
                 "influxdb": influxdb(work, bodies, clients),
+                "victoria_metrics": victoria_metrics(work, bodies, clients),
             }
         host_bodies = batches(args.rows, HOST_BATCH_LINES)
         results["host_batch_lines"] = HOST_BATCH_LINES
@@ -177,6 +192,9 @@ def main() -> None:
         run["sync_vs_flush"] = round(sync["rows_per_s"] / flush["rows_per_s"], 2)
         if "rows_per_s" in peer:
             run["sync_vs_influxdb"] = round(sync["rows_per_s"] / peer["rows_per_s"], 2)
+        victoria = run.get("victoria_metrics", {})
+        if "rows_per_s" in victoria:
+            run["sync_vs_victoria_metrics"] = round(sync["rows_per_s"] / victoria["rows_per_s"], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(render(results))
@@ -185,7 +203,9 @@ def main() -> None:
 def render(results: dict[str, Any]) -> str:
     rows = []
     for clients, run in results["runs"].items():
-        for name in ("sync", "flush", "influxdb"):
+        for name in ("sync", "flush", "influxdb", "victoria_metrics"):
+            if name not in run:
+                continue
             r = run[name]
             figure = r.get("skipped") or (
                 f"{r['rows_per_s']:,} rows/s ({r['requests_per_s']:,} req/s)"
@@ -196,12 +216,19 @@ def render(results: dict[str, Any]) -> str:
             if r.get("fsyncs"):
                 per_fsync = f"{r['requests'] / r['fsyncs']:.1f} requests per fsync"
             rows.append([f"{clients} clients, {name}", figure, per_fsync])
-        peer = run.get("sync_vs_influxdb")
+        peers = [
+            f"sync/{name} {run[key]:.2f}x"
+            for key, name in (
+                ("sync_vs_influxdb", "InfluxDB"),
+                ("sync_vs_victoria_metrics", "VictoriaMetrics"),
+            )
+            if key in run
+        ]
         rows.append(
             [
                 f"{clients} clients, ratios",
                 f"sync/flush {run['sync_vs_flush']:.2f}x",
-                "" if peer is None else f"sync/InfluxDB {peer:.2f}x",
+                ", ".join(peers),
             ]
         )
     for clients, r in results.get("host_batches", {}).items():
