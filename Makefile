@@ -28,9 +28,15 @@ demo: $(STAMP) bytecode
 	$(BIN)/tsadmin demo
 	@echo "man pages: PATH=\"$$PWD/$(BIN):\$$PATH\" man tsadmin (or man -l man/tsadmin.1)"
 
+# mypy (one core) runs beside a collection that caches pytest's rewritten test modules:
+# where PYTHONDONTWRITEBYTECODE is set, every worker would otherwise rewrite them all
+# again (~6 CPU-s each).
 test: $(STAMP) bytecode influxdb prometheus
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+	$(BIN)/mypy & mypy=$$!; \
+	  env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest --collect-only -q -o addopts= \
+	    -p no:cacheprovider >/dev/null 2>&1; \
+	  wait $$mypy
 	$(BIN)/pytest
 
 # InfluxDB 1.6 is the peer of the differential ingest test and of the ingest benchmark:

@@ -37,17 +37,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from tabulate import tabulate
-from tsbs import FIELDS, TAGS, cpu_rows
+from tsbs import FIELDS, HOSTS, TAGS, cpu_rows
 
 CHUNK = 50_000
+FEW_HOSTS = 100
 
 
-def write_inputs(directory: Path, rows: int) -> tuple[Path, Path]:
-    """The same rows as line protocol and as CSV."""
-    lp_path, csv_path = directory / "cpu.lp", directory / "cpu.csv"
+def write_inputs(directory: Path, rows: int, hosts: int = HOSTS) -> tuple[Path, Path]:
+    """The same rows (of ``hosts`` hosts) as line protocol and as CSV."""
+    lp_path, csv_path = directory / f"cpu-{hosts}.lp", directory / f"cpu-{hosts}.csv"
     with lp_path.open("wb") as lp, csv_path.open("wb") as out:
         for start in range(0, rows, CHUNK):
-            table = cpu_rows(start, min(CHUNK, rows - start))
+            table = cpu_rows(start, min(CHUNK, rows - start), hosts)
             lp.write(_as_line_protocol(table))
             options = pacsv.WriteOptions(include_header=start == 0)
             pacsv.write_csv(table, out, options)
@@ -289,6 +290,13 @@ def main() -> None:
         results["sqlite_full"] = sqlite_peer(work, args.rows, "FULL")
         results["sqlite_normal"] = sqlite_peer(work, args.rows, "NORMAL")
         results["duckdb_csv"] = duckdb_csv(csv, work, args.rows)
+        # fewer, longer series: line protocol at sync against the same two peers
+        lp100, _ = write_inputs(work, args.rows, FEW_HOSTS)
+        results["hosts_100"] = {
+            "ours_lp_sync": ours("lp", "sync", lp100, work, args.rows),
+            "influxdb": influxdb(lp100, work, args.rows, None),
+            "victoria_metrics": victoria_metrics(lp100, work, args.rows),
+        }
     print(render(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -350,6 +358,15 @@ def render(r: dict[str, Any]) -> str:
                 "peer",
             ]
         )
+    few = r.get("hosts_100")
+    if few:
+        ours_rate = few["ours_lp_sync"]["rows_per_s"]
+        ratios = ", ".join(
+            f"{ours_rate / few[key]['rows_per_s']:.2f}x {name}"
+            for key, name in (("influxdb", "InfluxDB"), ("victoria_metrics", "VictoriaMetrics"))
+            if "rows_per_s" in few[key]
+        )
+        table.append(["100 hosts: tsadmin ingest lp, sync", f"{ours_rate:,.0f} rows/s", "", ratios])
     sizes = f"line protocol {r['lp_bytes'] / 1e6:.0f} MB, CSV {r['csv_bytes'] / 1e6:.0f} MB"
     head = f"{r['rows']:,} TSBS cpu rows ({sizes})"
     return head + "\n" + str(tabulate(table, headers=["measure", "rows/s", "detail", "ratio"]))

@@ -42,10 +42,10 @@ FIELDS = [
 ]
 
 
-def cpu_rows(start_row: int, rows: int) -> pa.Table:
+def cpu_rows(start_row: int, rows: int, hosts: int = HOSTS) -> pa.Table:
     index = pa.array(range(start_row, start_row + rows), pa.int64())
-    host = pc.remainder(index, HOSTS)
-    step = pc.divide(index, HOSTS)
+    host = pc.remainder(index, hosts)
+    step = pc.divide(index, hosts)
     columns: dict[str, Any] = {"ts": pc.add(pc.multiply(step, STEP_NS), START_NS)}
     for i, tag in enumerate(TAGS):
         source = host if i == 0 else pc.remainder(host, 3 + i)
