@@ -32,6 +32,7 @@ there and reports where, and the caller parses the rest as text.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,15 +125,8 @@ def parse_lines(
     if plain is None:
         return _parse_native(lines, first_line, precision, divisor, default_time, ends_input)
     parsed = Parsed()
-    for index, is_plain in enumerate(plain):
-        if is_plain:
-            continue
-        last = ends_input and index == len(plain) - 1
-        try:
-            _parse_one(lines, index, first_line, precision, default_time, parsed, newline=not last)
-        except UnclosedString:
-            parsed.open_string_at = index
-            break
+    others = (index for index, is_plain in enumerate(plain) if not is_plain)
+    _parse_until_open_string(lines, others, first_line, precision, default_time, ends_input, parsed)
     stop = len(plain) if parsed.open_string_at is None else parsed.open_string_at
     candidates = [i for i in range(stop) if plain[i]]
     if candidates:
@@ -162,19 +156,35 @@ def _parse_native(
         line=LINE,
     )
     parsed = Parsed()
-    for index in deferred:
-        last = ends_input and index == len(lines) - 1
-        try:
-            _parse_one(lines, index, first_line, precision, default_time, parsed, newline=not last)
-        except UnclosedString:
-            parsed.open_string_at = index
-            break
+    _parse_until_open_string(
+        lines, deferred, first_line, precision, default_time, ends_input, parsed
+    )
     parts = [Part(s.table, s.rows, s.tags, s.kinds) for s in shapes]
     if parsed.open_string_at is not None:  # the lines from there are parsed as text
         before = first_line + parsed.open_string_at
         parts = [_rows_before(part, before) for part in parts]
     parsed.parts = [part for part in parts if part.rows.num_rows]
     return parsed
+
+
+def _parse_until_open_string(
+    lines: pa.StringArray,
+    indices: Iterable[int],
+    first_line: int,
+    precision: str,
+    default_time: int,
+    ends_input: bool,
+    parsed: Parsed,
+) -> None:
+    """Lines ``indices`` (in order) through the exact parser, up to one whose string is
+    still open at its end: :attr:`Parsed.open_string_at` says which."""
+    for index in indices:
+        last = ends_input and index == len(lines) - 1
+        try:
+            _parse_one(lines, index, first_line, precision, default_time, parsed, newline=not last)
+        except UnclosedString:
+            parsed.open_string_at = index
+            return
 
 
 def _rows_before(part: Part, line: int) -> Part:
