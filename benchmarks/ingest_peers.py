@@ -291,11 +291,13 @@ def main() -> None:
         results["sqlite_normal"] = sqlite_peer(work, args.rows, "NORMAL")
         results["duckdb_csv"] = duckdb_csv(csv, work, args.rows)
         # fewer, longer series: line protocol at sync against the same two peers
-        lp100, _ = write_inputs(work, args.rows, FEW_HOSTS)
+        few = work / f"hosts_{FEW_HOSTS}"
+        few.mkdir()
+        lp100, _ = write_inputs(few, args.rows, FEW_HOSTS)
         results["hosts_100"] = {
-            "ours_lp_sync": ours("lp", "sync", lp100, work, args.rows),
-            "influxdb": influxdb(lp100, work, args.rows, None),
-            "victoria_metrics": victoria_metrics(lp100, work, args.rows),
+            "ours_lp_sync": ours("lp", "sync", lp100, few, args.rows),
+            "influxdb": influxdb(lp100, few, args.rows, None),
+            "victoria_metrics": victoria_metrics(lp100, few, args.rows),
         }
     print(render(results))
     args.out.parent.mkdir(parents=True, exist_ok=True)
