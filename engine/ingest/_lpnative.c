@@ -60,6 +60,7 @@ static int buf_reserve(Buf *b, size_t extra) {
 }
 
 static inline int buf_put(Buf *b, const void *src, size_t n) {
+    if (n == 0) return 0; /* an empty buffer has no memory yet: memcpy(NULL, ..., 0) is UB */
     if (b->len + n > b->cap && buf_reserve(b, n)) return -1;
     memcpy(b->p + b->len, src, n);
     b->len += n;
