@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-scale chaos soak bytecode influxdb victoria-metrics prometheus man lint typecheck clean
+.PHONY: demo test bench bench-scale chaos soak sanitize bytecode influxdb victoria-metrics prometheus man lint typecheck clean
 
 # uv installs the dependencies in ~15 s where pip took ~65 s (pip's
 # resolver spent ~40 CPU-s evaluating the index's pages); uv itself comes from pip into
@@ -84,6 +84,20 @@ chaos: $(STAMP) bytecode
 # The soak tests of `make test` (4 s each) run 5 minutes each here.
 soak: $(STAMP) bytecode
 	TSADMIN_SOAK_SECONDS=300 $(BIN)/pytest -n 3 tests/test_soak.py
+
+# The native line-protocol parser built with AddressSanitizer and UBSan, under the tests
+# that hold it to the Python parser; the normal build is put back afterwards.
+SANITIZE_TESTS := tests/test_lpnative.py tests/test_lpfast.py tests/test_lineprotocol.py \
+	tests/test_corpus_stored.py
+sanitize: $(STAMP)
+	@so=$$(ls engine/ingest/_lpnative*.so) && cp $$so $$so.keep && \
+	gcc -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE \
+	  -shared -fPIC -I$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['include'])") \
+	  engine/ingest/_lpnative.c -o $$so && \
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(BIN)/pytest -o addopts=-q -p no:cacheprovider $(SANITIZE_TESTS); \
+	status=$$?; mv $$so.keep $$so; exit $$status
 
 # Compiled once here: an editable install leaves no bytecode, and where
 # PYTHONDONTWRITEBYTECODE is set every command would compile the package again as it
