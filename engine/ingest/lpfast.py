@@ -39,6 +39,7 @@ from typing import Any
 from engine.arrowmods import pa, pc
 from engine.ingest import lpnative
 from engine.ingest.lineprotocol import BOOLS, PRECISION_NS, LineError, Point, UnclosedString, parse
+from engine.ingest.lpnative import Part as Part  # both parsers give their rows as these
 from engine.names import TIME_KEY, column_for_key
 from engine.storage.schema import FIELD_TYPES, TS
 
@@ -58,18 +59,6 @@ _FALSE = pa.array(["f", "F", "false", "False", "FALSE"])
 # The absolute line number of each row, so parts can be put back in order; a line feed
 # in its name keeps it apart from every key line protocol can carry.
 LINE = "\nline"
-
-
-@dataclass
-class Part:
-    """Rows of one table and one shape: ``ts``, tags, fields (in their columns, see
-    :func:`engine.names.column_for_key`), and :data:`LINE`; ``tags`` and ``kinds`` are
-    by key."""
-
-    table: str
-    rows: pa.Table
-    tags: list[str]
-    kinds: dict[str, str]
 
 
 @dataclass
@@ -147,24 +136,29 @@ def _parse_native(
     ends_input: bool,
 ) -> Parsed:
     scale = PRECISION_NS[precision]
-    shapes, deferred = lpnative.parse(
+    parts, deferred = lpnative.parse(
         lines,
         first_line,
         scale=scale,
         divisor=divisor,
-        default_ts=(default_time - default_time % scale) // divisor,
+        default_ts=stored_default_time(default_time, scale, divisor),
         line=LINE,
     )
     parsed = Parsed()
     _parse_until_open_string(
         lines, deferred, first_line, precision, default_time, ends_input, parsed
     )
-    parts = [Part(s.table, s.rows, s.tags, s.kinds) for s in shapes]
     if parsed.open_string_at is not None:  # the lines from there are parsed as text
         before = first_line + parsed.open_string_at
         parts = [_rows_before(part, before) for part in parts]
     parsed.parts = [part for part in parts if part.rows.num_rows]
     return parsed
+
+
+def stored_default_time(default_time: int, scale: int, divisor: int) -> int:
+    """The stored time of a point without one: ``default_time`` (ns) truncated to the
+    input's precision (``scale`` ns), in units of ``divisor`` ns."""
+    return (default_time - default_time % scale) // divisor
 
 
 def _parse_until_open_string(
@@ -228,7 +222,7 @@ class _Shapes:
         self.first_line = first_line
         self.scale = scale
         self.divisor = divisor
-        self.default_time = (default_time - default_time % scale) // divisor
+        self.default_time = stored_default_time(default_time, scale, divisor)
 
     def parse(self, candidates: list[int], parsed: Parsed) -> list[int]:
         """Append a :class:`Part` per shape to ``parsed``; return the lines left to the

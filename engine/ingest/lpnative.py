@@ -40,9 +40,11 @@ def active() -> str:
 
 
 @dataclass
-class Shaped:
-    """The rows of one table and one shape, as :class:`engine.ingest.lpfast.Part` holds
-    them (``line`` names the column of line numbers)."""
+class Part:
+    """Rows of one table and one shape, as either parser gives them: ``ts``, tags,
+    fields (in their columns, see :func:`engine.names.column_for_key`), and the line
+    numbers (the column :data:`engine.ingest.lpfast.LINE`); ``tags`` and ``kinds`` are
+    by key."""
 
     table: str
     rows: pa.Table
@@ -60,7 +62,7 @@ def split(block: bytes) -> pa.StringArray:
 
 def parse(
     lines: pa.StringArray, first_line: int, *, scale: int, divisor: int, default_ts: int, line: str
-) -> tuple[list[Shaped], list[int]]:
+) -> tuple[list[Part], list[int]]:
     """``lines`` (numbered from ``first_line``) by shape, and the indices of the lines
     the exact parser must take. Times are in units of ``scale`` nanoseconds in the input,
     stored floored to ``divisor`` nanoseconds; ``default_ts`` is the stored time of a
@@ -79,10 +81,10 @@ def parse(
         divisor,
         default_ts,
     )
-    return [_shaped(shape, line) for shape in shapes], deferred
+    return [_part(shape, line) for shape in shapes], deferred
 
 
-def _shaped(shape: tuple[Any, ...], line: str) -> Shaped:
+def _part(shape: tuple[Any, ...], line: str) -> Part:
     measurement, tags, fields, kinds, rows, ts, numbers, tag_columns, field_columns = shape
     columns: dict[str, pa.Array] = {TS: _fixed(pa.int64(), rows, ts)}
     for key, (offsets, data) in zip(tags, tag_columns, strict=True):
@@ -93,7 +95,7 @@ def _shaped(shape: tuple[Any, ...], line: str) -> Shaped:
         else:
             columns[column_for_key(key)] = _fixed(FIELD_TYPES[kind], rows, buffers[0])
     columns[line] = _fixed(pa.int64(), rows, numbers)
-    return Shaped(measurement, pa.table(columns), list(tags), dict(zip(fields, kinds, strict=True)))
+    return Part(measurement, pa.table(columns), list(tags), dict(zip(fields, kinds, strict=True)))
 
 
 def _fixed(kind: pa.DataType, rows: int, values: Any) -> pa.Array:
