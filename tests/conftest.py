@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from engine import Settings, create_database
+from engine.harness.children import Child, start_workload
 from engine.io.fileio import IO
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -214,14 +215,13 @@ def new_db(data_dir: Path, name: str = "t", **settings: Any) -> Path:
     return create_database(data_dir, name, Settings.build(**settings))
 
 
-def start_writer(db_dir: Path, name: str, *args: str, faults: str = "") -> subprocess.Popen[str]:
-    """A workload writer child (engine/harness/workload.py) on ``db_dir``."""
-    env = {**CLEAN_ENV, "TSADMIN_FAULTS": faults}
-    cmd = [sys.executable, "-m", "engine.harness.workload", str(db_dir), name, *args]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+def start_writer(db_dir: Path, name: str, *args: str, faults: str = "") -> Child:
+    """A workload writer child (engine/harness/workload.py) on ``db_dir``: a process of
+    its own, forked from a server that has already imported the engine."""
+    return start_workload([str(db_dir), name, *args], faults, env=CLEAN_ENV)
 
 
-def wait_ready(child: subprocess.Popen[str]) -> list[str]:
+def wait_ready(child: Child) -> list[str]:
     assert child.stdout is not None
     line = child.stdout.readline()
     assert line.startswith("READY"), (
@@ -230,7 +230,7 @@ def wait_ready(child: subprocess.Popen[str]) -> list[str]:
     return [line]
 
 
-def read_until_acked(child: subprocess.Popen[str], batches: int) -> list[str]:
+def read_until_acked(child: Child, batches: int) -> list[str]:
     """The writer's lines up to its ``batches``-th acknowledgement (it keeps writing)."""
     assert child.stdout is not None
     lines: list[str] = []
@@ -244,7 +244,7 @@ def read_until_acked(child: subprocess.Popen[str], batches: int) -> list[str]:
     return lines
 
 
-def kill_after(child: subprocess.Popen[str], seconds: float) -> str:
+def kill_after(child: Child, seconds: float) -> str:
     """SIGKILL ``child`` after ``seconds``; return everything it printed."""
     time.sleep(seconds)
     child.send_signal(signal.SIGKILL)

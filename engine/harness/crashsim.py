@@ -33,7 +33,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -45,6 +44,7 @@ from engine.db.database import Database
 from engine.db.datadir import create_database, existing_database_dir
 from engine.errors import Corruption, EngineError, InvalidArgument
 from engine.harness import workload
+from engine.harness.children import Child, start_workload
 from engine.io.fileio import FAULTS_ENV, IO, simulate_power_loss
 from engine.settings import Settings, WalLevel
 from engine.storage import manifest as manifest_format
@@ -227,14 +227,9 @@ def _faults_for(mode: str, settings: Settings, rng: random.Random, journal: Path
     return ";".join(x for x in (inherited, own) if x)
 
 
-def _start(
-    db_dir: Path, options: SimOptions, faults: str, checkpoint_every: int
-) -> subprocess.Popen[str]:
+def _start(db_dir: Path, options: SimOptions, faults: str, checkpoint_every: int) -> Child:
     batches = max(1, options.rows // options.batch_rows)
-    cmd = [
-        sys.executable,
-        "-m",
-        "engine.harness.workload",
+    argv = [
         str(db_dir),
         SCRATCH_NAME,
         "--batches",
@@ -247,12 +242,11 @@ def _start(
         str(DELETE_EVERY),
         "--no-close",
     ]
-    env = {**os.environ, FAULTS_ENV: faults, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return start_workload(argv, faults)
 
 
 def _crash(
-    child: subprocess.Popen[str],
+    child: Child,
     mode: str,
     rng: random.Random,
     hold: float = 0.0,
