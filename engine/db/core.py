@@ -113,18 +113,30 @@ class Core:
     def fenced(self) -> str | None:
         return self.replication.fenced if self.replication is not None else None
 
-    def overwrites(self, table: str, rows: pa.Table) -> int:
-        """Rows of ``rows`` whose key is already in ``table`` (the ingest report's figure)."""
-        entry = self.manifest.tables.get(table)
-        stored = entry.segments if entry is not None and table not in self.hidden else []
-        tags, memtables, precision = (
-            self.catalog[table].tags,
-            self.memtables,
-            self.settings.precision,
-        )
-        return count_overwrites(
-            self.dir, table, rows, tags, memtables, stored, self.deletes, precision
-        )
+    def overwrites(
+        self, tables: list[tuple[str, pa.Table]], changed: dict[str, TableSchema]
+    ) -> int:
+        """Rows of ``tables`` (name and rows, as one transaction writes them) whose key
+        is already stored, or written earlier in the transaction: the ingest report's
+        figure. Counted before the transaction's rows join the memtable and its schema
+        changes (``changed``) the catalog."""
+        earlier = Memtable()  # the transaction's batches before this one
+        count = 0
+        for table, rows in tables:
+            entry = self.manifest.tables.get(table)
+            stored = entry.segments if entry is not None and table not in self.hidden else []
+            count += count_overwrites(
+                self.dir,
+                table,
+                rows,
+                (changed.get(table) or self.catalog[table]).tags,
+                [*self.memtables, earlier],
+                stored,
+                self.deletes,
+                self.settings.precision,
+            )
+            earlier.add(table, rows)
+        return count
 
     def syncs_each_commit(self) -> bool:
         """The wal_level's promise needs an fsync before this commit is acknowledged."""

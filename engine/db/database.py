@@ -34,6 +34,7 @@ from engine.db.recovery import RecoveryReport, ReplayState, replay
 from engine.errors import EngineError, NotFound
 from engine.io.lock import WriterLock
 from engine.log import wal
+from engine.log.encoding import encode_payloads
 from engine.settings import Settings, WalLevel
 from engine.storage import manifest as manifest_format
 from engine.storage import retention
@@ -273,23 +274,23 @@ class Database:
         ]
         prepared = [(t, r, g) for t, r, g in prepared if r.num_rows]
         logged = core.settings.wal_level is not WalLevel.OFF
-        payloads = [wal.encode_data(t, r) for t, r, _ in prepared] if logged else []
+        tables = [(t, r) for t, r, _ in prepared]
+        payloads = encode_payloads(tables if logged else [], beside=count_overwrites)
         with core.write_lock:
             core.check_writable()
             changes = catalog.schema_changes(core, prepared)
+            schemas = {change["table"]: TableSchema.from_json(change) for change in changes}
+            overwritten = core.overwrites(tables, schemas) if count_overwrites else 0
+            encoded = payloads.result()  # encoded meanwhile on the other core
             txn = core.next_txn
             core.next_txn += 1
             rows = sum(r.num_rows for _, r, _ in prepared)
-            records, lsn = wal.encode_transaction(core.last_lsn, changes, payloads, txn, rows)
+            records, lsn = wal.encode_transaction(core.last_lsn, changes, encoded, txn, rows)
             if records:
                 core.append(records)
             core.last_lsn = lsn
-            for change in changes:
-                core.catalog[change["table"]] = TableSchema.from_json(change)
-            overwritten = 0
-            for table, rows_of_table, _tags in prepared:
-                if count_overwrites:
-                    overwritten += core.overwrites(table, rows_of_table)
+            core.catalog.update(schemas)
+            for table, rows_of_table in tables:
                 core.memtable.add(table, rows_of_table)
         durable = bool(changes) or core.syncs_each_commit()
         if durable:
