@@ -6,7 +6,8 @@ same run, so a change's cost is a ratio, not a guess.
 
 Each tree runs the real CLI (``python -m tsadmin`` with the tree first on
 ``PYTHONPATH``) into a fresh database at ``wal_level off`` (so the disk does not
-hide the CPU cost), three times, alternating; the median rows/s of each and their
+hide the CPU cost; ``--wal-level sync`` for a change to the logged path), three
+times, alternating; the median rows/s of each and their
 ratio are printed and written as JSON.
 """
 
@@ -27,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ingest_peers import write_inputs
 
 
-def one_run(tree: Path, source: Path, work: Path, rows: int) -> float:
+def one_run(tree: Path, source: Path, work: Path, rows: int, level: str) -> float:
     data = Path(tempfile.mkdtemp(dir=work))
     env = dict(os.environ, PYTHONPATH=str(tree.resolve()))
     cli = [sys.executable, "-m", "tsadmin", "--data-dir", str(data)]
-    subprocess.run([*cli, "db", "create", "b", "--wal-level", "off"], env=env, check=True)
+    subprocess.run([*cli, "db", "create", "b", "--wal-level", level], env=env, check=True)
     started = time.perf_counter()
     subprocess.run([*cli, "--quiet", "ingest", "lp", "b", str(source)], env=env, check=True)
     seconds = time.perf_counter() - started
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("after", type=Path)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--wal-level", default="off", choices=["off", "sync", "flush"])
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).parent / "results" / "lp_ingest_ab.json"
     )
@@ -56,16 +58,18 @@ def main() -> None:
         for _ in range(args.trials):
             for side in ("before", "after"):
                 tree = args.before if side == "before" else args.after
-                rates[side].append(one_run(tree, source, work, args.rows))
+                rates[side].append(one_run(tree, source, work, args.rows, args.wal_level))
     before, after = statistics.median(rates["before"]), statistics.median(rates["after"])
     result = {
         "rows": args.rows,
+        "wal_level": args.wal_level,
         "before": {"tree": str(args.before), "rows_per_s": before, "trials": rates["before"]},
         "after": {"tree": str(args.after), "rows_per_s": after, "trials": rates["after"]},
         "after_over_before": after / before,
     }
     print(
-        f"TSBS line protocol, {args.rows:,} rows, wal_level off, median of {args.trials}: "
+        f"TSBS line protocol, {args.rows:,} rows, wal_level {args.wal_level}, "
+        f"median of {args.trials}: "
         f"before {before:,.0f} rows/s, after {after:,.0f} rows/s ({after / before:.3f}x)"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
