@@ -61,17 +61,35 @@ KEYS = st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 5))
 POINT = st.tuples(
     KEYS, st.dictionaries(st.sampled_from(["f", "g", "h"]), st.integers(-9, 9), min_size=1)
 )
-STEP = st.one_of(
-    st.lists(POINT, min_size=1, max_size=6).map(lambda b: ("write", b)),
-    st.just(("checkpoint", None)),
-    st.just(("compact", None)),
-    st.just(("reopen", None)),
-)
-
-
-@settings(
+UPKEEP = [st.just(("checkpoint", None)), st.just(("compact", None)), st.just(("reopen", None))]
+STEP = st.one_of(st.lists(POINT, min_size=1, max_size=6).map(lambda b: ("write", b)), *UPKEEP)
+MODEL_RUNS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+
+
+def model_batch(table: str, points: list[Any]) -> Batch:
+    """A batch of ``points`` ((host, ts), fields): the fields it does not carry are null."""
+    rows = [
+        {"ts": ts, "host": host, **{k: None for k in "fgh"}, **fields}
+        for (host, ts), fields in points
+    ]
+    return Batch(table, pa.Table.from_pylist(rows, schema=_schema()), ["host"])
+
+
+def upkeep(db: Database, db_dir: Path, kind: str) -> Database:
+    """A checkpoint, a compaction or a reopen (after a crash) of ``db``."""
+    if kind == "checkpoint":
+        db.checkpoint()
+    elif kind == "compact":
+        db.compact()
+    else:
+        db.abandon()
+        db = Database.open(db_dir, "m", background=False)
+    return db
+
+
+@MODEL_RUNS
 @given(steps=st.lists(STEP, min_size=1, max_size=12))
 def test_matches_a_dict_model(tmp_path_factory: pytest.TempPathFactory, steps: list[Any]) -> None:
     data_dir = tmp_path_factory.mktemp("model")
@@ -80,20 +98,11 @@ def test_matches_a_dict_model(tmp_path_factory: pytest.TempPathFactory, steps: l
     model: dict[tuple[str, int], dict[str, int]] = {}
     for kind, batch in steps:
         if kind == "write":
-            rows = [
-                {"ts": ts, "host": host, **{k: None for k in "fgh"}, **fields}
-                for (host, ts), fields in batch
-            ]
-            db.write([Batch("t", pa.Table.from_pylist(rows, schema=_schema()), ["host"])])
+            db.write([model_batch("t", batch)])
             for (host, ts), fields in batch:
                 model.setdefault((host, ts), {}).update(fields)
-        elif kind == "checkpoint":
-            db.checkpoint()
-        elif kind == "compact":
-            db.compact()
         else:
-            db.abandon()
-            db = Database.open(db_dir, "m", background=False)
+            db = upkeep(db, db_dir, kind)
     got = {
         (r["host"], r["ts"]): {k: r[k] for k in "fgh" if r.get(k) is not None}
         for r in (records(db, "t") if "t" in db.tables() else [])
@@ -113,17 +122,11 @@ TXN = st.lists(
 )
 DELETE = st.tuples(st.sampled_from(["a", "b", None]), st.integers(0, 5), st.integers(1, 6))
 COUNTED_STEP = st.one_of(
-    TXN.map(lambda t: ("write", t)),
-    DELETE.map(lambda d: ("delete", d)),
-    st.just(("checkpoint", None)),
-    st.just(("compact", None)),
-    st.just(("reopen", None)),
+    TXN.map(lambda t: ("write", t)), DELETE.map(lambda d: ("delete", d)), *UPKEEP
 )
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@MODEL_RUNS
 @given(steps=st.lists(COUNTED_STEP, min_size=1, max_size=12))
 @example(  # a delete not yet applied to the segment it empties: that key is new again
     steps=[
@@ -148,11 +151,7 @@ def test_overwritten_counts_match_the_model(
             expected = 0
             batches = []
             for table, points in step:
-                rows = [
-                    {"ts": ts, "host": host, **{k: None for k in "fgh"}, **fields}
-                    for (host, ts), fields in points
-                ]
-                batches.append(Batch(table, pa.Table.from_pylist(rows, schema=_schema()), ["host"]))
+                batches.append(model_batch(table, points))
                 for (host, ts), fields in points:
                     expected += (table, host, ts) in model
                     model.setdefault((table, host, ts), {}).update(fields)
@@ -164,13 +163,8 @@ def test_overwritten_counts_match_the_model(
             for key in [k for k in model if k[0] == "t" and start <= k[2] < end]:
                 if host is None or key[1] == host:
                     del model[key]
-        elif kind == "checkpoint":
-            db.checkpoint()
-        elif kind == "compact":
-            db.compact()
         else:
-            db.abandon()
-            db = Database.open(db_dir, "m", background=False)
+            db = upkeep(db, db_dir, kind)
     got = {
         (table, r["host"], r["ts"]): {k: r[k] for k in "fgh" if r.get(k) is not None}
         for table in db.tables()
