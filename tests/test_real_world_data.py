@@ -250,3 +250,56 @@ def test_an_unwritable_rejects_file_stops_before_reading(data_dir: Path, tmp_pat
         )  # fmt: skip
         assert done.code in (1, 2) and "rejects file" in done.err and "Traceback" not in done.err
     assert run_cli(data_dir, "--format", "json", "table", "list", "r").json() == []
+
+
+def test_csv_rejects_keep_their_row_numbers_across_blocks_read_ahead(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Blocks are read on another thread while the one before is committed: the rows the
+    reader leaves out (a column short or too many) and the rows refused after it (a
+    value that is not a float) must still be numbered and rejected in file order, in
+    every block of a file of several (the reader reads 1 MiB at a time)."""
+    assert run_cli(data_dir, "db", "create", "b").code == 0
+    lines, bad = [b"ts,host,v"], []
+    for row in range(2, 130_002):  # ~2.2 MB: three blocks
+        if row % 9_973 == 0:
+            lines.append(b"%d,h%d" % (row, row % 7))  # a column short: left out
+            bad.append(row)
+        elif row % 10_007 == 0:
+            lines.append(b"%d,h%d,x%d" % (row, row % 7, row))  # not a float: refused
+            bad.append(row)
+        elif row % 30_011 == 0:
+            lines.append(b"%d,h%d,1.0,extra" % (row, row % 7))  # too many: left out
+            bad.append(row)
+        else:
+            lines.append(b"%d,h%d,%d.5" % (row, row % 7, row))
+    source = tmp_path / "big.csv"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    assert source.stat().st_size > 2 << 20
+    rejects = tmp_path / "rejects.txt"
+    done = run_cli(
+        data_dir, "--format", "json", "ingest", "csv", "b", str(source), "--table", "m",
+        "--tags", "host", "--schema", "v:float64", "--on-error", "skip",
+        "--rejects", str(rejects),
+    )  # fmt: skip
+    assert done.code == 7, done.err
+    assert (done.json()["rows"], done.json()["rejected"]) == (130_000 - len(bad), len(bad))
+    reasons = [line for line in rejects.read_text().splitlines() if line.startswith("# ")]
+    assert [int(r.split(":")[1]) for r in reasons] == bad
+    stored = run_cli(data_dir, "--format", "json", "db", "stats", "b").json()
+    assert stored["segment_rows"] + stored["wal_rows"] == 130_000 - len(bad)
+    # a row longer than a block, in the third block: the reader fails there, the blocks
+    # before it stay committed, and the error says where, whichever thread read it
+    broken = tmp_path / "broken.csv"
+    huge = b"5,h1," + b"9" * (3 << 20)
+    broken.write_bytes(b"\n".join([*lines[:100_000], huge, *lines[100_000:]]) + b"\n")
+    failed = run_cli(
+        data_dir, "--format", "json", "ingest", "csv", "b", str(broken), "--table", "n",
+        "--tags", "host", "--schema", "v:float64", "--on-error", "skip",
+    )  # fmt: skip
+    assert failed.code == 6, failed.err
+    assert "Traceback" not in failed.err and "broken.csv: after row" in failed.err, failed.err
+    after_row = int(failed.err.split("after row ")[1].split(":")[0])
+    assert after_row == 100_000  # the last row before the one that failed
+    kept = run_cli(data_dir, "--format", "json", "select", "b", "n", "--limit", "200000").json()
+    assert 50_000 < len(kept) < after_row

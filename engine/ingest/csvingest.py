@@ -28,6 +28,9 @@ import bisect
 import csv as stdcsv
 import io
 import re
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, cast
 
@@ -136,12 +139,8 @@ class _Csv:
                     strings_can_be_null=True,
                 ),
             )
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    break
-                self._block(pa.Table.from_batches([batch]))
+            for block in blocks_ahead(reader, self.numbers):
+                self._block(block)
                 if progress:
                     progress(self.committer.report.bytes, self.committer.report.rows)
         except pa.ArrowInvalid as exc:  # the text itself: an unclosed quote, bad UTF-8
@@ -154,9 +153,8 @@ class _Csv:
         self._refuse_skipped(None)
         self.committer.commit()
 
-    def _block(self, raw: pa.Table) -> None:
-        numbers = self.numbers.take(raw.num_rows)
-        left_out = self.numbers.passed(numbers.last)  # rejected in row order with the rest
+    def _block(self, block: Block) -> None:
+        raw, numbers, left_out = block.rows, block.numbers, block.left_out
         bad: dict[int, str] = {}
         rows = _as_text(raw, bad, self.guard.replaced)
         ts = self.times.read(rows.column(self.ts_column), bad)
@@ -423,6 +421,53 @@ class RowNumbers:
         done = [s for s in self.skipped if up_to is None or s[0] <= up_to]
         self.skipped = [s for s in self.skipped if not (up_to is None or s[0] <= up_to)]
         return sorted(done)
+
+
+@dataclass
+class Block:
+    """A block of the CSV reader: its rows (every column as bytes), their row numbers,
+    and the rows left out before its last one (rejected in row order with the rest)."""
+
+    rows: pa.Table
+    numbers: Numbering
+    left_out: list[tuple[int, str, str]]
+
+
+def blocks_ahead(reader: pacsv.CSVStreamingReader, numbers: RowNumbers) -> Iterator[Block]:
+    """The reader's blocks, each read on a thread of its own while the caller converts
+    and commits the one before (pyarrow's parse releases the GIL: it runs on the other
+    core). A block is numbered as soon as it is read, before the next read starts:
+    the reader reports the rows it leaves out to ``numbers`` while it parses, so their
+    order with the blocks stays what one thread would see. A read that fails raises
+    when the caller asks for that block, after the blocks before it."""
+
+    def read() -> Block | None:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return None
+        rows = pa.Table.from_batches([batch])
+        numbering = numbers.take(rows.num_rows)
+        return Block(rows, numbering, numbers.passed(numbering.last))
+
+    # not a ThreadPoolExecutor: its threads are joined at exit, and a caller that stops
+    # early (bad input) must not wait on a read blocked on a pipe
+    ahead: Future[Block | None] = Future()
+    _start_read(ahead, read)
+    while (block := ahead.result()) is not None:
+        ahead = Future()
+        _start_read(ahead, read)
+        yield block
+
+
+def _start_read(into: Future[Block | None], read: Callable[[], Block | None]) -> None:
+    def run() -> None:
+        try:
+            into.set_result(read())
+        except BaseException as exc:  # handed to the caller with the block it stands for
+            into.set_exception(exc)
+
+    threading.Thread(target=run, name="csv-read-ahead", daemon=True).start()
 
 
 SNIFFED = (",", ";", "\t", "|")
