@@ -40,6 +40,16 @@ def one_run(tree: Path, source: Path, work: Path, rows: int, level: str) -> floa
     return rows / seconds
 
 
+def parser_of(tree: Path) -> str:
+    """What ``tsadmin --version`` of ``tree`` says (which line-protocol parser it runs:
+    a worktree without its native extension built runs the Python one)."""
+    env = dict(os.environ, PYTHONPATH=str(tree.resolve()))
+    done = subprocess.run(
+        [sys.executable, "-m", "tsadmin", "--version"], env=env, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("before", type=Path)
@@ -51,6 +61,11 @@ def main() -> None:
         "--out", type=Path, default=Path(__file__).parent / "results" / "lp_ingest_ab.json"
     )
     args = parser.parse_args()
+    versions = {
+        side: parser_of(tree) for side, tree in (("before", args.before), ("after", args.after))
+    }
+    if ("native" in versions["before"]) != ("native" in versions["after"]):
+        print(f"the trees run different parsers: {versions}", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
         work = Path(tmp)
         source, _csv = write_inputs(work, args.rows)
@@ -63,8 +78,18 @@ def main() -> None:
     result = {
         "rows": args.rows,
         "wal_level": args.wal_level,
-        "before": {"tree": str(args.before), "rows_per_s": before, "trials": rates["before"]},
-        "after": {"tree": str(args.after), "rows_per_s": after, "trials": rates["after"]},
+        "before": {
+            "tree": str(args.before),
+            "version": versions["before"],
+            "rows_per_s": before,
+            "trials": rates["before"],
+        },
+        "after": {
+            "tree": str(args.after),
+            "version": versions["after"],
+            "rows_per_s": after,
+            "trials": rates["after"],
+        },
         "after_over_before": after / before,
     }
     print(
