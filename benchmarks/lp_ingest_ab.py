@@ -28,9 +28,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from ingest_peers import write_inputs
 
 
+def tree_env(tree: Path) -> dict[str, str]:
+    """The environment that runs ``tree``'s code: it first on ``PYTHONPATH``."""
+    return dict(os.environ, PYTHONPATH=str(tree.resolve()))
+
+
 def one_run(tree: Path, source: Path, work: Path, rows: int, level: str) -> float:
     data = Path(tempfile.mkdtemp(dir=work))
-    env = dict(os.environ, PYTHONPATH=str(tree.resolve()))
+    env = tree_env(tree)
     cli = [sys.executable, "-m", "tsadmin", "--data-dir", str(data)]
     subprocess.run([*cli, "db", "create", "b", "--wal-level", level], env=env, check=True)
     started = time.perf_counter()
@@ -43,9 +48,11 @@ def one_run(tree: Path, source: Path, work: Path, rows: int, level: str) -> floa
 def parser_of(tree: Path) -> str:
     """What ``tsadmin --version`` of ``tree`` says (which line-protocol parser it runs:
     a worktree without its native extension built runs the Python one)."""
-    env = dict(os.environ, PYTHONPATH=str(tree.resolve()))
     done = subprocess.run(
-        [sys.executable, "-m", "tsadmin", "--version"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "tsadmin", "--version"],
+        env=tree_env(tree),
+        capture_output=True,
+        text=True,
     )
     return done.stdout.strip()
 

@@ -48,7 +48,8 @@ def start_workload(argv: list[str], faults: str = "", env: dict[str, str] | None
     finally:
         os.close(out_w)
         os.close(err_w)
-    return Child(process, os.fdopen(out_r, "r", encoding="utf-8"), os.fdopen(err_r, "r"))
+    out, err = (os.fdopen(fd, "r", encoding="utf-8") for fd in (out_r, err_r))
+    return Child(process, out, err)
 
 
 class _Fd:
