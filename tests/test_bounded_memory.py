@@ -93,12 +93,17 @@ def test_a_scan_over_more_segments_than_it_opens_spills_runs_and_removes_them(
         assert table_digest("cpu", scan, schema) == digest
 
         first = db.scan_batches("cpu", limit=7)
-        assert list(scratch.scratch_root().iterdir())  # the runs are written up front
+        assert not _run_files()  # runs of 7 rows are held, not written
         assert pa.concat_tables(list(first)).equals(whole.slice(0, 7))
         stopped = db.scan_batches("cpu", batch_rows=BATCH)
+        assert len(_run_files()) == 5  # the runs are written up front
         next(stopped)
         stopped.close()  # what a consumer that stops reading does, through the generator
         assert not list(scratch.scratch_root().iterdir())
+
+
+def _run_files() -> list[Path]:
+    return list(scratch.scratch_root().glob("spill-*/*.arrows"))
 
 
 def test_a_backup_merges_overlapping_segments_as_a_stream_cut_into_files(

@@ -542,7 +542,12 @@ def _footer_problem(
 def _ts_statistics_problem(metadata: pq.FileMetaData, info: ArchiveFile) -> str | None:
     """The row groups' ``ts`` statistics against the declared time range: a file whose
     rows lie outside its range (and so its partition) is refused without decoding."""
-    names = [metadata.schema.column(i).name for i in range(metadata.num_columns)]
+    if not metadata.num_row_groups:
+        return None
+    # named through a column chunk, not ``metadata.schema``: in pyarrow 26 every
+    # ParquetSchema object keeps the whole footer (~0.2 MB here) and is never freed
+    first = metadata.row_group(0)
+    names = [first.column(i).path_in_schema for i in range(metadata.num_columns)]
     if TS not in names:
         return None
     column = names.index(TS)

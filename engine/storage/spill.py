@@ -7,6 +7,11 @@ and a batch. Past a bound, the scan merges the segments in groups, writes each
 group's merged rows to a run file, then merges the runs: two passes over the rows
 instead of one, and memory set by the bound, not by the number of segments.
 
+A run no longer than one of the batches its reader holds (the last merge holds a
+batch of each run) stays in memory and never touches a file: a bounded scan (one
+host, one hour) over many partitions merges a few rows per group, and writing
+those out only to read them back would cost more than the rows themselves.
+
 Run file format (scratch only, never part of a database; removed when the scan
 ends, or by the next command that makes a scratch directory if the process died):
 an Arrow IPC stream (schema message, then record batches of at most the batch size
@@ -17,6 +22,7 @@ LZ4 frames. Nothing needs recovering from it, so it is written without fsync.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -35,22 +41,40 @@ class Run:
         self.path = path
         self.schema = schema
         self.rows = 0
+        self.held: list[pa.RecordBatch] | None = None  # the whole run, when it is short
 
     def write(self, batches: Iterable[pa.Table], batch_rows: int) -> Run:
         """Write ``batches`` (of the run's schema) in record batches of at most
-        ``batch_rows`` rows, the most a reader of the run holds at a time."""
+        ``batch_rows`` rows, the most a reader of the run holds at a time; a run of at
+        most ``batch_rows`` rows is held instead."""
+        pieces = (b for table in batches for b in table.to_batches(max_chunksize=batch_rows))
+        held: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in pieces:
+            held.append(batch)
+            rows += batch.num_rows
+            if rows > batch_rows:
+                self._write_file(itertools.chain(held, pieces))
+                return self
+        # copied: a merge's batches are slices of its rounds, which they would keep alive
+        short = pa.Table.from_batches(held, self.schema).take(pa.array(range(rows), pa.int64()))
+        self.held, self.rows = short.to_batches(), rows
+        return self
+
+    def _write_file(self, batches: Iterable[pa.RecordBatch]) -> None:
         with (
             pa.OSFile(str(self.path), "wb") as sink,
             pa.ipc.new_stream(sink, self.schema, options=_options()) as writer,
         ):
-            for table in batches:
-                for batch in table.to_batches(max_chunksize=batch_rows):
-                    writer.write_batch(batch)
-                    self.rows += batch.num_rows
-        return self
+            for batch in batches:
+                writer.write_batch(batch)
+                self.rows += batch.num_rows
 
     def batches(self) -> Iterator[pa.Table]:
         """The run's rows, a record batch at a time."""
+        if self.held is not None:
+            yield from (pa.Table.from_batches([b], self.schema) for b in self.held)
+            return
         with pa.OSFile(str(self.path), "rb") as source:
             reader = pa.ipc.open_stream(source)
             for batch in reader:
