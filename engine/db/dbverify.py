@@ -16,6 +16,7 @@ next writer removes them.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,43 +96,67 @@ def _verify_segment(
         return
     if not info.sha256:
         report.segments_without_digest += 1
-    try:
-        rows = segment.read(db_dir, info)
+    settings = manifest.settings
+    width, precision = settings.partition_units, settings.precision
+    try:  # a batch at a time: memory does not follow the segment's size
+        batches = segment.batches(db_dir, info, VERIFY_BATCH_ROWS)
+        problems = content_problems(batches, schema, info, width, precision)
     except Corruption as exc:
         report.problem(info.file, exc.message.split(" is damaged: ", 1)[-1])
         return
-    settings = manifest.settings
-    width, precision = settings.partition_units, settings.precision
-    for problem in content_problems(rows, schema, info, width, precision):
+    for problem in problems:
         report.problem(info.file, problem)
 
 
+# Rows decoded at a time while a segment is checked.
+VERIFY_BATCH_ROWS = 65_536
+
+
 def content_problems(
-    rows: pa.Table, schema: TableSchema, info: Any, partition_width: int, precision: str
+    batches: Iterable[pa.Table],
+    schema: TableSchema,
+    info: Any,
+    partition_width: int,
+    precision: str,
 ) -> list[str]:
-    """What a decoded segment or archive file (``info``: its rows and time range) holds
-    that its description denies."""
-    problems = []
+    """What a decoded segment or archive file (``info``: its rows and time range), read
+    as ``batches``, holds that its description denies."""
+    problems: list[str] = []
     wanted = {f.name: f.type for f in schema.arrow_schema(precision)}
-    for column in rows.schema:
-        if column.name not in wanted:
-            problems.append(f"column {column.name!r} is not in the table's schema")
-        elif column.type != wanted[column.name]:
-            problems.append(f"column {column.name!r} is {column.type}, not {wanted[column.name]}")
-    if TS not in rows.column_names or rows.schema.field(TS).type != wanted[TS]:
-        return problems or [f"no {TS!r} timestamp column"]
-    if rows.num_rows == 0:
+    low = high = None
+    nulls, first = 0, True
+    for rows in batches:
+        if first:  # every batch has the file's columns
+            first = False
+            problems += _column_problems(rows.schema, wanted)
+            if TS not in rows.column_names or rows.schema.field(TS).type != wanted[TS]:
+                return problems or [f"no {TS!r} timestamp column"]
+        ts = rows.column(TS).cast(pa.int64())
+        nulls += ts.null_count
+        span = pc.min_max(ts).as_py()
+        if span["min"] is not None:
+            low = span["min"] if low is None else min(low, span["min"])
+            high = span["max"] if high is None else max(high, span["max"])
+    if nulls:
+        problems.append(f"{nulls} rows without a timestamp")
+    if low is None or high is None:
         return problems
-    ts = rows.column(TS).cast(pa.int64())
-    if ts.null_count:
-        problems.append(f"{ts.null_count} rows without a timestamp")
-    low, high = pc.min(ts).as_py(), pc.max(ts).as_py()
     if (low, high) != (info.min_ts, info.max_ts):
         problems.append(
             f"timestamps run from {low} to {high}, the manifest says {info.min_ts} to {info.max_ts}"
         )
     if low < info.partition or high >= info.partition + partition_width:
         problems.append(f"timestamps fall outside partition {info.partition}")
+    return problems
+
+
+def _column_problems(found: pa.Schema, wanted: dict[str, pa.DataType]) -> list[str]:
+    problems = []
+    for column in found:
+        if column.name not in wanted:
+            problems.append(f"column {column.name!r} is not in the table's schema")
+        elif column.type != wanted[column.name]:
+            problems.append(f"column {column.name!r} is {column.type}, not {wanted[column.name]}")
     return problems
 
 

@@ -334,13 +334,18 @@ def _decoded_within(
 ) -> Iterator[pa.Table]:
     with source:
         try:
-            names = reader.schema_arrow.names  # rebuilt at every access: read it once
-            position = {name: i for i, name in enumerate(names)}
+            arrow_schema = reader.schema_arrow  # rebuilt at every access: read it once
+            position = {name: i for i, name in enumerate(arrow_schema.names)}
             metadata = reader.metadata
-            tags = [t for t in bounds.where if t in position]
-            if tags:  # tested as dictionaries: a value is looked for among a few
+            # strings decoded as dictionaries: a tag value is looked for among a few, and
+            # the rows a bound leaves out are dropped before any string is copied
+            strings = [f.name for f in arrow_schema if pa.types.is_string(f.type)]
+            if strings:
                 reader = pq.ParquetFile(
-                    source, metadata=metadata, read_dictionary=tags, page_checksum_verification=True
+                    source,
+                    metadata=metadata,
+                    read_dictionary=strings,
+                    page_checksum_verification=True,
                 )
             candidates = [
                 index
