@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -479,18 +479,19 @@ def delete_rows(
                 hint="the range is start <= time < end",
                 param="end",
             )
-        matched = db.scan(table, start=low, end=high, where=where)
+        matched = db.scan_batches(table, start=low, end=high, where=where)
+        rows, partitions = _rows_and_partitions(matched, db.settings.partition_units)
         report = DeleteReport(
             database=name,
             table=table,
             start=low * unit,
             end=high * unit,
             where=dict(where),
-            rows=matched.num_rows,
-            partitions=_partitions_of(matched, db.settings.partition_units, unit),
+            rows=rows,
+            partitions=[p * unit for p in partitions],
             dry_run=dry_run,
         )
-        if not dry_run and matched.num_rows:
+        if not dry_run and rows:
             spec = DeleteSpec(table, low * unit, high * unit, tuple(sorted(where.items())))
             report.lsn = db.log_delete(spec).lsn
             IO.crash_point("delete.after_log")
@@ -501,9 +502,13 @@ def delete_rows(
     return report
 
 
-def _partitions_of(rows: pa.Table, width: int, unit: int) -> list[int]:
-    """The partitions (their start, ns) the rows lie in."""
-    if not rows.num_rows:
-        return []
-    starts = pc.unique(segment.partition_starts(rows.column("ts").cast(pa.int64()), width))
-    return sorted(int(p) * unit for p in starts.to_pylist())
+def _rows_and_partitions(batches: Iterable[pa.Table], width: int) -> tuple[int, list[int]]:
+    """How many rows ``batches`` hold, and the partitions (their start, in timestamp
+    units) those lie in: counted a batch at a time, never holding the rows."""
+    rows, partitions = 0, set()
+    for batch in batches:
+        rows += batch.num_rows
+        if batch.num_rows:
+            starts = segment.partition_starts(batch.column("ts").cast(pa.int64()), width)
+            partitions.update(pc.unique(starts).to_pylist())
+    return rows, sorted(partitions)
