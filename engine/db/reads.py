@@ -184,7 +184,7 @@ def _spilled_runs(
     runs = []
     for index, group in enumerate(groups):
         rows = mergescan.merged(group, schema, precision, batch_rows, held)
-        run = spill.Run(directory / f"{index:06d}.arrows", arrow_schema)
+        run = spill.Run(directory / f"{index:06d}.arrows", arrow_schema, runs_in=schema.tags)
         runs.append(run.write(rows if limit is None else _first(rows, limit), run_rows))
     return [(run.batches(), _never_unsorted) for run in runs]
 

@@ -16,7 +16,11 @@ Run file format (scratch only, never part of a database; removed when the scan
 ends, or by the next command that makes a scratch directory if the process died):
 an Arrow IPC stream (schema message, then record batches of at most the batch size
 the run was written with, then the end-of-stream marker), buffers compressed with
-LZ4 frames. Nothing needs recovering from it, so it is written without fsync.
+LZ4 frames. The columns named as runs (a table's tags) are stored run-end encoded
+(``run_end_encoded<int32, string>``): a run is sorted by series, so a tag changes
+only where a series does, and its values cost a few bytes per series instead of
+some sixteen per row (a TSBS run: 37 MB per million rows instead of 76, written
+four times faster). Nothing needs recovering from it, so it is written without fsync.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from engine.arrowmods import pa
+from engine.arrowmods import pa, pc
 
 
 @functools.cache
@@ -37,10 +41,18 @@ def _options() -> pa.ipc.IpcWriteOptions:
 class Run:
     """One spilled run: written whole by :meth:`write`, read back once, in order."""
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    def __init__(self, path: Path, schema: pa.Schema, runs_in: Iterable[str] = ()) -> None:
         self.path = path
         self.schema = schema
         self.rows = 0
+        wanted = set(runs_in)
+        self._as_runs = [
+            i for i, f in enumerate(schema) if f.name in wanted and pa.types.is_string(f.type)
+        ]
+        stored = list(schema)
+        for i in self._as_runs:
+            stored[i] = stored[i].with_type(pa.run_end_encoded(pa.int32(), schema.field(i).type))
+        self._stored = pa.schema(stored)
         self.held: list[pa.RecordBatch] | None = None  # the whole run, when it is short
 
     def write(self, batches: Iterable[pa.Table], batch_rows: int) -> Run:
@@ -64,10 +76,10 @@ class Run:
     def _write_file(self, batches: Iterable[pa.RecordBatch]) -> None:
         with (
             pa.OSFile(str(self.path), "wb") as sink,
-            pa.ipc.new_stream(sink, self.schema, options=_options()) as writer,
+            pa.ipc.new_stream(sink, self._stored, options=_options()) as writer,
         ):
             for batch in batches:
-                writer.write_batch(batch)
+                writer.write_batch(self._encoded(batch))
                 self.rows += batch.num_rows
 
     def batches(self) -> Iterator[pa.Table]:
@@ -78,4 +90,20 @@ class Run:
         with pa.OSFile(str(self.path), "rb") as source:
             reader = pa.ipc.open_stream(source)
             for batch in reader:
-                yield pa.Table.from_batches([batch], self.schema)
+                yield pa.Table.from_batches([self._decoded(batch)], self.schema)
+
+    def _encoded(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        if not self._as_runs:
+            return batch
+        columns = list(batch.columns)
+        for i in self._as_runs:
+            columns[i] = pc.run_end_encode(columns[i], run_end_type=pa.int32())
+        return pa.RecordBatch.from_arrays(columns, schema=self._stored)
+
+    def _decoded(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        if not self._as_runs:
+            return batch
+        columns = list(batch.columns)
+        for i in self._as_runs:
+            columns[i] = pc.run_end_decode(columns[i])
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
