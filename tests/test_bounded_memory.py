@@ -147,3 +147,21 @@ def test_a_backup_merges_overlapping_segments_as_a_stream_cut_into_files(
         run_cli(data_dir, "--format", "json", "db", "checksum", d).json() for d in ("merge", "back")
     ]
     assert sums[0]["tables"] == sums[1]["tables"]
+
+
+def test_a_scan_with_a_small_limit_opens_fewer_segments_at_once(data_dir: Path) -> None:
+    """With a limit of at most a source's minimum rows, the runs a scan spills are
+    held (a few rows each), so it opens LIMITED_OPEN_SEGMENTS segments at a time,
+    not MAX_OPEN_SEGMENTS: what it holds decoded follows that, and the rows are the
+    first of the whole scan."""
+    db_dir = new_db(data_dir, "limited", partition="1h")
+    with Database.open(db_dir, "limited", background=False) as db:
+        _write_overlapping(db)  # 20 segments: one group of 16 would be open at once
+        whole = db.scan("cpu")
+        counts: list[int] = []
+        first = pa.concat_tables(list(db.scan_batches("cpu", limit=7, held=counts.append)))
+        assert first.equals(whole.slice(0, 7))
+        # a batch of each open segment (at most MIN_SOURCE_ROWS rows each) and a round
+        bound = 2 * reads.LIMITED_OPEN_SEGMENTS * reads.MIN_SOURCE_ROWS
+        assert reads.LIMITED_OPEN_SEGMENTS < reads.MAX_OPEN_SEGMENTS < 20
+        assert counts and max(counts) <= bound, max(counts)

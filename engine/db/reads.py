@@ -48,12 +48,16 @@ class View:
 # at once (split among them: many segments, smaller batches from each).
 SCAN_BATCH_ROWS = 65_536
 SCAN_BUDGET_ROWS = 262_144
-_MIN_SOURCE_ROWS = 1_024
+MIN_SOURCE_ROWS = 1_024
 # Segments a merge reads side by side; a table with more is merged in groups that are
 # spilled to scratch first (engine.storage.spill). Each open segment costs its reader's
 # buffers and decompression contexts (3 to 6 MB, measured) besides its share of the
 # budget, so this bound, not the number of partitions, sets the memory.
 MAX_OPEN_SEGMENTS = 16
+# A scan limited to at most a source's minimum rows spills runs of at most that many
+# rows, which stay in memory (engine.storage.spill): many small groups then cost no
+# more than a few large ones, so fewer segments are open at once.
+LIMITED_OPEN_SEGMENTS = 4
 
 
 class ScanBounds(TypedDict, total=False):
@@ -103,9 +107,11 @@ def scan_batches(
         return prefilter(rows, start, end, where)
 
     stored = _segments_between(view, table, start, end)
-    per_source = SCAN_BUDGET_ROWS // max(1, min(len(stored), MAX_OPEN_SEGMENTS))
+    small_limit = limit is not None and limit <= MIN_SOURCE_ROWS
+    at_once = LIMITED_OPEN_SEGMENTS if small_limit else MAX_OPEN_SEGMENTS
+    per_source = SCAN_BUDGET_ROWS // max(1, min(len(stored), at_once))
     per_source = max(
-        min(_MIN_SOURCE_ROWS, batch_rows), min(batch_rows, per_source, limit or batch_rows)
+        min(MIN_SOURCE_ROWS, batch_rows), min(batch_rows, per_source, limit or batch_rows)
     )
 
     bounds: segment.Bounds = {"start": start, "end": end, "where": where}
@@ -121,10 +127,10 @@ def scan_batches(
         ]
 
     spilled: Path | None = None
-    if len(stored) <= MAX_OPEN_SEGMENTS:
+    if len(stored) <= at_once:
         sources = opened(stored)
     else:  # merged in groups into runs first, so that at most a group is open at once
-        spilled, groups = scratch.make("spill"), _groups(stored)
+        spilled, groups = scratch.make("spill"), _groups(stored, at_once)
         try:
             sources = _spilled_runs(
                 spilled,
@@ -155,11 +161,11 @@ def scan_batches(
 Source: TypeAlias = "tuple[Iterator[pa.Table], Callable[[], Exception]]"
 
 
-def _groups(stored: list[SegmentInfo]) -> list[list[SegmentInfo]]:
+def _groups(stored: list[SegmentInfo], most: int) -> list[list[SegmentInfo]]:
     """``stored`` (oldest first) cut into runs of consecutive segments, at most
-    :data:`MAX_OPEN_SEGMENTS` each and as even as that allows: merging the groups
-    in order keeps the newer segment's row for a key."""
-    count = -(-len(stored) // MAX_OPEN_SEGMENTS)
+    ``most`` each and as even as that allows: merging the groups in order keeps the
+    newer segment's row for a key."""
+    count = -(-len(stored) // most)
     size = -(-len(stored) // count)
     return [stored[i : i + size] for i in range(0, len(stored), size)]
 
@@ -180,7 +186,7 @@ def _spilled_runs(
     group as it is reached, after the previous one is written and closed."""
     arrow_schema = schema.arrow_schema(precision)
     # the last merge holds a batch of each run: together, the scan's budget
-    run_rows = max(min(_MIN_SOURCE_ROWS, batch_rows), min(batch_rows, SCAN_BUDGET_ROWS // count))
+    run_rows = max(min(MIN_SOURCE_ROWS, batch_rows), min(batch_rows, SCAN_BUDGET_ROWS // count))
     runs = []
     for index, group in enumerate(groups):
         rows = mergescan.merged(group, schema, precision, batch_rows, held)
