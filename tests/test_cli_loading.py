@@ -3,6 +3,7 @@ says which module that is must match the full command tree, or a command would v
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -68,3 +69,23 @@ def test_listing_databases_imports_neither_pyarrow_nor_package_metadata(tmp_path
     lines = out.strip().splitlines()
     assert lines[2].split()[0] == "a", out  # the listing itself, below its header
     assert lines[-1] == "[]"
+
+
+def _allocator(env: dict[str, str]) -> str:
+    probe = (
+        "from engine.arrowmods import pa, pc; pc.add(pa.array([1]), 1); "
+        "print(pa.default_memory_pool().backend_name)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, env=env
+    )
+    assert run.returncode == 0 and not run.stderr, run.stderr
+    return run.stdout.strip()
+
+
+def test_arrow_allocates_with_jemalloc_unless_told_otherwise() -> None:
+    """The engine's first use of pyarrow makes jemalloc the pool (mimalloc, the wheels'
+    default, keeps what a long scan frees); ARROW_DEFAULT_MEMORY_POOL still decides."""
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    assert _allocator(env) == "jemalloc"
+    assert _allocator({**env, "ARROW_DEFAULT_MEMORY_POOL": "system"}) == "system"
