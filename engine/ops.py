@@ -479,7 +479,7 @@ def delete_rows(
                 hint="the range is start <= time < end",
                 param="end",
             )
-        matched = db.scan_batches(table, start=low, end=high, where=where)
+        matched = db.scan_batches(table, start=low, end=high, where=where, keys_only=True)
         rows, partitions = _rows_and_partitions(matched, db.settings.partition_units)
         report = DeleteReport(
             database=name,

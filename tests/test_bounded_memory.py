@@ -165,3 +165,30 @@ def test_a_scan_with_a_small_limit_opens_fewer_segments_at_once(data_dir: Path) 
         bound = 2 * reads.LIMITED_OPEN_SEGMENTS * reads.MIN_SOURCE_ROWS
         assert reads.LIMITED_OPEN_SEGMENTS < reads.MAX_OPEN_SEGMENTS < 20
         assert counts and max(counts) <= bound, max(counts)
+
+
+def test_a_keys_only_scan_gives_the_keys_of_the_full_scan(data_dir: Path) -> None:
+    """What ``delete`` counts with: the same rows after upserts as the full scan (segments
+    that overlap, rows still in the memtable), with ``ts`` and the tags only, bounded
+    or not."""
+    db_dir = new_db(data_dir, "keys", partition="1h")
+    with Database.open(db_dir, "keys", background=False) as db:
+        _write_overlapping(db)
+        n = pa.array(range(0, PER_WRITE, 7), pa.int64())
+        fresh = pa.table(  # points of the first write again, and new ones, not checkpointed
+            {
+                "ts": pc.add(
+                    pc.multiply(n, 5 * 3600 * 10**9 // PER_WRITE), pc.add(pc.bit_wise_and(n, 1), T0)
+                ),
+                "host": pc.cast(pc.bit_wise_and(n, 63), pa.string()),
+                "v": pa.array([-1.0] * len(n)),
+            }
+        )
+        db.write([Batch("cpu", fresh, ["host"])])
+        hour = 3600 * 10**9
+        for bounds in [{}, {"start": T0 + hour, "end": T0 + 3 * hour}, {"where": {"host": "5"}}]:
+            whole = db.scan("cpu", **bounds)  # type: ignore[arg-type]
+            keys = pa.concat_tables(list(db.scan_batches("cpu", keys_only=True, **bounds)))  # type: ignore[arg-type]
+            assert keys.column_names == ["ts", "host"]
+            assert keys.equals(whole.select(["ts", "host"])), bounds
+            assert whole.num_rows > 0

@@ -70,6 +70,7 @@ class ScanBounds(TypedDict, total=False):
     limit: int | None
     batch_rows: int
     held: Callable[[int], object]  # told the rows held decoded at each merge round
+    keys_only: bool  # only ``ts`` and the tags: what counting rows needs
 
 
 def scan_batches(
@@ -83,16 +84,22 @@ def scan_batches(
     limit: int | None = None,
     batch_rows: int = SCAN_BATCH_ROWS,
     held: Callable[[int], object] | None = None,
+    keys_only: bool = False,
 ) -> Iterator[pa.Table]:
     """Rows of ``table`` in ``view`` after upserts and pending deletes, sorted by tags
     then ``ts``, ``[start, end)``, in batches of at most ``batch_rows`` rows: a merged
     scan (:mod:`engine.storage.mergescan`) whose memory does not grow with the table.
 
     The table is checked and every segment opened and verified before this returns,
-    so a missing table or file raises here, not in the middle of the rows."""
+    so a missing table or file raises here, not in the middle of the rows.
+
+    ``keys_only``: the rows carry ``ts`` and the tags only, and no field is decoded
+    (counting rows after upserts needs no more)."""
     schema = view.catalog.get(table)
     if schema is None:
         raise NotFound(f"table {table} does not exist in database {view.manifest.database}")
+    if keys_only:
+        schema = TableSchema(list(schema.tags), {})
     for tag in where or {}:
         if tag not in schema.tags:
             raise InvalidArgument(
@@ -115,12 +122,18 @@ def scan_batches(
     )
 
     bounds: segment.Bounds = {"start": start, "end": end, "where": where}
+    columns = schema.column_names() if keys_only else None
     partial = limit is not None  # it may stop early: no whole-file digest
 
     def opened(infos: list[SegmentInfo]) -> list[Source]:
         return [
             (
-                map(keep, segment.batches(db_dir, info, per_source, partial=partial, **bounds)),
+                map(
+                    keep,
+                    segment.batches(
+                        db_dir, info, per_source, partial=partial, columns=columns, **bounds
+                    ),
+                ),
                 segment.unsorted(db_dir / info.file),
             )
             for info in infos
@@ -146,7 +159,9 @@ def scan_batches(
             IO.remove_tree(spilled)
             raise
     fresh = [
-        prefilter(b, start, end, where) for m in view.memtables for b in m.batches.get(table, [])
+        _selected(prefilter(b, start, end, where), columns)
+        for m in view.memtables
+        for b in m.batches.get(table, [])
     ]
     if fresh:  # the newest source: the memtables, merged (they are bounded by the checkpoint)
         sources.append((iter([upsert_merge(fresh, schema, precision)]), _never_unsorted))
@@ -159,6 +174,11 @@ def scan_batches(
 # a scan's source and the error it raises if found unsorted (a string: pyarrow loads
 # on first use, and `db list` never uses it)
 Source: TypeAlias = "tuple[Iterator[pa.Table], Callable[[], Exception]]"
+
+
+def _selected(rows: pa.Table, columns: list[str] | None) -> pa.Table:
+    """``rows`` with only those of ``columns`` it has (all of them for None)."""
+    return rows if columns is None else rows.select([c for c in columns if c in rows.column_names])
 
 
 def _groups(stored: list[SegmentInfo], most: int) -> list[list[SegmentInfo]]:

@@ -196,6 +196,7 @@ def batches(
     where: dict[str, str] | None = None,
     partial: bool = False,
     opened: BinaryIO | None = None,
+    columns: list[str] | None = None,
 ) -> Iterator[pa.Table]:
     """The segment's rows, at most ``batch_rows`` at a time, held in memory only batch
     by batch. The file is opened and its size and digest checked now (read in chunks),
@@ -215,7 +216,8 @@ def batches(
 
     ``opened``, if given, is the segment already open (a snapshot that holds its files
     while a compaction may remove them); it is read from its start and closed at the
-    end like a file opened here."""
+    end like a file opened here. ``columns``, if given, are the only ones decoded (those
+    of them the file has; a bound's key columns must be among them)."""
     path = db_dir / info.file
     bounded = start is not None or end is not None or bool(where)
     # open before checking: what is checked is what is read
@@ -236,10 +238,13 @@ def batches(
     except BaseException:
         source.close()
         raise
+    if columns is not None:
+        names = set(reader.schema_arrow.names)
+        columns = [c for c in columns if c in names]
     if not bounded:
-        return _decoded(source, reader, info, path, batch_rows)
+        return _decoded(source, reader, info, path, batch_rows, columns)
     bounds = _Bounds(start, end, where or {})
-    return _decoded_within(source, reader, info, path, batch_rows, bounds)
+    return _decoded_within(source, reader, info, path, batch_rows, bounds, columns)
 
 
 def _check_stream(source: pa.NativeFile, info: SegmentInfo, path: Path) -> None:
@@ -267,12 +272,17 @@ def _check_footer(source: pa.NativeFile, info: SegmentInfo, path: Path) -> None:
 
 
 def _decoded(
-    source: pa.NativeFile, reader: pq.ParquetFile, info: SegmentInfo, path: Path, batch_rows: int
+    source: pa.NativeFile,
+    reader: pq.ParquetFile,
+    info: SegmentInfo,
+    path: Path,
+    batch_rows: int,
+    columns: list[str] | None,
 ) -> Iterator[pa.Table]:
     decoded = 0
     with source:
         try:
-            for batch in reader.iter_batches(batch_size=batch_rows):
+            for batch in reader.iter_batches(batch_size=batch_rows, columns=columns):
                 rows = pa.Table.from_batches([batch])
                 _check_span(rows, info, path)
                 decoded += rows.num_rows
@@ -331,6 +341,7 @@ def _decoded_within(
     path: Path,
     batch_rows: int,
     bounds: _Bounds,
+    columns: list[str] | None,
 ) -> Iterator[pa.Table]:
     with source:
         try:
@@ -356,7 +367,7 @@ def _decoded_within(
             for chunk in _runs_of(candidates, metadata, _TEST_ROWS):
                 hits = _holding_rows(reader, chunk, keys, bounds, metadata)
                 for read in _runs_of(hits, metadata, max(batch_rows, ROW_GROUP_ROWS)):
-                    rows = _checked_codes(reader.read_row_groups(read))
+                    rows = _checked_codes(reader.read_row_groups(read, columns=columns))
                     expected = sum(metadata.row_group(i).num_rows for i in read)
                     if rows.num_rows != expected:  # a column ended early
                         raise damaged(path, f"row groups {read} decode {rows.num_rows} rows")
