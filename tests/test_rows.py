@@ -8,16 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.arrowmods import pa, pc
+from engine.settings import UNITS_PER_SECOND
 from engine.storage.rows import ISO_FORMAT, iso_texts
 
-PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 FIRST, LAST = -62_135_596_800, 253_402_300_799  # 0001-01-01 and 9999-12-31T23:59:59, in s
 
 
 @st.composite
 def columns(draw: st.DrawFn) -> pa.ChunkedArray:
-    unit = draw(st.sampled_from(sorted(PER_SECOND)))
-    per = PER_SECOND[unit]
+    unit = draw(st.sampled_from(sorted(UNITS_PER_SECOND)))
+    per = UNITS_PER_SECOND[unit]
     low, high = max(FIRST * per - per, -(2**63) + 1), min((LAST + 2) * per, 2**63 - 1)
     edges = st.sampled_from(
         [e for e in (FIRST * per, (LAST + 1) * per - 1, 0, -1, low, high) if low <= e <= high]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from engine.arrowmods import pa, pc
 from engine.errors import InvalidArgument
 from engine.names import validate_name
+from engine.settings import UNITS_PER_SECOND
 from engine.storage.schema import FIELD_TYPES, TS, mark_tags, ts_type
 
 
@@ -115,7 +116,6 @@ def iso_time(value: pa.Scalar) -> str | None:
 # four digits, so the date and the time of a timestamp's text are apart at character 10.
 _FIRST_FOUR_DIGIT_SECOND = -62_135_596_800
 _LAST_FOUR_DIGIT_SECOND = 253_402_300_799
-_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 
 def iso_texts(ts: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -127,7 +127,7 @@ def iso_texts(ts: pa.ChunkedArray) -> pa.ChunkedArray:
     unit = ts.type.unit
     naive = ts.cast(pa.timestamp(unit))
     span = pc.min_max(naive.cast(pa.int64())).as_py()
-    per = _PER_SECOND[unit]
+    per = UNITS_PER_SECOND[unit]
     low, high = _FIRST_FOUR_DIGIT_SECOND * per, (_LAST_FOUR_DIGIT_SECOND + 1) * per - 1
     if span["min"] is not None and not (low <= span["min"] and span["max"] <= high):
         return pc.strftime(ts, format=ISO_FORMAT)
