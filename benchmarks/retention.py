@@ -81,7 +81,10 @@ def full_rewrite_seconds(data: Path) -> tuple[float, float]:
     for info in infos:
         started = time.perf_counter()
         rows = segment.read(data / "m", info)
-        segment.write(data / "m", f"bench/{info.seq}.parquet", info.partition, info.seq, rows)
+        path = f"bench/{info.seq}.parquet"
+        segment.write(
+            data / "m", path, info.partition, info.seq, rows, manifest.tables["cpu"].schema.tags
+        )
         times.append(time.perf_counter() - started)
     shutil.rmtree(data / "m" / "bench", ignore_errors=True)
     return sum(times), times[0]

@@ -27,7 +27,7 @@ def _rows() -> pa.Table:
 
 
 def test_a_segment_inside_its_range_decodes(tmp_path: Path) -> None:
-    info = segment.write(tmp_path, "tables/cpu/p0/000001.parquet", 0, 1, _rows())
+    info = segment.write(tmp_path, "tables/cpu/p0/000001.parquet", 0, 1, _rows(), ["host"])
     assert (info.min_ts, info.max_ts) == (T0, T0 + 5)
     assert segment.read(tmp_path, info).num_rows == 3
 
@@ -36,7 +36,7 @@ def test_a_segment_inside_its_range_decodes(tmp_path: Path) -> None:
 def test_rows_outside_the_recorded_range_are_corruption(
     tmp_path: Path, narrow: dict[str, int]
 ) -> None:
-    info = segment.write(tmp_path, "tables/cpu/p0/000001.parquet", 0, 1, _rows())
+    info = segment.write(tmp_path, "tables/cpu/p0/000001.parquet", 0, 1, _rows(), ["host"])
     lying = dataclasses.replace(info, **narrow)
     with pytest.raises(Corruption, match="timestamps run from"):
         segment.read(tmp_path, lying)

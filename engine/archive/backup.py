@@ -353,7 +353,7 @@ class _ArchiveWriter:
         )
 
     def put_batches(
-        self, table: str, partition: int, batches: Iterable[pa.Table]
+        self, table: str, partition: int, tags: list[str], batches: Iterable[pa.Table]
     ) -> list[ArchiveFile]:
         """Encode ``batches`` (sorted, unique by key) as files of at most FILE_ROWS rows,
         each built as the rows come: memory is a file's compressed bytes and a batch."""
@@ -363,7 +363,7 @@ class _ArchiveWriter:
             offset = 0
             while offset < batch.num_rows:
                 if encoder is None:
-                    encoder = segment.Encoder(batch.schema)
+                    encoder = segment.Encoder(batch.schema, tags)
                 piece = batch.slice(offset, FILE_ROWS - encoder.rows)
                 encoder.add(piece)
                 offset += piece.num_rows
@@ -468,7 +468,7 @@ def _partition_files(
     if partition in now.pending:  # the newest rows: memtable rows, deletes already applied
         sources.append((iter([now.pending[partition]]), segment.unsorted(db_dir / "memtable")))
     return writer.put_batches(
-        table, partition, mergescan.merged(sources, schema, precision, MERGE_ROWS)
+        table, partition, schema.tags, mergescan.merged(sources, schema, precision, MERGE_ROWS)
     )
 
 

@@ -128,12 +128,13 @@ def plan_checkpoint(
             keep = [] if previous is None or name in hidden else list(previous.segments)
             removing = pending_for(given.deletes, name)
             if removing and keep:
-                keep = _without_deleted(db_dir, plan, name, keep, removing, settings.precision)
+                keep = _without_deleted(
+                    db_dir, plan, name, schema.tags, keep, removing, settings.precision
+                )
             batches = [b for memtable in pending for b in memtable.batches.get(name, [])]
             if batches:
-                keep += _write_table(
-                    db_dir, plan, name, upsert_merge(batches, schema, settings.precision), settings
-                )
+                rows = upsert_merge(batches, schema, settings.precision)
+                keep += _write_table(db_dir, plan, name, schema.tags, rows, settings)
             manifest.tables[name] = TableEntry(schema.copy(), keep)
     except BaseException:
         IO.remove_many(db_dir / s.file for s in plan.written)
@@ -148,6 +149,7 @@ def _without_deleted(
     db_dir: Path,
     plan: CheckpointPlan,
     table: str,
+    tags: list[str],
     infos: list[SegmentInfo],
     removing: list[DeleteSpec],
     precision: str,
@@ -163,7 +165,7 @@ def _without_deleted(
             continue
         encoder = None
         if not any(d.covers(info, precision) for d in touching):
-            encoder = _rewritten(db_dir, info, table, touching, precision)
+            encoder = _rewritten(db_dir, info, table, tags, touching, precision)
             if encoder.rows == info.rows:
                 kept.append(info)
                 continue
@@ -183,13 +185,18 @@ def _without_deleted(
 
 
 def _rewritten(
-    db_dir: Path, info: SegmentInfo, table: str, touching: list[DeleteSpec], precision: str
+    db_dir: Path,
+    info: SegmentInfo,
+    table: str,
+    tags: list[str],
+    touching: list[DeleteSpec],
+    precision: str,
 ) -> segment.Encoder:
     """The segment's rows less what ``touching`` removes, encoded a batch at a time."""
     encoder: segment.Encoder | None = None
     for batch in segment.batches(db_dir, info, REWRITE_ROWS):
         if encoder is None:
-            encoder = segment.Encoder(batch.schema)
+            encoder = segment.Encoder(batch.schema, tags)
         encoder.add(without_deleted(batch, table, touching, precision))
     if encoder is None:
         raise segment.damaged(db_dir / info.file, "it holds no rows")
@@ -197,15 +204,14 @@ def _rewritten(
 
 
 def _write_table(
-    db_dir: Path, plan: CheckpointPlan, table: str, rows: Any, settings: Settings
+    db_dir: Path, plan: CheckpointPlan, table: str, tags: list[str], rows: Any, settings: Settings
 ) -> list[SegmentInfo]:
     infos = []
     for partition, part in segment.split_by_partition(rows, settings.partition_units).items():
         file_id = plan.manifest.next_segment
         plan.manifest.next_segment += 1
-        info = segment.write(
-            db_dir, names.segment_path(table, partition, file_id), partition, file_id, part
-        )
+        path = names.segment_path(table, partition, file_id)
+        info = segment.write(db_dir, path, partition, file_id, part, tags)
         plan.written.append(info)
         plan.rows += info.rows
         infos.append(info)
@@ -310,7 +316,7 @@ def _compact_table(
                 kept += run
                 continue
             merged_any = True
-            encoder = segment.Encoder(entry.schema.arrow_schema(precision))
+            encoder = segment.Encoder(entry.schema.arrow_schema(precision), entry.schema.tags)
             for batch in mergescan.merged(
                 [
                     (segment.batches(db_dir, s, REWRITE_ROWS), segment.unsorted(db_dir / s.file))

@@ -16,23 +16,25 @@ segment is reported as :class:`~engine.errors.Corruption` naming the file,
 never served as different rows; backups copy a segment only after the same
 check. Segments listed by a manifest written before digests existed (no
 ``sha256``) are still checked page by page.
+
+Row groups hold ROW_GROUP_ROWS rows (older files: larger ones). A segment written with
+its table's tags carries a series index in its footer (:mod:`engine.storage.seriesindex`),
+which reads bounded by tags use (:mod:`engine.storage.boundedread`); older files, and
+files with few rows per series, have none and are read without it.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from itertools import accumulate
 from pathlib import Path
-from typing import Any, BinaryIO, TypedDict
+from typing import BinaryIO, TypedDict
 
 from engine.arrowmods import pa, pc, pq
 from engine.errors import Corruption, Remedy
 from engine.io.fileio import IO
 from engine.names import TABLES_DIR
+from engine.storage import boundedread, seriesindex
 from engine.storage.manifest import SegmentInfo
 from engine.storage.schema import TS
 
@@ -40,30 +42,30 @@ COMPRESSION = "zstd"
 ROW_GROUP_ROWS = 8 * 1024
 
 
-def encode(rows: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(
-        rows,
-        sink,
-        compression=COMPRESSION,
-        # small enough that a bounded read decodes little beside what it wants (a
-        # series is a few rows of a partition); large enough to compress well
-        row_group_size=ROW_GROUP_ROWS,
-        write_page_checksum=True,
-    )
-    return bytes(sink.getvalue().to_pybytes())
+def encode(rows: pa.Table, tags: list[str] | None = None) -> bytes:
+    """``rows`` (sorted and unique by ``tags``, then ``ts``) as a segment file's bytes,
+    with the series index of ``tags`` (:mod:`engine.storage.seriesindex`) if given."""
+    encoder = Encoder(rows.schema, tags)
+    encoder.add(rows)
+    return encoder.finish()
 
 
 class Encoder:
-    """A segment file built from batches as they come, with the row groups
-    :func:`encode` makes (ROW_GROUP_ROWS rows each, the last one shorter): memory is
-    the compressed file plus less than two row groups of rows."""
+    """A segment file built from batches as they come (sorted and unique by the tags,
+    then ``ts``), in row groups of ROW_GROUP_ROWS rows (the last one shorter): small
+    enough that a bounded read decodes little beside what it wants, large enough to
+    compress well. Memory is the compressed file plus less than two row groups of rows.
 
-    def __init__(self, schema: pa.Schema) -> None:
+    With ``tags``, the file carries their series index (:mod:`engine.storage.seriesindex`)."""
+
+    def __init__(self, schema: pa.Schema, tags: list[str] | None = None) -> None:
         self._sink = pa.BufferOutputStream()
+        # without metadata: a batch read from a segment carries that file's footer entries
+        self._schema = schema.remove_metadata()
         self._writer = pq.ParquetWriter(
-            self._sink, schema, compression=COMPRESSION, write_page_checksum=True
+            self._sink, self._schema, compression=COMPRESSION, write_page_checksum=True
         )
+        self._index = None if tags is None else seriesindex.Builder(tags)
         self._pending: list[pa.Table] = []
         self._held = 0
         self.rows = 0
@@ -77,7 +79,9 @@ class Encoder:
         self.min_ts = low.as_py() if self.min_ts is None else min(self.min_ts, low.as_py())
         self.max_ts = high.as_py() if self.max_ts is None else max(self.max_ts, high.as_py())
         self.rows += rows.num_rows
-        self._pending.append(rows)
+        if self._index is not None:
+            self._index.add(rows)
+        self._pending.append(rows.replace_schema_metadata(None))
         self._held += rows.num_rows
         if self._held >= ROW_GROUP_ROWS:
             self._flush(whole_groups_only=True)
@@ -96,15 +100,21 @@ class Encoder:
         """The file's bytes (the encoder is done after this)."""
         if self._pending:
             self._flush(whole_groups_only=False)
+        if self._index is not None and (entry := self._index.metadata()):
+            self._writer.add_key_value_metadata(entry)
         self._writer.close()
         return bytes(self._sink.getvalue().to_pybytes())
 
 
-def write(db_dir: Path, relpath: str, partition: int, seq: int, rows: pa.Table) -> SegmentInfo:
-    """Write ``rows`` durably as a segment and describe it for the manifest."""
+def write(
+    db_dir: Path, relpath: str, partition: int, seq: int, rows: pa.Table, tags: list[str]
+) -> SegmentInfo:
+    """Write ``rows`` (sorted and unique by ``tags``, then ``ts``) durably as a segment
+    and describe it for the manifest."""
     ts = rows.column(TS).cast(pa.int64())
     low, high = int(pc.min(ts).as_py()), int(pc.max(ts).as_py())
-    return _install(db_dir, relpath, partition, seq, encode(rows), rows.num_rows, low, high)
+    data = encode(rows, tags)
+    return _install(db_dir, relpath, partition, seq, data, rows.num_rows, low, high)
 
 
 def write_encoded(
@@ -243,7 +253,7 @@ def batches(
         columns = [c for c in columns if c in names]
     if not bounded:
         return _decoded(source, reader, info, path, batch_rows, columns)
-    bounds = _Bounds(start, end, where or {})
+    bounds = boundedread.Within(start, end, where or {})
     return _decoded_within(source, reader, info, path, batch_rows, bounds, columns)
 
 
@@ -283,7 +293,7 @@ def _decoded(
     with source:
         try:
             for batch in reader.iter_batches(batch_size=batch_rows, columns=columns):
-                rows = pa.Table.from_batches([batch])
+                rows = pa.Table.from_batches([batch]).replace_schema_metadata(None)
                 _check_span(rows, info, path)
                 decoded += rows.num_rows
                 yield rows
@@ -294,173 +304,26 @@ def _decoded(
         raise damaged(path, f"{decoded} rows decode, the manifest says {info.rows}")
 
 
-@dataclass(frozen=True)
-class _Bounds:
-    start: int | None
-    end: int | None
-    where: dict[str, str]
-
-    def rule_out(self, group: pq.RowGroupMetaData, position: dict[str, int]) -> bool:
-        """Whether the row group's statistics prove it holds no row within bounds."""
-        ts = _min_max(group, position.get(TS), raw=True)
-        if ts is not None:
-            if self.start is not None and ts[1] < self.start:
-                return True
-            if self.end is not None and ts[0] >= self.end:
-                return True
-        for tag, value in self.where.items():
-            if tag not in position:
-                return True  # a segment without the tag holds only its nulls
-            span = _min_max(group, position[tag], raw=False)
-            if span is not None and not span[0] <= value <= span[1]:
-                return True
-        return False
-
-    def key_columns(self) -> list[str]:
-        """What is decoded to test a row group: ``ts`` only for a time bound."""
-        timed = self.start is not None or self.end is not None
-        return [TS, *self.where] if timed else list(self.where)
-
-
-def _min_max(
-    group: pq.RowGroupMetaData, column: int | None, *, raw: bool
-) -> tuple[Any, Any] | None:
-    if column is None:
-        return None
-    stats = group.column(column).statistics
-    if stats is None or not stats.has_min_max:
-        return None
-    # raw: the physical integers (timestamps in nanoseconds cannot become datetimes)
-    return (stats.min_raw, stats.max_raw) if raw else (stats.min, stats.max)
-
-
 def _decoded_within(
     source: pa.NativeFile,
     reader: pq.ParquetFile,
     info: SegmentInfo,
     path: Path,
     batch_rows: int,
-    bounds: _Bounds,
+    bounds: boundedread.Within,
     columns: list[str] | None,
 ) -> Iterator[pa.Table]:
+    def check(rows: pa.Table) -> None:
+        _check_span(rows, info, path)
+
+    read_rows = max(batch_rows, ROW_GROUP_ROWS)
     with source:
         try:
-            arrow_schema = reader.schema_arrow  # rebuilt at every access: read it once
-            position = {name: i for i, name in enumerate(arrow_schema.names)}
-            metadata = reader.metadata
-            # strings decoded as dictionaries: a tag value is looked for among a few, and
-            # the rows a bound leaves out are dropped before any string is copied
-            strings = [f.name for f in arrow_schema if pa.types.is_string(f.type)]
-            if strings:
-                reader = pq.ParquetFile(
-                    source,
-                    metadata=metadata,
-                    read_dictionary=strings,
-                    page_checksum_verification=True,
-                )
-            candidates = [
-                index
-                for index in range(metadata.num_rows and reader.num_row_groups)
-                if not bounds.rule_out(metadata.row_group(index), position)
-            ]
-            keys = [k for k in bounds.key_columns() if k in position]
-            for chunk in _runs_of(candidates, metadata, _TEST_ROWS):
-                hits = _holding_rows(reader, chunk, keys, bounds, metadata)
-                for read in _runs_of(hits, metadata, max(batch_rows, ROW_GROUP_ROWS)):
-                    rows = _checked_codes(reader.read_row_groups(read, columns=columns))
-                    expected = sum(metadata.row_group(i).num_rows for i in read)
-                    if rows.num_rows != expected:  # a column ended early
-                        raise damaged(path, f"row groups {read} decode {rows.num_rows} rows")
-                    _check_span(rows, info, path)
-                    rows = _plain(rows.filter(_within(rows, bounds)))
-                    for offset in range(0, rows.num_rows, batch_rows):
-                        yield rows.slice(offset, batch_rows)
+            yield from boundedread.rows_within(
+                source, reader, bounds, batch_rows, read_rows, columns, check
+            )
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise damaged(path, f"it does not decode ({exc})") from exc
-
-
-# Rows of key columns decoded at a time to find the row groups a bounded read needs.
-_TEST_ROWS = 1 << 20
-
-
-def _runs_of(groups: list[int], metadata: pq.FileMetaData, rows: int) -> Iterator[list[int]]:
-    """``groups`` in order, cut into lists of about ``rows`` rows (at least one group)."""
-    run: list[int] = []
-    held = 0
-    for index in groups:
-        count = metadata.row_group(index).num_rows
-        if run and held + count > rows:
-            yield run
-            run, held = [], 0
-        run.append(index)
-        held += count
-    if run:
-        yield run
-
-
-def _holding_rows(
-    reader: pq.ParquetFile,
-    groups: list[int],
-    keys: list[str],
-    bounds: _Bounds,
-    metadata: pq.FileMetaData,
-) -> list[int]:
-    """The row groups of ``groups`` with a row within ``bounds``, found by decoding their
-    key columns only, all in one read."""
-    tested = _checked_codes(reader.read_row_groups(groups, columns=keys))
-    ends = list(accumulate(metadata.row_group(i).num_rows for i in groups))
-    if ends[-1] != tested.num_rows:  # a damaged page header can end a column early
-        raise ValueError(f"key columns decode {tested.num_rows} rows, not {ends[-1]}")
-    found = pc.indices_nonzero(_within(tested, bounds)).to_pylist()
-    return sorted({groups[bisect_right(ends, row)] for row in found})
-
-
-def _within(rows: pa.Table, bounds: _Bounds) -> pa.ChunkedArray:
-    """Which ``rows`` (the key columns) are within ``bounds``, which set a tag or a
-    time (a tag missing from the file: none)."""
-    tests = []
-    if bounds.start is not None:
-        tests.append(pc.greater_equal(rows.column(TS).cast(pa.int64()), bounds.start))
-    if bounds.end is not None:
-        tests.append(pc.less(rows.column(TS).cast(pa.int64()), bounds.end))
-    for tag, value in bounds.where.items():
-        if tag not in rows.column_names:
-            return pa.chunked_array([pa.array([False] * rows.num_rows)])
-        tests.append(_equal(rows.column(tag), value))
-    return functools.reduce(pc.and_, tests)
-
-
-def _checked_codes(rows: pa.Table) -> pa.Table:
-    """``rows`` once every dictionary code is known to name a dictionary entry: a
-    damaged page header can decode codes past the end, which a comparison of codes
-    would not notice (decoding the strings would)."""
-    for column in rows.columns:
-        if pa.types.is_dictionary(column.type):
-            column.validate(full=True)
-    return rows
-
-
-def _equal(column: pa.ChunkedArray, value: str) -> pa.ChunkedArray:
-    """Which values of ``column`` are ``value`` (a null is not). A dictionary column is
-    compared through its dictionary, without decoding a string per row."""
-    if not pa.types.is_dictionary(column.type):
-        return pc.equal(column, value).fill_null(False)
-    chunks = []
-    for chunk in column.chunks:
-        code = pc.index(chunk.dictionary, value).as_py()
-        if code < 0:
-            chunks.append(pa.repeat(pa.scalar(False), len(chunk)))
-        else:
-            chunks.append(pc.equal(chunk.indices, pa.scalar(code, chunk.indices.type)))
-    return pa.chunked_array(chunks, pa.bool_()).fill_null(False)
-
-
-def _plain(rows: pa.Table) -> pa.Table:
-    """``rows`` with dictionary-decoded tag columns back to plain strings."""
-    for i, field in enumerate(rows.schema):
-        if pa.types.is_dictionary(field.type):
-            rows = rows.set_column(i, field.name, pc.cast(rows.column(i), field.type.value_type))
-    return rows
 
 
 def check_bytes(data: bytes, info: SegmentInfo, path: Path) -> None:
@@ -475,6 +338,7 @@ def decode(data: bytes, info: SegmentInfo, path: Path) -> pa.Table:
     check_bytes(data, info, path)
     try:
         rows = pq.read_table(pa.BufferReader(data), page_checksum_verification=True)
+        rows = rows.replace_schema_metadata(None)  # the footer's entries are the file's
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise damaged(path, f"it does not decode ({exc})") from exc
     if rows.num_rows != info.rows:
