@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from engine import ops
 from engine.db import reads
 from engine.db.database import Batch, Database
+from engine.storage import seriesindex
 from engine.storage.deletes import DeleteSpec
 from tests.conftest import CLEAN_ENV, ROOT, new_db, run_cli
 
@@ -52,6 +54,7 @@ def _stored(db: Database, table: str = "cpu") -> dict[tuple[str, str, int], floa
         zip(rows.column("dc").to_pylist(), rows.column("host").to_pylist(), ts, strict=True)
     )
     assert keys == sorted(keys) and len(set(keys)) == len(keys)  # series (tags by name), time
+    _check_bounded_scans(db, table, rows)
     return {
         (h, d, t): v
         for h, d, t, v in zip(
@@ -62,6 +65,25 @@ def _stored(db: Database, table: str = "cpu") -> dict[tuple[str, str, int], floa
             strict=True,
         )
     }
+
+
+def _check_bounded_scans(db: Database, table: str, rows: pa.Table) -> None:
+    """Scans bounded by a tag, a time range or both give the whole scan's rows within
+    the bounds: what the series index and the bounded read's one sort must not change."""
+    ts = rows.column("ts").cast(pa.int64())
+    start, end = HOUR, 4 * HOUR
+    in_time = pc.and_(pc.greater_equal(ts, start), pc.less(ts, end))
+    for tag, value, timed in [("host", "b", False), ("dc", "west", True), (None, None, True)]:
+        bounds: dict[str, object] = {}
+        mask = None
+        if tag is not None:
+            bounds["where"] = {tag: value}
+            mask = pc.equal(rows.column(tag), value)
+        if timed:
+            bounds |= {"start": start, "end": end}
+            mask = in_time if mask is None else pc.and_(mask, in_time)
+        bounded = db.scan(table, **bounds)  # type: ignore[arg-type]
+        assert bounded.equals(rows.filter(mask)), bounds
 
 
 point = st.tuples(
@@ -92,17 +114,25 @@ step = st.one_of(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(steps=st.lists(step, min_size=1, max_size=14), max_open=st.sampled_from([2, 16]))
+@given(
+    steps=st.lists(step, min_size=1, max_size=14),
+    max_open=st.sampled_from([2, 16]),
+    budget=st.sampled_from([3, reads.SCAN_BUDGET_ROWS]),
+)
 def test_delete_matches_a_model(
-    data_dir: Path, steps: list[tuple[str, object]], max_open: int
+    data_dir: Path, steps: list[tuple[str, object]], max_open: int, budget: int
 ) -> None:
     """Writes (upserts), deletes by time range and tags, checkpoints, compactions and
     reopens in any order: the writer, a reader replaying the WAL beside it, and the
     database reopened after a crash (no clean close) all hold exactly what a dictionary
     model holds, in scan order, whatever the batch size, and whether the scan reads
-    all segments side by side or merges them in spilled groups of two first."""
+    all segments side by side or merges them in spilled groups of two first. Scans
+    bounded by tags and time agree with it, through every segment's series index,
+    whether their rows are few enough for one sort (``budget``) or not."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(reads, "MAX_OPEN_SEGMENTS", max_open)
+        patch.setattr(reads, "SCAN_BUDGET_ROWS", budget)
+        patch.setattr(seriesindex, "ROWS_PER_SERIES", 1)  # an index in every segment
         _check_against_a_model(data_dir, steps)
 
 

@@ -8,6 +8,7 @@ hands them what it holds under its write lock (a view, or its memtables and segm
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -139,13 +140,16 @@ def scan_batches(
             for info in infos
         ]
 
+    sources: list[Source] = []
+    if (start is not None or end is not None or where) and limit is None:
+        sources, stored = _sorted_while_few(stored, opened, schema, precision, held)
     spilled: Path | None = None
     if len(stored) <= at_once:
-        sources = opened(stored)
+        sources += opened(stored)
     else:  # merged in groups into runs first, so that at most a group is open at once
         spilled, groups = scratch.make("spill"), _groups(stored, at_once)
         try:
-            sources = _spilled_runs(
+            sources += _spilled_runs(
                 spilled,
                 map(opened, groups),
                 len(groups),
@@ -174,6 +178,41 @@ def scan_batches(
 # a scan's source and the error it raises if found unsorted (a string: pyarrow loads
 # on first use, and `db list` never uses it)
 Source: TypeAlias = "tuple[Iterator[pa.Table], Callable[[], Exception]]"
+
+
+def _sorted_while_few(
+    stored: list[SegmentInfo],
+    opened: Callable[[list[SegmentInfo]], list[Source]],
+    schema: TableSchema,
+    precision: str,
+    held: Callable[[int], object] | None,
+) -> tuple[list[Source], list[SegmentInfo]]:
+    """A bounded scan's segments (``stored``, oldest first) read one after the other,
+    while the rows within bounds they hold number at most SCAN_BUDGET_ROWS: a few rows
+    from each of many segments (one host over every partition) cost one sort, not a
+    merge whose every round pays for each source. Returns the sources their rows make
+    (those read whole as one, oldest first) and the segments still to open."""
+    whole: list[pa.Table] = []  # the rows of the segments read to their end
+    total = 0
+    for position, info in enumerate(stored):
+        ((batches, disorder),) = opened([info])
+        mine: list[pa.Table] = []
+        for batch in batches:
+            mine.append(batch)
+            total += batch.num_rows
+            if total > SCAN_BUDGET_ROWS:  # too many to hold: merged as they come
+                resumed = (itertools.chain(mine, batches), disorder)
+                return [*_sorted_source(whole, schema, precision), resumed], stored[position + 1 :]
+        whole += mine
+    if held is not None:
+        held(total)
+    return _sorted_source(whole, schema, precision), []
+
+
+def _sorted_source(tables: list[pa.Table], schema: TableSchema, precision: str) -> list[Source]:
+    """``tables`` (oldest first) merged by one sort, as a source; none without rows."""
+    rows = upsert_merge(tables, schema, precision)
+    return [(iter([rows]), _never_unsorted)] if rows.num_rows else []
 
 
 def _selected(rows: pa.Table, columns: list[str] | None) -> pa.Table:
