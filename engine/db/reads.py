@@ -110,9 +110,8 @@ def scan_batches(
     precision = view.settings.precision
     removing = deletes.pending_for(view.deletes, table)
 
-    def keep(rows: pa.Table) -> pa.Table:
-        rows = deletes.without_deleted(rows, table, removing, precision)
-        return prefilter(rows, start, end, where)
+    def keep(rows: pa.Table) -> pa.Table:  # a segment's rows: already within the bounds
+        return deletes.without_deleted(rows, table, removing, precision)
 
     stored = _segments_between(view, table, start, end)
     small_limit = limit is not None and limit <= MIN_SOURCE_ROWS

@@ -7,14 +7,19 @@ combination of tag values) is one run of consecutive rows. The index lists the r
 Byte format: an entry of the Parquet footer's key-value metadata.
 
 - key: ``tsadmin.series.v1`` (ASCII);
-- value: the standard base64 text (RFC 4648, padded) of an Arrow IPC stream: the
-  schema message, one record batch, the end-of-stream marker, buffers compressed with
-  zstd frames. The batch has one row per series, in file order, and the columns:
+- value: the standard base64 text (RFC 4648, padded) of one zstd frame (with its
+  content size) whose content is, for ``S`` series and ``T`` tags:
 
-  - each tag column of the file, in the file's order (``string``, a null tag null);
-  - ``first_row`` (``int64``): the series' first row in the file. The first series
-    starts at 0 and the values increase strictly; a series runs up to the next one's
-    first row, the last one to the end of the file.
+  - a JSON object (UTF-8, no NUL byte: JSON escapes it in strings):
+    ``{"rows": R, "series": S, "tags": [[name, [value, ...]], ...]}``: the file's row
+    count, and per tag of the file, in the file's column order, its distinct values
+    (a string, or null for rows without the tag), each once, in any order;
+  - one NUL byte (0x00);
+  - ``S`` little-endian signed 64-bit integers: each series' first row, in file order.
+    The first is 0 and they increase strictly; a series runs up to the next one's
+    first row, the last one up to ``R``;
+  - for each tag, in the JSON's order: ``S`` little-endian unsigned 32-bit integers,
+    each series' value of that tag as a position in the tag's list of values.
 
 The index is written only for a file with at least :data:`ROWS_PER_SERIES` rows per
 series on average: below that a row group holds so many series that the tag column
@@ -28,14 +33,20 @@ manifest) covers it: a damaged index is reported as a damaged footer, never used
 from __future__ import annotations
 
 import base64
+import json
+import sys
+from array import array
 from collections.abc import Mapping
+from itertools import pairwise
 
-from engine.arrowmods import pa, pc
+import zstandard
+
+from engine.arrowmods import pa
 from engine.storage.mergescan import series_at, series_starts
 
 KEY = b"tsadmin.series.v1"
-FIRST_ROW = "first_row"
 ROWS_PER_SERIES = 8
+_LITTLE = sys.byteorder == "little"
 
 
 class Builder:
@@ -43,41 +54,53 @@ class Builder:
 
     def __init__(self, tags: list[str]) -> None:
         self.tags = tags
-        self._pieces: list[pa.Table] = []
+        self._present: list[str] | None = None  # the tags of the file, in its column order
+        self._values: dict[str, dict[str | None, int]] = {}
+        self._codes: dict[str, array[int]] = {}
+        self._first = array("q")
         self._rows = 0
-        self._series = 0
         self._last: object = None  # the series of the last row seen
 
     def add(self, rows: pa.Table) -> None:
         if not rows.num_rows:
             return
-        present = [t for t in self.tags if t in rows.column_names]
+        offset = self._rows
         self._rows += rows.num_rows
-        if not present:  # one series: a tag bound finds it by the footer's statistics
+        if self._present is None:
+            wanted = set(self.tags)
+            self._present = [c for c in rows.column_names if c in wanted]
+            self._values = {tag: {} for tag in self._present}
+            self._codes = {tag: array("I") for tag in self._present}
+        if not self._present:  # one series: a tag bound finds it by the footer's statistics
             return
-        offset = self._rows - rows.num_rows
-        rows = rows.select(present)
-        starts = series_starts(rows, present)
-        first, last = series_at(rows, [0, rows.num_rows - 1], present)
+        starts = series_starts(rows, self._present)
+        first, last = series_at(rows, [0, rows.num_rows - 1], self._present)
         if first == self._last:  # the batch continues the previous one's last series
             starts = starts[1:]
         self._last = last
-        if starts:
-            at = pa.array(starts, pa.int64())
-            piece = rows.take(at).append_column(FIRST_ROW, pc.add(at, offset))
-            self._pieces.append(piece)
-            self._series += len(starts)
+        if not starts:
+            return
+        self._first.extend(offset + start for start in starts)
+        at = pa.array(starts, pa.int64())
+        for tag in self._present:
+            known, codes = self._values[tag], self._codes[tag]
+            for value in rows.column(tag).take(at).to_pylist():
+                codes.append(known.setdefault(value, len(known)))
 
     def metadata(self) -> dict[bytes, bytes]:
         """The footer entry, or nothing when the file has too many series for it."""
-        if not self._series or self._series * ROWS_PER_SERIES > self._rows:
+        series = len(self._first)
+        if not series or series * ROWS_PER_SERIES > self._rows or not self._present:
             return {}
-        index = pa.concat_tables(self._pieces).combine_chunks()
-        sink = pa.BufferOutputStream()
-        options = pa.ipc.IpcWriteOptions(compression="zstd")
-        with pa.ipc.new_stream(sink, index.schema, options=options) as writer:
-            writer.write_table(index)
-        return {KEY: base64.b64encode(sink.getvalue().to_pybytes())}
+        header = {
+            "rows": self._rows,
+            "series": series,
+            "tags": [[tag, list(self._values[tag])] for tag in self._present],
+        }
+        parts = [json.dumps(header, ensure_ascii=False).encode(), b"\0"]
+        parts += [_little(self._first), *(_little(self._codes[t]) for t in self._present)]
+        frame = zstandard.ZstdCompressor(level=3).compress(b"".join(parts))
+        return {KEY: base64.b64encode(frame)}
 
 
 def series_rows(
@@ -91,19 +114,34 @@ def series_rows(
     encoded = (footer or {}).get(KEY)
     if encoded is None:
         return None
-    index = pa.ipc.open_stream(base64.b64decode(encoded, validate=True)).read_all()
-    if any(tag not in index.column_names for tag in where):
+    try:
+        body = zstandard.ZstdDecompressor().decompress(base64.b64decode(encoded, validate=True))
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"the series index does not decompress ({exc})") from exc
+    text, _, table = body.partition(b"\0")
+    header = json.loads(text)
+    rows, series = header["rows"], header["series"]
+    tags = {name: (i, values) for i, (name, values) in enumerate(header["tags"])}
+    if rows != total_rows or len(table) != 8 * series + 4 * series * len(tags):
+        raise ValueError(f"the series index does not describe the file's {total_rows} rows")
+    if any(tag not in tags for tag in where):
         return None
-    first = index.column(FIRST_ROW).cast(pa.int64())
+    first = _read(array("q"), table[: 8 * series])
     _check_order(first, total_rows)
-    matched = None
+    matched: set[int] | None = None
     for tag, value in where.items():
-        equal = pc.fill_null(pc.equal(index.column(tag), value), False)
-        matched = equal if matched is None else pc.and_(matched, equal)
-    starts = [*first.to_pylist(), total_rows]
+        position, values = tags[tag]
+        if value not in values:
+            return []
+        code = values.index(value)
+        start = 8 * series + 4 * series * position
+        codes = _read(array("I"), table[start : start + 4 * series])
+        hits = {i for i, c in enumerate(codes) if c == code}
+        matched = hits if matched is None else matched & hits
+    starts = [*first, total_rows]
     ranges: list[tuple[int, int]] = []
-    for series in pc.indices_nonzero(matched).to_pylist() if matched is not None else ():
-        low, high = starts[series], starts[series + 1]
+    for index in sorted(matched or ()):
+        low, high = starts[index], starts[index + 1]
         if ranges and ranges[-1][1] == low:
             ranges[-1] = (ranges[-1][0], high)
         else:
@@ -111,11 +149,23 @@ def series_rows(
     return ranges
 
 
-def _check_order(first: pa.ChunkedArray, total_rows: int) -> None:
-    count = len(first)
-    if not count:
-        raise ValueError("the series index lists no series")
-    if first[0].as_py() != 0 or first[count - 1].as_py() >= total_rows:
+def _check_order(first: array[int], total_rows: int) -> None:
+    if not first or first[0] != 0 or first[-1] >= total_rows:
         raise ValueError(f"the series index does not span the file's {total_rows} rows")
-    if count > 1 and not pc.all(pc.less(first.slice(0, count - 1), first.slice(1))).as_py():
+    if any(a >= b for a, b in pairwise(first)):
         raise ValueError("the series index is out of order")
+
+
+def _little(values: array[int]) -> bytes:
+    if _LITTLE:
+        return values.tobytes()
+    swapped = array(values.typecode, values)
+    swapped.byteswap()
+    return swapped.tobytes()
+
+
+def _read(into: array[int], data: bytes) -> array[int]:
+    into.frombytes(data)
+    if not _LITTLE:
+        into.byteswap()
+    return into
