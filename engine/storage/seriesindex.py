@@ -37,7 +37,8 @@ import json
 import sys
 from array import array
 from collections.abc import Mapping
-from itertools import pairwise
+from itertools import compress, islice
+from operator import lt
 
 import zstandard
 
@@ -47,6 +48,7 @@ from engine.storage.mergescan import series_at, series_starts
 KEY = b"tsadmin.series.v1"
 ROWS_PER_SERIES = 8
 _LITTLE = sys.byteorder == "little"
+_DECOMPRESSOR = zstandard.ZstdDecompressor()  # its decompress() holds no state between calls
 
 
 class Builder:
@@ -115,7 +117,7 @@ def series_rows(
     if encoded is None:
         return None
     try:
-        body = zstandard.ZstdDecompressor().decompress(base64.b64decode(encoded, validate=True))
+        body = _DECOMPRESSOR.decompress(base64.b64decode(encoded, validate=True))
     except zstandard.ZstdError as exc:
         raise ValueError(f"the series index does not decompress ({exc})") from exc
     text, _, table = body.partition(b"\0")
@@ -136,7 +138,7 @@ def series_rows(
         code = values.index(value)
         start = 8 * series + 4 * series * position
         codes = _read(array("I"), table[start : start + 4 * series])
-        hits = {i for i, c in enumerate(codes) if c == code}
+        hits = set(compress(range(series), map(code.__eq__, codes)))
         matched = hits if matched is None else matched & hits
     starts = [*first, total_rows]
     ranges: list[tuple[int, int]] = []
@@ -152,7 +154,7 @@ def series_rows(
 def _check_order(first: array[int], total_rows: int) -> None:
     if not first or first[0] != 0 or first[-1] >= total_rows:
         raise ValueError(f"the series index does not span the file's {total_rows} rows")
-    if any(a >= b for a, b in pairwise(first)):
+    if not all(map(lt, first, islice(first, 1, None))):
         raise ValueError("the series index is out of order")
 
 
