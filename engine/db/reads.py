@@ -22,6 +22,7 @@ from engine.io import scratch
 from engine.io.fileio import IO
 from engine.settings import Settings
 from engine.storage import deletes, mergescan, segment, spill
+from engine.storage.boundedread import plain_strings
 from engine.storage.deletes import DeleteSpec
 from engine.storage.manifest import Manifest, SegmentInfo
 from engine.storage.memtable import Memtable, time_span
@@ -125,23 +126,19 @@ def scan_batches(
     columns = schema.column_names() if keys_only else None
     partial = limit is not None  # it may stop early: no whole-file digest
 
+    def read(info: SegmentInfo, *, dictionaries: bool = False) -> Iterator[pa.Table]:
+        return segment.batches(
+            db_dir, info, per_source, partial=partial, columns=columns,
+            dictionaries=dictionaries, **bounds,
+        )  # fmt: skip
+
     def opened(infos: list[SegmentInfo]) -> list[Source]:
-        return [
-            (
-                map(
-                    keep,
-                    segment.batches(
-                        db_dir, info, per_source, partial=partial, columns=columns, **bounds
-                    ),
-                ),
-                segment.unsorted(db_dir / info.file),
-            )
-            for info in infos
-        ]
+        return [(map(keep, read(info)), segment.unsorted(db_dir / info.file)) for info in infos]
 
     sources: list[Source] = []
     if (start is not None or end is not None or where) and limit is None:
-        sources, stored = _sorted_while_few(stored, opened, schema, precision, held)
+        few = _FewRows(read, keep, schema, precision, lambda i: segment.unsorted(db_dir / i.file))
+        sources, stored = few.sorted_while_few(stored, held)
     spilled: Path | None = None
     if len(stored) <= at_once:
         sources += opened(stored)
@@ -179,39 +176,50 @@ def scan_batches(
 Source: TypeAlias = "tuple[Iterator[pa.Table], Callable[[], Exception]]"
 
 
-def _sorted_while_few(
-    stored: list[SegmentInfo],
-    opened: Callable[[list[SegmentInfo]], list[Source]],
-    schema: TableSchema,
-    precision: str,
-    held: Callable[[int], object] | None,
-) -> tuple[list[Source], list[SegmentInfo]]:
-    """A bounded scan's segments (``stored``, oldest first) read one after the other,
-    while the rows within bounds they hold number at most SCAN_BUDGET_ROWS: a few rows
-    from each of many segments (one host over every partition) cost one sort, not a
-    merge whose every round pays for each source. Returns the sources their rows make
-    (those read whole as one, oldest first) and the segments still to open."""
-    whole: list[pa.Table] = []  # the rows of the segments read to their end
-    total = 0
-    for position, info in enumerate(stored):
-        ((batches, disorder),) = opened([info])
-        mine: list[pa.Table] = []
-        for batch in batches:
-            mine.append(batch)
-            total += batch.num_rows
-            if total > SCAN_BUDGET_ROWS:  # too many to hold: merged as they come
-                resumed = (itertools.chain(mine, batches), disorder)
-                return [*_sorted_source(whole, schema, precision), resumed], stored[position + 1 :]
-        whole += mine
-    if held is not None:
-        held(total)
-    return _sorted_source(whole, schema, precision), []
+@dataclass(frozen=True)
+class _FewRows:
+    """A bounded scan's segments read one after the other while the rows within bounds
+    they hold number at most SCAN_BUDGET_ROWS: a few rows from each of many segments
+    (one host over every partition) cost one sort, not a merge whose every round pays
+    for each source. Their tag strings stay dictionaries until all are read, then are
+    decoded once per column, not once per segment."""
 
+    read: Callable[..., Iterator[pa.Table]]  # a segment's rows (``dictionaries=True``)
+    keep: Callable[[pa.Table], pa.Table]  # what pending deletes leave of rows
+    schema: TableSchema
+    precision: str
+    disorder: Callable[[SegmentInfo], Callable[[], Exception]]
 
-def _sorted_source(tables: list[pa.Table], schema: TableSchema, precision: str) -> list[Source]:
-    """``tables`` (oldest first) merged by one sort, as a source; none without rows."""
-    rows = upsert_merge(tables, schema, precision)
-    return [(iter([rows]), _never_unsorted)] if rows.num_rows else []
+    def sorted_while_few(
+        self, stored: list[SegmentInfo], held: Callable[[int], object] | None
+    ) -> tuple[list[Source], list[SegmentInfo]]:
+        """The sources the rows of ``stored`` (oldest first) make: those of the segments
+        read whole as one, then, past the budget, the segment being read (what it gave,
+        then the rest of it); and the segments still to open."""
+        whole: list[pa.Table] = []  # the rows of the segments read to their end
+        total = 0
+        for position, info in enumerate(stored):
+            batches = self.read(info, dictionaries=True)
+            mine: list[pa.Table] = []
+            for batch in batches:
+                mine.append(batch)
+                total += batch.num_rows
+                if total > SCAN_BUDGET_ROWS:  # too many to hold: merged as they come
+                    rest = map(self.keep, map(plain_strings, itertools.chain(mine, batches)))
+                    resumed = (rest, self.disorder(info))
+                    return [*self._sorted(whole), resumed], stored[position + 1 :]
+            whole += mine
+        if held is not None:
+            held(total)
+        return self._sorted(whole), []
+
+    def _sorted(self, tables: list[pa.Table]) -> list[Source]:
+        """``tables`` (oldest first) merged by one sort, as a source; none without rows."""
+        if tables and all(t.schema == tables[0].schema for t in tables):
+            tables = [pa.concat_tables(tables)]  # decoded once per column, not per segment
+        kept = [self.keep(plain_strings(t)) for t in tables]
+        rows = upsert_merge(kept, self.schema, self.precision)
+        return [(iter([rows]), _never_unsorted)] if rows.num_rows else []
 
 
 def _selected(rows: pa.Table, columns: list[str] | None) -> pa.Table:

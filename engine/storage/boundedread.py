@@ -77,10 +77,12 @@ def rows_within(
     read_rows: int,
     columns: list[str] | None,
     check: Callable[[pa.Table], None],
+    dictionaries: bool = False,
 ) -> Iterator[pa.Table]:
     """The rows of the file ``reader`` reads (from ``source``) within ``bounds``, in
     batches of at most ``batch_rows``, decoding about ``read_rows`` rows at a time;
-    ``check`` is given every table of decoded rows before it is served.
+    ``check`` is given every table of decoded rows before it is served. With
+    ``dictionaries``, string columns come dictionary-encoded (every code checked).
 
     Raises what pyarrow raises for bytes that do not decode, and ValueError for a
     column that ends early or an index that does not describe the file."""
@@ -105,7 +107,9 @@ def rows_within(
         found = _indexed(reader, metadata, sizes, position, timed, series, read_rows, columns)
     for rows in found:
         check(rows)
-        rows = _plain(_checked_codes(rows))
+        rows = _checked_codes(rows)
+        if not dictionaries:
+            rows = plain_strings(rows)
         for offset in range(0, rows.num_rows, batch_rows):
             yield rows.slice(offset, batch_rows)
 
@@ -264,18 +268,16 @@ def _equal(column: pa.ChunkedArray, value: str) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, pa.bool_()).fill_null(False)
 
 
-def _plain(rows: pa.Table) -> pa.Table:
-    """``rows`` with dictionary-decoded tag columns back to plain strings (each chunk's
-    dictionary taken by its codes: a third cheaper than a cast, on the few rows a
-    bounded read serves per file)."""
+def plain_strings(rows: pa.Table) -> pa.Table:
+    """``rows`` with dictionary-encoded columns decoded to their values: a cast per
+    column, whatever its number of chunks."""
     if not any(pa.types.is_dictionary(f.type) for f in rows.schema):
         return rows
     columns, fields = [], []
     for field, column in zip(rows.schema, rows.columns, strict=True):
         if pa.types.is_dictionary(field.type):
-            value_type = field.type.value_type
-            chunks = [chunk.dictionary.take(chunk.indices) for chunk in column.chunks]
-            column, field = pa.chunked_array(chunks, value_type), field.with_type(value_type)
+            field = field.with_type(field.type.value_type)
+            column = column.cast(field.type)
         columns.append(column)
         fields.append(field)
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))

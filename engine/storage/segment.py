@@ -207,6 +207,7 @@ def batches(
     partial: bool = False,
     opened: BinaryIO | None = None,
     columns: list[str] | None = None,
+    dictionaries: bool = False,
 ) -> Iterator[pa.Table]:
     """The segment's rows, at most ``batch_rows`` at a time, held in memory only batch
     by batch. The file is opened and its size and digest checked now (read in chunks),
@@ -227,7 +228,9 @@ def batches(
     ``opened``, if given, is the segment already open (a snapshot that holds its files
     while a compaction may remove them); it is read from its start and closed at the
     end like a file opened here. ``columns``, if given, are the only ones decoded (those
-    of them the file has; a bound's key columns must be among them)."""
+    of them the file has; a bound's key columns must be among them). ``dictionaries``:
+    a bounded read gives its string columns dictionary-encoded (every code checked), for
+    a caller that decodes many segments' few rows at once."""
     path = db_dir / info.file
     bounded = start is not None or end is not None or bool(where)
     # open before checking: what is checked is what is read
@@ -254,7 +257,7 @@ def batches(
     if not bounded:
         return _decoded(source, reader, info, path, batch_rows, columns)
     bounds = boundedread.Within(start, end, where or {})
-    return _decoded_within(source, reader, info, path, batch_rows, bounds, columns)
+    return _decoded_within(source, reader, info, path, batch_rows, bounds, columns, dictionaries)
 
 
 def _check_stream(source: pa.NativeFile, info: SegmentInfo, path: Path) -> None:
@@ -312,6 +315,7 @@ def _decoded_within(
     batch_rows: int,
     bounds: boundedread.Within,
     columns: list[str] | None,
+    dictionaries: bool,
 ) -> Iterator[pa.Table]:
     def check(rows: pa.Table) -> None:
         _check_span(rows, info, path)
@@ -320,7 +324,7 @@ def _decoded_within(
     with source:
         try:
             yield from boundedread.rows_within(
-                source, reader, bounds, batch_rows, read_rows, columns, check
+                source, reader, bounds, batch_rows, read_rows, columns, check, dictionaries
             )
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise damaged(path, f"it does not decode ({exc})") from exc
