@@ -56,7 +56,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -339,6 +338,8 @@ class FileLayer:
             for source, target in pairs:
                 self._copy_synced(source, target, tag)
         else:
+            from concurrent.futures import ThreadPoolExecutor  # few commands copy files
+
             with ThreadPoolExecutor(COPY_THREADS) as pool:
                 for _ in pool.map(lambda pair: self._copy_synced(pair[0], pair[1], tag), pairs):
                     pass

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +33,7 @@ def make(kind: str) -> Path:
     """A new scratch directory of this process (the caller removes it); the
     leftovers of dead processes are removed first."""
     clear_dead()
-    path = scratch_root() / f"{kind}-{os.getpid()}-{secrets.token_hex(4)}"
+    path = scratch_root() / f"{kind}-{os.getpid()}-{os.urandom(4).hex()}"
     IO.mkdirs(path)
     return path
 

@@ -11,11 +11,14 @@ encodes in its own thread: handing it over would only add the switch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from threading import Lock
+from typing import TYPE_CHECKING
 
 from engine.arrowmods import pa
 from engine.log import wal
+
+if TYPE_CHECKING:  # loaded by the first commit: a reader never needs them
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = Lock()
@@ -24,6 +27,8 @@ _POOL_LOCK = Lock()
 def encode_payloads(tables: Sequence[tuple[str, pa.Table]], *, beside: bool) -> Future[list[bytes]]:
     """The DATA payloads of ``tables`` (name and rows), encoded on the encoder thread
     when ``beside`` (the caller has work to do meanwhile), else here, now."""
+    from concurrent.futures import Future
+
     if beside and tables:
         return _pool().submit(_encode, tables)
     done: Future[list[bytes]] = Future()
@@ -39,5 +44,7 @@ def _pool() -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-encode")
         return _POOL
