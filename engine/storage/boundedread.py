@@ -147,7 +147,8 @@ def _indexed(
     columns: list[str] | None,
 ) -> Iterator[pa.Table]:
     """The rows ``series`` (``[first, end)`` row ranges, in order) span within the time
-    bound ``timed``: their row groups decoded, the ranges sliced out, the time tested."""
+    bound ``timed``: their row groups decoded, the ranges picked out and the time tested
+    by one filter (a copy: a slice would keep the whole row groups alive)."""
     starts = [0, *accumulate(sizes)]
     groups = sorted(
         {
@@ -159,8 +160,9 @@ def _indexed(
     if timed.timed:
         groups = [g for g in groups if not timed.rule_out(metadata.row_group(g), position)]
     for read in _runs_of(groups, sizes, read_rows):
-        rows = _sliced(_decoded_groups(reader, read, sizes, columns), read, starts, series)
-        yield rows.filter(_within(rows, timed)) if timed.timed else rows
+        rows = _decoded_groups(reader, read, sizes, columns)
+        picked = _picked(read, starts, series)
+        yield rows.filter(pc.and_(picked, _within(rows, timed)) if timed.timed else picked)
 
 
 def _decoded_groups(
@@ -173,22 +175,23 @@ def _decoded_groups(
     return rows
 
 
-def _sliced(
-    rows: pa.Table, read: list[int], starts: list[int], series: list[tuple[int, int]]
-) -> pa.Table:
-    """The rows of ``series`` ranges among ``rows``, the row groups ``read`` (which
-    begin at ``starts``) laid end to end."""
+def _picked(read: list[int], starts: list[int], series: list[tuple[int, int]]) -> pa.Array:
+    """Which rows of the row groups ``read`` (which begin at ``starts``), laid end to
+    end, are in the ``series`` ranges."""
     ends = [end for _, end in series]
-    pieces, local = [], 0
+    pieces, local, picked_up_to = [], 0, 0
     for group in read:
         low, high = starts[group], starts[group + 1]
         at = bisect_right(ends, low)  # the first range ending after the group's start
         while at < len(series) and series[at][0] < high:
-            first, end = max(series[at][0], low), min(series[at][1], high)
-            pieces.append(rows.slice(local + first - low, end - first))
+            shift = local - low  # from a row's place in the file to its place in ``read``
+            first, end = max(series[at][0], low) + shift, min(series[at][1], high) + shift
+            pieces += [pa.repeat(False, first - picked_up_to), pa.repeat(True, end - first)]
+            picked_up_to = end
             at += 1
         local += high - low
-    return pa.concat_tables(pieces) if pieces else rows.slice(0, 0)
+    pieces.append(pa.repeat(False, local - picked_up_to))
+    return pa.concat_arrays(pieces)
 
 
 def _min_max(
