@@ -117,10 +117,10 @@ step = st.one_of(
 @given(
     steps=st.lists(step, min_size=1, max_size=14),
     max_open=st.sampled_from([2, 16]),
-    budget=st.sampled_from([3, reads.SCAN_BUDGET_ROWS]),
+    few=st.sampled_from([3, reads.FEW_ROWS]),
 )
 def test_delete_matches_a_model(
-    data_dir: Path, steps: list[tuple[str, object]], max_open: int, budget: int
+    data_dir: Path, steps: list[tuple[str, object]], max_open: int, few: int
 ) -> None:
     """Writes (upserts), deletes by time range and tags, checkpoints, compactions and
     reopens in any order: the writer, a reader replaying the WAL beside it, and the
@@ -128,10 +128,10 @@ def test_delete_matches_a_model(
     model holds, in scan order, whatever the batch size, and whether the scan reads
     all segments side by side or merges them in spilled groups of two first. Scans
     bounded by tags and time agree with it, through every segment's series index,
-    whether their rows are few enough for one sort (``budget``) or not."""
+    whether their rows are few enough for one sort (``few``) or not."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(reads, "MAX_OPEN_SEGMENTS", max_open)
-        patch.setattr(reads, "SCAN_BUDGET_ROWS", budget)
+        patch.setattr(reads, "FEW_ROWS", few)
         patch.setattr(seriesindex, "ROWS_PER_SERIES", 1)  # an index in every segment
         _check_against_a_model(data_dir, steps)
 

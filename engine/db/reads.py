@@ -51,6 +51,9 @@ class View:
 SCAN_BATCH_ROWS = 65_536
 SCAN_BUDGET_ROWS = 262_144
 MIN_SOURCE_ROWS = 1_024
+# Rows within bounds a bounded scan sorts in memory rather than merges (its sort holds
+# a few copies of them, the merge a batch per source): one host over every partition.
+FEW_ROWS = 16_384
 # Segments a merge reads side by side; a table with more is merged in groups that are
 # spilled to scratch first (engine.storage.spill). Each open segment costs its reader's
 # buffers and decompression contexts (3 to 6 MB, measured) besides its share of the
@@ -179,7 +182,7 @@ Source: TypeAlias = "tuple[Iterator[pa.Table], Callable[[], Exception]]"
 @dataclass(frozen=True)
 class _FewRows:
     """A bounded scan's segments read one after the other while the rows within bounds
-    they hold number at most SCAN_BUDGET_ROWS: a few rows from each of many segments
+    they hold number at most FEW_ROWS: a few rows from each of many segments
     (one host over every partition) cost one sort, not a merge whose every round pays
     for each source. Their tag strings stay dictionaries until all are read, then are
     decoded once per column, not once per segment."""
@@ -194,7 +197,7 @@ class _FewRows:
         self, stored: list[SegmentInfo], held: Callable[[int], object] | None
     ) -> tuple[list[Source], list[SegmentInfo]]:
         """The sources the rows of ``stored`` (oldest first) make: those of the segments
-        read whole as one, then, past the budget, the segment being read (what it gave,
+        read whole as one, then, past FEW_ROWS, the segment being read (what it gave,
         then the rest of it); and the segments still to open."""
         whole: list[pa.Table] = []  # the rows of the segments read to their end
         total = 0
@@ -204,7 +207,7 @@ class _FewRows:
             for batch in batches:
                 mine.append(batch)
                 total += batch.num_rows
-                if total > SCAN_BUDGET_ROWS:  # too many to hold: merged as they come
+                if total > FEW_ROWS:  # too many to sort at once: merged as they come
                     rest = map(self.keep, map(plain_strings, itertools.chain(mine, batches)))
                     resumed = (rest, self.disorder(info))
                     return [*self._sorted(whole), resumed], stored[position + 1 :]
