@@ -10,7 +10,7 @@ starts a writer child
 mode says, reopens the database, and compares acknowledged with recovered
 data against DESIGN.md's table:
 
-``kill``        SIGKILL at a random moment.
+``kill``        SIGKILL at a random moment after the first acknowledged batch.
 ``power-loss``  SIGKILL, then every byte not fsynced is dropped (the I/O
                 layer's journal): ``sync`` keeps all acknowledged batches,
                 ``flush`` all but those of the last ``wal_fsync_period``.
@@ -177,8 +177,10 @@ def _trial(
     hold = 0.0
     if options.mode == "power-loss" and settings.wal_level is WalLevel.FLUSH:
         hold = settings.wal_fsync_period_ms / 1000 + FLUSH_WINDOW_MARGIN
-    # a segment flip needs a segment: the kill waits for the first checkpoint
-    after = "CKPT" if flip_target == "segment" else None
+    # The kill waits for the first acknowledged batch (a segment flip: the first
+    # checkpoint), not only for READY: a trial killed before any acknowledgement proves
+    # nothing, and on a loaded machine the first commit can take longer than the delay.
+    after = "CKPT" if flip_target == "segment" else "ACK"
     output, killed_at = _crash(child, options.mode, rng, hold, after)
     acks = workload.Acks.parse(output)
     detail = ""

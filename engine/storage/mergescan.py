@@ -47,8 +47,10 @@ def series_starts(rows: pa.Table, tags: list[str]) -> list[int]:
     for tag in tags:
         column = rows.column(tag)
         here, before = column.slice(1), column.slice(0, n - 1)
-        changed = pc.fill_null(pc.not_equal(here, before), False)
-        changed = pc.or_(changed, pc.xor(pc.is_null(here), pc.is_null(before)))
+        changed = pc.not_equal(here, before)
+        if column.null_count:  # a null differs from a value, not from a null
+            changed = pc.fill_null(changed, False)
+            changed = pc.or_(changed, pc.xor(pc.is_null(here), pc.is_null(before)))
         differs = changed if differs is None else pc.or_(differs, changed)
     if differs is None:
         return [0]
