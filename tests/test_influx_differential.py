@@ -20,7 +20,6 @@ test is skipped, saying why, where it is absent.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
 import shutil
@@ -182,17 +181,29 @@ def _identifier(name: str) -> str:
     return name.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def _influx_write(url: str, line: str, attempts: int = 5) -> None:
+    """Write one line; a line InfluxDB refuses (400) is one it does not store, while a
+    server error (a write timeout on a loaded machine) is tried again: a point lost to
+    it would read as a difference between the parsers."""
+    for attempt in range(attempts):
+        request = urllib.request.Request(url, data=line.encode(), method="POST")
+        try:
+            urllib.request.urlopen(request, timeout=30)
+            return
+        except urllib.error.HTTPError as error:
+            if error.code < 500:
+                return
+            if attempt == attempts - 1:
+                raise
+
+
 def influx_points(url: str, db: str, lines: list[str]) -> dict[int, Point]:
     urllib.request.urlopen(
         urllib.request.Request(f"{url}/query", data=f"q=CREATE DATABASE {db}".encode()),
         timeout=30,
     )
     for line in lines:  # one request a line: InfluxDB 1.6 refuses a whole body on a bad line
-        request = urllib.request.Request(
-            f"{url}/write?db={db}&precision=ns", data=line.encode(), method="POST"
-        )
-        with contextlib.suppress(urllib.error.HTTPError):
-            urllib.request.urlopen(request, timeout=30)
+        _influx_write(f"{url}/write?db={db}&precision=ns", line)
     # one query per measurement: across measurements InfluxDB unites the field lists and
     # drops a field's values where the measurements give it different types
     shown = _query(url, db, "SHOW MEASUREMENTS")["results"][0].get("series", [])
