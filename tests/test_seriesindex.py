@@ -149,3 +149,40 @@ def test_a_bounded_read_holds_only_the_rows_it_serves(tmp_path: Path, dictionari
     assert sum(b.num_rows for b in got) == 200
     held = sum(b.get_total_buffer_size() for b in got)
     assert held < 200 * 64, held  # a row group of 8,192 rows holds 64 KB of timestamps alone
+
+
+def test_index_lookups_from_several_threads_agree(tmp_path: Path) -> None:
+    """A bounded scan reads two segments at once on threads: each thread's lookups must
+    decode the index alone (a zstd context shared between threads corrupts both)."""
+    import threading
+
+    hosts = [f"h{i:03d}" for i in range(300)]
+    rows = pa.table(
+        [
+            list(range(40)) * 300,
+            [h for h in hosts for _ in range(40)],
+            ["r"] * 12_000,
+            [0.0] * 12_000,
+        ],
+        schema=SCHEMA,
+    )
+    info = _write(tmp_path, "000001", rows, [], TAGS)
+    footer = pq.ParquetFile(tmp_path / info.file).metadata.metadata
+    want = {h: seriesindex.series_rows(footer, {"host": h}, 12_000) for h in hosts}
+    wrong: list[object] = []
+
+    def look() -> None:
+        for _ in range(20):
+            for host in hosts:
+                try:
+                    if seriesindex.series_rows(footer, {"host": host}, 12_000) != want[host]:
+                        wrong.append(host)
+                except ValueError as exc:
+                    wrong.append(exc)
+
+    threads = [threading.Thread(target=look) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong, wrong[:3]

@@ -9,11 +9,12 @@ hands them what it holds under its write lock (a view, or its memtables and segm
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias, TypedDict
+from typing import TypeAlias, TypedDict, TypeVar, cast
 
 from engine.arrowmods import pa, pc
 from engine.db.recovery import ReplayState, WalGap, replay
@@ -177,6 +178,8 @@ def scan_batches(
 # a scan's source and the error it raises if found unsorted (a string: pyarrow loads
 # on first use, and `db list` never uses it)
 Source: TypeAlias = "tuple[Iterator[pa.Table], Callable[[], Exception]]"
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -201,20 +204,32 @@ class _FewRows:
         then the rest of it); and the segments still to open."""
         whole: list[pa.Table] = []  # the rows of the segments read to their end
         total = 0
-        for position, info in enumerate(stored):
-            batches = self.read(info, dictionaries=True)
-            mine: list[pa.Table] = []
-            for batch in batches:
-                mine.append(batch)
-                total += batch.num_rows
-                if total > FEW_ROWS:  # too many to sort at once: merged as they come
-                    rest = map(self.keep, map(plain_strings, itertools.chain(mine, batches)))
-                    resumed = (rest, self.disorder(info))
-                    return [*self._sorted(whole), resumed], stored[position + 1 :]
+        for position, (mine, rest) in enumerate(read_ahead(stored, self._first_rows)):
+            total += sum(batch.num_rows for batch in mine)
+            if rest is not None or total > FEW_ROWS:  # too many to sort: merged as they come
+                batches = itertools.chain(mine, rest or ())
+                resumed = (
+                    map(self.keep, map(plain_strings, batches)),
+                    self.disorder(stored[position]),
+                )
+                return [*self._sorted(whole), resumed], stored[position + 1 :]
             whole += mine
         if held is not None:
             held(total)
         return self._sorted(whole), []
+
+    def _first_rows(self, info: SegmentInfo) -> tuple[list[pa.Table], Iterator[pa.Table] | None]:
+        """A segment's first batches, up to just past FEW_ROWS rows, and the rest of them
+        (None when it gave them all)."""
+        batches = self.read(info, dictionaries=True)
+        first: list[pa.Table] = []
+        rows = 0
+        for batch in batches:
+            first.append(batch)
+            rows += batch.num_rows
+            if rows > FEW_ROWS:
+                return first, batches
+        return first, None
 
     def _sorted(self, tables: list[pa.Table]) -> list[Source]:
         """``tables`` (oldest first) merged by one sort, as a source; none without rows."""
@@ -223,6 +238,40 @@ class _FewRows:
         kept = [self.keep(plain_strings(t)) for t in tables]
         rows = upsert_merge(kept, self.schema, self.precision)
         return [(iter([rows]), _never_unsorted)] if rows.num_rows else []
+
+
+def read_ahead(items: list[T], read: Callable[[T], R], window: int = 2) -> Iterator[R]:
+    """``read`` of each of ``items``, in order, up to ``window`` of them read at once on
+    threads of their own: pyarrow releases the GIL while it parses a footer or decodes,
+    so two segments read side by side use both cores. A reader never outlives this."""
+    results: dict[int, tuple[bool, object]] = {}
+    running: dict[int, threading.Thread] = {}
+
+    def start(index: int) -> None:
+        def work() -> None:
+            try:
+                results[index] = (True, read(items[index]))
+            except BaseException as exc:  # handed to the consumer, raised there
+                results[index] = (False, exc)
+
+        running[index] = threading.Thread(target=work, name="segment-read", daemon=True)
+        running[index].start()
+
+    for index in range(min(window, len(items))):
+        start(index)
+    try:
+        for index in range(len(items)):
+            running.pop(index).join()
+            if index + window < len(items):
+                start(index + window)
+            done, value = results.pop(index)
+            if not done:
+                assert isinstance(value, BaseException)
+                raise value
+            yield cast(R, value)
+    finally:
+        for thread in running.values():
+            thread.join()
 
 
 def _selected(rows: pa.Table, columns: list[str] | None) -> pa.Table:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import threading
 from array import array
 from collections.abc import Mapping
 from itertools import compress, islice
@@ -48,7 +49,7 @@ from engine.storage.mergescan import series_at, series_starts
 KEY = b"tsadmin.series.v1"
 ROWS_PER_SERIES = 8
 _LITTLE = sys.byteorder == "little"
-_DECOMPRESSOR = zstandard.ZstdDecompressor()  # its decompress() holds no state between calls
+_LOCAL = threading.local()  # a zstd context serves one thread at a time
 
 
 class Builder:
@@ -117,7 +118,7 @@ def series_rows(
     if encoded is None:
         return None
     try:
-        body = _DECOMPRESSOR.decompress(base64.b64decode(encoded, validate=True))
+        body = _decompressor().decompress(base64.b64decode(encoded, validate=True))
     except zstandard.ZstdError as exc:
         raise ValueError(f"the series index does not decompress ({exc})") from exc
     text, _, table = body.partition(b"\0")
@@ -149,6 +150,13 @@ def series_rows(
         else:
             ranges.append((low, high))
     return ranges
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    context: zstandard.ZstdDecompressor | None = getattr(_LOCAL, "dctx", None)
+    if context is None:
+        context = _LOCAL.dctx = zstandard.ZstdDecompressor()
+    return context
 
 
 def _check_order(first: array[int], total_rows: int) -> None:
