@@ -23,7 +23,7 @@ from engine.io import scratch
 from engine.io.fileio import IO
 from engine.settings import Settings
 from engine.storage import deletes, mergescan, segment, spill
-from engine.storage.boundedread import plain_strings
+from engine.storage.boundedread import lean, plain_strings
 from engine.storage.deletes import DeleteSpec
 from engine.storage.manifest import Manifest, SegmentInfo
 from engine.storage.memtable import Memtable, time_span
@@ -225,7 +225,7 @@ class _FewRows:
         first: list[pa.Table] = []
         rows = 0
         for batch in batches:
-            first.append(batch)
+            first.append(lean(batch))
             rows += batch.num_rows
             if rows > FEW_ROWS:
                 return first, batches

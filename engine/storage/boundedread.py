@@ -271,6 +271,19 @@ def _equal(column: pa.ChunkedArray, value: str) -> pa.ChunkedArray:
     return pa.chunked_array(chunks, pa.bool_()).fill_null(False)
 
 
+def lean(rows: pa.Table) -> pa.Table:
+    """``rows``, their strings decoded now if their dictionaries hold many more values
+    than they have rows: a few rows kept for later must not keep a row group's whole
+    dictionary alive (a tag of many values, a bound on another tag)."""
+    values = sum(
+        len(chunk.dictionary)
+        for column in rows.columns
+        if pa.types.is_dictionary(column.type)
+        for chunk in column.chunks
+    )
+    return plain_strings(rows) if values > 4 * rows.num_rows + 256 else rows
+
+
 def plain_strings(rows: pa.Table) -> pa.Table:
     """``rows`` with dictionary-encoded columns decoded to their values: a cast per
     column, whatever its number of chunks."""
