@@ -132,16 +132,24 @@ def scan_batches(
 
     def read(info: SegmentInfo, *, dictionaries: bool = False) -> Iterator[pa.Table]:
         return segment.batches(
-            db_dir, info, per_source, partial=partial, columns=columns,
-            dictionaries=dictionaries, **bounds,
-        )  # fmt: skip
+            db_dir,
+            info,
+            per_source,
+            partial=partial,
+            columns=columns,
+            dictionaries=dictionaries,
+            **bounds,
+        )
+
+    def disorder(info: SegmentInfo) -> Callable[[], Exception]:
+        return segment.unsorted(db_dir / info.file)
 
     def opened(infos: list[SegmentInfo]) -> list[Source]:
-        return [(map(keep, read(info)), segment.unsorted(db_dir / info.file)) for info in infos]
+        return [(map(keep, read(info)), disorder(info)) for info in infos]
 
     sources: list[Source] = []
     if (start is not None or end is not None or where) and limit is None:
-        few = _FewRows(read, keep, schema, precision, lambda i: segment.unsorted(db_dir / i.file))
+        few = _FewRows(read, keep, schema, precision, disorder)
         sources, stored = few.sorted_while_few(stored, held)
     spilled: Path | None = None
     if len(stored) <= at_once:

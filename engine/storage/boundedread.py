@@ -33,7 +33,7 @@ from engine.storage import seriesindex
 from engine.storage.schema import TS
 
 # Rows of key columns decoded at a time to find the row groups a bounded read needs.
-TEST_ROWS = 1 << 20
+_TEST_ROWS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ def _tested(
         i for i in range(len(sizes)) if not bounds.rule_out(metadata.row_group(i), position)
     ]
     keys = [k for k in bounds.key_columns() if k in position]
-    for chunk in _runs_of(candidates, sizes, TEST_ROWS):
+    for chunk in _runs_of(candidates, sizes, _TEST_ROWS):
         for read in _runs_of(_holding_rows(reader, chunk, keys, bounds, sizes), sizes, read_rows):
             rows = _decoded_groups(reader, read, sizes, columns)
             for column in bounds.where:  # compared through its codes: check them first
