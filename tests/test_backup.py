@@ -487,7 +487,7 @@ def test_workload_helper_still_counts(data_dir: Path) -> None:
     assert verify(data_dir / "w", "w", Acks(acked={0}), 3, WalLevel.SYNC).ok
 
 
-def test_segments_disjoint_in_time_are_copied_and_overlapping_ones_merged(
+def test_segments_with_no_key_in_common_are_copied_and_others_merged(
     cli, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """Each ingest below ends with a checkpoint: one segment each, all in one partition."""
@@ -499,8 +499,12 @@ def test_segments_disjoint_in_time_are_copied_and_overlapping_ones_merged(
             for i in range(first, first + 50)
         ]
         assert cli("ingest", "lp", "seg", "-", stdin="\n".join(lines) + "\n").code == 0
+    # a segment overlapping the first two in time, at instants they hold too, but of
+    # another series (as when a checkpoint falls amid one instant's hosts): no key twice
+    lines = [f"cpu,host=h9,dc=d0 usage=9.5 {t0 + i * 10**9}" for i in (0, 48, 100, 149)]
+    assert cli("ingest", "lp", "seg", "-", stdin="\n".join(lines) + "\n").code == 0
     copied = cli("--format", "json", "backup", "create", "seg", "--to", str(tmp_path / "a")).json()
-    assert copied["files_copied"] == 2 and copied["files_written"] == 0
+    assert copied["files_copied"] == 3 and copied["files_written"] == 0
     assert sorted(duckdb_rows(Path(copied["archive"]), "cpu")) == sorted(
         our_rows(cli, "seg", "cpu")
     )
@@ -509,7 +513,7 @@ def test_segments_disjoint_in_time_are_copied_and_overlapping_ones_merged(
     merged = cli("--format", "json", "backup", "create", "seg", "--to", str(tmp_path / "b")).json()
     assert merged["files_copied"] == 0 and merged["files_written"] == 1
     rows = duckdb_rows(Path(merged["archive"]), "cpu")
-    assert sorted(rows) == sorted(our_rows(cli, "seg", "cpu")) and len(rows) == 100
+    assert sorted(rows) == sorted(our_rows(cli, "seg", "cpu")) and len(rows) == 104
     assert (t0, "h0", "d0", -1.0, 0) in rows
     before = checksum(cli, "seg")
     assert cli("restore", copied["archive"], "--db", "back").code == 0

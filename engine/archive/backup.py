@@ -5,9 +5,10 @@ committed rows still in the WAL, read like any reader does, without the
 writer lock, so an ingest running meanwhile is neither blocked nor disturbed.
 The segment files are opened right after the snapshot is taken (retrying if
 a compaction removed one first), so they stay readable whatever the writer
-does next. A partition with no WAL rows whose segments cover disjoint time
-ranges (so no key is in two of them) has its segments copied byte for byte;
-any other partition is merged once (upserts applied). An incremental backup
+does next. A partition with no WAL rows whose segments hold no key twice
+(their time ranges are disjoint, or where they overlap the rows differ in key:
+:mod:`engine.storage.disjoint`) has its segments copied byte for byte; any
+other partition is merged once (upserts applied). An incremental backup
 reads its base chain's manifests, not its files: a partition whose base files
 are all still segments (by digest) adds its new segments and memtable rows, any
 other is carried whole (see :func:`_delta_table`). The archive is built
@@ -28,7 +29,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from itertools import pairwise
 from pathlib import Path
 from typing import IO as TypingIO
 from typing import Any, BinaryIO
@@ -50,7 +50,7 @@ from engine.errors import (
 from engine.io import scratch
 from engine.io.fileio import IO
 from engine.names import archive_file_path, validate_name
-from engine.storage import deletes, mergescan, segment
+from engine.storage import deletes, disjoint, mergescan, segment
 from engine.storage.deletes import DeleteSpec
 from engine.storage.manifest import SegmentInfo
 from engine.storage.schema import TableSchema, conform
@@ -449,8 +449,10 @@ def _partition_files(
         infos
         and partition not in now.pending
         and not now.touched_by_deletes(infos, precision)
-        and _disjoint_in_time(infos)
         and all(_same_schema(handles[info.file], schema, precision) for info in infos)
+        and disjoint.no_shared_key(
+            db_dir, infos, schema.tags, lambda info: _reopened(handles, info)
+        )
     ):
         return [writer.copy(table, partition, handles[info.file], info, db_dir) for info in infos]
     removing = now.removing
@@ -476,13 +478,6 @@ def _reopened(handles: dict[str, TypingIO[bytes]], info: SegmentInfo) -> BinaryI
     """A second handle on a segment the snapshot holds open (the file may be gone from
     the directory by now): reading it leaves the snapshot's own handle as it was."""
     return os.fdopen(os.dup(handles[info.file].fileno()), "rb")
-
-
-def _disjoint_in_time(infos: list[Any]) -> bool:
-    """No two segments can hold the same key (its ts would lie in both ranges), so the
-    merge of them is their union: each can be copied as it is."""
-    ordered = sorted(infos, key=lambda info: info.min_ts)
-    return all(a.max_ts < b.min_ts for a, b in pairwise(ordered))
 
 
 def _same_schema(handle: TypingIO[bytes], schema: TableSchema, precision: str) -> bool:
