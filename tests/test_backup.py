@@ -487,9 +487,7 @@ def test_workload_helper_still_counts(data_dir: Path) -> None:
     assert verify(data_dir / "w", "w", Acks(acked={0}), 3, WalLevel.SYNC).ok
 
 
-def test_segments_with_no_key_in_common_are_copied_and_others_merged(
-    cli, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def test_segments_with_no_key_in_common_are_copied_and_others_merged(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Each ingest below ends with a checkpoint: one segment each, all in one partition."""
     t0 = 1700000000000000000
     assert cli("db", "create", "seg").code == 0

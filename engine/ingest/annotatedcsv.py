@@ -79,7 +79,7 @@ class _Annotated:
                 if len(self.pending) >= self.options.batch_rows:
                     self._flush()
                     if progress:
-                        progress(self.committer.report.bytes, self.committer.report.rows)
+                        progress(self.run.report.bytes, self.run.report.rows)
         except (UnicodeDecodeError, stdcsv.Error) as exc:
             raise BadInput(
                 f"{self.source}:{rows.line_num}: unreadable CSV ({exc})",

@@ -142,7 +142,7 @@ class _Csv:
             for block in blocks_ahead(reader, self.numbers):
                 self._block(block)
                 if progress:
-                    progress(self.committer.report.bytes, self.committer.report.rows)
+                    progress(self.ingest.report.bytes, self.ingest.report.rows)
         except pa.ArrowInvalid as exc:  # the text itself: an unclosed quote, bad UTF-8
             raise BadInput(
                 f"{self.source}: after row {self.numbers.next - 1}: {exc}",

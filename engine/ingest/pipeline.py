@@ -29,6 +29,7 @@ from engine.arrowmods import pa, pc
 from engine.db.database import Batch, Database
 from engine.errors import BadInput, InvalidArgument, NotFound
 from engine.ingest import lpfast
+from engine.ingest.committer import Committer
 from engine.ingest.lineprotocol import PRECISION_NS, LineError, Point, UnclosedString, parse
 from engine.io.fileio import IO
 from engine.names import NAME_RULE, TIME_KEY, column_for_key, is_valid
@@ -129,75 +130,6 @@ class IngestReport:
         }
 
 
-class Committer:
-    """Gathers rows per table and commits them as one transaction per batch."""
-
-    def __init__(
-        self,
-        db: Database,
-        report: IngestReport,
-        options: IngestOptions,
-        *,
-        count_overwrites: bool = True,
-        confirm_replicas: bool = True,
-    ) -> None:
-        self.db = db
-        self.report = report
-        self.options = options
-        self.count_overwrites = count_overwrites
-        self.confirm_replicas = confirm_replicas
-        self.last_lsn = 0  # of the last commit
-        self.pending: list[Batch] = []
-        self.pending_rows = 0
-        self.last_commit = time.monotonic()
-        self.tables: set[str] = set()
-
-    def add(self, batch: Batch) -> None:
-        self.pending.append(batch)
-        self.pending_rows += batch.rows.num_rows
-        self.tables.add(batch.table)
-
-    def due(self) -> bool:
-        return self.pending_rows >= self.options.batch_rows or (
-            self.pending_rows > 0
-            and time.monotonic() - self.last_commit >= self.options.flush_interval
-        )
-
-    def commit(self) -> None:
-        if self.pending:
-            try:
-                result = self.db.write(
-                    _one_per_table(self.pending),
-                    count_overwrites=self.count_overwrites,
-                    confirm_replicas=self.confirm_replicas,
-                )
-            except InvalidArgument as exc:  # a name or a value the data carries
-                raise BadInput(exc.message, exc.hint) from exc
-            self.report.rows += self.pending_rows
-            self.report.overwritten += result.overwritten
-            self.report.batches += 1
-            self.last_lsn = result.lsn
-        self.pending, self.pending_rows = [], 0
-        self.last_commit = time.monotonic()
-
-
-def _one_per_table(batches: list[Batch]) -> list[Batch]:
-    """The pieces of each table as one batch (in order: a later row still wins), so a
-    transaction logs one record and checks its keys once per table."""
-    by_table: dict[str, list[Batch]] = {}
-    for batch in batches:
-        by_table.setdefault(batch.table, []).append(batch)
-    merged = []
-    for table, pieces in by_table.items():
-        if len(pieces) == 1:
-            merged.append(pieces[0])
-            continue
-        rows = pa.concat_tables([p.rows for p in pieces], promote_options="default")
-        tags = list(dict.fromkeys(tag for p in pieces for tag in p.tags))
-        merged.append(Batch(table, rows, tags))
-    return merged
-
-
 @dataclass
 class Run:
     """One ingest: the database and source, where rows go, where refused lines go, and
@@ -252,12 +184,17 @@ class Expired(LineError):
 @contextmanager
 def running(db: Database, source: str, options: IngestOptions) -> Iterator[Run]:
     """An ingest from start to report: the rejects file is opened before anything is
-    read, and whatever stops the run learns what was committed before it."""
+    read, the batches commit while the next ones are parsed (the committer's thread),
+    and whatever stops the run learns what was committed before it."""
     report = IngestReport(database=db.name, source=source)
-    run = Run(db, source, options, report, Committer(db, report, options), Rejects(options.rejects))
+    committer = Committer(db, report, options, pipelined=True)
+    run = Run(db, source, options, report, committer, Rejects(options.rejects))
     started = time.perf_counter()
     try:
-        yield run
+        try:
+            yield run
+        finally:
+            committer.close()  # the last commit finished, or its failure raised
     except BaseException as exc:
         note_committed(exc, report.rows, db.last_lsn)
         raise

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 
 from engine.db.database import Database
 from engine.errors import BadInput, InvalidArgument, SchemaConflict
+from engine.ingest.committer import Committer
 from engine.ingest.pipeline import (
-    Committer,
     FieldKinds,
     IngestOptions,
     IngestReport,
