@@ -79,14 +79,15 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def _watch(child: subprocess.Popen[bytes], cap_kb: int, killed: list[bool]) -> None:
-    """Kill ``child`` once its resident memory passes the cap."""
-    while child.poll() is None:
-        if _rss_kb(child.pid) > cap_kb:
+def _watch(pid: int, cap_kb: int, killed: list[bool], reaped: threading.Event) -> None:
+    """Kill the child ``pid`` once its resident memory passes the cap. It never waits
+    for the child (that would reap it before ``os.wait4`` reads its rusage); a child
+    that has exited but is not yet reaped shows no resident memory."""
+    while not reaped.wait(0.1):
+        if _rss_kb(pid) > cap_kb:
             killed.append(True)
-            child.send_signal(signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
             return
-        time.sleep(0.1)
 
 
 def measure(
@@ -113,10 +114,13 @@ def measure(
     if generator is not None and generator.stdout is not None:
         generator.stdout.close()  # the child holds the pipe's reading end now
     killed: list[bool] = []
-    watcher = threading.Thread(target=_watch, args=(child, cap_kb, killed), daemon=True)
+    reaped = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(child.pid, cap_kb, killed, reaped), daemon=True)
     watcher.start()
     err = child.stderr.read() if child.stderr else b""
     _, status, usage = os.wait4(child.pid, 0)
+    reaped.set()
+    watcher.join()
     child.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - started
     code = -9 if killed else child.returncode
