@@ -57,7 +57,9 @@ def _until(condition: object, what: str, child: subprocess.Popen[bytes]) -> None
     """Poll ``condition`` (a callable) until it holds; fail if the child ended first."""
     deadline = time.monotonic() + 60
     while not condition():  # type: ignore[operator]
-        assert child.poll() is None, f"the ingest ended before {what}: {child.stderr}"
+        if child.poll() is not None:
+            assert child.stderr is not None
+            pytest.fail(f"the ingest ended before {what}: {child.stderr.read().decode()}")
         assert time.monotonic() < deadline, f"never {what}"
         time.sleep(0.02)
 
