@@ -22,6 +22,7 @@ from engine.storage.schema import TS
 # Rows an overlap may hold before the answer is left to a merge: past this the
 # segments overlap for real (late or rewritten data) and a merge is the way anyway.
 OVERLAP_ROWS = 1 << 18
+_BATCH_ROWS = 1 << 16
 
 
 def no_shared_key(
@@ -36,12 +37,15 @@ def no_shared_key(
     budget = OVERLAP_ROWS
     for a, b in _overlapping_pairs(infos):
         low, high = b.min_ts, min(a.max_ts, b.max_ts)
-        rows = [k for info in (a, b) for k in _rows_between(db_dir, info, low, high, tags, opened)]
-        held = sum(r.num_rows for r in rows)
-        budget -= held
-        if budget < 0:
-            return False
-        if held and pa.concat_tables(rows).group_by([*tags, TS]).aggregate([]).num_rows < held:
+        keys: list[pa.Table] = []
+        for info in (a, b):
+            for batch in _rows_between(db_dir, info, low, high, tags, opened):
+                budget -= batch.num_rows
+                if budget < 0:
+                    return False  # read no further: memory stays within the budget
+                keys.append(batch)
+        held = sum(k.num_rows for k in keys)
+        if held and pa.concat_tables(keys).group_by([*tags, TS]).aggregate([]).num_rows < held:
             return False  # each segment holds a key once: a repeat is in both
     return True
 
@@ -63,18 +67,19 @@ def _rows_between(
     high: int,
     tags: list[str],
     opened: Callable[[SegmentInfo], BinaryIO],
-) -> list[pa.Table]:
-    """The key columns of the segment's rows with ``low <= ts <= high``."""
+) -> Iterator[pa.Table]:
+    """The key columns of the segment's rows with ``low <= ts <= high``, a batch of
+    at most 65,536 rows at a time."""
     found = segment.batches(
         db_dir,
         info,
-        OVERLAP_ROWS,
+        _BATCH_ROWS,
         start=low,
         end=high + 1,
         opened=opened(info),
         columns=[TS, *tags],
     )
-    return [_keys(batch, tags) for batch in found]
+    return (_keys(batch, tags) for batch in found)
 
 
 def _keys(batch: pa.Table, tags: list[str]) -> pa.Table:
