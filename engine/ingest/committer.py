@@ -5,7 +5,8 @@ the next one: the WAL record's encoding, the write and the fsync release the GIL
 so does the native parser, so the two use both cores. At most one batch is in flight,
 and the next commit waits for it first, so batches commit in their order and a
 failure stops the ingest at the batch that failed, as a commit in line would. What
-is reported committed (``report.rows``) is only what a finished commit made durable.
+is reported committed (``report.rows``) is only what finished commits wrote, each
+held as the database's wal_level promises.
 """
 
 from __future__ import annotations
