@@ -411,8 +411,9 @@ def ingest(
     """Ingest ``path`` (``-`` for stdin) as ``lp`` or ``csv`` into database ``name``."""
     from engine.ingest import csvingest
     from engine.ingest import pipeline as ingest_mod
+    from engine.ingest.inputs import open_source
 
-    stream, _size, position = ingest_mod.open_source(path)
+    stream, _size, position = open_source(path)
     source = "stdin" if path == "-" else path
     if progress is not None and position is not None:
         shown, on_disk = progress, position

@@ -180,7 +180,7 @@ def test_line_protocol_last_write_wins_across_shapes_and_paths(cli, tmp_path: Pa
 def test_a_multiline_string_across_a_block_boundary(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The reader cuts its input into 1 MiB blocks at newlines; a string field whose
     newlines straddle a cut must still arrive whole."""
-    from engine.ingest.pipeline import BLOCK_BYTES
+    from engine.ingest.inputs import BLOCK_BYTES
 
     cli("db", "create", "s")
     filler = "cpu,host=p v=0i 0\n" * ((BLOCK_BYTES - 100) // 18)  # 18 bytes a line
@@ -360,13 +360,13 @@ def test_a_fast_pipe_is_read_in_whole_blocks(tmp_path: Path) -> None:
     """A pipe hands over at most 64 KiB a read; reading only what was there at that instant
     cut a fast producer's input into 64 KiB blocks, each paying the vectorised parser's
     fixed cost (a piped ingest ran at a third of a file's rate). Blocks must fill up."""
-    from engine.ingest import pipeline
+    from engine.ingest import inputs
 
     source = tmp_path / "input.lp"
     source.write_bytes(b"cpu,host=h v=1i 1\n" * (8 * 1024 * 1024 // 18))
     producer = subprocess.Popen(["cat", str(source)], stdout=subprocess.PIPE)
     assert producer.stdout is not None
-    chunks = [c for c in pipeline._chunks(producer.stdout, lambda: None) if c]
+    chunks = [c for c in inputs._chunks(producer.stdout, lambda: None) if c]
     producer.wait()
     assert sum(map(len, chunks)) == source.stat().st_size
     # 128 blocks of 64 KiB before; whole 1 MiB blocks now (a loaded machine may cut some)

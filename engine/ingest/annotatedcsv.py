@@ -32,7 +32,8 @@ from engine.arrowmods import pa
 from engine.db.database import Batch
 from engine.errors import BadInput
 from engine.ingest.csvoptions import CsvOptions, TimeReader
-from engine.ingest.pipeline import CountingReader, FieldKinds, Progress, Run, clip
+from engine.ingest.inputs import CountingReader
+from engine.ingest.pipeline import FieldKinds, Progress, Run, clip
 from engine.names import TIME_KEY, column_for_key, is_valid
 from engine.storage.schema import FIELD_TYPES, TS
 

@@ -39,9 +39,8 @@ from engine.db.database import Batch, Database
 from engine.errors import BadInput, InvalidArgument
 from engine.ingest import annotatedcsv
 from engine.ingest.csvoptions import CsvOptions, TimeReader, convert_each
+from engine.ingest.inputs import BLOCK_BYTES, CountingReader
 from engine.ingest.pipeline import (
-    BLOCK_BYTES,
-    CountingReader,
     FieldKinds,
     IngestOptions,
     IngestReport,
