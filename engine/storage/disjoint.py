@@ -17,6 +17,7 @@ from typing import BinaryIO
 from engine.arrowmods import pa
 from engine.storage import segment
 from engine.storage.manifest import SegmentInfo
+from engine.storage.merge import duplicate_keys
 from engine.storage.schema import TS
 
 # Rows an overlap may hold before the answer is left to a merge: past this the
@@ -44,8 +45,7 @@ def no_shared_key(
                 if budget < 0:
                     return False  # read no further: memory stays within the budget
                 keys.append(batch)
-        held = sum(k.num_rows for k in keys)
-        if held and pa.concat_tables(keys).group_by([*tags, TS]).aggregate([]).num_rows < held:
+        if keys and duplicate_keys(pa.concat_tables(keys), tags):
             return False  # each segment holds a key once: a repeat is in both
     return True
 
@@ -70,7 +70,7 @@ def _rows_between(
 ) -> Iterator[pa.Table]:
     """The key columns of the segment's rows with ``low <= ts <= high``, a batch of
     at most 65,536 rows at a time."""
-    found = segment.batches(
+    return segment.batches(
         db_dir,
         info,
         _BATCH_ROWS,
@@ -79,11 +79,3 @@ def _rows_between(
         opened=opened(info),
         columns=[TS, *tags],
     )
-    return (_keys(batch, tags) for batch in found)
-
-
-def _keys(batch: pa.Table, tags: list[str]) -> pa.Table:
-    """The batch's key columns, ``ts`` as plain integers (precision does not matter
-    when comparing two segments of one table)."""
-    ts = batch.column(TS).cast(pa.int64())
-    return pa.table({TS: ts, **{tag: batch.column(tag) for tag in tags}})
