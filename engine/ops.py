@@ -23,6 +23,7 @@ from engine.db.reads import as_table, tally_sorted
 from engine.db.recovery import RecoveryReport
 from engine.errors import EngineError, InvalidArgument, NotFound
 from engine.io import lock
+from engine.io.ahead import ahead
 from engine.io.fileio import IO
 from engine.log import wal
 from engine.names import key_of_column, validate_name
@@ -364,10 +365,11 @@ def select_batches(
     limit: int | None = None,
 ) -> Iterator[pa.Table]:
     """Rows of a table after upserts, sorted by series then time, in batches of bounded
-    size; the table, the bounds and the segments are checked before this returns."""
+    size; the table, the bounds and the segments are checked before this returns.
+    The scan runs a batch ahead on a thread of its own, while the caller renders."""
     validate_name("table", table)
     with reading(data_dir, name) as db:
-        return _selected(db, table, start, end, where, limit)
+        return ahead(_selected(db, table, start, end, where, limit), name="select-scan")
 
 
 def _selected(

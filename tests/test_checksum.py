@@ -47,7 +47,31 @@ def test_the_formatter_writes_what_the_csv_writer_writes(
             "b": pa.array(data.draw(st.lists(bools, min_size=n, max_size=n)), pa.bool_()),
         }
     )
-    offset = data.draw(st.integers(0, n))
+    _assert_written_alike(table, data.draw(st.integers(0, n)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(text, text, st.integers(1, 9)), max_size=8), st.integers(0, 40))
+def test_string_columns_side_by_side_are_written_alike_in_runs(
+    runs: list[tuple[str | None, str | None, int]], offset: int
+) -> None:
+    # sorted rows repeat their tags along a series: the formatter makes those per run
+    hosts = [host for host, _, times in runs for _ in range(times)]
+    regions = [region for _, region, times in runs for _ in range(times)]
+    n = len(hosts)
+    table = pa.table(
+        {
+            "ts": pa.array(range(n), pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+            "host": pa.array(hosts, pa.string()),
+            "region": pa.array(regions, pa.string()),
+            "i": pa.array(range(n), pa.int64()),
+            "note": pa.array(hosts, pa.string()),
+        }
+    )
+    _assert_written_alike(table, min(offset, n))
+
+
+def _assert_written_alike(table: pa.Table, offset: int) -> None:
     for rows in (table, table.slice(offset), pa.concat_tables([table, table.slice(offset)])):
         expected = io.BytesIO()
         pacsv.write_csv(rows, expected, OPTIONS)

@@ -20,6 +20,7 @@ from engine.arrowmods import pa, pc
 from engine.db.recovery import ReplayState, WalGap, replay
 from engine.errors import InvalidArgument, NotFound
 from engine.io import scratch
+from engine.io.ahead import ahead
 from engine.io.fileio import IO
 from engine.settings import Settings
 from engine.storage import deletes, mergescan, segment, spill
@@ -315,7 +316,8 @@ def _spilled_runs(
     run_rows = max(min(MIN_SOURCE_ROWS, batch_rows), min(batch_rows, SCAN_BUDGET_ROWS // count))
     runs = []
     for index, group in enumerate(groups):
-        rows = mergescan.merged(group, schema, precision, batch_rows, held)
+        merging = mergescan.merged(group, schema, precision, batch_rows, held)
+        rows = ahead(merging, name="spill-merge")  # merges the next rows while these are written
         run = spill.Run(directory / f"{index:06d}.arrows", arrow_schema, runs_in=schema.tags)
         runs.append(run.write(rows if limit is None else _first(rows, limit), run_rows))
     return [(run.batches(), _never_unsorted) for run in runs]

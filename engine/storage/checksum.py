@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from engine.arrowmods import pa, pacsv, pc
+from engine.io.ahead import ahead
 from engine.storage.schema import TS, TableSchema
 
 _BATCH = 65536
@@ -53,7 +54,7 @@ def _hash(name: str, batches: Iterable[pa.Table], columns: list[str]) -> tuple[i
     that held a value."""
     digest, no_header = hashlib.sha256(), pacsv.WriteOptions(include_header=False)
     rows, valued, started = 0, {TS}, False
-    for batch in batches:
+    for batch in ahead(batches, name="checksum-scan"):
         canonical = batch.select(columns)
         if not started:
             header = str(canonical.schema.remove_metadata()).encode()
@@ -80,8 +81,7 @@ def csv_bytes(rows: pa.Table, options: pacsv.WriteOptions) -> bytes | memoryview
         out = io.BytesIO()
         pacsv.write_csv(rows, out, options)
         return out.getvalue()
-    pairs = zip(rows.schema, rows.columns, strict=True)
-    texts = [_as_text(column, field.type) for field, column in pairs]
+    texts = _column_texts(rows)
     lines = pc.binary_join_element_wise(pc.binary_join_element_wise(*texts, ","), "\n", "")
     lines = lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
     _, offsets, data = lines.buffers()
@@ -90,6 +90,66 @@ def csv_bytes(rows: pa.Table, options: pacsv.WriteOptions) -> bytes | memoryview
     end = width * (lines.offset + len(lines))
     last = int.from_bytes(offsets[end : end + width], "little")
     return memoryview(data)[first:last]
+
+
+def _column_texts(rows: pa.Table) -> list[pa.ChunkedArray | pa.Array]:
+    """Each column of ``rows`` as CSV text; a stretch of two or more string columns
+    next to each other (the tags) as one text, joined with ``,``, made once per run
+    of rows that repeat them (a series) and repeated for the run's rows: sorted rows
+    change their tags only where a series begins."""
+    texts: list[pa.ChunkedArray | pa.Array] = []
+    names, kinds = rows.column_names, [f.type for f in rows.schema]
+    at = 0
+    while at < len(names):
+        end = at
+        while end < len(names) and _is_text(kinds[end]):
+            end += 1
+        if end - at >= 2 and (joined := _runs_joined(rows.select(names[at:end]))) is not None:
+            texts.append(joined)
+            at = end
+            continue
+        texts.append(_as_text(rows.column(at), kinds[at]))
+        at += 1
+    return texts
+
+
+def _runs_joined(columns: pa.Table) -> pa.Array | None:
+    """The string ``columns`` as CSV text joined per row, made per run of equal rows;
+    None when runs are too short for that to pay."""
+    n = columns.num_rows
+    starts = run_starts(columns)
+    if len(starts) * _RUN_GAIN > n:
+        return None
+    firsts = columns.take(starts).combine_chunks()
+    texts = [_as_text(c, c.type) for c in firsts.columns]
+    joined = pc.binary_join_element_wise(*texts, ",")
+    ends = pa.array([*starts.to_pylist()[1:], n], pa.int32())
+    return pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(ends, joined))
+
+
+# Rows a run must average for its columns to be formatted per run, not per row.
+_RUN_GAIN = 4
+
+
+def run_starts(columns: pa.Table) -> pa.Array:
+    """The rows that begin a run of rows equal in every column of ``columns`` (a null
+    equal to a null): the first row, and each that differs from the one before."""
+    n = columns.num_rows
+    differs: pa.Array | None = None
+    for column in columns.columns:
+        here, before = column.slice(1), column.slice(0, n - 1)
+        changed = pc.not_equal(here, before)
+        if column.null_count:
+            changed = pc.or_(
+                pc.fill_null(changed, False), pc.xor(pc.is_null(here), pc.is_null(before))
+            )
+        differs = changed if differs is None else pc.or_(differs, changed)
+    later = pc.add(pc.indices_nonzero(differs), 1) if differs is not None else pa.array([])
+    return pa.concat_arrays([pa.array([0], pa.uint64()), later.cast(pa.uint64())])
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
 
 
 def _is_utc(kind: pa.DataType) -> bool:
