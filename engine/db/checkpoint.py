@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import names
+from engine.arrowmods import pa
 from engine.io.fileio import IO
 from engine.settings import Settings
 from engine.storage import mergescan, segment
@@ -133,8 +134,7 @@ def plan_checkpoint(
                 )
             batches = [b for memtable in pending for b in memtable.batches.get(name, [])]
             if batches:
-                rows = upsert_merge(batches, schema, settings.precision)
-                keep += _write_table(db_dir, plan, name, schema.tags, rows, settings)
+                keep += _write_table(db_dir, plan, name, schema, batches, settings)
             manifest.tables[name] = TableEntry(schema.copy(), keep)
     except BaseException:
         IO.remove_many(db_dir / s.file for s in plan.written)
@@ -204,14 +204,30 @@ def _rewritten(
 
 
 def _write_table(
-    db_dir: Path, plan: CheckpointPlan, table: str, tags: list[str], rows: Any, settings: Settings
+    db_dir: Path,
+    plan: CheckpointPlan,
+    table: str,
+    schema: TableSchema,
+    batches: list[pa.Table],
+    settings: Settings,
 ) -> list[SegmentInfo]:
+    """A segment per time partition of ``batches`` (oldest first), upserts applied.
+
+    The batches are split by partition first (a batch usually lies in one: kept as it
+    is) and each partition merged and written before the next, so the memory beside
+    the memtable is one partition's sorted rows, not all of them and their split."""
+    parts: dict[int, list[pa.Table]] = {}
+    for batch in batches:
+        for partition, rows in segment.split_by_partition(batch, settings.partition_units).items():
+            parts.setdefault(partition, []).append(rows)
     infos = []
-    for partition, part in segment.split_by_partition(rows, settings.partition_units).items():
+    for partition in sorted(parts):
+        part = upsert_merge(parts.pop(partition), schema, settings.precision)
         file_id = plan.manifest.next_segment
         plan.manifest.next_segment += 1
         path = names.segment_path(table, partition, file_id)
-        info = segment.write(db_dir, path, partition, file_id, part, tags)
+        info = segment.write(db_dir, path, partition, file_id, part, schema.tags)
+        del part  # before the next partition's rows are merged
         plan.written.append(info)
         plan.rows += info.rows
         infos.append(info)

@@ -110,6 +110,15 @@ static PyTypeObject OutBufType = {
 /* ``b``'s memory as a Python buffer object, which now owns it (``b`` is emptied). */
 static PyObject *hand_over(Buf *b) {
     if (!b->p && buf_reserve(b, 1)) return PyErr_NoMemory();
+    if (b->cap > b->len && b->len > 0) {
+        /* the buffer outlives the parse (a memtable holds it until the checkpoint): give
+           back what doubling reserved beyond the end, up to as much again as was used */
+        char *fitted = realloc(b->p, b->len);
+        if (fitted) {
+            b->p = fitted;
+            b->cap = b->len;
+        }
+    }
     OutBuf *o = PyObject_New(OutBuf, &OutBufType);
     if (!o) return NULL;
     o->p = b->p;
