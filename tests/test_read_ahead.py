@@ -1,4 +1,4 @@
-"""Segments read two at a time on threads (engine/db/reads.py, ``read_ahead``): results
+"""Segments read two at a time on threads (engine/db/scansources.py, ``read_ahead``): results
 come in order, a reader's error reaches the consumer at its turn, and no reader thread
 outlives the consumer, whether it reads to the end or stops early."""
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from engine.db.reads import read_ahead
+from engine.db.scansources import read_ahead
 
 
 def _readers_alive() -> int:

@@ -8,23 +8,29 @@ hands them what it holds under its write lock (a view, or its memtables and segm
 
 from __future__ import annotations
 
-import itertools
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias, TypedDict, TypeVar, cast
+from typing import TypedDict
 
 from engine.arrowmods import pa, pc
 from engine.db.recovery import ReplayState, WalGap, replay
+from engine.db.scansources import (
+    FewRows,
+    Leading,
+    Source,
+    first_rows,
+    grouped,
+    never_unsorted,
+    removed_after,
+    spilled_runs,
+)
 from engine.errors import InvalidArgument, NotFound
 from engine.io import scratch
-from engine.io.ahead import ahead
 from engine.io.fileio import IO
 from engine.settings import Settings
-from engine.storage import deletes, mergescan, segment, spill
-from engine.storage.boundedread import lean, plain_strings
+from engine.storage import deletes, mergescan, segment
 from engine.storage.deletes import DeleteSpec
 from engine.storage.manifest import Manifest, SegmentInfo
 from engine.storage.memtable import Memtable, time_span
@@ -148,23 +154,27 @@ def scan_batches(
     def opened(infos: list[SegmentInfo]) -> list[Source]:
         return [(map(keep, read(info)), disorder(info)) for info in infos]
 
+    if small_limit and limit and len(stored) > LIMITED_OPEN_SEGMENTS:  # limit 0 reads none
+        leading = Leading(db_dir, schema, precision, limit, read, keep)
+        stored = leading.segments(stored)
+
     sources: list[Source] = []
     if (start is not None or end is not None or where) and limit is None:
-        few = _FewRows(read, keep, schema, precision, disorder)
+        few = FewRows(read, keep, schema, precision, disorder, FEW_ROWS)
         sources, stored = few.sorted_while_few(stored, held)
     spilled: Path | None = None
     if len(stored) <= at_once:
         sources += opened(stored)
     else:  # merged in groups into runs first, so that at most a group is open at once
-        spilled, groups = scratch.make("spill"), _groups(stored, at_once)
+        spilled, groups = scratch.make("spill"), grouped(stored, at_once)
         try:
-            sources += _spilled_runs(
+            sources += spilled_runs(
                 spilled,
                 map(opened, groups),
-                len(groups),
                 schema,
                 precision,
                 per_source,
+                _run_rows(len(groups), batch_rows),
                 limit,
                 held,
             )
@@ -177,158 +187,22 @@ def scan_batches(
         for b in m.batches.get(table, [])
     ]
     if fresh:  # the newest source: the memtables, merged (they are bounded by the checkpoint)
-        sources.append((iter([upsert_merge(fresh, schema, precision)]), _never_unsorted))
+        sources.append((iter([upsert_merge(fresh, schema, precision)]), never_unsorted))
     rows = mergescan.merged(sources, schema, precision, batch_rows, held)
     empty = schema.arrow_schema(precision).empty_table()
-    out = _at_least_one(rows if limit is None else _first(rows, limit), empty)
-    return out if spilled is None else _removing(spilled, out)
+    out = _at_least_one(rows if limit is None else first_rows(rows, limit), empty)
+    return out if spilled is None else removed_after(spilled, out)
 
 
-# a scan's source and the error it raises if found unsorted (a string: pyarrow loads
-# on first use, and `db list` never uses it)
-Source: TypeAlias = "tuple[Iterator[pa.Table], Callable[[], Exception]]"
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class _FewRows:
-    """A bounded scan's segments read one after the other while the rows within bounds
-    they hold number at most FEW_ROWS: a few rows from each of many segments
-    (one host over every partition) cost one sort, not a merge whose every round pays
-    for each source. Their tag strings stay dictionaries until all are read, then are
-    decoded once per column, not once per segment."""
-
-    read: Callable[..., Iterator[pa.Table]]  # a segment's rows (``dictionaries=True``)
-    keep: Callable[[pa.Table], pa.Table]  # what pending deletes leave of rows
-    schema: TableSchema
-    precision: str
-    disorder: Callable[[SegmentInfo], Callable[[], Exception]]
-
-    def sorted_while_few(
-        self, stored: list[SegmentInfo], held: Callable[[int], object] | None
-    ) -> tuple[list[Source], list[SegmentInfo]]:
-        """The sources the rows of ``stored`` (oldest first) make: those of the segments
-        read whole as one, then, past FEW_ROWS, the segment being read (what it gave,
-        then the rest of it); and the segments still to open."""
-        whole: list[pa.Table] = []  # the rows of the segments read to their end
-        total = 0
-        for position, (mine, rest) in enumerate(read_ahead(stored, self._first_rows)):
-            total += sum(batch.num_rows for batch in mine)
-            if rest is not None or total > FEW_ROWS:  # too many to sort: merged as they come
-                batches = itertools.chain(mine, rest or ())
-                resumed = (
-                    map(self.keep, map(plain_strings, batches)),
-                    self.disorder(stored[position]),
-                )
-                return [*self._sorted(whole), resumed], stored[position + 1 :]
-            whole += mine
-        if held is not None:
-            held(total)
-        return self._sorted(whole), []
-
-    def _first_rows(self, info: SegmentInfo) -> tuple[list[pa.Table], Iterator[pa.Table] | None]:
-        """A segment's first batches, up to just past FEW_ROWS rows, and the rest of them
-        (None when it gave them all)."""
-        batches = self.read(info, dictionaries=True)
-        first: list[pa.Table] = []
-        rows = 0
-        for batch in batches:
-            first.append(lean(batch))
-            rows += batch.num_rows
-            if rows > FEW_ROWS:
-                return first, batches
-        return first, None
-
-    def _sorted(self, tables: list[pa.Table]) -> list[Source]:
-        """``tables`` (oldest first) merged by one sort, as a source; none without rows."""
-        if tables and all(t.schema == tables[0].schema for t in tables):
-            tables = [pa.concat_tables(tables)]  # decoded once per column, not per segment
-        kept = [self.keep(plain_strings(t)) for t in tables]
-        rows = upsert_merge(kept, self.schema, self.precision)
-        return [(iter([rows]), _never_unsorted)] if rows.num_rows else []
-
-
-def read_ahead(items: list[T], read: Callable[[T], R], window: int = 2) -> Iterator[R]:
-    """``read`` of each of ``items``, in order, up to ``window`` of them read at once on
-    threads of their own: pyarrow releases the GIL while it parses a footer or decodes,
-    so two segments read side by side use both cores. A reader never outlives this."""
-    results: dict[int, tuple[bool, object]] = {}
-    running: dict[int, threading.Thread] = {}
-
-    def start(index: int) -> None:
-        def work() -> None:
-            try:
-                results[index] = (True, read(items[index]))
-            except BaseException as exc:  # handed to the consumer, raised there
-                results[index] = (False, exc)
-
-        running[index] = threading.Thread(target=work, name="segment-read", daemon=True)
-        running[index].start()
-
-    for index in range(min(window, len(items))):
-        start(index)
-    try:
-        for index in range(len(items)):
-            running.pop(index).join()
-            if index + window < len(items):
-                start(index + window)
-            done, value = results.pop(index)
-            if not done:
-                assert isinstance(value, BaseException)
-                raise value
-            yield cast(R, value)
-    finally:
-        for thread in running.values():
-            thread.join()
+def _run_rows(runs: int, batch_rows: int) -> int:
+    """Rows per batch of each spilled run: the last merge holds a batch of each, and
+    together they are the scan's budget."""
+    return max(min(MIN_SOURCE_ROWS, batch_rows), min(batch_rows, SCAN_BUDGET_ROWS // runs))
 
 
 def _selected(rows: pa.Table, columns: list[str] | None) -> pa.Table:
     """``rows`` with only those of ``columns`` it has (all of them for None)."""
     return rows if columns is None else rows.select([c for c in columns if c in rows.column_names])
-
-
-def _groups(stored: list[SegmentInfo], most: int) -> list[list[SegmentInfo]]:
-    """``stored`` (oldest first) cut into runs of consecutive segments, at most
-    ``most`` each and as even as that allows: merging the groups in order keeps the
-    newer segment's row for a key."""
-    count = -(-len(stored) // most)
-    size = -(-len(stored) // count)
-    return [stored[i : i + size] for i in range(0, len(stored), size)]
-
-
-def _spilled_runs(
-    directory: Path,
-    groups: Iterable[list[Source]],
-    count: int,
-    schema: TableSchema,
-    precision: str,
-    batch_rows: int,
-    limit: int | None,
-    held: Callable[[int], object] | None,
-) -> list[Source]:
-    """Each group merged and written to a run file in ``directory`` (only its first
-    ``limit`` rows when there is a limit: the first rows overall are among them),
-    and the runs as sources for the last merge, oldest first. ``groups`` opens each
-    group as it is reached, after the previous one is written and closed."""
-    arrow_schema = schema.arrow_schema(precision)
-    # the last merge holds a batch of each run: together, the scan's budget
-    run_rows = max(min(MIN_SOURCE_ROWS, batch_rows), min(batch_rows, SCAN_BUDGET_ROWS // count))
-    runs = []
-    for index, group in enumerate(groups):
-        merging = mergescan.merged(group, schema, precision, batch_rows, held)
-        rows = ahead(merging, name="spill-merge")  # merges the next rows while these are written
-        run = spill.Run(directory / f"{index:06d}.arrows", arrow_schema, runs_in=schema.tags)
-        runs.append(run.write(rows if limit is None else _first(rows, limit), run_rows))
-    return [(run.batches(), _never_unsorted) for run in runs]
-
-
-def _removing(directory: Path, batches: Iterator[pa.Table]) -> Iterator[pa.Table]:
-    """``batches``, then ``directory`` removed, however the consumer stops."""
-    try:
-        yield from batches
-    finally:
-        IO.remove_tree(directory)
 
 
 @dataclass
@@ -391,20 +265,6 @@ def _at_least_one(batches: Iterator[pa.Table], empty: pa.Table) -> Iterator[pa.T
         yield batch
     if not gave:
         yield empty
-
-
-def _first(batches: Iterator[pa.Table], limit: int) -> Iterator[pa.Table]:
-    """The first ``limit`` rows of ``batches``; stops reading there."""
-    left = limit
-    for batch in batches if left > 0 else ():
-        yield batch.slice(0, left)
-        left -= batch.num_rows
-        if left <= 0:
-            return
-
-
-def _never_unsorted() -> Exception:  # pragma: no cover - a merge's output is sorted
-    return AssertionError("merged rows (memtables, a spilled run) are sorted")
 
 
 def replay_consistently(db_dir: Path, name: str, attempts: int = 50) -> ReplayState:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
@@ -69,11 +69,11 @@ class _Handoff(Generic[T]):
             self.changed.notify_all()
 
 
-def ahead(items: Iterable[T], depth: int = 1, name: str = "ahead") -> Iterator[T]:
+def ahead(items: Iterable[T], depth: int = 1, name: str = "ahead") -> Generator[T, None, None]:
     """The items of ``items``, produced on a thread named ``name`` while the consumer
     handles the ones before, at most ``depth`` of them waiting. Nothing starts until
-    the first item is asked for; the thread never outlives the returned iterator
-    (exhausted, closed or collected)."""
+    the first item is asked for; the thread never outlives the returned generator
+    (exhausted, closed or collected): a consumer that may stop early closes it."""
     handoff: _Handoff[T] = _Handoff(max(1, depth))
 
     def produce() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass
 
 from engine.arrowmods import pa, pacsv, pc
@@ -54,16 +55,18 @@ def _hash(name: str, batches: Iterable[pa.Table], columns: list[str]) -> tuple[i
     that held a value."""
     digest, no_header = hashlib.sha256(), pacsv.WriteOptions(include_header=False)
     rows, valued, started = 0, {TS}, False
-    for batch in ahead(batches, name="checksum-scan"):
-        canonical = batch.select(columns)
-        if not started:
-            header = str(canonical.schema.remove_metadata()).encode()
-            digest.update(name.encode() + b"\n" + header + b"\n")
-            started = True
-        valued.update(c for c in columns if canonical.column(c).null_count < len(canonical))
-        rows += canonical.num_rows
-        for start in range(0, canonical.num_rows, _BATCH):
-            digest.update(csv_bytes(canonical.slice(start, _BATCH), no_header))
+    # the scan runs a batch ahead on its own thread; closed here if hashing fails
+    with closing(ahead(batches, name="checksum-scan")) as scanned:
+        for batch in scanned:
+            canonical = batch.select(columns)
+            if not started:
+                header = str(canonical.schema.remove_metadata()).encode()
+                digest.update(name.encode() + b"\n" + header + b"\n")
+                started = True
+            valued.update(c for c in columns if canonical.column(c).null_count < len(canonical))
+            rows += canonical.num_rows
+            for start in range(0, canonical.num_rows, _BATCH):
+                digest.update(csv_bytes(canonical.slice(start, _BATCH), no_header))
     if not started:
         raise ValueError("a scan gives at least one batch, which carries the columns")
     return rows, digest.hexdigest(), valued

@@ -69,6 +69,15 @@ def series_at(rows: pa.Table, positions: list[int], tags: list[str]) -> list[Ser
     ]
 
 
+def last_key_in_order(rows: pa.Table, tags: list[str]) -> Key | None:
+    """The key of the last of ``rows`` (conformed, with every tag column) if they are
+    in strict key order, each key once; None if they are not, or there are none."""
+    if not rows.num_rows:
+        return None
+    index = _Index.of(rows, tags)
+    return index.key(rows.num_rows - 1) if index.in_order() else None
+
+
 @dataclass
 class _Index:
     """Where a sorted batch's series begin, what they are, and its timestamps: the

@@ -260,6 +260,22 @@ def batches(
     return _decoded_within(source, reader, info, path, batch_rows, bounds, columns, dictionaries)
 
 
+def first_series(db_dir: Path, info: SegmentInfo) -> dict[str, str | None] | None:
+    """The tag values of the segment's first series (a tag the file lacks is null and
+    left out), read from the series index in its footer after the footer's digest is
+    checked against the manifest: no row is decoded. None when the file has no index,
+    or the manifest no footer digest to check it by."""
+    if not info.footer:
+        return None
+    path = db_dir / info.file
+    with pa.OSFile(str(path)) as source:  # a file gone (compacted away) raises as it is
+        try:
+            _check_footer(source, info, path)
+            return seriesindex.first_series(pq.read_metadata(source).metadata, info.rows)
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise damaged(path, f"its footer does not decode ({exc})") from exc
+
+
 def _check_stream(source: pa.NativeFile, info: SegmentInfo, path: Path) -> None:
     digest, size = hashlib.sha256(), 0
     while chunk := source.read(_HASH_CHUNK):

@@ -40,6 +40,7 @@ from array import array
 from collections.abc import Mapping
 from itertools import compress, islice
 from operator import lt
+from typing import Any
 
 import zstandard
 
@@ -114,19 +115,14 @@ def series_rows(
     are ``footer``; None when it has no index, or one without a tag of ``where``.
 
     Raises ValueError for an index that does not describe the file's rows in order."""
-    encoded = (footer or {}).get(KEY)
-    if encoded is None:
+    decoded = _decoded(footer, total_rows)
+    if decoded is None:
         return None
-    try:
-        body = _decompressor().decompress(base64.b64decode(encoded, validate=True))
-    except zstandard.ZstdError as exc:
-        raise ValueError(f"the series index does not decompress ({exc})") from exc
-    text, _, table = body.partition(b"\0")
-    header = json.loads(text)
-    rows, series = header["rows"], header["series"]
+    header, table = decoded
+    series = header["series"]
     tags = {name: (i, values) for i, (name, values) in enumerate(header["tags"])}
-    if rows != total_rows or len(table) != 8 * series + 4 * series * len(tags):
-        raise ValueError(f"the series index does not describe the file's {total_rows} rows")
+    if len(tags) != len(header["tags"]):
+        raise ValueError("the series index names a tag twice")
     if any(tag not in tags for tag in where):
         return None
     first = _read(array("q"), table[: 8 * series])
@@ -150,6 +146,51 @@ def series_rows(
         else:
             ranges.append((low, high))
     return ranges
+
+
+def first_series(
+    footer: Mapping[bytes, bytes] | None, total_rows: int
+) -> dict[str, str | None] | None:
+    """The tag values of the first series of a file of ``total_rows`` rows whose footer
+    entries are ``footer`` (a tag of the table the file lacks is null in every row and
+    absent here); None when it has no index.
+
+    Raises ValueError for an index that does not describe the file's rows."""
+    decoded = _decoded(footer, total_rows)
+    if decoded is None:
+        return None
+    header, table = decoded
+    series = header["series"]
+    if series < 1:
+        raise ValueError("the series index lists no series")
+    out: dict[str, str | None] = {}
+    for position, (name, values) in enumerate(header["tags"]):
+        start = 8 * series + 4 * series * position
+        (code,) = _read(array("I"), table[start : start + 4])
+        if code >= len(values):
+            raise ValueError("the series index names a tag value it does not list")
+        out[name] = values[code]
+    return out
+
+
+def _decoded(
+    footer: Mapping[bytes, bytes] | None, total_rows: int
+) -> tuple[dict[str, Any], bytes] | None:
+    """The index's JSON header and its table of integers, checked against the file's
+    row count; None when the footer has no index."""
+    encoded = (footer or {}).get(KEY)
+    if encoded is None:
+        return None
+    try:
+        body = _decompressor().decompress(base64.b64decode(encoded, validate=True))
+    except zstandard.ZstdError as exc:
+        raise ValueError(f"the series index does not decompress ({exc})") from exc
+    text, _, table = body.partition(b"\0")
+    header = json.loads(text)
+    rows, series = header["rows"], header["series"]
+    if rows != total_rows or len(table) != 8 * series + 4 * series * len(header["tags"]):
+        raise ValueError(f"the series index does not describe the file's {total_rows} rows")
+    return header, table
 
 
 def _decompressor() -> zstandard.ZstdDecompressor:
