@@ -5,6 +5,7 @@ infinities and signed zeros, integers at their limits, booleans)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import pyarrow as pa
@@ -12,7 +13,8 @@ import pyarrow.csv as pacsv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.storage.checksum import csv_bytes
+from engine.storage.checksum import csv_bytes, table_digest
+from engine.storage.schema import TableSchema
 
 OPTIONS = pacsv.WriteOptions(include_header=False)
 text = st.none() | st.text(
@@ -76,3 +78,28 @@ def _assert_written_alike(table: pa.Table, offset: int) -> None:
         expected = io.BytesIO()
         pacsv.write_csv(rows, expected, OPTIONS)
         assert bytes(csv_bytes(rows, OPTIONS)) == expected.getvalue()
+
+
+def test_a_table_digest_hashes_its_rows_as_the_csv_writer_writes_them() -> None:
+    # batches large enough to be formatted in halves on two threads; the halves join
+    # to the writer's bytes, in order
+    n = 150_000
+    hosts = [f"h{i // 700}" for i in range(n)]
+    table = pa.table(
+        {
+            "ts": pa.array(range(n), pa.int64()).cast(pa.timestamp("ns", tz="UTC")),
+            "host": pa.array(hosts, pa.string()),
+            "region": pa.array([None if i % 3000 < 700 else 'r,"1"' for i in range(n)]),
+            "i": pa.array([None if i % 7 == 0 else i * 31 for i in range(n)], pa.int64()),
+            "v": pa.array([i / 3 for i in range(n)], pa.float64()),
+        }
+    )
+    batches = [table.slice(0, 70_000), table.slice(70_000)]
+    schema = TableSchema(["host", "region"], {"i": "int64", "v": "float64"})
+    digest = table_digest("cpu", lambda: iter(batches), schema)
+
+    expected = hashlib.sha256(b"cpu\n" + str(table.schema).encode() + b"\n")
+    written = io.BytesIO()
+    pacsv.write_csv(table, written, OPTIONS)
+    expected.update(written.getvalue())
+    assert (digest.rows, digest.sha256) == (n, expected.hexdigest())
