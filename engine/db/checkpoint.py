@@ -22,7 +22,7 @@ from engine.storage import mergescan, segment
 from engine.storage.deletes import DeleteSpec, pending_for, without_deleted
 from engine.storage.manifest import Manifest, SegmentInfo, TableEntry
 from engine.storage.memtable import Memtable
-from engine.storage.merge import upsert_merge
+from engine.storage.merge import upsert_merged
 from engine.storage.schema import TableSchema
 
 
@@ -203,6 +203,10 @@ def _rewritten(
     return encoder
 
 
+# Sorted rows a checkpoint gathers and encodes at a time (whole row groups).
+PIECE_ROWS = 8 * segment.ROW_GROUP_ROWS
+
+
 def _write_table(
     db_dir: Path,
     plan: CheckpointPlan,
@@ -214,20 +218,23 @@ def _write_table(
     """A segment per time partition of ``batches`` (oldest first), upserts applied.
 
     The batches are split by partition first (a batch usually lies in one: kept as it
-    is) and each partition merged and written before the next, so the memory beside
-    the memtable is one partition's sorted rows, not all of them and their split."""
+    is) and each partition merged and encoded before the next, a piece of sorted rows
+    at a time, so the memory beside the memtable is the sort's order, a piece and the
+    compressed file: neither all the sorted rows nor their split by partition."""
     parts: dict[int, list[pa.Table]] = {}
     for batch in batches:
         for partition, rows in segment.split_by_partition(batch, settings.partition_units).items():
             parts.setdefault(partition, []).append(rows)
     infos = []
     for partition in sorted(parts):
-        part = upsert_merge(parts.pop(partition), schema, settings.precision)
+        encoder = segment.Encoder(schema.arrow_schema(settings.precision), schema.tags)
+        merged = upsert_merged(parts.pop(partition), schema, settings.precision, PIECE_ROWS)
+        for piece in merged:
+            encoder.add(piece)
         file_id = plan.manifest.next_segment
         plan.manifest.next_segment += 1
         path = names.segment_path(table, partition, file_id)
-        info = segment.write(db_dir, path, partition, file_id, part, schema.tags)
-        del part  # before the next partition's rows are merged
+        info = segment.write_encoded(db_dir, path, partition, file_id, encoder)
         plan.written.append(info)
         plan.rows += info.rows
         infos.append(info)

@@ -1,4 +1,6 @@
-"""A stream produced on a thread of its own, a few items ahead of its consumer.
+"""Work beside the caller on the second core: a stream produced on a thread of its
+own a few items ahead of its consumer (:func:`ahead`), and a spare worker thread made
+on first use (:class:`SpareThread`).
 
 A scan merges segments (pyarrow decodes, compares and copies with the GIL released)
 and its consumer formats and hashes the rows (pyarrow and hashlib release it too):
@@ -15,8 +17,11 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Generator, Iterable
-from typing import Generic, TypeVar, cast
+from collections.abc import Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 T = TypeVar("T")
 
@@ -105,3 +110,24 @@ def ahead(items: Iterable[T], depth: int = 1, name: str = "ahead") -> Generator[
     finally:
         handoff.stop()
         thread.join()
+
+
+R = TypeVar("R")
+
+
+class SpareThread:
+    """One worker thread for work that runs beside the caller, made on first use: a
+    command that never needs it neither starts it nor imports ``concurrent.futures``."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, work: Callable[..., R], *args: Any) -> Future[R]:
+        with self._lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
+        return self._pool.submit(work, *args)

@@ -11,17 +11,16 @@ encodes in its own thread: handing it over would only add the switch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from threading import Lock
 from typing import TYPE_CHECKING
 
 from engine.arrowmods import pa
+from engine.io.ahead import SpareThread
 from engine.log import wal
 
-if TYPE_CHECKING:  # loaded by the first commit: a reader never needs them
-    from concurrent.futures import Future, ThreadPoolExecutor
+if TYPE_CHECKING:  # loaded by the first commit: a reader never needs it
+    from concurrent.futures import Future
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = Lock()
+_ENCODER = SpareThread("wal-encode")
 
 
 def encode_payloads(tables: Sequence[tuple[str, pa.Table]], *, beside: bool) -> Future[list[bytes]]:
@@ -30,7 +29,7 @@ def encode_payloads(tables: Sequence[tuple[str, pa.Table]], *, beside: bool) -> 
     from concurrent.futures import Future
 
     if beside and tables:
-        return _pool().submit(_encode, tables)
+        return _ENCODER.submit(_encode, tables)
     done: Future[list[bytes]] = Future()
     done.set_result(_encode(tables))
     return done
@@ -38,13 +37,3 @@ def encode_payloads(tables: Sequence[tuple[str, pa.Table]], *, beside: bool) -> 
 
 def _encode(tables: Sequence[tuple[str, pa.Table]]) -> list[bytes]:
     return [wal.encode_data(name, rows) for name, rows in tables]
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-encode")
-        return _POOL

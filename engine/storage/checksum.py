@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from engine.arrowmods import pa, pacsv, pc
-from engine.io.ahead import ahead
+from engine.io.ahead import SpareThread, ahead
 from engine.storage.schema import TS, TableSchema
-
-if TYPE_CHECKING:  # loaded by the first checksum: a command start-up never needs it
-    from concurrent.futures import ThreadPoolExecutor
 
 _BATCH = 65536
 
@@ -86,7 +81,7 @@ def _formatted(rows: pa.Table, options: pacsv.WriteOptions) -> list[bytes | memo
     half = rows.num_rows // 2
     if half < _SPLIT_ROWS:
         return [csv_bytes(rows, options)]
-    later = _formatter().submit(csv_bytes, rows.slice(half), options)
+    later = _FORMATTER.submit(csv_bytes, rows.slice(half), options)
     try:
         first = csv_bytes(rows.slice(0, half), options)
     finally:
@@ -96,18 +91,7 @@ def _formatted(rows: pa.Table, options: pacsv.WriteOptions) -> list[bytes | memo
 
 # Rows below which a batch is formatted whole: a hand-over costs more than it saves.
 _SPLIT_ROWS = 4_096
-_FORMATTER: ThreadPoolExecutor | None = None
-_FORMATTER_LOCK = threading.Lock()
-
-
-def _formatter() -> ThreadPoolExecutor:
-    global _FORMATTER
-    with _FORMATTER_LOCK:
-        if _FORMATTER is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            _FORMATTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checksum-format")
-        return _FORMATTER
+_FORMATTER = SpareThread("checksum-format")
 
 
 def csv_bytes(rows: pa.Table, options: pacsv.WriteOptions) -> bytes | memoryview:

@@ -8,23 +8,51 @@ and segments first), which pyarrow's single-threaded hash aggregation keeps.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from engine.arrowmods import pa, pc
 from engine.storage.schema import TS, TableSchema, conform
 
 
 def upsert_merge(batches: list[pa.Table], schema: TableSchema, precision: str) -> pa.Table:
     """Merge ``batches`` (oldest first) into unique keys, sorted by tags then ``ts``."""
+    pieces = list(upsert_merged(batches, schema, precision))
+    if not pieces:
+        return schema.arrow_schema(precision).empty_table()
+    return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces).combine_chunks()
+
+
+def upsert_merged(
+    batches: list[pa.Table], schema: TableSchema, precision: str, piece_rows: int | None = None
+) -> Iterator[pa.Table]:
+    """:func:`upsert_merge`'s rows in pieces of at most ``piece_rows`` (None: one).
+
+    Where no key repeats (new points: the usual case), each piece is gathered from the
+    batches as it is asked for, so a writer that takes them one at a time never holds
+    the whole sorted copy beside the batches (a checkpoint of a 64 MB memtable: 68 MB
+    less at its peak). Where keys repeat, the merge is made whole first."""
     target = schema.arrow_schema(precision)
     tables = [conform(b, schema, precision) for b in batches if b.num_rows]
     if not tables:
-        return target.empty_table()
-    # left in chunks: a gather from them makes the sorted copy without a combined one
-    # beside it (a checkpoint's memtable: 68 MB less at its peak)
+        return
+    # left in chunks: a gather from them makes the sorted rows without a combined copy
     combined = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     keys = _sort_keys(combined, schema)
     order = pc.sort_indices(keys, sort_keys=_ascending(keys))
-    if not _has_adjacent_duplicates(keys.take(order)):
-        return combined.take(order).combine_chunks()
+    repeats = _has_adjacent_duplicates(keys.take(order))
+    del keys
+    if repeats:
+        merged = _last_values(combined, schema, target)
+        step = piece_rows or max(1, merged.num_rows)
+        yield from (merged.slice(start, step) for start in range(0, merged.num_rows, step))
+        return
+    step = piece_rows or max(1, len(order))
+    for start in range(0, len(order), step):
+        yield combined.take(order.slice(start, step)).combine_chunks()
+
+
+def _last_values(combined: pa.Table, schema: TableSchema, target: pa.Schema) -> pa.Table:
+    """One row per key, each field its last non-null value in input order; sorted."""
     aggregated = combined.group_by([*schema.tags, TS], use_threads=False).aggregate(
         [(name, "last") for name in schema.fields]
     )
