@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from engine import Batch, Database, SchemaConflict
 from engine.storage.deletes import DeleteSpec
+from engine.storage.merge import upsert_merge, upsert_merged
 from engine.storage.rows import to_records
+from engine.storage.schema import TableSchema
 from tests.conftest import new_db
 
 
@@ -172,3 +174,34 @@ def test_overwritten_counts_match_the_model(
     }
     db.close()
     assert got == model
+
+
+key_row = st.tuples(
+    st.sampled_from([None, "a", "b"]), st.integers(0, 9), st.none() | st.floats(0, 9)
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    batches=st.lists(st.lists(key_row, min_size=1, max_size=12), min_size=1, max_size=4),
+    piece_rows=st.integers(1, 7),
+)
+def test_the_merge_in_pieces_is_the_merge_cut_in_pieces(
+    batches: list[list[tuple[str | None, int, float | None]]], piece_rows: int
+) -> None:
+    # a checkpoint encodes the merge a piece at a time: the same rows, in the same order
+    schema = TableSchema(["host"], {"v": "float64"})
+    tables = [
+        pa.table(
+            {
+                "ts": pa.array([t for _, t, _ in rows], pa.int64()),
+                "host": pa.array([h for h, _, _ in rows], pa.string()),
+                "v": pa.array([v for _, _, v in rows], pa.float64()),
+            }
+        )
+        for rows in batches
+    ]
+    whole = upsert_merge(tables, schema, "ns")
+    pieces = list(upsert_merged(tables, schema, "ns", piece_rows))
+    assert all(0 < piece.num_rows <= piece_rows for piece in pieces)
+    assert pa.concat_tables(pieces).equals(whole)
