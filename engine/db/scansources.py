@@ -138,8 +138,8 @@ class Leading:
         return series, info.min_ts
 
     def _first_rows(self, info: SegmentInfo) -> pa.Table:
-        """The segment's first ``limit`` rows within bounds after deletes (fewer if it
-        has no more), conformed to the schema."""
+        """The segment's first ``limit`` rows within bounds after deletes, conformed to
+        the schema; none when it has fewer (they cannot set the cut)."""
         taken: list[pa.Table] = []
         rows = 0
         batches = self.read(info)
