@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from engine.arrowmods import pa, pacsv, pc
 from engine.io.ahead import SpareThread, ahead
+from engine.storage.mergescan import series_starts
 from engine.storage.schema import TS, TableSchema
 
 _BATCH = 65536
@@ -142,35 +143,18 @@ def _runs_joined(columns: pa.Table) -> pa.Array | None:
     """The string ``columns`` as CSV text joined per row, made per run of equal rows;
     None when runs are too short for that to pay."""
     n = columns.num_rows
-    starts = run_starts(columns)
+    starts = series_starts(columns, columns.column_names)  # a run: those columns equal
     if len(starts) * _RUN_GAIN > n:
         return None
-    firsts = columns.take(starts).combine_chunks()
+    firsts = columns.take(pa.array(starts, pa.int64())).combine_chunks()
     texts = [_as_text(c, c.type) for c in firsts.columns]
     joined = pc.binary_join_element_wise(*texts, ",")
-    ends = pa.array([*starts.to_pylist()[1:], n], pa.int32())
+    ends = pa.array([*starts[1:], n], pa.int32())
     return pc.run_end_decode(pa.RunEndEncodedArray.from_arrays(ends, joined))
 
 
 # Rows a run must average for its columns to be formatted per run, not per row.
 _RUN_GAIN = 4
-
-
-def run_starts(columns: pa.Table) -> pa.Array:
-    """The rows that begin a run of rows equal in every column of ``columns`` (a null
-    equal to a null): the first row, and each that differs from the one before."""
-    n = columns.num_rows
-    differs: pa.Array | None = None
-    for column in columns.columns:
-        here, before = column.slice(1), column.slice(0, n - 1)
-        changed = pc.not_equal(here, before)
-        if column.null_count:
-            changed = pc.or_(
-                pc.fill_null(changed, False), pc.xor(pc.is_null(here), pc.is_null(before))
-            )
-        differs = changed if differs is None else pc.or_(differs, changed)
-    later = pc.add(pc.indices_nonzero(differs), 1) if differs is not None else pa.array([])
-    return pa.concat_arrays([pa.array([0], pa.uint64()), later.cast(pa.uint64())])
 
 
 def _is_text(kind: pa.DataType) -> bool:

@@ -16,10 +16,8 @@ from engine.storage.schema import TS, TableSchema, conform
 
 def upsert_merge(batches: list[pa.Table], schema: TableSchema, precision: str) -> pa.Table:
     """Merge ``batches`` (oldest first) into unique keys, sorted by tags then ``ts``."""
-    pieces = list(upsert_merged(batches, schema, precision))
-    if not pieces:
-        return schema.arrow_schema(precision).empty_table()
-    return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces).combine_chunks()
+    whole = next(upsert_merged(batches, schema, precision), None)  # no piece size: one
+    return whole if whole is not None else schema.arrow_schema(precision).empty_table()
 
 
 def upsert_merged(
